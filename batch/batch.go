@@ -1,0 +1,122 @@
+// Package batch is the record batch that one JetStream message carries.
+//
+// One message holds many records because a JetStream hop costs far more per
+// message than per byte (see DESIGN.md, "Record batches"). The body is a
+// version byte, a uvarint record count, then each record as a uvarint length
+// and its bytes: splitting it copies nothing and re-encodes no JSON.
+package batch
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Header names carried by batch messages.
+const (
+	HeaderMsgID     = "Nats-Msg-Id"
+	HeaderSource    = "Sluice-Source"
+	HeaderKind      = "Sluice-Kind"
+	HeaderEvent     = "Sluice-Event"
+	HeaderSchema    = "Sluice-Schema"
+	HeaderCount     = "Sluice-Count"
+	HeaderFirstTime = "Sluice-First-Time"
+	HeaderLastTime  = "Sluice-Last-Time"
+	HeaderFetchedAt = "Sluice-Fetched-At"
+	HeaderRawID     = "Sluice-Raw-Id"
+	HeaderSink      = "Sluice-Sink"
+
+	HeaderStage    = "Sluice-Stage"
+	HeaderReason   = "Sluice-Reason"
+	HeaderRecordID = "Sluice-Record-Id"
+	HeaderOrigin   = "Sluice-Origin-Subject"
+)
+
+const version = 1
+
+// ErrCorrupt is returned (wrapped) for a body that is not a valid batch.
+var ErrCorrupt = errors.New("corrupt record batch")
+
+// Encode packs records into a batch body.
+func Encode(records [][]byte) []byte {
+	n := 1 + binary.MaxVarintLen64
+	for _, r := range records {
+		n += binary.MaxVarintLen64 + len(r)
+	}
+	return AppendEncode(make([]byte, 0, n), records)
+}
+
+// AppendEncode appends the body of records to dst.
+func AppendEncode(dst []byte, records [][]byte) []byte {
+	dst = append(dst, version)
+	dst = binary.AppendUvarint(dst, uint64(len(records)))
+	for _, r := range records {
+		dst = binary.AppendUvarint(dst, uint64(len(r)))
+		dst = append(dst, r...)
+	}
+	return dst
+}
+
+// Decode splits a body into its records. The records alias body.
+func Decode(body []byte) ([][]byte, error) {
+	if len(body) == 0 {
+		return nil, fmt.Errorf("%w: empty body", ErrCorrupt)
+	}
+	if body[0] != version {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrCorrupt, body[0], version)
+	}
+	off := 1
+	count, k := binary.Uvarint(body[off:])
+	if k <= 0 {
+		return nil, fmt.Errorf("%w: bad record count at offset %d", ErrCorrupt, off)
+	}
+	off += k
+	// Every record takes at least one byte, so a count beyond the body is corrupt.
+	if count > uint64(len(body)-off) {
+		return nil, fmt.Errorf("%w: count %d exceeds body of %d bytes", ErrCorrupt, count, len(body))
+	}
+	records := make([][]byte, 0, count)
+	for i := uint64(0); i < count; i++ {
+		size, k := binary.Uvarint(body[off:])
+		if k <= 0 {
+			return nil, fmt.Errorf("%w: bad length of record %d at offset %d", ErrCorrupt, i, off)
+		}
+		off += k
+		if size > uint64(len(body)-off) {
+			return nil, fmt.Errorf("%w: record %d of %d bytes at offset %d overruns body of %d bytes", ErrCorrupt, i, size, off, len(body))
+		}
+		records = append(records, body[off:off+int(size):off+int(size)])
+		off += int(size)
+	}
+	if off != len(body) {
+		return nil, fmt.Errorf("%w: %d trailing bytes after %d records", ErrCorrupt, len(body)-off, count)
+	}
+	return records, nil
+}
+
+// RecordID is the ID of the n-th record of a batch: the ID policies, the DLQ,
+// replay and duplicate checks use.
+func RecordID(batchID string, n int) string {
+	return batchID + "/" + strconv.Itoa(n)
+}
+
+// Output is one record of an OUT batch: what a policy produced for one sink.
+type Output struct {
+	ID        string          `json:"id"`
+	Timestamp float64         `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+
+	// Splunk HEC metadata; empty means the sink's default.
+	Index      string         `json:"index,omitempty"`
+	Sourcetype string         `json:"sourcetype,omitempty"`
+	Source     string         `json:"source,omitempty"`
+	Host       string         `json:"host,omitempty"`
+	Fields     map[string]any `json:"fields,omitempty"`
+
+	// BigQuery destination, as in Swarm.
+	Dataset   string `json:"dataset,omitempty"`
+	Table     string `json:"table,omitempty"`
+	Partition string `json:"partition,omitempty"`
+}
