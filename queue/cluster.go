@@ -1,0 +1,33 @@
+package queue
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// applyCluster sets the route listener and the routes to every peer.
+func applyCluster(o *server.Options, c *ClusterOptions) error {
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("queue: cluster listen %q: %w", c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("queue: cluster listen %q: bad port", c.Listen)
+	}
+	o.Cluster.Name = c.Name
+	o.Cluster.Host = host
+	o.Cluster.Port = port
+	for _, p := range c.Peers {
+		u, err := url.Parse("nats-route://" + p)
+		if err != nil {
+			return fmt.Errorf("queue: cluster peer %q: %w", p, err)
+		}
+		o.Routes = append(o.Routes, u)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/batch"
+)
+
+// ErrNoMessage is returned by Next when nothing arrived within maxWait.
+var ErrNoMessage = errors.New("no message")
+
+// ConsumerConfig describes a stage's durable pull consumer.
+type ConsumerConfig struct {
+	Stream  string // StreamRaw or StreamOut
+	Durable string // shared by every node, so work spreads over them
+	Subject string // filter subject
+	// AckWait is how long a delivery may stay unacked before JetStream sends
+	// it again; long work calls Delivery.InProgress. Default 30s.
+	AckWait time.Duration
+	// MaxAckPending bounds deliveries handed out and not yet acked. Default 256.
+	MaxAckPending int
+	// MaxDeliveries: a message delivered more often than this without an ack
+	// (the stage crashed on it, or timed out every time) has each of its
+	// records sent to the DLQ and is then acked. 0 means never.
+	MaxDeliveries int
+	// FetchBytes bounds what the client buffers ahead. Default 32 MiB.
+	FetchBytes int
+	// Stage and Name label DLQ subjects and metrics ("transform"/"transform",
+	// "sink"/<sink name>).
+	Stage, Name string
+}
+
+// Consumer hands out deliveries of one durable consumer.
+type Consumer struct {
+	q    *Queue
+	cfg  ConsumerConfig
+	cons jetstream.Consumer
+	iter jetstream.MessagesContext
+}
+
+// Delivery is one batch message handed to a stage. Ack it only when its work
+// is safely done.
+type Delivery struct {
+	Subject   string
+	Header    nats.Header
+	Data      []byte
+	ID        string // the batch ID (Nats-Msg-Id)
+	Delivered uint64 // 1 on the first delivery
+	Seq       uint64 // stream sequence
+	Time      time.Time
+	msg       jetstream.Msg
+	c         *Consumer
+}
+
+// Ack marks the delivery done; JetStream will not send it again.
+func (d *Delivery) Ack() error {
+	if err := d.msg.Ack(); err != nil {
+		return err
+	}
+	if d.c != nil {
+		m := d.c.q.metrics
+		m.ackedMsgs.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Inc()
+		m.ackedRecords.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Add(float64(parseCount(d.Header)))
+	}
+	return nil
+}
+
+// Nak asks for the delivery to be sent again after delay.
+func (d *Delivery) Nak(delay time.Duration) error { return d.msg.NakWithDelay(delay) }
+
+// InProgress resets the ack-wait timer for slow work.
+func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Consumer creates or binds the durable consumer and starts pulling.
+func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
+	if cfg.Durable == "" || cfg.Stream == "" {
+		return nil, errors.New("queue: consumer needs Stream and Durable")
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.MaxAckPending <= 0 {
+		cfg.MaxAckPending = 256
+	}
+	if cfg.FetchBytes <= 0 {
+		cfg.FetchBytes = 32 << 20
+	}
+	if cfg.Stage == "" {
+		cfg.Stage = cfg.Durable
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.Durable
+	}
+	jcfg := jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		FilterSubject: cfg.Subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1, // sluice decides when to give up (MaxDeliveries), so nothing is stranded unacked
+		MaxAckPending: cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	var cons jetstream.Consumer
+	var err error
+	delay := 100 * time.Millisecond
+	for {
+		cons, err = q.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg)
+		if err == nil || !retryableStreamError(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("queue: consumer %s on %s: %w (last error: %v)", cfg.Durable, cfg.Stream, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	// Pull about as many as may be pending, so the client never asks for
+	// more than JetStream will hand out, and cap the bytes buffered ahead.
+	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(cfg.MaxAckPending, cfg.FetchBytes))
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumer %s: start pulling: %w", cfg.Durable, err)
+	}
+	c := &Consumer{q: q, cfg: cfg, cons: cons, iter: iter}
+	q.mu.Lock()
+	q.consumers = append(q.consumers, c)
+	q.mu.Unlock()
+	return c, nil
+}
+
+// Next returns the next delivery, waiting at most maxWait (ErrNoMessage).
+// Deliveries over MaxDeliveries are dead-lettered here and never returned.
+func (c *Consumer) Next(ctx context.Context, maxWait time.Duration) (*Delivery, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, maxWait)
+		msg, err := c.iter.Next(jetstream.NextContext(wctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if wctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+				return nil, ErrNoMessage
+			}
+			return nil, fmt.Errorf("queue: consumer %s: %w", c.cfg.Durable, err)
+		}
+		d := &Delivery{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data(), msg: msg, c: c}
+		d.ID = d.Header.Get(batch.HeaderMsgID)
+		if md, err := msg.Metadata(); err == nil {
+			d.Delivered, d.Seq, d.Time = md.NumDelivered, md.Sequence.Stream, md.Timestamp
+		}
+		if d.Delivered > 1 {
+			c.q.metrics.redelivered.WithLabelValues(c.cfg.Stream, c.cfg.Durable).Inc()
+		}
+		if c.cfg.MaxDeliveries > 0 && d.Delivered > uint64(c.cfg.MaxDeliveries) {
+			reason := fmt.Sprintf("delivered %d times without being acked (the %s stage crashed or timed out on it each time)", d.Delivered-1, c.cfg.Stage)
+			if err := c.q.DeadLetterBatch(ctx, c.cfg.Stage, c.cfg.Name, d, reason); err != nil {
+				// Keep it; it will come back and we try again.
+				c.q.log.Error("dead-lettering an undeliverable batch failed", "batch", d.ID, "err", err)
+				_ = d.Nak(time.Second)
+				continue
+			}
+			_ = d.Ack()
+			continue
+		}
+		return d, nil
+	}
+}
+
+// Close stops pulling. Unacked deliveries go back to JetStream after AckWait.
+func (c *Consumer) Close() { c.iter.Stop() }
+
+// Info returns JetStream's view of the consumer (pending, ack floor).
+func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	return c.cons.Info(ctx)
+}

@@ -1,0 +1,107 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/batch"
+)
+
+// ErrBufferFull means a stream has reached its limit with undelivered records.
+// The publishing stage must pause and retry; nothing was stored.
+var ErrBufferFull = errors.New("buffer full")
+
+// PublishError reports which messages of a Publish call were not stored.
+type PublishError struct {
+	Failed []int   // indexes into the published slice
+	Errs   []error // the error of each failed message
+}
+
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("queue: %d of the messages not stored; first (message %d): %v", len(e.Failed), e.Failed[0], e.Errs[0])
+}
+
+// Is makes errors.Is(err, ErrBufferFull) true when any message hit a full stream.
+func (e *PublishError) Is(target error) bool {
+	for _, err := range e.Errs {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *PublishError) Unwrap() []error { return e.Errs }
+
+// Publish stores every message and returns only when each has its JetStream
+// ack (or failed). Each message must carry a Nats-Msg-Id header so that a
+// re-publish after a crash is deduplicated. On failure the error is a
+// *PublishError; a message that did not fail is stored, whatever the others did.
+func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	perr := &PublishError{}
+	fail := func(i int, err error) {
+		perr.Failed = append(perr.Failed, i)
+		perr.Errs = append(perr.Errs, classifyPublishError(msgs[i].Subject, err))
+	}
+	for i, m := range msgs {
+		if m.Header.Get(batch.HeaderMsgID) == "" {
+			fail(i, errors.New("no Nats-Msg-Id header"))
+			continue
+		}
+		f, err := q.js.PublishMsgAsync(m)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			q.metrics.published(ack.Stream, msgs[i])
+		case err := <-f.Err():
+			fail(i, err)
+		case <-ctx.Done():
+			fail(i, ctx.Err())
+		}
+	}
+	if len(perr.Failed) > 0 {
+		q.metrics.publishFailed(perr)
+		return perr
+	}
+	return nil
+}
+
+// classifyPublishError turns JetStream's "maximum bytes exceeded" and its
+// relatives into ErrBufferFull, keeping the original text.
+func classifyPublishError(subject string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case apiErr.ErrorCode == 10077 && (strings.Contains(apiErr.Description, "maximum bytes") || strings.Contains(apiErr.Description, "maximum messages")),
+			apiErr.ErrorCode == 10023, // insufficient resources
+			apiErr.ErrorCode == 10047: // storage resources exceeded
+			return fmt.Errorf("publish to %s: %w: %s", subject, ErrBufferFull, apiErr.Description)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "maximum bytes exceeded") {
+		return fmt.Errorf("publish to %s: %w: %v", subject, ErrBufferFull, err)
+	}
+	return fmt.Errorf("publish to %s: %w", subject, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func isBufferFull(err error) bool { return errors.Is(err, ErrBufferFull) }

@@ -1,0 +1,248 @@
+// Package queue is sluice's durable buffer: an embedded NATS JetStream server,
+// the streams RAW, OUT and DLQ, publish-and-wait and pull-and-ack.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Sync is how often JetStream flushes stream files to disk.
+type Sync string
+
+const (
+	// SyncInterval lets JetStream fsync every two minutes (its default); a
+	// power loss can lose acknowledged records written since the last sync,
+	// a process crash cannot (the OS page cache survives it).
+	SyncInterval Sync = "interval"
+	// SyncAlways fsyncs every write before the ack: a power loss loses
+	// nothing acknowledged, at a large cost in throughput.
+	SyncAlways Sync = "always"
+)
+
+// Options configure the embedded buffer. Zero values are sensible defaults.
+type Options struct {
+	DataDir    string // required: JetStream's store lives in DataDir/jetstream
+	ServerName string // default: hostname
+	// Listen is the client listener (host:port) for the nats CLI; default
+	// 127.0.0.1 with a random port.
+	Listen          string
+	Sync            Sync
+	MaxBytes        int64         // all streams together; default 1 GiB
+	Replicas        int           // default 1
+	DuplicateWindow time.Duration // message-ID dedup window; default 10m
+	RetainDelivered time.Duration // replay window of delivered records; default 72h
+	// MaxPayload caps one message; default 8 MiB (batches aim for 64–256 KB).
+	MaxPayload int32
+	// PublishInFlight bounds async publishes awaiting their ack; default 256.
+	PublishInFlight int
+	// Cluster, when set, makes the embedded server join a JetStream cluster.
+	Cluster *ClusterOptions
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+// ClusterOptions join the embedded server to other nodes (see cluster/).
+type ClusterOptions struct {
+	Name   string
+	Listen string   // route listener host:port
+	Peers  []string // host:port of every node's route listener
+}
+
+func (o *Options) setDefaults() error {
+	if o.DataDir == "" {
+		return errors.New("queue: DataDir is required")
+	}
+	if o.ServerName == "" {
+		h, _ := os.Hostname()
+		o.ServerName = h
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:-1"
+	}
+	switch o.Sync {
+	case "":
+		o.Sync = SyncInterval
+	case SyncInterval, SyncAlways:
+	default:
+		return fmt.Errorf("queue: sync %q: want %q or %q", o.Sync, SyncInterval, SyncAlways)
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 30
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 10 * time.Minute
+	}
+	if o.RetainDelivered <= 0 {
+		o.RetainDelivered = 72 * time.Hour
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 8 << 20
+	}
+	if o.PublishInFlight <= 0 {
+		o.PublishInFlight = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+	return nil
+}
+
+// Queue is a running embedded JetStream server with sluice's streams.
+type Queue struct {
+	opts    Options
+	srv     *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	log     *slog.Logger
+	metrics *metrics
+
+	mu        sync.Mutex
+	consumers []*Consumer
+	stopTrim  context.CancelFunc
+	trimDone  chan struct{}
+}
+
+// Start runs the embedded server, waits until JetStream is ready and creates
+// or updates the streams.
+func Start(ctx context.Context, opts Options) (*Queue, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	host, portStr, err := net.SplitHostPort(opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("queue: listen %q: %w", opts.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("queue: listen %q: bad port", opts.Listen)
+	}
+	storeDir := filepath.Join(opts.DataDir, "jetstream")
+	if err := os.MkdirAll(storeDir, 0o750); err != nil {
+		return nil, fmt.Errorf("queue: data dir: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName:         opts.ServerName,
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           storeDir,
+		JetStreamMaxStore:  opts.MaxBytes + 64<<20, // slack for stream metadata; the streams' own limits add up to MaxBytes
+		JetStreamMaxMemory: 64 << 20,               // sluice keeps nothing in memory streams
+		MaxPayload:         opts.MaxPayload,
+		SyncAlways:         opts.Sync == SyncAlways,
+		NoSigs:             true,
+		NoLog:              true,
+	}
+	if c := opts.Cluster; c != nil {
+		if err := applyCluster(sopts, c); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("queue: new server: %w", err)
+	}
+	srv.SetLoggerV2(newServerLogger(opts.Logger), false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("queue: embedded NATS server not ready after 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1))
+	if err != nil {
+		srv.Shutdown()
+		return nil, fmt.Errorf("queue: connect in-process: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(opts.PublishInFlight))
+	if err != nil {
+		nc.Close()
+		srv.Shutdown()
+		return nil, fmt.Errorf("queue: jetstream: %w", err)
+	}
+	q := &Queue{opts: opts, srv: srv, nc: nc, js: js, log: opts.Logger}
+	q.metrics, err = newMetrics(opts.Metrics, q)
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	if err := q.ensureStreams(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
+	trimCtx, cancel := context.WithCancel(context.Background())
+	q.stopTrim, q.trimDone = cancel, make(chan struct{})
+	go q.trimLoop(trimCtx)
+	return q, nil
+}
+
+// ClientURL is where the nats CLI reaches the embedded server.
+func (q *Queue) ClientURL() string { return q.srv.ClientURL() }
+
+// Conn is the node's in-process client connection.
+func (q *Queue) Conn() *nats.Conn { return q.nc }
+
+// JetStream is the node's JetStream context, for admin reads (replay, status).
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Server is the embedded server, for status and cluster checks.
+func (q *Queue) Server() *server.Server { return q.srv }
+
+// Options returns the options the queue runs with, defaults filled in.
+func (q *Queue) Options() Options { return q.opts }
+
+// Ready reports whether JetStream can take writes now.
+func (q *Queue) Ready() error {
+	if !q.nc.IsConnected() {
+		return errors.New("queue: client not connected")
+	}
+	if !q.srv.JetStreamEnabled() {
+		return errors.New("queue: JetStream not enabled")
+	}
+	if q.opts.Cluster != nil && !q.srv.JetStreamIsCurrent() {
+		return errors.New("queue: JetStream cluster has no current meta leader")
+	}
+	return nil
+}
+
+// Close stops consumers, the trimmer, the client and the server, in that order.
+func (q *Queue) Close() {
+	if q.stopTrim != nil {
+		q.stopTrim()
+		<-q.trimDone
+	}
+	q.mu.Lock()
+	cs := q.consumers
+	q.consumers = nil
+	q.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+	if q.nc != nil {
+		_ = q.nc.Drain()
+		q.nc.Close()
+	}
+	if q.srv != nil {
+		q.srv.Shutdown()
+		q.srv.WaitForShutdown()
+	}
+}

@@ -1,0 +1,374 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sluicehq/sluice/batch"
+)
+
+func startQueue(t *testing.T, dir string, mod func(*Options)) *Queue {
+	t.Helper()
+	opts := Options{DataDir: dir, ServerName: "test", MaxBytes: 64 << 20}
+	if mod != nil {
+		mod(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func rawMsg(source, id string, records ...string) *nats.Msg {
+	recs := make([][]byte, len(records))
+	for i, r := range records {
+		recs[i] = []byte(r)
+	}
+	h := nats.Header{}
+	h.Set(batch.HeaderMsgID, id)
+	h.Set(batch.HeaderCount, fmt.Sprint(len(recs)))
+	return &nats.Msg{Subject: RawSubject(source), Header: h, Data: batch.Encode(recs)}
+}
+
+func streamMsgs(t *testing.T, q *Queue, name string) uint64 {
+	t.Helper()
+	s, err := q.js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestPublishDeduplicatesByMessageID(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "sls/p/l/0/MTA=/0", `{"x":1}`), rawMsg("a", "sls/p/l/0/MTA=/1", `{"x":2}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != 2 {
+		t.Fatalf("RAW holds %d messages, want 2", n)
+	}
+}
+
+func TestPublishRequiresMessageID(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	m := rawMsg("a", "x", "r")
+	m.Header.Del(batch.HeaderMsgID)
+	var perr *PublishError
+	if err := q.Publish(context.Background(), []*nats.Msg{m}); !errors.As(err, &perr) || perr.Failed[0] != 0 {
+		t.Fatalf("err = %v, want a PublishError for message 0", err)
+	}
+}
+
+func TestUnackedDeliveryComesBackAfterAckWait(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "id-1", "r1")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Next(ctx, 5*time.Second)
+	if err != nil || d.ID != "id-1" || d.Delivered != 1 {
+		t.Fatalf("first delivery: %+v, %v", d, err)
+	}
+	// Not acked: it must come again.
+	d2, err := c.Next(ctx, 5*time.Second)
+	if err != nil || d2.ID != "id-1" || d2.Delivered != 2 {
+		t.Fatalf("redelivery: %+v, %v", d2, err)
+	}
+	if err := d2.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Next(ctx, time.Second); !errors.Is(err, ErrNoMessage) {
+		t.Fatalf("after ack: err = %v, want ErrNoMessage", err)
+	}
+}
+
+func TestMaxDeliveriesSendsEachRecordToDLQWithReason(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "poison", "r0", "r1"), rawMsg("a", "fine", "r2")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: 200 * time.Millisecond, MaxDeliveries: 2, Stage: "transform", Name: "transform", MaxAckPending: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never ack "poison"; ack "fine" when it comes.
+	deadline := time.Now().Add(15 * time.Second)
+	fine := false
+	for time.Now().Before(deadline) && (!fine || streamMsgs(t, q, StreamDLQ) < 2) {
+		d, err := c.Next(ctx, 500*time.Millisecond)
+		if errors.Is(err, ErrNoMessage) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.ID == "poison" && d.Delivered > 2 {
+			t.Fatalf("poison handed out on delivery %d, over MaxDeliveries", d.Delivered)
+		}
+		if d.ID == "fine" {
+			fine = true
+			_ = d.Ack()
+		}
+	}
+	if !fine {
+		t.Fatal("the healthy message never came through")
+	}
+	dlq, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamDLQ, Durable: "inspect", Subject: DLQSubject("transform", "transform")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 2 {
+		d, err := dlq.Next(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatalf("DLQ after %d: %v", len(got), err)
+		}
+		recs, _ := batch.Decode(d.Data)
+		if !strings.Contains(d.Header.Get(batch.HeaderReason), "delivered 2 times") {
+			t.Errorf("reason = %q", d.Header.Get(batch.HeaderReason))
+		}
+		if d.Header.Get(batch.HeaderOrigin) != "raw.a" {
+			t.Errorf("origin = %q", d.Header.Get(batch.HeaderOrigin))
+		}
+		got = append(got, d.Header.Get(batch.HeaderRecordID)+"="+string(recs[0]))
+		_ = d.Ack()
+	}
+	if strings.Join(got, ",") != "poison/0=r0,poison/1=r1" {
+		t.Fatalf("DLQ holds %v", got)
+	}
+}
+
+func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
+	// RAW gets 30% of 4 MiB; 64 KiB records fill it quickly.
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 4 << 20 })
+	defer q.Close()
+	ctx := context.Background()
+	big := strings.Repeat("x", 64<<10)
+	stored := 0
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), big)}); err != nil {
+			break
+		}
+		stored++
+	}
+	if !errors.Is(err, ErrBufferFull) {
+		t.Fatalf("after %d messages: err = %v, want ErrBufferFull", stored, err)
+	}
+	if stored == 0 || stored == 100 {
+		t.Fatalf("stored %d", stored)
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != uint64(stored) {
+		t.Fatalf("RAW holds %d, want the %d stored before it filled", n, stored)
+	}
+	// Consuming does not free space by itself; trimming delivered records does.
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < stored; i++ {
+		d, err := c.Next(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Ack()
+	}
+	waitFor(t, func() bool {
+		info, _ := c.Info(ctx)
+		return info != nil && info.AckFloor.Stream == uint64(stored)
+	})
+	if err := q.Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != 0 {
+		t.Fatalf("after trim of a full stream RAW holds %d delivered messages", n)
+	}
+	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "after", big)}); err != nil {
+		t.Fatalf("publish after trim: %v", err)
+	}
+}
+
+func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.RetainDelivered = time.Hour })
+	defer q.Close()
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", MaxAckPending: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		d, err := c.Next(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Ack()
+	}
+	if err := q.Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != 4 {
+		t.Fatalf("within the replay window RAW holds %d, want 4", n)
+	}
+	q.opts.RetainDelivered = time.Nanosecond
+	waitFor(t, func() bool {
+		info, _ := c.Info(ctx)
+		return info != nil && info.AckFloor.Stream == 2
+	})
+	if err := q.Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != 2 {
+		t.Fatalf("past the window RAW holds %d, want the 2 undelivered", n)
+	}
+}
+
+func TestRecordsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	q := startQueue(t, dir, nil)
+	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "1", "r1"), rawMsg("a", "2", "r2")}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q = startQueue(t, dir, nil)
+	defer q.Close()
+	if n := streamMsgs(t, q, StreamRaw); n != 2 {
+		t.Fatalf("after restart RAW holds %d, want 2", n)
+	}
+}
+
+// TestRecordsSurviveSIGKILL runs a child process that publishes and is then
+// killed with SIGKILL; every acked record must be there after restart.
+func TestRecordsSurviveSIGKILL(t *testing.T) {
+	if dir := os.Getenv("SLUICE_QUEUE_CHILD_DIR"); dir != "" {
+		childPublishAndHang(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRecordsSurviveSIGKILL$")
+	cmd.Env = append(os.Environ(), "SLUICE_QUEUE_CHILD_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	acked := ""
+	for sc.Scan() {
+		if n, ok := strings.CutPrefix(sc.Text(), "ACKED "); ok {
+			acked = n
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if acked == "" {
+		t.Fatal("child never reported its acks")
+	}
+	q := startQueue(t, dir, nil)
+	defer q.Close()
+	// The child kept publishing after it reported, so there may be more.
+	stored := streamMsgs(t, q, StreamRaw)
+	if acked != "500" || stored < 500 {
+		t.Fatalf("after SIGKILL RAW holds %d messages, the child had %s acked", stored, acked)
+	}
+	c, err := q.Consumer(context.Background(), ConsumerConfig{Stream: StreamRaw, Durable: "check", Subject: "raw.>", MaxAckPending: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i := uint64(0); i < stored; i++ {
+		d, err := c.Next(context.Background(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("reading message %d of %d: %v", i, stored, err)
+		}
+		if _, err := batch.Decode(d.Data); err != nil {
+			t.Fatalf("message %s corrupt after SIGKILL: %v", d.ID, err)
+		}
+		seen[d.ID] = true
+	}
+	for i := 0; i < 500; i++ {
+		if !seen[fmt.Sprint("k-", i)] {
+			t.Fatalf("acked message k-%d lost after SIGKILL", i)
+		}
+	}
+	// Re-publishing an ID stored before the kill stores nothing new.
+	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "k-0", "again")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != stored {
+		t.Fatalf("a re-publish after restart was stored again: %d, want %d", n, stored)
+	}
+}
+
+func childPublishAndHang(dir string) {
+	q, err := Start(context.Background(), Options{DataDir: dir, ServerName: "child", MaxBytes: 64 << 20})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	msgs := make([]*nats.Msg, 500)
+	for i := range msgs {
+		msgs[i] = rawMsg("a", fmt.Sprint("k-", i), strings.Repeat("r", 1000))
+	}
+	if err := q.Publish(context.Background(), msgs); err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	fmt.Println("ACKED", len(msgs))
+	// Keep publishing until killed, so the kill lands mid-write.
+	for i := 0; ; i++ {
+		_ = q.Publish(context.Background(), []*nats.Msg{rawMsg("a", fmt.Sprint("more-", i), "x")})
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,102 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	StreamRaw = "RAW"
+	StreamOut = "OUT"
+	StreamDLQ = "DLQ"
+)
+
+// RawSubject is where a source publishes its batches.
+func RawSubject(source string) string { return "raw." + source }
+
+// OutSubject is where the transform publishes a sink's batches.
+func OutSubject(sink string) string { return "out." + sink }
+
+// DLQSubject is where a stage dead-letters a record.
+func DLQSubject(stage, name string) string { return "dlq." + stage + "." + name }
+
+// streamShare splits Options.MaxBytes between the streams. OUT gets the
+// most: it is what grows while a SIEM is down.
+var streamShares = []struct {
+	name    string
+	subject string
+	share   float64
+}{
+	{StreamRaw, "raw.>", 0.30},
+	{StreamOut, "out.>", 0.60},
+	{StreamDLQ, "dlq.>", 0.10},
+}
+
+// streamConfig is the one definition of a stream. Limits retention with
+// DiscardNew: JetStream never drops a stored record to make room (a full
+// stream refuses the publish instead); delivered records are removed by the
+// trimmer (trim.go), oldest first, when they age out of the replay window or
+// when space runs short.
+func (q *Queue) streamConfig(name, subject string, share float64) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Subjects:    []string{subject},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    int64(float64(q.opts.MaxBytes) * share),
+		MaxMsgs:     -1,
+		MaxAge:      0,
+		MaxMsgSize:  q.opts.MaxPayload,
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.opts.Replicas,
+		Duplicates:  q.opts.DuplicateWindow,
+		AllowDirect: true,
+	}
+}
+
+// ensureStreams creates or updates every stream. Several nodes may do this at
+// once, and a cluster may not have a meta leader yet: retry until ctx ends.
+func (q *Queue) ensureStreams(ctx context.Context) error {
+	for _, s := range streamShares {
+		cfg := q.streamConfig(s.name, s.subject, s.share)
+		delay := 100 * time.Millisecond
+		for {
+			_, err := q.js.CreateOrUpdateStream(ctx, cfg)
+			if err == nil {
+				break
+			}
+			if !retryableStreamError(err) {
+				return fmt.Errorf("queue: stream %s: %w", s.name, err)
+			}
+			q.log.Info("waiting for JetStream to create stream", "stream", s.name, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("queue: stream %s: %w (last error: %v)", s.name, ctx.Err(), err)
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, 2*time.Second)
+		}
+	}
+	return nil
+}
+
+func retryableStreamError(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeStreamNameInUse, // a peer created it a moment ago
+			10005, // no suitable peers yet (cluster forming)
+			10006, // cluster not active
+			10008, // cluster not available
+			10009: // no meta leader
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrNoHeartbeat) || isTimeout(err)
+}

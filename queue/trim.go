@@ -1,0 +1,133 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams keep delivered records for replay. JetStream alone cannot express
+// "keep undelivered records whatever their age, keep delivered ones for a
+// window, drop delivered ones first when short of space", so the streams use
+// Limits retention with DiscardNew (nothing stored is ever dropped by
+// JetStream) and this loop removes delivered records itself: a record is
+// delivered once every durable consumer on its subject has acked past it (the
+// consumer's ack floor). Delivered records go when older than
+// RetainDelivered, or all of them, oldest first, when a stream is over
+// trimHighWater of its limit.
+const trimHighWater = 0.8
+
+// TrimInterval is how often the trimmer runs.
+const TrimInterval = 15 * time.Second
+
+func (q *Queue) trimLoop(ctx context.Context) {
+	defer close(q.trimDone)
+	t := time.NewTicker(TrimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := q.Trim(ctx); err != nil && ctx.Err() == nil {
+				q.log.Warn("trimming delivered records failed", "err", err)
+			}
+		}
+	}
+}
+
+// Trim removes delivered records that fell out of the replay window, or all
+// delivered records of a stream that is short of space. Safe to run on every
+// node of a cluster at once: a purge below the ack floor is idempotent.
+func (q *Queue) Trim(ctx context.Context) error {
+	var errs []error
+	for _, name := range []string{StreamRaw, StreamOut} {
+		if err := q.trimStream(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (q *Queue) trimStream(ctx context.Context, name string) error {
+	s, err := q.js.Stream(ctx, name)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	short := info.Config.MaxBytes > 0 && float64(info.State.Bytes) > trimHighWater*float64(info.Config.MaxBytes)
+	// The delivered floor of each filter subject: the lowest ack floor of
+	// the durable consumers reading it.
+	floors := map[string]uint64{}
+	consumers := s.ListConsumers(ctx)
+	for ci := range consumers.Info() {
+		if ci.Config.Durable == "" {
+			continue // replays and other ephemeral readers do not hold records
+		}
+		subj := ci.Config.FilterSubject
+		if subj == "" {
+			subj = ">"
+		}
+		if f, ok := floors[subj]; !ok || ci.AckFloor.Stream < f {
+			floors[subj] = ci.AckFloor.Stream
+		}
+	}
+	if err := consumers.Err(); err != nil {
+		return err
+	}
+	cutoff := time.Now().Add(-q.opts.RetainDelivered)
+	for subj, floor := range floors {
+		if floor == 0 {
+			continue
+		}
+		upTo := floor + 1 // purge keeps this sequence and later ones
+		if !short {
+			first, err := q.firstSeqSince(ctx, name, subj, cutoff)
+			if err != nil {
+				return err
+			}
+			upTo = min(upTo, first)
+		}
+		if upTo <= info.State.FirstSeq {
+			continue
+		}
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(upTo)); err != nil {
+			return err
+		}
+		q.log.Debug("trimmed delivered records", "stream", name, "subject", subj, "below_seq", upTo, "short_of_space", short)
+	}
+	return nil
+}
+
+// firstSeqSince is the sequence of the first message on subj stored at or
+// after t, or the last sequence plus one when there is none.
+func (q *Queue) firstSeqSince(ctx context.Context, stream, subj string, t time.Time) (uint64, error) {
+	oc, err := q.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subj},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &t,
+	})
+	if err != nil {
+		return 0, err
+	}
+	batch, err := oc.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return 0, err
+	}
+	for m := range batch.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			return 0, err
+		}
+		return md.Sequence.Stream, nil
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return 0, err
+	}
+	return ^uint64(0), nil
+}
