@@ -71,6 +71,10 @@ func decodeValue(n *yaml.Node, path string, v reflect.Value) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
+	if v.Type() == yamlNodeType {
+		v.Set(reflect.ValueOf(*n)) // decoded later by whoever owns it
+		return nil
+	}
 	if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct && !hasUnmarshaler(v.Type()) {
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
@@ -136,6 +140,8 @@ func describe(n *yaml.Node) string {
 	}
 	return "something else"
 }
+
+var yamlNodeType = reflect.TypeOf(yaml.Node{})
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 

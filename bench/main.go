@@ -1,0 +1,30 @@
+// Command bench runs sluice's benchmarks: go run ./bench SCENARIO [flags].
+// Each prints throughput per CPU core of the measured process, wall
+// throughput, peak RSS and, where it applies, latency; medians of runs.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+func main() {
+	scenarios := map[string]func([]string) error{
+		"queue": queueBench,
+	}
+	names := make([]string, 0, len(scenarios))
+	for n := range scenarios {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
+		fmt.Fprintf(os.Stderr, "usage: go run ./bench SCENARIO [flags]\nscenarios: %s\n", strings.Join(names, ", "))
+		os.Exit(2)
+	}
+	if err := scenarios[os.Args[1]](os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

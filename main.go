@@ -1,0 +1,103 @@
+// Command sluice ships security logs from cloud log stores to the SIEM and
+// the warehouse, buffering every record durably on the way.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/node"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+		var exit exitCode
+		if errors.As(err, &exit) {
+			os.Exit(int(exit))
+		}
+		os.Exit(1)
+	}
+}
+
+// exitCode lets a command choose its exit status.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "sluice",
+		Short:         "Ship security logs from SLS and GCS to Splunk and BigQuery, durably buffered",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	emulate := &cobra.Command{Use: "emulate", Short: "Run a stand-in for an outside service (for demos, benchmarks, tests)"}
+	emulate.AddCommand(newEmulateHECCmd(), newEmulateSLSCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newDevCmd(), newPolicyCmd(), emulate)
+	return root
+}
+
+func newRunCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a node from a config file",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := node.Load(path, node.KnownTypes())
+			if err != nil {
+				return err
+			}
+			log := newLogger(os.Stderr, cfg.Node.LogLevel, cfg.Node.LogFormat)
+			ctx, stop := signalContext()
+			defer stop()
+			n, err := node.New(cfg, node.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			return n.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "sluice.yaml", "config file")
+	return cmd
+}
+
+func newValidateCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a config file and exit non-zero with the field at fault",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := node.Load(path, node.KnownTypes()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "sluice.yaml", "config file")
+	return cmd
+}
+
+// signalContext is done on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,366 @@
+// Package node holds the node's configuration and lifecycle: it starts the
+// queue, the actors and the admin HTTP server, and stops them in order.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/conf"
+)
+
+// Config is the whole sluice.yaml.
+type Config struct {
+	Node      NodeConfig     `yaml:"node"`
+	Queue     QueueConfig    `yaml:"queue"`
+	Policies  PoliciesConfig `yaml:"policies"`
+	Transform yaml.Node      `yaml:"transform"` // decoded by the transform stage's own Config
+	Sources   []Component    `yaml:"sources"`
+	Sinks     []Component    `yaml:"sinks"`
+	Cluster   *ClusterConfig `yaml:"cluster"`
+}
+
+// NodeConfig is the node: its name, where it keeps data, where it listens.
+type NodeConfig struct {
+	Name        string      `yaml:"name"`         // default: hostname
+	DataDir     string      `yaml:"data_dir"`     // default: /var/lib/sluice
+	AdminListen string      `yaml:"admin_listen"` // default: 127.0.0.1:8686
+	AdminToken  conf.Secret `yaml:"admin_token"`  // required when admin_listen is not loopback
+	NATSListen  string      `yaml:"nats_listen"`  // client port for the nats CLI; default 127.0.0.1, random port
+	LogLevel    string      `yaml:"log_level"`    // debug, info, warn, error; default info
+	LogFormat   string      `yaml:"log_format"`   // text or json; default text
+	// ShutdownTimeout bounds how long each stage may take to drain on stop.
+	ShutdownTimeout conf.Duration `yaml:"shutdown_timeout"`
+}
+
+// QueueConfig is the durable buffer.
+type QueueConfig struct {
+	MaxBytes        conf.ByteSize `yaml:"max_bytes"`        // all streams together; default 20GiB
+	RetainDelivered conf.Duration `yaml:"retain_delivered"` // replay window; default 72h
+	Sync            string        `yaml:"sync"`             // interval (default) or always
+	DuplicateWindow conf.Duration `yaml:"duplicate_window"` // message-ID dedup window; default 10m
+}
+
+// PoliciesConfig points at the Rego policies.
+type PoliciesConfig struct {
+	Dir   string `yaml:"dir"`
+	Watch *bool  `yaml:"watch"` // reload when a file changes; default true
+}
+
+// ClusterConfig joins nodes into one JetStream cluster.
+type ClusterConfig struct {
+	Name     string   `yaml:"name"`
+	Listen   string   `yaml:"listen"`
+	Peers    []string `yaml:"peers"`
+	Replicas int      `yaml:"replicas"`
+	TLS      struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+		CAFile   string `yaml:"ca_file"`
+	} `yaml:"tls"`
+}
+
+// Component is one source or sink: its name and type, and the rest of its
+// keys, decoded by the package of that type.
+type Component struct {
+	Name string
+	Type string
+	Line int
+	Node *yaml.Node
+	// Decoded is the type's own Config, set by Load.
+	Decoded any
+}
+
+func (c *Component) UnmarshalYAML(n *yaml.Node) error {
+	c.Node, c.Line = n, n.Line
+	if n.Kind != yaml.MappingNode {
+		return errors.New("want a mapping of keys")
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "name":
+			c.Name = n.Content[i+1].Value
+		case "type":
+			c.Type = n.Content[i+1].Value
+		}
+	}
+	return nil
+}
+
+// ComponentType decodes and checks the config of one type of source or sink.
+type ComponentType struct {
+	// Decode decodes n strictly (conf.DecodeStrict) into the type's Config,
+	// validates it and returns it; errors name the field relative to n.
+	Decode func(n *yaml.Node) (any, error)
+}
+
+// Types lists the source and sink types a node knows, by config `type`.
+type Types struct {
+	Sources map[string]ComponentType
+	Sinks   map[string]ComponentType
+}
+
+// Load reads, expands and validates a config file. Every error names the
+// file, the field and what is wrong.
+func Load(path string, types Types) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data, types, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse is Load on bytes, with env looking up ${NAME}.
+func Parse(data []byte, types Types, env func(string) (string, bool)) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	if err := expandEnv(&doc, "", env); err != nil {
+		return nil, err
+	}
+	cfg := &Config{}
+	if len(doc.Content) > 0 {
+		if err := conf.DecodeStrict(&doc, "", cfg); err != nil {
+			return nil, err
+		}
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(types); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Node.Name == "" {
+		c.Node.Name, _ = os.Hostname()
+	}
+	if c.Node.DataDir == "" {
+		c.Node.DataDir = "/var/lib/sluice"
+	}
+	if c.Node.AdminListen == "" {
+		c.Node.AdminListen = "127.0.0.1:8686"
+	}
+	if c.Node.NATSListen == "" {
+		c.Node.NATSListen = "127.0.0.1:-1"
+	}
+	if c.Node.LogLevel == "" {
+		c.Node.LogLevel = "info"
+	}
+	if c.Node.LogFormat == "" {
+		c.Node.LogFormat = "text"
+	}
+	if c.Node.ShutdownTimeout == 0 {
+		c.Node.ShutdownTimeout = conf.Duration(30e9)
+	}
+	if c.Queue.MaxBytes == 0 {
+		c.Queue.MaxBytes = 20 << 30
+	}
+	if c.Queue.RetainDelivered == 0 {
+		c.Queue.RetainDelivered = conf.Duration(72 * 3600e9)
+	}
+	if c.Queue.Sync == "" {
+		c.Queue.Sync = "interval"
+	}
+	if c.Queue.DuplicateWindow == 0 {
+		c.Queue.DuplicateWindow = conf.Duration(600e9)
+	}
+	if c.Policies.Watch == nil {
+		t := true
+		c.Policies.Watch = &t
+	}
+	if c.Cluster != nil && c.Cluster.Replicas == 0 {
+		c.Cluster.Replicas = 3
+	}
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c *Config) validate(types Types) error {
+	if !namePattern.MatchString(c.Node.Name) {
+		return conf.Errorf("node.name", "%q: use letters, digits, - and _ only", c.Node.Name)
+	}
+	if _, _, err := net.SplitHostPort(c.Node.AdminListen); err != nil {
+		return conf.Errorf("node.admin_listen", "%q is not host:port", c.Node.AdminListen)
+	}
+	if !isLoopback(c.Node.AdminListen) && c.Node.AdminToken.IsEmpty() {
+		return conf.Errorf("node.admin_token", "required when node.admin_listen (%s) is not a loopback address", c.Node.AdminListen)
+	}
+	if _, _, err := net.SplitHostPort(c.Node.NATSListen); err != nil {
+		return conf.Errorf("node.nats_listen", "%q is not host:port", c.Node.NATSListen)
+	}
+	switch c.Node.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return conf.Errorf("node.log_level", "%q: want debug, info, warn or error", c.Node.LogLevel)
+	}
+	switch c.Node.LogFormat {
+	case "text", "json":
+	default:
+		return conf.Errorf("node.log_format", "%q: want text or json", c.Node.LogFormat)
+	}
+	switch c.Queue.Sync {
+	case "interval", "always":
+	default:
+		return conf.Errorf("queue.sync", "%q: want interval or always", c.Queue.Sync)
+	}
+	if c.Queue.MaxBytes < 16<<20 {
+		return conf.Errorf("queue.max_bytes", "%s is too small (at least 16MiB)", c.Queue.MaxBytes)
+	}
+	if len(c.Sources) > 0 && c.Policies.Dir == "" {
+		return conf.Errorf("policies.dir", "required: the transform needs policies to route records")
+	}
+	if err := decodeComponents("sources", c.Sources, types.Sources); err != nil {
+		return err
+	}
+	if err := decodeComponents("sinks", c.Sinks, types.Sinks); err != nil {
+		return err
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeComponents(field string, comps []Component, types map[string]ComponentType) error {
+	seen := map[string]int{}
+	for i := range comps {
+		c := &comps[i]
+		path := fmt.Sprintf("%s[%d]", field, i)
+		if c.Name == "" {
+			return &conf.FieldError{Path: path + ".name", Line: c.Line, Msg: "required"}
+		}
+		if !namePattern.MatchString(c.Name) {
+			return &conf.FieldError{Path: path + ".name", Line: c.Line, Msg: fmt.Sprintf("%q: use letters, digits, - and _ only (it becomes a subject name)", c.Name)}
+		}
+		if j, dup := seen[c.Name]; dup {
+			return &conf.FieldError{Path: path + ".name", Line: c.Line, Msg: fmt.Sprintf("duplicate name %q (also %s[%d])", c.Name, field, j)}
+		}
+		seen[c.Name] = i
+		t, ok := types[c.Type]
+		if !ok {
+			known := make([]string, 0, len(types))
+			for k := range types {
+				known = append(known, k)
+			}
+			return &conf.FieldError{Path: path + ".type", Line: c.Line, Msg: fmt.Sprintf("unknown type %q (known: %s)", c.Type, strings.Join(sortStrings(known), ", "))}
+		}
+		dec, err := t.Decode(c.Node)
+		if err != nil {
+			var fe *conf.FieldError
+			if errors.As(err, &fe) && fe.Line == 0 {
+				fe.Line = lineOf(c.Node, strings.SplitN(fe.Path, ".", 2)[0])
+			}
+			return conf.Prefix(path, err)
+		}
+		c.Decoded = dec
+	}
+	return nil
+}
+
+// lineOf finds the line of key in a mapping node, else the node's line.
+func lineOf(n *yaml.Node, key string) int {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i].Line
+		}
+	}
+	return n.Line
+}
+
+func (c *ClusterConfig) validate() error {
+	if c.Name == "" {
+		return conf.Errorf("cluster.name", "required")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return conf.Errorf("cluster.listen", "%q is not host:port", c.Listen)
+	}
+	for i, p := range c.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return conf.Errorf(fmt.Sprintf("cluster.peers[%d]", i), "%q is not host:port", p)
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return conf.Errorf("cluster.replicas", "%d: want 1 to 5", c.Replicas)
+	}
+	return nil
+}
+
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} in every scalar value. An unset variable is an
+// error naming the field, so a missing secret is caught at startup.
+func expandEnv(n *yaml.Node, path string, env func(string) (string, bool)) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := expandEnv(c, path, env); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			if err := expandEnv(n.Content[i+1], p, env); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := expandEnv(c, fmt.Sprintf("%s[%d]", path, i), env); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		var missing string
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			v, ok := env(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return v
+		})
+		if missing != "" {
+			return &conf.FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf("environment variable %s is not set", missing)}
+		}
+	}
+	return nil
+}
+
+func sortStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}

@@ -1,0 +1,118 @@
+package node
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/conf"
+	"gopkg.in/yaml.v3"
+)
+
+// Each broken config in testdata/config gives one error naming the field.
+func TestValidateBrokenConfigs(t *testing.T) {
+	want := map[string]string{
+		"unknown-key.yaml":    `queue.retain_delivred (line 6): unknown key "retain_delivred"`,
+		"bad-duration.yaml":   `queue.retain_delivered (line 2): bad duration "three days"`,
+		"bad-size.yaml":       `queue.max_bytes (line 2): bad size "lots"`,
+		"bad-sync.yaml":       `queue.sync: "sometimes": want interval or always`,
+		"unset-env.yaml":      `node.admin_token (line 2): environment variable SLUICE_TEST_UNSET_TOKEN is not set`,
+		"admin-no-token.yaml": `node.admin_token: required when node.admin_listen (0.0.0.0:8686) is not a loopback address`,
+		"unknown-type.yaml":   `sinks[0].type (line 2): unknown type "splunk_heck"`,
+		"not-yaml.yaml":       `not valid YAML`,
+		"bad-cluster.yaml":    `cluster.peers[1]: "node-2" is not host:port`,
+	}
+	for _, extra := range extraBrokenConfigs {
+		want[extra.file] = extra.want
+	}
+	files, err := filepath.Glob("../testdata/config/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		if strings.HasPrefix(name, "good") {
+			continue
+		}
+		w, ok := want[name]
+		if !ok {
+			t.Errorf("%s: no expected error listed", name)
+			continue
+		}
+		_, err := Load(f, KnownTypes())
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), w) || !strings.HasPrefix(err.Error(), f+": ") {
+			t.Errorf("%s:\n got  %v\n want %s: …%s…", name, err, f, w)
+		}
+		if strings.Count(err.Error(), "\n") > 0 {
+			t.Errorf("%s: more than one line: %v", name, err)
+		}
+	}
+}
+
+func TestGoodConfigs(t *testing.T) {
+	t.Setenv("SPLUNK_HEC_TOKEN", "s3cr3t-token")
+	t.Setenv("SLS_AK_ID", "id")
+	t.Setenv("SLS_AK_KEY", "key")
+	files, _ := filepath.Glob("../testdata/config/good*.yaml")
+	for _, f := range files {
+		if _, err := Load(f, KnownTypes()); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestDefaultsMakeAMinimalConfigShort(t *testing.T) {
+	cfg, err := Parse([]byte("node: {name: n1, data_dir: /tmp/d}\n"), KnownTypes(), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Node.AdminListen != "127.0.0.1:8686" || cfg.Queue.MaxBytes != 20<<30 || cfg.Queue.RetainDelivered.D().Hours() != 72 || cfg.Queue.Sync != "interval" {
+		t.Fatalf("defaults: %+v %+v", cfg.Node, cfg.Queue)
+	}
+}
+
+func TestEmptyConfigIsValid(t *testing.T) {
+	if _, err := Parse(nil, KnownTypes(), os.LookupEnv); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestComponentErrorsNameTheirField(t *testing.T) {
+	types := Types{Sinks: map[string]ComponentType{"fake": {Decode: func(n *yaml.Node) (any, error) {
+		var c struct {
+			Name  string      `yaml:"name"`
+			Type  string      `yaml:"type"`
+			Token conf.Secret `yaml:"token"`
+		}
+		if err := conf.DecodeStrict(n, "", &c); err != nil {
+			return nil, err
+		}
+		if c.Token.IsEmpty() {
+			return nil, conf.Errorf("token", "required")
+		}
+		return c, nil
+	}}}}
+	cases := map[string]string{
+		"sinks:\n  - {name: a, type: fake, token: t}\n  - {name: a, type: fake, token: t}\n": `sinks[1].name (line 3): duplicate name "a"`,
+		"sinks:\n  - name: a\n    type: fake\n":                                              `sinks[0].token (line 2): required`,
+		"sinks:\n  - name: a\n    type: fake\n    tokn: x\n":                                 `sinks[0].tokn (line 4): unknown key "tokn"`,
+		"sinks:\n  - type: fake\n":                                                           `sinks[0].name (line 2): required`,
+	}
+	for src, want := range cases {
+		_, err := Parse([]byte(src), types, os.LookupEnv)
+		var fe *conf.FieldError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got  %v\n want %s", src, err, want)
+		}
+	}
+}
+
+// extraBrokenConfigs are the broken configs whose errors come from a
+// component type's own validation.
+var extraBrokenConfigs = []struct{ file, want string }{}

@@ -1,0 +1,162 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/queue"
+)
+
+// Options are what a node is given besides its config.
+type Options struct {
+	Logger *slog.Logger
+	// Registry receives every metric of the node; default a new one.
+	Registry *prometheus.Registry
+	// Components builds the node's actors once the queue runs (see
+	// components.go); tests and dev mode may pass their own.
+	Components ComponentBuilder
+}
+
+// ComponentBuilder adds the actors of a config to a runtime.
+type ComponentBuilder func(ctx context.Context, n *Node) error
+
+// Node is one running sluice: the queue, the actors and the admin server.
+type Node struct {
+	Config   *Config
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Queue    *queue.Queue
+	Runtime  *actors.Runtime
+
+	// readiness checks beyond the queue and the actors (the policy set).
+	checks []ReadyCheck
+	admin  *http.Server
+	mux    *http.ServeMux
+	adminL net.Listener
+	build  ComponentBuilder
+	ready  chan struct{}
+}
+
+// ReadyCheck is a named readiness condition; nil means ready.
+type ReadyCheck struct {
+	Name  string
+	Check func() error
+}
+
+// New prepares a node; Run starts it.
+func New(cfg *Config, opts Options) (*Node, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if opts.Components == nil {
+		opts.Components = BuildComponents
+	}
+	n := &Node{Config: cfg, Log: opts.Logger, Registry: opts.Registry, build: opts.Components, mux: http.NewServeMux(), ready: make(chan struct{})}
+	return n, nil
+}
+
+// AddReadyCheck adds a condition to /readyz.
+func (n *Node) AddReadyCheck(name string, check func() error) {
+	n.checks = append(n.checks, ReadyCheck{Name: name, Check: check})
+}
+
+// Handle adds a route to the admin HTTP server (before Run).
+func (n *Node) Handle(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
+
+// Started is closed once the queue, the admin server and the actors run.
+func (n *Node) Started() <-chan struct{} { return n.ready }
+
+// AdminAddr is where the admin HTTP server listens (after Started).
+func (n *Node) AdminAddr() string { return n.adminL.Addr().String() }
+
+// Run starts the queue, the admin server and the actors, and blocks until
+// ctx is done; then it stops fetching, drains in-flight batches (each stage
+// within the shutdown timeout), stops the sinks and the queue.
+func (n *Node) Run(ctx context.Context) error {
+	cfg := n.Config
+	log := n.Log
+	qopts := queue.Options{
+		DataDir:         cfg.Node.DataDir,
+		ServerName:      cfg.Node.Name,
+		Listen:          cfg.Node.NATSListen,
+		Sync:            queue.Sync(cfg.Queue.Sync),
+		MaxBytes:        int64(cfg.Queue.MaxBytes),
+		DuplicateWindow: cfg.Queue.DuplicateWindow.D(),
+		RetainDelivered: cfg.Queue.RetainDelivered.D(),
+		Logger:          log,
+		Metrics:         n.Registry,
+	}
+	if c := cfg.Cluster; c != nil {
+		qopts.Replicas = c.Replicas
+		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers}
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	q, err := queue.Start(startCtx, qopts)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
+	}
+	defer q.Close()
+	n.Queue = q
+	log.Info("buffer ready", "data_dir", cfg.Node.DataDir, "nats_url", q.ClientURL(), "sync", cfg.Queue.Sync, "max_bytes", cfg.Queue.MaxBytes.String())
+
+	rt, err := actors.NewRuntime(log, n.Registry)
+	if err != nil {
+		return err
+	}
+	n.Runtime = rt
+	if err := n.build(ctx, n); err != nil {
+		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
+	}
+	if err := n.startAdmin(); err != nil {
+		return err
+	}
+	defer n.stopAdmin()
+	rt.Start(context.WithoutCancel(ctx))
+	log.Info("node running", "node", cfg.Node.Name, "admin", n.AdminAddr())
+	close(n.ready)
+
+	<-ctx.Done()
+	log.Info("stopping: fetchers first, then transform, then sinks", "timeout_per_stage", cfg.Node.ShutdownTimeout.String())
+	stopErr := rt.Stop(cfg.Node.ShutdownTimeout.D())
+	if stopErr != nil {
+		log.Error("stop", "err", stopErr)
+	}
+	return nil
+}
+
+// Ready is nil when the queue takes writes, every actor runs and every
+// extra check passes.
+func (n *Node) Ready() error {
+	var errs []error
+	if n.Queue == nil {
+		return errors.New("queue not started")
+	}
+	if err := n.Queue.Ready(); err != nil {
+		errs = append(errs, err)
+	}
+	if n.Runtime != nil {
+		if err := n.Runtime.Ready(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range n.checks {
+		if err := c.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
