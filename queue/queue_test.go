@@ -372,3 +372,31 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestIdleOnlyWhenEveryConsumerIsDone(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idle, err := q.Idle(ctx); err != nil || !idle {
+		t.Fatalf("empty queue: idle=%v err=%v", idle, err)
+	}
+	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "1", "r")}); err != nil {
+		t.Fatal(err)
+	}
+	if idle, _ := q.Idle(ctx); idle {
+		t.Fatal("idle with a message waiting")
+	}
+	d, err := c.Next(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idle, _ := q.Idle(ctx); idle {
+		t.Fatal("idle with a message delivered and not acked")
+	}
+	_ = d.Ack()
+	waitFor(t, func() bool { idle, _ := q.Idle(ctx); return idle })
+}
