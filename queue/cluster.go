@@ -9,6 +9,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// ClusterTLS is mutual TLS for routes: each node presents CertFile/KeyFile and
+// accepts only peers whose certificate CAFile signed.
+type ClusterTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
 // applyCluster sets the route listener and the routes to every peer.
 func applyCluster(o *server.Options, c *ClusterOptions) error {
 	host, portStr, err := net.SplitHostPort(c.Listen)
@@ -20,6 +26,17 @@ func applyCluster(o *server.Options, c *ClusterOptions) error {
 		return fmt.Errorf("queue: cluster listen %q: bad port", c.Listen)
 	}
 	o.Cluster.Name = c.Name
+	if c.TLS != nil {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CaFile: c.TLS.CAFile,
+			Verify: true, // require and check the peer's certificate
+		})
+		if err != nil {
+			return fmt.Errorf("queue: cluster tls: %w", err)
+		}
+		o.Cluster.TLSConfig = tc
+		o.Cluster.TLSTimeout = 5
+	}
 	o.Cluster.Host = host
 	o.Cluster.Port = port
 	for _, p := range c.Peers {

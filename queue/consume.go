@@ -109,7 +109,9 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 	var err error
 	delay := 100 * time.Millisecond
 	for {
-		cons, err = q.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err = q.js.CreateOrUpdateConsumer(actx, cfg.Stream, jcfg)
+		cancel()
 		if err == nil || !retryableStreamError(err) {
 			break
 		}

@@ -60,6 +60,7 @@ type ClusterOptions struct {
 	Name   string
 	Listen string   // route listener host:port
 	Peers  []string // host:port of every node's route listener
+	TLS    *ClusterTLS
 }
 
 func (o *Options) setDefaults() error {

@@ -66,7 +66,10 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		cfg := q.streamConfig(s.name, s.subject, s.share)
 		delay := 100 * time.Millisecond
 		for {
-			_, err := q.js.CreateOrUpdateStream(ctx, cfg)
+			// Per attempt: without a meta leader a request gets no answer at all.
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := q.js.CreateOrUpdateStream(actx, cfg)
+			cancel()
 			if err == nil {
 				break
 			}

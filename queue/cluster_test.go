@@ -1,0 +1,107 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	return ports
+}
+
+// startCluster starts n embedded servers routed to each other, with R3 streams.
+func startCluster(t *testing.T, n int) []*Queue {
+	t.Helper()
+	ports := freePorts(t, n)
+	peers := make([]string, n)
+	for i, p := range ports {
+		peers[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	qs := make([]*Queue, n)
+	errs := make(chan error, n)
+	for i := range qs {
+		go func(i int) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			q, err := Start(ctx, Options{
+				DataDir: t.TempDir(), ServerName: fmt.Sprintf("node-%d", i+1), MaxBytes: 64 << 20, Replicas: 3,
+				Cluster: &ClusterOptions{Name: "test", Listen: peers[i], Peers: peers},
+			})
+			qs[i] = q
+			errs <- err
+		}(i)
+	}
+	for range qs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, q := range qs {
+			if q != nil {
+				q.Close()
+			}
+		}
+	})
+	return qs
+}
+
+func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	qs := startCluster(t, 3)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		q := qs[i%3] // publish through every node
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each node binds the same durable; together they see every message once.
+	seen := map[string]int{}
+	cs := make([]*Consumer, 3)
+	for i, q := range qs {
+		c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", MaxAckPending: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(seen) < 20 && time.Now().Before(deadline) {
+		for _, c := range cs {
+			d, err := c.Next(ctx, 100*time.Millisecond)
+			if err != nil {
+				continue
+			}
+			seen[d.ID]++
+			_ = d.Ack()
+		}
+	}
+	if len(seen) != 20 {
+		t.Fatalf("saw %d of 20 messages", len(seen))
+	}
+	info, err := qs[0].js.Stream(ctx, StreamRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := info.CachedInfo().Config.Replicas; r != 3 {
+		t.Fatalf("RAW has %d replicas", r)
+	}
+}
