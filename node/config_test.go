@@ -115,4 +115,7 @@ func TestComponentErrorsNameTheirField(t *testing.T) {
 
 // extraBrokenConfigs are the broken configs whose errors come from a
 // component type's own validation.
-var extraBrokenConfigs = []struct{ file, want string }{}
+var extraBrokenConfigs = []struct{ file, want string }{
+	{"sink-no-token.yaml", "sinks[0].token (line 2): required"},
+	{"duplicate-sink.yaml", `sinks[1].name (line 6): duplicate name "splunk" (also sinks[0])`},
+}

@@ -177,8 +177,20 @@ func (c *Consumer) Next(ctx context.Context, maxWait time.Duration) (*Delivery, 
 	}
 }
 
-// Close stops pulling. Unacked deliveries go back to JetStream after AckWait.
-func (c *Consumer) Close() { c.iter.Stop() }
+// Close stops pulling and hands back what the client fetched ahead but no
+// stage has seen, so another node (or this one, restarted) gets it at once
+// rather than after AckWait. Deliveries a stage holds unacked come back
+// after AckWait, or at once if the stage Naks them.
+func (c *Consumer) Close() {
+	c.iter.Drain()
+	for {
+		msg, err := c.iter.Next(jetstream.NextMaxWait(200 * time.Millisecond))
+		if err != nil {
+			return
+		}
+		_ = msg.Nak()
+	}
+}
 
 // Info returns JetStream's view of the consumer (pending, ack floor).
 func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {

@@ -1,0 +1,230 @@
+package splunk
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// hecReply is what HEC answers.
+type hecReply struct {
+	Text       string `json:"text"`
+	Code       int    `json:"code"`
+	InvalidNum *int   `json:"invalid-event-number"`
+	AckID      *int   `json:"ackId"`
+}
+
+// outcome is how the sink must react to one answer.
+type outcome int
+
+const (
+	accepted outcome = iota
+	retry            // busy, 5xx, 429, network: back off and send again
+	badEvent         // 400 with a data code: an event is at fault
+	tooLarge         // 413: split the batch
+	pause            // token, index or channel refused: nothing will pass until fixed
+)
+
+// result of one POST.
+type result struct {
+	status int
+	reply  hecReply
+	body   []byte
+	err    error // network error or timeout
+}
+
+func (r result) String() string {
+	if r.err != nil {
+		return r.err.Error()
+	}
+	return fmt.Sprintf("HTTP %d, HEC code %d: %s", r.status, r.reply.Code, r.reply.Text)
+}
+
+// classify maps an answer to what to do, by HTTP status and HEC code.
+func classify(r result) outcome {
+	if r.err != nil {
+		return retry
+	}
+	switch r.reply.Code {
+	case 5, 6, 12, 13, 15:
+		if r.status == http.StatusBadRequest {
+			return badEvent
+		}
+	case 1, 2, 3, 4, 7, 10, 11, 14:
+		return pause
+	case 8, 9, 23, 26, 27:
+		return retry
+	}
+	switch {
+	case r.status >= 200 && r.status < 300:
+		return accepted
+	case r.status == http.StatusRequestEntityTooLarge:
+		return tooLarge
+	case r.status == http.StatusUnauthorized || r.status == http.StatusForbidden:
+		return pause
+	case r.status == http.StatusTooManyRequests || r.status >= 500:
+		return retry
+	case r.status == http.StatusBadRequest:
+		return badEvent
+	}
+	return retry
+}
+
+// hecClient posts to one HEC endpoint.
+type hecClient struct {
+	base    string
+	auth    string // "Splunk <token>": kept out of every log and error
+	gzip    bool
+	channel string
+	http    *retryablehttp.Client
+}
+
+func newHECClient(cfg *Config, log *slog.Logger) (*hecClient, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.TLS.InsecureSkipVerify}
+	if cfg.TLS.CAFile != "" {
+		pem, err := os.ReadFile(cfg.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file %s: no PEM certificates in it", cfg.TLS.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		MaxIdleConnsPerHost: cfg.InFlight * 2,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = &http.Client{Transport: transport, Timeout: cfg.Timeout.D()}
+	// A few quick retries for a dropped connection; the sink's own loop
+	// retries for as long as Splunk stays down.
+	rc.RetryMax = 2
+	rc.RetryWaitMin = 50 * time.Millisecond
+	rc.RetryWaitMax = time.Second
+	rc.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return err != nil, nil // only network errors here; answers are classified by the sink
+	}
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc.Logger = nil
+	c := &hecClient{
+		base: strings.TrimRight(cfg.URL, "/"),
+		auth: "Splunk " + cfg.Token.Reveal(),
+		gzip: *cfg.Gzip,
+		http: rc,
+	}
+	if cfg.Ack {
+		c.channel = newChannelID()
+	}
+	return c, nil
+}
+
+// post sends concatenated events.
+func (c *hecClient) post(ctx context.Context, body []byte) result {
+	var hdr = http.Header{}
+	if c.gzip {
+		var buf bytes.Buffer
+		buf.Grow(len(body) / 4)
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		body = buf.Bytes()
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	return c.do(ctx, "/services/collector/event", body, hdr)
+}
+
+func (c *hecClient) do(ctx context.Context, path string, body []byte, hdr http.Header) result {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, c.base+path, body)
+	if err != nil {
+		return result{err: err}
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", c.auth)
+	req.Header.Set("Content-Type", "application/json")
+	if c.channel != "" {
+		req.Header.Set("X-Splunk-Request-Channel", c.channel)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return result{err: scrub(err, c.auth)}
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	r := result{status: resp.StatusCode, body: data}
+	if json.Unmarshal(data, &r.reply) != nil && resp.StatusCode >= 300 {
+		r.reply.Text = strings.TrimSpace(string(data))
+		r.reply.Code = -1
+	}
+	return r
+}
+
+// health asks /services/collector/health; nil when HEC says healthy.
+func (c *hecClient) health(ctx context.Context) result {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, c.base+"/services/collector/health", nil)
+	if err != nil {
+		return result{err: err}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return result{err: scrub(err, c.auth)}
+	}
+	defer resp.Body.Close()
+	r := result{status: resp.StatusCode}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&r.reply)
+	return r
+}
+
+// acked polls indexer acknowledgement for one ackId: true once indexed.
+func (c *hecClient) acked(ctx context.Context, id int) (bool, result) {
+	body, _ := json.Marshal(map[string][]int{"acks": {id}})
+	r := c.do(ctx, "/services/collector/ack", body, nil)
+	if r.err != nil || r.status != http.StatusOK {
+		return false, r
+	}
+	var ans struct {
+		Acks map[string]bool `json:"acks"`
+	}
+	if err := json.Unmarshal(r.body, &ans); err != nil {
+		r.err = fmt.Errorf("ack answer %q: %w", r.body, err)
+		return false, r
+	}
+	return ans.Acks[strconv.Itoa(id)], r
+}
+
+// newChannelID is a random channel for indexer acknowledgement.
+func newChannelID() string { return uuid.NewString() }
+
+// scrub removes the token from an error text, in case a library echoes a header.
+func scrub(err error, auth string) error {
+	if err == nil || !strings.Contains(err.Error(), auth) {
+		return err
+	}
+	return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), auth, "Splunk [redacted]"))
+}

@@ -1,0 +1,449 @@
+package splunk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue"
+)
+
+// Deps are what a sink is given.
+type Deps struct {
+	Queue   *queue.Queue
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer // already labelled with the sink's name
+}
+
+// Sink is one Splunk HEC sink actor.
+type Sink struct {
+	cfg *Config
+	q   *queue.Queue
+	log *slog.Logger
+	hec *hecClient
+	m   *metrics
+
+	heldMu sync.Mutex
+	held   map[*request]time.Time // requests in flight → their oldest fetch time
+}
+
+// New builds a sink; Run runs it.
+func New(cfg *Config, deps Deps) (*Sink, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sink %q: %w", cfg.Name, err)
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), held: map[*request]time.Time{}}
+	hec, err := newHECClient(cfg, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("sink %q: %w", cfg.Name, err)
+	}
+	s.hec = hec
+	reg := deps.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if s.m, err = newMetrics(reg, s.oldestHeldSeconds); err != nil {
+		return nil, fmt.Errorf("sink %q: metrics: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// request is one HEC POST's worth of events, from one or more OUT batches.
+// Its batches are acked together once every event is accepted or dead-lettered.
+type request struct {
+	deliveries []*queue.Delivery
+	events     []event
+	bytes      int
+	oldest     time.Time // earliest fetch time of its records
+}
+
+// giveBack returns the request's batches to JetStream for delivery now, to
+// this node after a restart or to another node.
+func (r *request) giveBack() {
+	for _, d := range r.deliveries {
+		_ = d.Nak(0)
+	}
+}
+
+type event struct {
+	body     []byte // the rendered HEC event
+	recordID string
+	record   []byte // the OUT record, for the DLQ
+	from     *queue.Delivery
+}
+
+// Run pulls the sink's batches and hands full requests to InFlight senders.
+// The loop owns the request being filled; each sender owns the request it
+// sends until it is acked.
+func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
+	cons, err := s.q.Consumer(ctx, queue.ConsumerConfig{
+		Stream: queue.StreamOut, Durable: "sink-" + s.cfg.Name, Subject: queue.OutSubject(s.cfg.Name),
+		AckWait: time.Minute, MaxAckPending: max(64, s.cfg.InFlight*s.cfg.BatchEvents/8),
+		Stage: "sink", Name: s.cfg.Name,
+		// A batch that crashed the sink this many times is dead-lettered;
+		// a Splunk outage does not count: held batches are kept in progress.
+		MaxDeliveries: 10,
+	})
+	if err != nil {
+		return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
+	}
+	defer cons.Close()
+	s.checkHealth(ctx, h)
+
+	sendCtx, stopSenders := context.WithCancel(ctx)
+	work := make(chan *request)
+	var wg sync.WaitGroup
+	defer func() {
+		stopSenders() // on an error return too: senders stop retrying
+		close(work)
+		wg.Wait()
+	}()
+	for i := 0; i < s.cfg.InFlight; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				s.deliver(sendCtx, h, r)
+			}
+		}()
+	}
+
+	var cur *request
+	var lingerEnd time.Time
+	dispatch := func() bool {
+		select {
+		case work <- cur:
+			cur = nil
+			return true
+		case <-ctx.Done():
+			cur.giveBack()
+			return false
+		}
+	}
+	for {
+		wait := time.Second
+		if cur != nil {
+			wait = max(time.Until(lingerEnd), time.Millisecond)
+		}
+		d, err := cons.Next(ctx, wait)
+		switch {
+		case ctx.Err() != nil:
+			if cur != nil {
+				cur.giveBack()
+			}
+			return nil
+		case errors.Is(err, queue.ErrNoMessage):
+			if cur != nil && !time.Now().Before(lingerEnd) && !dispatch() {
+				return nil
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
+		}
+		if cur == nil {
+			cur = &request{}
+			lingerEnd = time.Now().Add(s.cfg.Linger.D())
+		}
+		if err := s.add(ctx, cur, d); err != nil {
+			return err
+		}
+		if len(cur.events) >= s.cfg.BatchEvents || cur.bytes >= int(s.cfg.BatchBytes) {
+			if !dispatch() {
+				return nil
+			}
+		}
+	}
+}
+
+// add renders a delivery's records into r. A record that cannot be rendered
+// can never be delivered: it goes to the DLQ at once.
+func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
+	r.deliveries = append(r.deliveries, d)
+	if t, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64); err == nil {
+		if ft := time.Unix(0, t); r.oldest.IsZero() || ft.Before(r.oldest) {
+			r.oldest = ft
+		}
+	}
+	records, err := batch.Decode(d.Data)
+	if err != nil {
+		return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a record batch: "+err.Error())
+	}
+	replay := d.Header.Get("Sluice-Replay")
+	var bad []queue.DeadRecord
+	for i, rec := range records {
+		id := batch.RecordID(d.ID, i)
+		body, err := s.render(nil, rec, replay)
+		if err != nil {
+			bad = append(bad, s.dead(d, id, rec, err.Error()))
+			continue
+		}
+		r.events = append(r.events, event{body: body, recordID: id, record: rec, from: d})
+		r.bytes += len(body)
+	}
+	if len(bad) > 0 {
+		if err := s.q.DeadLetter(ctx, bad); err != nil {
+			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
+		}
+		s.m.dlq.Add(float64(len(bad)))
+	}
+	return nil
+}
+
+func (s *Sink) dead(d *queue.Delivery, id string, rec []byte, reason string) queue.DeadRecord {
+	return queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: id, Reason: reason, Origin: d.Subject, Header: d.Header, Data: rec}
+}
+
+// deliver sends a request until every event is accepted or dead-lettered,
+// then acks its batches. It gives up only when the node stops; the batches
+// then go back to JetStream unacked.
+func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
+	s.hold(r)
+	defer s.release(r)
+	if !s.sendAll(ctx, h, r, r.events) {
+		r.giveBack()
+		return
+	}
+	for _, d := range r.deliveries {
+		if err := d.Ack(); err != nil {
+			s.log.Warn("ack failed; the batch will be delivered again", "batch", d.ID, "err", err)
+		}
+	}
+}
+
+// sendAll delivers events, splitting around refused ones. False when ctx ended.
+func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events []event) bool {
+	fails := 0
+	for len(events) > 0 {
+		body := make([]byte, 0, r.bytes)
+		for _, e := range events {
+			body = append(body, e.body...)
+		}
+		start := time.Now()
+		// A request under way finishes even when the node stops (bounded by
+		// the request timeout), so what Splunk took is acked, not sent twice.
+		res := s.hec.post(context.WithoutCancel(ctx), body)
+		s.m.latency.Observe(time.Since(start).Seconds())
+		out := classify(res)
+		if ctx.Err() != nil && out != accepted {
+			return false
+		}
+		switch out {
+		case accepted:
+			if s.cfg.Ack {
+				if !s.waitIndexed(ctx, r, res) {
+					if ctx.Err() != nil {
+						return false
+					}
+					s.m.retries.WithLabelValues("ack_timeout").Inc()
+					continue // never acknowledged: send again
+				}
+			}
+			s.accepted(h, events)
+			return true
+		case badEvent:
+			s.m.requests.WithLabelValues("bad_event").Inc()
+			n := res.reply.InvalidNum
+			if n != nil && *n >= 0 && *n < len(events) {
+				// Splunk indexed the events before the bad one.
+				s.accepted(h, events[:*n])
+				if !s.deadLetter(ctx, events[*n], res) {
+					return false
+				}
+				events = events[*n+1:]
+				continue
+			}
+			if len(events) == 1 {
+				return s.deadLetter(ctx, events[0], res)
+			}
+			half := len(events) / 2
+			return s.sendAll(ctx, h, r, events[:half]) && s.sendAll(ctx, h, r, events[half:])
+		case tooLarge:
+			s.m.requests.WithLabelValues("too_large").Inc()
+			if len(events) == 1 {
+				return s.deadLetter(ctx, events[0], res)
+			}
+			half := len(events) / 2
+			return s.sendAll(ctx, h, r, events[:half]) && s.sendAll(ctx, h, r, events[half:])
+		case pause:
+			s.m.requests.WithLabelValues("refused").Inc()
+			s.m.state.Set(statePaused)
+			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s refuses the sink (%s); paused, retrying every %s", s.cfg.URL, res, s.cfg.PausedRetry))
+			s.log.Error("HEC refused the sink; paused", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
+			if !s.wait(ctx, r, s.cfg.PausedRetry.D()) {
+				return false
+			}
+		case retry:
+			s.m.requests.WithLabelValues("retry").Inc()
+			s.m.retries.WithLabelValues(retryReason(res)).Inc()
+			s.m.state.Set(stateRetrying)
+			fails++
+			backoff := backoffFor(fails, s.cfg.MaxBackoff.D())
+			if fails == 1 || fails%10 == 0 {
+				s.log.Warn("HEC unavailable; holding the batch and retrying", "answer", res.String(), "attempt", fails, "next_in", backoff)
+			}
+			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s unavailable (%s); retrying", s.cfg.URL, res))
+			if !s.wait(ctx, r, backoff) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *Sink) accepted(h *actors.Health, events []event) {
+	if len(events) == 0 {
+		return
+	}
+	n := 0
+	for _, e := range events {
+		n += len(e.body)
+	}
+	s.m.events.Add(float64(len(events)))
+	s.m.bytes.Add(float64(n))
+	s.m.requests.WithLabelValues("accepted").Inc()
+	s.m.state.Set(stateUp)
+	h.SetHealthy()
+}
+
+func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
+	reason := fmt.Sprintf("Splunk HEC refused the event: %s", res)
+	for {
+		err := s.q.DeadLetter(ctx, []queue.DeadRecord{s.dead(e.from, e.recordID, e.record, reason)})
+		if err == nil {
+			s.m.dlq.Inc()
+			s.log.Warn("event refused by HEC; sent to the DLQ", "record", e.recordID, "answer", res.String())
+			return true
+		}
+		s.log.Error("dead-lettering failed; retrying", "record", e.recordID, "err", err)
+		if !sleep(ctx, time.Second) {
+			return false
+		}
+	}
+}
+
+// waitIndexed polls indexer acknowledgement until the request is indexed
+// or AckTimeout passes.
+func (s *Sink) waitIndexed(ctx context.Context, r *request, res result) bool {
+	if res.reply.AckID == nil {
+		s.log.Error("HEC gave no ackId though acks are on; is useACK enabled for the token?")
+		return false
+	}
+	deadline := time.Now().Add(s.cfg.AckTimeout.D())
+	poll := 100 * time.Millisecond
+	for time.Now().Before(deadline) {
+		ok, _ := s.hec.acked(ctx, *res.reply.AckID)
+		if ok {
+			return true
+		}
+		if !s.wait(ctx, r, poll) {
+			return false
+		}
+		poll = min(poll*2, 2*time.Second)
+	}
+	return false
+}
+
+// wait sleeps d while keeping the request's batches from being redelivered.
+func (s *Sink) wait(ctx context.Context, r *request, d time.Duration) bool {
+	for _, dl := range r.deliveries {
+		_ = dl.InProgress()
+	}
+	end := time.Now().Add(d)
+	for {
+		step := min(time.Until(end), 10*time.Second)
+		if step <= 0 {
+			return true
+		}
+		if !sleep(ctx, step) {
+			return false
+		}
+		for _, dl := range r.deliveries {
+			_ = dl.InProgress()
+		}
+	}
+}
+
+// checkHealth asks HEC's health endpoint once at start, to report a wrong
+// URL or a refused token before the first batch.
+func (s *Sink) checkHealth(ctx context.Context, h *actors.Health) {
+	res := s.hec.health(ctx)
+	if res.err != nil || res.status != 200 {
+		s.log.Warn("HEC health check failed; batches will wait in OUT", "answer", res.String())
+		h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s: health check: %s", s.cfg.URL, res))
+		s.m.state.Set(stateRetrying)
+		return
+	}
+	s.m.state.Set(stateUp)
+}
+
+func (s *Sink) hold(r *request) {
+	s.heldMu.Lock()
+	s.held[r] = r.oldest
+	s.heldMu.Unlock()
+}
+
+func (s *Sink) release(r *request) {
+	s.heldMu.Lock()
+	delete(s.held, r)
+	s.heldMu.Unlock()
+}
+
+func (s *Sink) oldestHeldSeconds() float64 {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	oldest := time.Time{}
+	for _, t := range s.held {
+		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest).Seconds()
+}
+
+func retryReason(r result) string {
+	switch {
+	case r.err != nil:
+		return "network"
+	case r.reply.Code > 0:
+		return "hec_code_" + strconv.Itoa(r.reply.Code)
+	}
+	return "http_" + strconv.Itoa(r.status)
+}
+
+// backoffFor is 100ms·2^(n-1) capped at max, with jitter from half to full.
+func backoffFor(n int, maxWait time.Duration) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < n && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
