@@ -1,0 +1,276 @@
+package rego
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/valyala/fastjson"
+
+	"github.com/sluicehq/sluice/batch"
+)
+
+// Source is one way to read a source event: an element of data.event.src.
+type Source struct {
+	Parser   string `json:"parser"`
+	Compress string `json:"compress"`
+	Schema   string `json:"schema"`
+}
+
+// Output is one element of data.schema.<name>.log: a record for one sink.
+// Sink is empty when the policy names none (the transform picks by kind).
+type Output struct {
+	Sink string
+	batch.Output
+}
+
+// ErrNoSchema is returned for a schema that no policy defines.
+var ErrNoSchema = errors.New("no such schema policy")
+
+// EventSources evaluates data.event.src for a source event (JSON).
+func (e *Engine) EventSources(ctx context.Context, event []byte) ([]Source, error) {
+	set := e.current()
+	if set.event == nil {
+		return nil, errors.New("no event policy (package event with a src rule)")
+	}
+	input, err := e.parse(event)
+	if err != nil {
+		return nil, fmt.Errorf("event input: %w", err)
+	}
+	rs, err := e.eval(ctx, set.event, input)
+	if err != nil {
+		return nil, fmt.Errorf("policy event, rule src: %w", err)
+	}
+	var out []Source
+	for i, v := range rs {
+		obj, ok := v.(ast.Object)
+		if !ok {
+			return nil, fmt.Errorf("policy event, rule src, element %d: want an object, got %s", i, ast.ValueName(v))
+		}
+		var s Source
+		for field, dst := range map[string]*string{"parser": &s.Parser, "compress": &s.Compress, "schema": &s.Schema} {
+			if t := obj.Get(ast.StringTerm(field)); t != nil {
+				str, ok := t.Value.(ast.String)
+				if !ok {
+					return nil, fmt.Errorf("policy event, rule src, element %d, field %s: want a string", i, field)
+				}
+				*dst = string(str)
+			}
+		}
+		if s.Schema == "" {
+			return nil, fmt.Errorf("policy event, rule src, element %d, field schema: required", i)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Outputs evaluates data.schema.<schema>.log for one record (JSON) and
+// validates every output. No output means the policy drops the record.
+func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]Output, error) {
+	set := e.current()
+	q, ok := set.schemas[schema]
+	if !ok {
+		return nil, fmt.Errorf("schema %q: %w (have: %v)", schema, ErrNoSchema, set.schemaNames())
+	}
+	input, err := e.parse(record)
+	if err != nil {
+		return nil, fmt.Errorf("record is not JSON: %w", err)
+	}
+	rs, err := e.eval(ctx, q, input)
+	if err != nil {
+		return nil, fmt.Errorf("policy schema.%s, rule log: %w", schema, err)
+	}
+	out := make([]Output, 0, len(rs))
+	for i, v := range rs {
+		o, err := toOutput(v)
+		if err != nil {
+			return nil, fmt.Errorf("policy schema.%s, rule log, output %d: %w", schema, i, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// eval runs a prepared query under the per-record time limit and returns
+// the elements of the resulting set (or array).
+func (e *Engine) eval(ctx context.Context, q *rego.PreparedEvalQuery, input ast.Value) ([]ast.Value, error) {
+	if e.opts.EvalTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.opts.EvalTimeout)
+		defer cancel()
+	}
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("evaluation exceeded the time limit of %s", e.opts.EvalTimeout)
+		}
+		return nil, err
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil // rule undefined: nothing produced
+	}
+	v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	var out []ast.Value
+	switch c := v.(type) {
+	case ast.Set:
+		c.Foreach(func(t *ast.Term) { out = append(out, t.Value) })
+	case *ast.Array:
+		c.Foreach(func(t *ast.Term) { out = append(out, t.Value) })
+	default:
+		return nil, fmt.Errorf("want a set, got %s", ast.ValueName(v))
+	}
+	return out, nil
+}
+
+var partitions = map[string]bool{"": true, "hour": true, "day": true, "month": true, "year": true}
+
+// toOutput checks one output and turns it into Go, naming the bad field.
+func toOutput(v ast.Value) (Output, error) {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return Output{}, fmt.Errorf("want an object, got %s", ast.ValueName(v))
+	}
+	var o Output
+	known := map[string]*string{
+		"id": &o.ID, "sink": &o.Sink, "index": &o.Index, "sourcetype": &o.Sourcetype, "source": &o.Source, "host": &o.Host,
+		"dataset": &o.Dataset, "table": &o.Table, "partition": &o.Partition,
+	}
+	var err error
+	obj.Foreach(func(k, val *ast.Term) {
+		if err != nil {
+			return
+		}
+		key, ok := k.Value.(ast.String)
+		if !ok {
+			err = fmt.Errorf("key %s: want a string", k)
+			return
+		}
+		name := string(key)
+		if dst, ok := known[name]; ok {
+			s, ok := val.Value.(ast.String)
+			if !ok {
+				err = fmt.Errorf("field %s: want a string, got %s", name, ast.ValueName(val.Value))
+				return
+			}
+			*dst = string(s)
+			return
+		}
+		switch name {
+		case "timestamp":
+			n, ok := val.Value.(ast.Number)
+			if !ok {
+				err = fmt.Errorf("field timestamp: want a number (epoch seconds), got %s", ast.ValueName(val.Value))
+				return
+			}
+			f, _ := n.Float64()
+			o.Timestamp = f
+		case "data":
+			if _, isNull := val.Value.(ast.Null); isNull {
+				return
+			}
+			o.Data, err = toJSON(val.Value)
+			if err != nil {
+				err = fmt.Errorf("field data: %w", err)
+			}
+		case "fields":
+			fo, ok := val.Value.(ast.Object)
+			if !ok {
+				err = fmt.Errorf("field fields: want an object, got %s", ast.ValueName(val.Value))
+				return
+			}
+			var x any
+			if x, err = ast.JSON(fo); err == nil {
+				o.Fields, _ = x.(map[string]any)
+			}
+		default:
+			err = fmt.Errorf("unknown field %s (known: id, timestamp, data, sink, index, sourcetype, source, host, fields, dataset, table, partition)", name)
+		}
+	})
+	switch {
+	case err != nil:
+		return Output{}, err
+	case o.Timestamp <= 0:
+		return Output{}, errors.New("field timestamp: required, epoch seconds greater than zero")
+	case o.Data == nil:
+		return Output{}, errors.New("field data: required")
+	case !partitions[o.Partition]:
+		return Output{}, fmt.Errorf("field partition: %q, want hour, day, month or year", o.Partition)
+	case o.Table == "" && o.Dataset != "":
+		return Output{}, errors.New("field table: required when dataset is set")
+	}
+	if o.ID == "" {
+		// As in Swarm: a stable hash of the data, so a redelivered record
+		// gets the same id.
+		sum := sha256.Sum256(o.Data)
+		o.ID = hex.EncodeToString(sum[:16])
+	}
+	return o, nil
+}
+
+// toJSON encodes a Rego value as JSON with object keys sorted.
+func toJSON(v ast.Value) (json.RawMessage, error) {
+	x, err := ast.JSON(v)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(x)
+}
+
+// parse turns JSON into a Rego value directly, without map[string]any:
+// numbers keep their text, so nothing is lost and little is allocated.
+func (e *Engine) parse(data []byte) (ast.Value, error) {
+	p := e.parsers.Get()
+	defer e.parsers.Put(p)
+	v, err := p.ParseBytes(data)
+	if err != nil {
+		return nil, err
+	}
+	return fromFastJSON(v), nil
+}
+
+func fromFastJSON(v *fastjson.Value) ast.Value {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		terms := make([][2]*ast.Term, 0, o.Len())
+		o.Visit(func(k []byte, v *fastjson.Value) {
+			terms = append(terms, [2]*ast.Term{ast.StringTerm(string(k)), ast.NewTerm(fromFastJSON(v))})
+		})
+		return ast.NewObject(terms...)
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		terms := make([]*ast.Term, len(a))
+		for i, x := range a {
+			terms[i] = ast.NewTerm(fromFastJSON(x))
+		}
+		return ast.NewArray(terms...)
+	case fastjson.TypeString:
+		return ast.String(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		return ast.Number(v.String())
+	case fastjson.TypeTrue:
+		return ast.Boolean(true)
+	case fastjson.TypeFalse:
+		return ast.Boolean(false)
+	}
+	return ast.Null{}
+}
+
+func (s *policySet) schemaNames() []string {
+	names := make([]string, 0, len(s.schemas))
+	for n := range s.schemas {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,217 @@
+// Package rego loads, checks and evaluates sluice's Rego policies: the
+// `event` package decides how to read a source event, each `schema.<name>`
+// package turns one record into outputs. Swarm's policies run unchanged.
+package rego
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"gopkg.in/yaml.v3"
+)
+
+// policySet is one compiled, immutable generation of a policy directory.
+type policySet struct {
+	version  string // hash of every file's name and content
+	modules  map[string]*ast.Module
+	compiler *ast.Compiler
+	store    storage.Store
+	event    *rego.PreparedEvalQuery // nil when there is no event package
+	schemas  map[string]*rego.PreparedEvalQuery
+	files    []string
+}
+
+// readDir reads the .rego and data files of dir, tests included.
+func readDir(dir string) (map[string]string, map[string]any, string, error) {
+	sources := map[string]string{}
+	data := map[string]any{}
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != dir && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		name := d.Name()
+		isData := name == "data.json" || name == "data.yaml" || name == "data.yml"
+		if !strings.HasSuffix(name, ".rego") && !isData {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		h.Write([]byte(rel))
+		h.Write(b)
+		if !isData {
+			sources[rel] = string(b)
+			return nil
+		}
+		var doc any
+		if strings.HasSuffix(name, ".json") {
+			err = json.Unmarshal(b, &doc)
+		} else {
+			err = yaml.Unmarshal(b, &doc)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		// data files sit at data.<their directory path>, as in OPA.
+		return mergeAt(data, strings.Split(filepath.Dir(rel), string(filepath.Separator)), doc, rel)
+	})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return sources, data, hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+func mergeAt(root map[string]any, path []string, doc any, file string) error {
+	node := root
+	for _, p := range path {
+		if p == "." || p == "" {
+			continue
+		}
+		next, ok := node[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			node[p] = next
+		}
+		node = next
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: top level must be an object", file)
+	}
+	for k, v := range obj {
+		node[k] = v
+	}
+	return nil
+}
+
+// parseModule reads Rego v1 syntax; a file that is not valid v1 but valid
+// v0 (Swarm's `src[s] { … }`) is read as v0. The v1 error is the one shown
+// when neither parses.
+func parseModule(name, src string) (*ast.Module, error) {
+	m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+	if err == nil {
+		return m, nil
+	}
+	if m0, err0 := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV0, ProcessAnnotation: true}); err0 == nil {
+		return m0, nil
+	}
+	return nil, err
+}
+
+// compile parses and compiles a directory under the sandbox capabilities.
+func compile(dir string) (*policySet, error) {
+	sources, data, version, err := readDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("policies %s: %w", dir, err)
+	}
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("policies %s: no .rego files", dir)
+	}
+	ps := &policySet{version: version, modules: map[string]*ast.Module{}}
+	for name, src := range sources {
+		m, err := parseModule(filepath.Join(dir, name), src)
+		if err != nil {
+			return nil, explain(err)
+		}
+		ps.modules[name] = m
+		ps.files = append(ps.files, name)
+	}
+	sort.Strings(ps.files)
+	ps.compiler = newCompiler()
+	ps.compiler.Compile(ps.modules)
+	if ps.compiler.Failed() {
+		return nil, explain(ps.compiler.Errors)
+	}
+	ps.store = inmem.NewFromObject(data)
+	if err := ps.prepare(); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// prepare builds the event query and one query per schema package.
+func (s *policySet) prepare() error {
+	ctx := context.Background()
+	s.schemas = map[string]*rego.PreparedEvalQuery{}
+	for _, m := range s.modules {
+		path := m.Package.Path.String() // data.schema.github_audit
+		name, ok := strings.CutPrefix(path, "data.schema.")
+		switch {
+		case path == "data.event":
+			if s.event == nil && hasRule(m, "src") {
+				q, err := s.query(ctx, "data.event.src")
+				if err != nil {
+					return err
+				}
+				s.event = q
+			}
+		case ok && !strings.Contains(name, ".") && hasRule(m, "log"):
+			if _, done := s.schemas[name]; done {
+				continue
+			}
+			q, err := s.query(ctx, path+".log")
+			if err != nil {
+				return err
+			}
+			s.schemas[name] = q
+		}
+	}
+	return nil
+}
+
+func hasRule(m *ast.Module, name string) bool {
+	for _, r := range m.Rules {
+		if r.Head.Name.String() == name || (len(r.Head.Reference) > 0 && r.Head.Reference[0].Value.String() == name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *policySet) query(ctx context.Context, q string) (*rego.PreparedEvalQuery, error) {
+	pq, err := rego.New(
+		rego.Query(q),
+		rego.Compiler(s.compiler),
+		rego.Store(s.store),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", q, explain(err))
+	}
+	return &pq, nil
+}
+
+// errList is a compile error list, one problem per line.
+func explain(err error) error {
+	var errs ast.Errors
+	if errors.As(err, &errs) {
+		lines := make([]string, 0, len(errs))
+		for _, e := range errs {
+			lines = append(lines, describe(e))
+		}
+		return errors.New(strings.Join(lines, "\n"))
+	}
+	return err
+}
