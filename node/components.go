@@ -8,6 +8,8 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
+	"github.com/sluicehq/sluice/actors/transform"
+	"github.com/sluicehq/sluice/rego"
 )
 
 // KnownTypes is every source and sink type this build of sluice has.
@@ -23,6 +25,9 @@ func KnownTypes() Types {
 // BuildComponents adds the actors of the node's config: the sources, the
 // transform and the sinks.
 func BuildComponents(ctx context.Context, n *Node) error {
+	if err := buildTransform(n); err != nil {
+		return err
+	}
 	for _, c := range n.Config.Sinks {
 		reg := prometheus.WrapRegistererWith(prometheus.Labels{"sink": c.Name}, n.Registry)
 		switch cfg := c.Decoded.(type) {
@@ -35,6 +40,37 @@ func BuildComponents(ctx context.Context, n *Node) error {
 		default:
 			return fmt.Errorf("sink %q: type %q has no actor", c.Name, c.Type)
 		}
+	}
+	return nil
+}
+
+// buildTransform loads the policies (a bad policy stops startup with the
+// file and line) and adds the transform and the policy watcher.
+func buildTransform(n *Node) error {
+	cfg := n.Config
+	if cfg.Policies.Dir == "" {
+		return nil
+	}
+	eng, err := rego.Load(cfg.Policies.Dir, rego.Options{EvalTimeout: cfg.TransformConfig.EvalTimeout.D(), Logger: n.Log, Metrics: n.Registry})
+	if err != nil {
+		return fmt.Errorf("policies: %w", err)
+	}
+	n.Policies = eng
+	n.AddReadyCheck("policies", eng.Ready)
+	n.Log.Info("policies loaded", "dir", cfg.Policies.Dir, "version", eng.Status().Version, "schemas", eng.Schemas())
+	sinks := map[string]string{}
+	for _, s := range cfg.Sinks {
+		sinks[s.Name] = s.Type
+	}
+	t, err := transform.New(cfg.TransformConfig, transform.Deps{Queue: n.Queue, Logger: n.Log, Metrics: n.Registry, Engine: eng, Sinks: sinks})
+	if err != nil {
+		return err
+	}
+	n.Runtime.Add(actors.StageTransform, "transform", t)
+	if *cfg.Policies.Watch {
+		n.Runtime.Add(actors.StageTransform, "policy-watch", actors.ActorFunc(func(ctx context.Context, _ *actors.Health) error {
+			return eng.Watch(ctx)
+		}))
 	}
 	return nil
 }

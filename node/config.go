@@ -12,18 +12,20 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/conf"
 )
 
 // Config is the whole sluice.yaml.
 type Config struct {
-	Node      NodeConfig     `yaml:"node"`
-	Queue     QueueConfig    `yaml:"queue"`
-	Policies  PoliciesConfig `yaml:"policies"`
-	Transform yaml.Node      `yaml:"transform"` // decoded by the transform stage's own Config
-	Sources   []Component    `yaml:"sources"`
-	Sinks     []Component    `yaml:"sinks"`
-	Cluster   *ClusterConfig `yaml:"cluster"`
+	Node            NodeConfig       `yaml:"node"`
+	Queue           QueueConfig      `yaml:"queue"`
+	Policies        PoliciesConfig   `yaml:"policies"`
+	Transform       yaml.Node        `yaml:"transform"` // decoded into TransformConfig
+	TransformConfig transform.Config `yaml:"-"`
+	Sources         []Component      `yaml:"sources"`
+	Sinks           []Component      `yaml:"sinks"`
+	Cluster         *ClusterConfig   `yaml:"cluster"`
 }
 
 // NodeConfig is the node: its name, where it keeps data, where it listens.
@@ -218,6 +220,11 @@ func (c *Config) validate(types Types) error {
 	if c.Queue.MaxBytes < 16<<20 {
 		return conf.Errorf("queue.max_bytes", "%s is too small (at least 16MiB)", c.Queue.MaxBytes)
 	}
+	tc, err := transform.DecodeConfig(&c.Transform)
+	if err != nil {
+		return err
+	}
+	c.TransformConfig = tc
 	if len(c.Sources) > 0 && c.Policies.Dir == "" {
 		return conf.Errorf("policies.dir", "required: the transform needs policies to route records")
 	}

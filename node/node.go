@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/rego"
 )
 
 // Options are what a node is given besides its config.
@@ -36,6 +40,7 @@ type Node struct {
 	Registry *prometheus.Registry
 	Queue    *queue.Queue
 	Runtime  *actors.Runtime
+	Policies *rego.Engine // nil without policies
 
 	// readiness checks beyond the queue and the actors (the policy set).
 	checks []ReadyCheck
@@ -129,7 +134,20 @@ func (n *Node) Run(ctx context.Context) error {
 	log.Info("node running", "node", cfg.Node.Name, "admin", n.AdminAddr())
 	close(n.ready)
 
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			if n.Policies != nil {
+				log.Info("SIGHUP: reloading policies")
+				_ = n.Policies.Reload() // a failure keeps the old set and shows on /readyz
+			}
+		}
+	}
 	log.Info("stopping: fetchers first, then transform, then sinks", "timeout_per_stage", cfg.Node.ShutdownTimeout.String())
 	stopErr := rt.Stop(cfg.Node.ShutdownTimeout.D())
 	if stopErr != nil {

@@ -1,0 +1,339 @@
+// Package transform is the stage between RAW and OUT: it runs the Rego
+// policies on every record of a RAW batch, publishes at most one OUT batch
+// per sink, dead-letters what a policy cannot handle, and acks the RAW batch
+// only when all of that is stored.
+package transform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/rego"
+)
+
+// Config is the `transform:` section.
+type Config struct {
+	// Workers is how many RAW batches are evaluated at once; default 2.
+	Workers int `yaml:"workers"`
+	// MaxDeliveries: a RAW batch the stage crashed on this often is
+	// dead-lettered; default 5.
+	MaxDeliveries int `yaml:"max_deliveries"`
+	// EvalTimeout limits the policy's time on one record; default 100ms.
+	EvalTimeout conf.Duration `yaml:"eval_timeout"`
+}
+
+// DecodeConfig decodes the transform section (which may be empty).
+func DecodeConfig(n *yaml.Node) (Config, error) {
+	var c Config
+	if n != nil && n.Kind != 0 {
+		if err := conf.DecodeStrict(n, "", &c); err != nil {
+			return c, conf.Prefix("transform", err)
+		}
+	}
+	c.SetDefaults()
+	if c.Workers < 1 || c.Workers > 64 {
+		return c, conf.Errorf("transform.workers", "%d: want 1 to 64", c.Workers)
+	}
+	return c, nil
+}
+
+// SetDefaults fills in what the config left out.
+func (c *Config) SetDefaults() {
+	if c.Workers == 0 {
+		c.Workers = 2
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = 5
+	}
+	if c.EvalTimeout == 0 {
+		c.EvalTimeout = conf.Duration(100 * time.Millisecond)
+	}
+}
+
+// Sink kinds, for outputs that name no sink.
+const (
+	KindSplunk   = "splunk_hec"
+	KindBigQuery = "bigquery"
+)
+
+// Deps are what the transform is given.
+type Deps struct {
+	Queue   *queue.Queue
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+	Engine  *rego.Engine
+	// Sinks maps each configured sink's name to its type.
+	Sinks map[string]string
+}
+
+// Transform is the transform actor.
+type Transform struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	m     *metrics
+	byKind map[string][]string // sink type → sink names
+}
+
+// New builds the transform.
+func New(cfg Config, deps Deps) (*Transform, error) {
+	cfg.SetDefaults()
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("transform: metrics: %w", err)
+	}
+	t := &Transform{cfg: cfg, deps: deps, log: deps.Logger.With("stage", "transform"), m: m, byKind: map[string][]string{}}
+	for name, kind := range deps.Sinks {
+		t.byKind[kind] = append(t.byKind[kind], name)
+	}
+	return t, nil
+}
+
+// Run pulls RAW batches and hands them to Workers goroutines; each owns a
+// batch until it is acked, so evaluation overlaps with waiting for acks.
+func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
+	cons, err := t.deps.Queue.Consumer(ctx, queue.ConsumerConfig{
+		Stream: queue.StreamRaw, Durable: "transform", Subject: "raw.>",
+		AckWait: time.Minute, MaxAckPending: t.cfg.Workers * 8, MaxDeliveries: t.cfg.MaxDeliveries,
+		Stage: "transform", Name: "transform",
+	})
+	if err != nil {
+		return fmt.Errorf("transform: %w", err)
+	}
+	defer cons.Close()
+	work := make(chan *queue.Delivery)
+	errs := make(chan error, t.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := 0; i < t.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				if err := t.handle(ctx, d); err != nil {
+					_ = d.Nak(time.Second)
+					if ctx.Err() == nil {
+						select {
+						case errs <- err:
+						default:
+						}
+					}
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(work)
+	for {
+		d, err := cons.Next(ctx, time.Second)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, queue.ErrNoMessage):
+		case err != nil:
+			return fmt.Errorf("transform: %w", err)
+		default:
+			select {
+			case work <- d:
+			case <-ctx.Done():
+				_ = d.Nak(0)
+				return nil
+			}
+		}
+		select {
+		case err := <-errs:
+			if errors.Is(err, queue.ErrBufferFull) {
+				h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
+				continue
+			}
+			return err
+		default:
+			h.SetHealthy()
+		}
+	}
+}
+
+// handle transforms one RAW batch. A nil return means it is acked; an
+// error means it is not (it comes back later).
+func (t *Transform) handle(ctx context.Context, d *queue.Delivery) error {
+	recs, err := batch.Decode(d.Data)
+	if err != nil {
+		t.m.dlq.WithLabelValues("corrupt").Inc()
+		if err := t.deps.Queue.DeadLetterBatch(ctx, "transform", "transform", d, "not a record batch: "+err.Error()); err != nil {
+			return err
+		}
+		return d.Ack()
+	}
+	t.m.recordsIn.Add(float64(len(recs)))
+	schemas, err := t.schemas(ctx, d)
+	if err != nil {
+		t.m.dlq.WithLabelValues("event_policy").Add(float64(len(recs)))
+		if err := t.deps.Queue.DeadLetterBatch(ctx, "transform", "transform", d, err.Error()); err != nil {
+			return err
+		}
+		return d.Ack()
+	}
+	if len(schemas) == 0 {
+		t.m.dropped.WithLabelValues("").Add(float64(len(recs))) // the event policy reads nothing of it
+		return d.Ack()
+	}
+	perSink := map[string][][]byte{}
+	var dead []queue.DeadRecord
+	for i, rec := range recs {
+		id := batch.RecordID(d.ID, i)
+		routed, err := t.transformRecord(ctx, schemas, rec, perSink)
+		if err != nil {
+			reason := "policy_error"
+			if errors.Is(err, errInvalidOutput) {
+				reason = "invalid_output"
+			}
+			t.m.dlq.WithLabelValues(reason).Inc()
+			dead = append(dead, queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
+				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec})
+			continue
+		}
+		if !routed {
+			for _, s := range schemas {
+				t.m.dropped.WithLabelValues(s).Inc()
+			}
+		}
+	}
+	if len(dead) > 0 {
+		if err := t.deps.Queue.DeadLetter(ctx, dead); err != nil {
+			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
+		}
+	}
+	if msgs := t.outMessages(d, perSink); len(msgs) > 0 {
+		if err := t.deps.Queue.Publish(ctx, msgs); err != nil {
+			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
+		}
+	}
+	return d.Ack()
+}
+
+var errInvalidOutput = errors.New("invalid output")
+
+// transformRecord appends a record's outputs to perSink. It adds nothing
+// unless every output of the record is valid. False: no policy routed it.
+func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec []byte, perSink map[string][][]byte) (bool, error) {
+	type routed struct {
+		sink string
+		body []byte
+	}
+	var outs []routed
+	for _, schema := range schemas {
+		start := time.Now()
+		res, err := t.deps.Engine.Outputs(ctx, schema, rec)
+		t.m.evalSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			return false, err
+		}
+		for i, o := range res {
+			sink, err := t.sinkFor(o)
+			if err != nil {
+				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
+			}
+			body, err := json.Marshal(o.Output)
+			if err != nil {
+				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
+			}
+			outs = append(outs, routed{sink, body})
+		}
+	}
+	for _, o := range outs {
+		perSink[o.sink] = append(perSink[o.sink], o.body)
+		t.m.outputs.WithLabelValues(o.sink).Inc()
+	}
+	return len(outs) > 0, nil
+}
+
+// sinkFor picks an output's sink: the one it names, else the only sink of
+// the kind its fields imply (a table means BigQuery, otherwise Splunk).
+func (t *Transform) sinkFor(o rego.Output) (string, error) {
+	if o.Sink != "" {
+		if _, ok := t.deps.Sinks[o.Sink]; !ok {
+			return "", fmt.Errorf("field sink: no sink named %q is configured", o.Sink)
+		}
+		return o.Sink, nil
+	}
+	kind := KindSplunk
+	if o.Table != "" {
+		kind = KindBigQuery
+	}
+	switch names := t.byKind[kind]; len(names) {
+	case 1:
+		return names[0], nil
+	case 0:
+		return "", fmt.Errorf("field sink: not set, and no %s sink is configured", kind)
+	default:
+		return "", fmt.Errorf("field sink: not set, and there are several %s sinks (%v): name one", kind, names)
+	}
+}
+
+// schemas says which schema policies read this batch: the source's fixed
+// schema, else what data.event.src says for the batch's source event.
+func (t *Transform) schemas(ctx context.Context, d *queue.Delivery) ([]string, error) {
+	if s := d.Header.Get(batch.HeaderSchema); s != "" {
+		return []string{s}, nil
+	}
+	event := d.Header.Get(batch.HeaderEvent)
+	if event == "" {
+		return nil, errors.New("batch has neither a fixed schema nor a source event")
+	}
+	srcs, err := t.deps.Engine.EventSources(ctx, []byte(event))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range srcs {
+		names = append(names, s.Schema)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// outMessages makes at most one OUT batch per sink, with an ID derived from
+// the RAW batch, so a redelivered RAW batch is deduplicated by JetStream.
+func (t *Transform) outMessages(d *queue.Delivery, perSink map[string][][]byte) []*nats.Msg {
+	sinks := make([]string, 0, len(perSink))
+	for s := range perSink {
+		sinks = append(sinks, s)
+	}
+	sort.Strings(sinks)
+	msgs := make([]*nats.Msg, 0, len(sinks))
+	for _, sink := range sinks {
+		recs := perSink[sink]
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, d.ID+"/"+sink)
+		h.Set(batch.HeaderRawID, d.ID)
+		h.Set(batch.HeaderSink, sink)
+		h.Set(batch.HeaderCount, strconv.Itoa(len(recs)))
+		for _, k := range []string{batch.HeaderSource, batch.HeaderFirstTime, batch.HeaderLastTime, batch.HeaderFetchedAt} {
+			if v := d.Header.Get(k); v != "" {
+				h.Set(k, v)
+			}
+		}
+		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject(sink), Header: h, Data: batch.Encode(recs)})
+	}
+	return msgs
+}

@@ -1,0 +1,194 @@
+package transform
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/rego"
+)
+
+const policy = `package schema.t
+
+log contains {"timestamp": 1, "data": input, "sink": "a"} if input.to_a
+log contains {"timestamp": 2, "data": input, "sink": "b"} if input.to_b
+log contains {"timestamp": 3, "data": input, "sink": "nowhere"} if input.bad_sink
+log contains {"timestamp": 4, "data": {"n": n}, "sink": "a"} if {
+	input.loop
+	n := count([x | some x in numbers.range(1, 100000000); x % 7 == 3])
+}
+`
+
+type fixture struct {
+	t   *testing.T
+	q   *queue.Queue
+	reg *prometheus.Registry
+}
+
+func newFixture(t *testing.T) *fixture {
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 128 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	return &fixture{t: t, q: q, reg: prometheus.NewRegistry()}
+}
+
+func (f *fixture) run() func() {
+	dir := f.t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	eng, err := rego.Load(dir, rego.Options{EvalTimeout: 50 * time.Millisecond})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.reg = prometheus.NewRegistry()
+	tr, err := New(Config{}, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
+	rt.Add(actors.StageTransform, "transform", tr)
+	rt.Start(context.Background())
+	return func() { _ = rt.Stop(10 * time.Second) }
+}
+
+func (f *fixture) publishRaw(id string, records ...string) {
+	recs := make([][]byte, len(records))
+	for i, r := range records {
+		recs[i] = []byte(r)
+	}
+	h := nats.Header{}
+	h.Set(batch.HeaderMsgID, id)
+	h.Set(batch.HeaderSchema, "t")
+	h.Set(batch.HeaderCount, fmt.Sprint(len(recs)))
+	if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// read drains a subject through a fresh durable consumer.
+func (f *fixture) read(stream, subject string) []*queue.Delivery {
+	c, err := f.q.Consumer(context.Background(), queue.ConsumerConfig{Stream: stream, Durable: "check-" + strings.NewReplacer(".", "-", ">", "all").Replace(subject), Subject: subject})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer c.Close()
+	var out []*queue.Delivery
+	for {
+		d, err := c.Next(context.Background(), 300*time.Millisecond)
+		if err != nil {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
+func (f *fixture) waitIdle() {
+	deadline := time.Now().Add(15 * time.Second)
+	ctx := context.Background()
+	for {
+		// Done when the transform consumer exists and has acked all of RAW.
+		s, _ := f.q.JetStream().Stream(ctx, queue.StreamRaw)
+		c, err := f.q.JetStream().Consumer(ctx, queue.StreamRaw, "transform")
+		if err == nil && s != nil {
+			ci, err1 := c.Info(ctx)
+			si, err2 := s.Info(ctx)
+			if err1 == nil && err2 == nil && ci.AckFloor.Stream == si.State.LastSeq {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatal("transform did not drain RAW")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTwoSinkOutputsLandOnceEvenWhenRAWComesTwice(t *testing.T) {
+	f := newFixture(t)
+	f.publishRaw("raw-1", `{"to_a":true,"to_b":true,"k":1}`, `{"to_a":true,"k":2}`, `{"k":3}`)
+	stop := f.run()
+	f.waitIdle()
+	stop()
+	dropped := testutil.ToFloat64(mustVec(t, f.reg, "sluice_transform_dropped_total"))
+	// Deliver the RAW batch again: a new consumer under the same durable name.
+	js := f.q.JetStream()
+	if err := js.DeleteConsumer(context.Background(), queue.StreamRaw, "transform"); err != nil {
+		t.Fatal(err)
+	}
+	stop = f.run()
+	f.waitIdle()
+	stop()
+	a, b := f.read(queue.StreamOut, "out.a"), f.read(queue.StreamOut, "out.b")
+	if len(a) != 1 || len(b) != 1 {
+		t.Fatalf("out.a has %d batches, out.b %d; want 1 each", len(a), len(b))
+	}
+	if a[0].ID != "raw-1/a" || a[0].Header.Get(batch.HeaderRawID) != "raw-1" || a[0].Header.Get(batch.HeaderCount) != "2" {
+		t.Fatalf("out.a headers: %v", a[0].Header)
+	}
+	recs, _ := batch.Decode(a[0].Data)
+	var o batch.Output
+	_ = json.Unmarshal(recs[1], &o)
+	if o.Timestamp != 1 || string(o.Data) != `{"k":2,"to_a":true}` {
+		t.Fatalf("out.a record 1: %s", recs[1])
+	}
+	if dropped != 1 {
+		t.Fatalf("dropped by policy = %v, want 1", dropped)
+	}
+}
+
+func TestLoopingRecordGoesToDLQAndTheRestFlow(t *testing.T) {
+	f := newFixture(t)
+	f.publishRaw("raw-1", `{"to_a":true,"k":1}`, `{"loop":true}`, `{"bad_sink":true}`, `{"to_b":true,"k":4}`)
+	f.publishRaw("raw-2", `{"to_a":true,"k":5}`)
+	stop := f.run()
+	f.waitIdle()
+	stop()
+	if a, b := f.read(queue.StreamOut, "out.a"), f.read(queue.StreamOut, "out.b"); len(a) != 2 || len(b) != 1 {
+		t.Fatalf("out.a %d batches, out.b %d", len(a), len(b))
+	}
+	dlq := f.read(queue.StreamDLQ, "dlq.>")
+	if len(dlq) != 2 {
+		t.Fatalf("DLQ holds %d records, want 2", len(dlq))
+	}
+	reasons := map[string]string{}
+	for _, d := range dlq {
+		reasons[d.Header.Get(batch.HeaderRecordID)] = d.Header.Get(batch.HeaderReason)
+	}
+	if !strings.Contains(reasons["raw-1/1"], "exceeded the time limit") {
+		t.Errorf("looping record: %q", reasons["raw-1/1"])
+	}
+	if !strings.Contains(reasons["raw-1/2"], `no sink named "nowhere"`) {
+		t.Errorf("bad sink record: %q", reasons["raw-1/2"])
+	}
+}
+
+func mustVec(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	fams, _ := reg.Gather()
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	c.Add(total)
+	return c
+}
