@@ -1,0 +1,276 @@
+package sls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	sdk "github.com/aliyun/aliyun-log-go-sdk"
+	consumerLibrary "github.com/aliyun/aliyun-log-go-sdk/consumer"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue"
+)
+
+// Deps are what a fetcher is given.
+type Deps struct {
+	Queue    *queue.Queue
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer // already labelled with the source's name
+	NodeName string
+}
+
+// Fetcher is one SLS source actor.
+type Fetcher struct {
+	cfg      *Config
+	q        *queue.Queue
+	log      *slog.Logger
+	m        *metrics
+	consumer string
+	ctx      atomic.Pointer[context.Context] // the running Run's context, for Process
+	health   atomic.Pointer[actors.Health]
+}
+
+// New builds a fetcher; Run runs it.
+func New(cfg *Config, deps Deps) (*Fetcher, error) {
+	cfg.SetDefaults(os.Getenv)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("source %q: metrics: %w", cfg.Name, err)
+	}
+	name := cfg.ConsumerName
+	if name == "" {
+		// The group needs distinct names; a restarted process is a new consumer.
+		name = fmt.Sprintf("%s-%d-%04x", deps.NodeName, os.Getpid(), rand.IntN(1<<16))
+	}
+	return &Fetcher{cfg: cfg, q: deps.Queue, log: log.With("source", cfg.Name), m: m, consumer: name}, nil
+}
+
+// ConsumerName is this fetcher's name in the consumer group.
+func (f *Fetcher) ConsumerName() string { return f.consumer }
+
+// Run joins the consumer group and publishes what it pulls until ctx ends.
+func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
+	f.ctx.Store(&ctx)
+	f.health.Store(h)
+	httpc, err := httpClient(f.cfg.Endpoint, 60*time.Second)
+	if err != nil {
+		return fmt.Errorf("source %q: endpoint: %w", f.cfg.Name, err)
+	}
+	if err := f.preflight(httpc); err != nil {
+		h.SetUnhealthy(err.Error())
+		return err
+	}
+	hb := int(f.cfg.HeartbeatInterval.D() / time.Second)
+	opt := consumerLibrary.LogHubConfig{
+		Endpoint: f.cfg.Endpoint, AccessKeyID: f.cfg.AccessKeyID, AccessKeySecret: f.cfg.AccessKeySecret.Reveal(),
+		SecurityToken: f.cfg.SecurityToken.Reveal(),
+		Project:       f.cfg.Project, Logstore: f.cfg.Logstore, Query: f.cfg.Query,
+		ConsumerGroupName: f.cfg.ConsumerGroup, ConsumerName: f.consumer,
+		HeartbeatIntervalInSecond: hb, HeartbeatTimeoutInSecond: 3 * hb,
+		DataFetchIntervalInMs: f.cfg.FetchInterval.D().Milliseconds(), MaxFetchLogGroupCount: f.cfg.MaxFetchLogGroups,
+		AutoCommitIntervalInMS: f.cfg.CheckpointInterval.D().Milliseconds(),
+		HTTPClient:             httpc, Logger: kitLogger{f.log}, DisableRuntimeMetrics: true,
+	}
+	switch f.cfg.Start {
+	case "begin":
+		opt.CursorPosition = consumerLibrary.BEGIN_CURSOR
+	case "end":
+		opt.CursorPosition = consumerLibrary.END_CURSOR
+	default:
+		t, _ := f.cfg.startPosition()
+		opt.CursorPosition, opt.CursorStartTime = consumerLibrary.SPECIAL_TIMER_CURSOR, t.Unix()
+	}
+	worker := consumerLibrary.InitConsumerWorkerWithProcessor(opt, f)
+	if !presetTimeouts(worker, 60*time.Second, 90*time.Second) {
+		f.log.Warn("could not preset the SLS client's timeouts (consumer library layout changed?)")
+	}
+	worker.Start()
+	f.log.Info("joined the SLS consumer group", "project", f.cfg.Project, "logstore", f.cfg.Logstore, "group", f.cfg.ConsumerGroup, "consumer", f.consumer)
+	h.SetHealthy()
+	<-ctx.Done()
+	// The library stops heart-beating, ends each shard's Process, then
+	// flushes the acked checkpoints, retrying forever if SLS is away: bound
+	// it by the heartbeat timeout, after which other consumers take over
+	// from the last saved checkpoint anyway.
+	stopped := make(chan struct{})
+	go func() { worker.StopAndWait(); close(stopped) }()
+	select {
+	case <-stopped:
+		f.log.Info("left the SLS consumer group; acked checkpoints saved", "consumer", f.consumer)
+	case <-time.After(3 * f.cfg.HeartbeatInterval.D()):
+		f.log.Error("the SLS consumer did not stop within the heartbeat timeout; unsaved progress will be pulled again and deduplicated", "consumer", f.consumer)
+	}
+	return nil
+}
+
+// preflight checks credentials, project and logstore and creates the group,
+// so each of those problems is one clear error with the SLS code.
+func (f *Fetcher) preflight(httpc *http.Client) error {
+	c := sdk.CreateNormalInterface(f.cfg.Endpoint, f.cfg.AccessKeyID, f.cfg.AccessKeySecret.Reveal(), f.cfg.SecurityToken.Reveal())
+	c.SetHTTPClient(httpc)
+	defer c.Close()
+	groups, err := c.ListConsumerGroup(f.cfg.Project, f.cfg.Logstore)
+	if err != nil {
+		return f.slsError("list consumer groups", err)
+	}
+	for _, g := range groups {
+		if g.ConsumerGroupName == f.cfg.ConsumerGroup {
+			return nil
+		}
+	}
+	err = c.CreateConsumerGroup(f.cfg.Project, f.cfg.Logstore, sdk.ConsumerGroup{
+		ConsumerGroupName: f.cfg.ConsumerGroup, Timeout: 3 * int(f.cfg.HeartbeatInterval.D()/time.Second),
+	})
+	var se *sdk.Error
+	if err != nil && !(errors.As(err, &se) && se.Code == "ConsumerGroupAlreadyExist") {
+		return f.slsError("create consumer group "+f.cfg.ConsumerGroup, err)
+	}
+	return nil
+}
+
+// slsError names the source, the call and SLS's error code; it never holds
+// a credential (SLS errors name the key id at most).
+func (f *Fetcher) slsError(call string, err error) error {
+	var se *sdk.Error
+	where := fmt.Sprintf("source %q: SLS project %s, logstore %s: %s", f.cfg.Name, f.cfg.Project, f.cfg.Logstore, call)
+	if errors.As(err, &se) {
+		hint := ""
+		switch se.Code {
+		case "SignatureNotMatch", "Unauthorized", "InvalidAccessKeyId.NotFound":
+			hint = " (check access_key_id and access_key_secret)"
+		case "ExceedQuota":
+			hint = " (a logstore allows only so many consumer groups: reuse one or delete an unused one)"
+		case "ProjectNotExist", "LogStoreNotExist":
+			hint = " (check project, logstore and endpoint region)"
+		}
+		return fmt.Errorf("%s: %s: %s%s", where, se.Code, se.Message, hint)
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// Process publishes a pull's log groups to RAW and marks the checkpoint
+// only once every message is acked. The library calls it synchronously, one
+// pull at a time per shard, so the mark is this pull's end cursor. An error
+// makes the library retry the same pull: that is how a full RAW pauses
+// the shard without losing or skipping anything.
+func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLibrary.CheckPointTracker) (string, error) {
+	ctx := *f.ctx.Load()
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	labels := strconv.Itoa(shard)
+	if len(list.LogGroups) == 0 {
+		// Empty pulls are committed too: a read-only shard after a split is
+		// released only once its end is saved.
+		f.m.lag.WithLabelValues(labels).Set(0)
+		return "", tracker.SaveCheckPoint(false)
+	}
+	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups)
+	if err := f.q.Publish(ctx, msgs); err != nil {
+		f.m.publishErrors.WithLabelValues(labels).Inc()
+		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {
+			h.SetUnhealthy("RAW is full: pulling paused, checkpoints held (" + err.Error() + ")")
+		}
+		if ctx.Err() == nil {
+			f.log.Warn("publish to RAW failed; the pull will be retried, its checkpoint is not saved", "shard", shard, "err", err)
+			time.Sleep(200 * time.Millisecond) // the library retries every 50ms; a full buffer needs longer
+		}
+		return "", err
+	}
+	if h := f.health.Load(); h != nil {
+		h.SetHealthy()
+	}
+	f.m.records.WithLabelValues(labels).Add(float64(records))
+	f.m.bytes.WithLabelValues(labels).Add(float64(bytes))
+	f.m.checkpointTime.WithLabelValues(labels).Set(float64(newest.Unix()))
+	f.m.lag.WithLabelValues(labels).Set(time.Since(newest).Seconds())
+	return "", tracker.SaveCheckPoint(false)
+}
+
+// Shutdown saves nothing itself: the library flushes the last checkpoint
+// Process marked, which covers only acked records.
+func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil }
+
+// messages turns a pull into RAW messages: one per log group, or per part
+// of a log group larger than MaxBatchBytes. IDs depend only on the pull's
+// start cursor and positions, so a re-pull after a crash gives the same IDs.
+func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
+	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
+	base := fmt.Sprintf("sls/%s/%s/%d/%s/", f.cfg.Project, f.cfg.Logstore, shard, cursor)
+	for i, lg := range groups {
+		event := eventJSON(f.cfg.Project, f.cfg.Logstore, shard, lg)
+		var parts [][][]byte
+		var cur [][]byte
+		size := 0
+		for _, l := range lg.Logs {
+			rec := appendRecord(nil, lg, l)
+			if size+len(rec) > int(f.cfg.MaxBatchBytes) && len(cur) > 0 {
+				parts, cur, size = append(parts, cur), nil, 0
+			}
+			cur = append(cur, rec)
+			size += len(rec)
+			bytes += len(rec)
+		}
+		parts = append(parts, cur)
+		first, last := groupTimes(lg)
+		if last.After(newest) {
+			newest = last
+		}
+		for p, recs := range parts {
+			id := base + strconv.Itoa(i)
+			if len(parts) > 1 {
+				id += "." + strconv.Itoa(p)
+			}
+			h := nats.Header{}
+			h.Set(batch.HeaderMsgID, id)
+			h.Set(batch.HeaderSource, f.cfg.Name)
+			h.Set(batch.HeaderKind, "sls")
+			h.Set(batch.HeaderEvent, event)
+			if f.cfg.Schema != "" {
+				h.Set(batch.HeaderSchema, f.cfg.Schema)
+			}
+			h.Set(batch.HeaderCount, strconv.Itoa(len(recs)))
+			h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
+			h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
+			h.Set(batch.HeaderFetchedAt, fetched)
+			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject(f.cfg.Name), Header: h, Data: batch.Encode(recs)})
+			records += len(recs)
+		}
+	}
+	return msgs, records, bytes, newest
+}
+
+func groupTimes(lg *sdk.LogGroup) (first, last time.Time) {
+	for i, l := range lg.Logs {
+		t := time.Unix(int64(l.GetTime()), int64(l.GetTimeNs()))
+		if i == 0 || t.Before(first) {
+			first = t
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	return first, last
+}
