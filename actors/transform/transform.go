@@ -83,10 +83,10 @@ type Deps struct {
 
 // Transform is the transform actor.
 type Transform struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	m     *metrics
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	m      *metrics
 	byKind map[string][]string // sink type → sink names
 }
 
