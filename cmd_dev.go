@@ -1,50 +1,311 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/queue"
 )
 
+//go:embed testdata/policies
+var defaultPolicies embed.FS
+
+// devEpoch is when the sample logs start: fixed, so a restart over the same
+// data directory regenerates the same logs the checkpoints point into.
+var devEpoch = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+
+type devOptions struct {
+	dataDir, admin, logLevel string
+	records, shards          int
+	exitWhenDelivered        bool
+	timeout, splunkDownFor   time.Duration
+	hecURL, hecToken         string
+}
+
 func newDevCmd() *cobra.Command {
-	var dataDir, admin string
+	var o devOptions
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run one node on this machine with stand-ins for the cloud services",
+		Short: "Run one node on this machine with stand-ins for SLS and Splunk",
+		Long: `Runs one node with its buffer in --data-dir, an SLS stand-in preloaded with sample
+audit logs, the default policies, and a Splunk HEC stand-in that writes each event it
+accepts to <data-dir>/hec-received.ndjson.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dataDir == "" {
-				cache, err := os.UserCacheDir()
-				if err != nil {
-					cache = os.TempDir()
-				}
-				dataDir = filepath.Join(cache, "sluice-dev")
-			}
-			cfg := &node.Config{}
-			cfg.Node = node.NodeConfig{Name: "dev", DataDir: dataDir, AdminListen: admin, NATSListen: "127.0.0.1:-1", LogLevel: "info", LogFormat: "text", ShutdownTimeout: conf.Duration(30e9)}
-			cfg.Queue = node.QueueConfig{MaxBytes: 4 << 30, RetainDelivered: conf.Duration(72 * 3600e9), Sync: "interval", DuplicateWindow: conf.Duration(600e9)}
-			log := newLogger(os.Stderr, "info", "text")
-			ctx, stop := signalContext()
-			defer stop()
-			n, err := node.New(cfg, node.Options{Logger: log})
-			if err != nil {
-				return err
-			}
-			go func() {
-				select {
-				case <-n.Started():
-					fmt.Fprintf(cmd.OutOrStdout(), "sluice dev\n  data dir: %s\n  admin:    http://%s (/healthz /readyz /metrics)\n  nats:     %s\n", dataDir, n.AdminAddr(), n.Queue.ClientURL())
-				case <-ctx.Done():
-				}
-			}()
-			return n.Run(ctx)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "where the buffer lives (default: <user cache dir>/sluice-dev)")
-	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:8686", "admin HTTP address")
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "", "where the buffer lives, kept between runs (default: <user cache dir>/sluice-dev)")
+	f.StringVar(&o.admin, "admin", "127.0.0.1:8686", "admin HTTP address")
+	f.StringVar(&o.logLevel, "log-level", "warn", "node log level")
+	f.IntVar(&o.records, "records", 20000, "sample audit logs in the SLS stand-in (about 1 KB each)")
+	f.IntVar(&o.shards, "shards", 4, "shards of the SLS stand-in")
+	f.BoolVar(&o.exitWhenDelivered, "exit-when-delivered", false, "exit 0 once every routed record is accepted by Splunk and acked")
+	f.DurationVar(&o.timeout, "timeout", 0, "with --exit-when-delivered: give up (exit 1) after this long")
+	f.DurationVar(&o.splunkDownFor, "splunk-down-for", 0, "start with the HEC stand-in refusing connections for this long")
+	f.StringVar(&o.hecURL, "hec-url", "", "send to this HEC instead of the stand-in")
+	f.StringVar(&o.hecToken, "hec-token", "", "token for --hec-url (default $SPLUNK_HEC_TOKEN)")
 	return cmd
+}
+
+func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) error {
+	if parent == nil {
+		parent = context.Background()
+	}
+	if o.dataDir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		o.dataDir = filepath.Join(cache, "sluice-dev")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return err
+	}
+	policies := filepath.Join(o.dataDir, "policies")
+	if err := writeDefaultPolicies(policies); err != nil {
+		return err
+	}
+	secrets := map[string]string{"SLUICE_DEV_SLS_KEY": randomHex(16), "SLUICE_DEV_HEC_TOKEN": randomHex(16)}
+
+	sls, err := slstest.NewServer(slstest.Options{Project: "dev", Logstore: "audit", Shards: o.shards,
+		AccessKeyID: "dev-key-id", AccessKeySecret: secrets["SLUICE_DEV_SLS_KEY"], StateFile: filepath.Join(o.dataDir, "sls-standin-state.json")})
+	if err != nil {
+		return err
+	}
+	defer sls.Close()
+	sls.Preload(1, o.records, devEpoch)
+
+	hecFile := filepath.Join(o.dataDir, "hec-received.ndjson")
+	var hec *hectest.Server
+	hecURL := o.hecURL
+	if hecURL == "" {
+		out, err := os.OpenFile(hecFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		hec, err = hectest.NewServer(hectest.Options{Token: secrets["SLUICE_DEV_HEC_TOKEN"], Out: out})
+		if err != nil {
+			return err
+		}
+		defer hec.Close()
+		hecURL = hec.URL
+		if o.splunkDownFor > 0 {
+			hec.Down()
+			time.AfterFunc(o.splunkDownFor, func() { _ = hec.Up() })
+		}
+	} else {
+		secrets["SLUICE_DEV_HEC_TOKEN"] = o.hecToken
+		if o.hecToken == "" {
+			secrets["SLUICE_DEV_HEC_TOKEN"] = os.Getenv("SPLUNK_HEC_TOKEN")
+		}
+	}
+
+	// The node runs from a real config file, written here for the curious;
+	// secrets stay out of it and come in as ${…}.
+	yaml := devConfig(o, policies, sls.Endpoint, hecURL)
+	cfgPath := filepath.Join(o.dataDir, "sluice.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		return err
+	}
+	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(k string) (string, bool) { v, ok := secrets[k]; return v, ok })
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfgPath, err)
+	}
+	n, err := node.New(cfg, node.Options{Logger: newLogger(stderr, o.logLevel, "text")})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.Run(ctx) }()
+	select {
+	case <-n.Started():
+	case err := <-runErr:
+		return err
+	}
+	fmt.Fprintf(stdout, `sluice dev
+  data dir     %s (kept between runs; remove it to start over)
+  config       %s
+  admin        http://%s  (/healthz /readyz /metrics /api/v1/actors)
+  nats         %s  (e.g. nats --server %s stream ls)
+  SLS stand-in %s  project dev, logstore audit, %d shards, %d sample logs
+  Splunk HEC   %s
+  HEC events   %s
+  policies     %s  (sluice policy test %s)
+`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), sls.Endpoint, o.shards, sls.Logs(), hecURL, hecFileOr(hec, hecFile), policies, policies)
+	if o.splunkDownFor > 0 && hec != nil {
+		fmt.Fprintf(stdout, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
+	}
+
+	p := newProgress(n, stderr)
+	var deadline <-chan time.Time
+	if o.timeout > 0 {
+		deadline = time.After(o.timeout)
+	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var result error
+loop:
+	for {
+		select {
+		case err := <-runErr:
+			p.final(stdout)
+			return err
+		case <-ctx.Done():
+			break loop
+		case <-deadline:
+			result = fmt.Errorf("not everything was delivered within %s: %s", o.timeout, drainState(ctx, n, sls, o.shards))
+			break loop
+		case <-tick.C:
+			p.tick()
+			if o.exitWhenDelivered && delivered(ctx, n, sls, o.shards) {
+				break loop
+			}
+		}
+	}
+	cancel()
+	if err := <-runErr; err != nil && result == nil {
+		result = err
+	}
+	p.final(stdout)
+	if result == nil && o.exitWhenDelivered {
+		fmt.Fprintln(stdout, "every routed record was accepted by Splunk and acked")
+	}
+	return result
+}
+
+func hecFileOr(hec *hectest.Server, file string) string {
+	if hec == nil {
+		return "(external HEC)"
+	}
+	return file
+}
+
+func devConfig(o devOptions, policies, slsEndpoint, hecURL string) string {
+	return fmt.Sprintf(`# Written by sluice dev; regenerated on every run.
+node:
+  name: dev
+  data_dir: %q
+  admin_listen: %q
+  nats_listen: 127.0.0.1:-1
+  log_level: %s
+  shutdown_timeout: 10s
+queue:
+  max_bytes: 4GiB
+  retain_delivered: 72h
+  sync: interval
+policies:
+  dir: %q
+transform:
+  ack_wait: 5s
+sources:
+  - name: audit
+    type: sls
+    endpoint: %s
+    project: dev
+    logstore: audit
+    consumer_group: sluice-dev
+    access_key_id: dev-key-id
+    access_key_secret: ${SLUICE_DEV_SLS_KEY}
+    start: begin
+    heartbeat_interval: 2s
+    fetch_interval: 50ms
+    checkpoint_interval: 1s
+sinks:
+  - name: splunk
+    type: splunk_hec
+    url: %s
+    token: ${SLUICE_DEV_HEC_TOKEN}
+    index: main
+    sourcetype: sls:audit
+    max_backoff: 2s
+    timeout: 5s
+    ack_wait: 10s
+`, o.dataDir, o.admin, o.logLevel, policies, slsEndpoint, hecURL)
+}
+
+// writeDefaultPolicies copies the shipped policies into dir unless it
+// exists, so edits made there survive restarts.
+func writeDefaultPolicies(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	return fs.WalkDir(defaultPolicies, "testdata/policies", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dir, strings.TrimPrefix(path, "testdata/policies"))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := defaultPolicies.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+}
+
+// delivered: every shard's checkpoint is at its end (so everything is in
+// RAW), the transform and the sink have their consumers, and neither has
+// anything waiting or unacked.
+func delivered(ctx context.Context, n *node.Node, sls *slstest.Server, shards int) bool {
+	for i := 0; i < shards; i++ {
+		if sls.CheckpointPosition("sluice-dev", i) != int64(sls.LogGroups(i)) {
+			return false
+		}
+	}
+	js := n.Queue.JetStream()
+	if _, err := js.Consumer(ctx, queue.StreamRaw, "transform"); err != nil {
+		return false
+	}
+	if _, err := js.Consumer(ctx, queue.StreamOut, "sink-splunk"); err != nil {
+		return false
+	}
+	idle, err := n.Queue.Idle(ctx)
+	return err == nil && idle
+}
+
+func drainState(ctx context.Context, n *node.Node, sls *slstest.Server, shards int) string {
+	var parts []string
+	for i := 0; i < shards; i++ {
+		if p, end := sls.CheckpointPosition("sluice-dev", i), int64(sls.LogGroups(i)); p != end {
+			parts = append(parts, fmt.Sprintf("SLS shard %d checkpoint at log group %d of %d", i, max(p, 0), end))
+		}
+	}
+	if idle, _ := n.Queue.Idle(ctx); !idle {
+		parts = append(parts, "RAW or OUT still holds undelivered records")
+	}
+	if err := n.Ready(); err != nil {
+		parts = append(parts, "not ready: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if len(parts) == 0 {
+		return "the pipeline looked drained at the last check"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

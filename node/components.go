@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/fetch/sls"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/rego"
@@ -15,7 +16,9 @@ import (
 // KnownTypes is every source and sink type this build of sluice has.
 func KnownTypes() Types {
 	return Types{
-		Sources: map[string]ComponentType{},
+		Sources: map[string]ComponentType{
+			"sls": {Decode: sls.DecodeConfig},
+		},
 		Sinks: map[string]ComponentType{
 			"splunk_hec": {Decode: splunk.DecodeConfig},
 		},
@@ -39,6 +42,19 @@ func BuildComponents(ctx context.Context, n *Node) error {
 			n.Runtime.Add(actors.StageSink, "sink/"+c.Name, s)
 		default:
 			return fmt.Errorf("sink %q: type %q has no actor", c.Name, c.Type)
+		}
+	}
+	for _, c := range n.Config.Sources {
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"source": c.Name}, n.Registry)
+		switch cfg := c.Decoded.(type) {
+		case *sls.Config:
+			f, err := sls.New(cfg, sls.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg, NodeName: n.Config.Node.Name})
+			if err != nil {
+				return err
+			}
+			n.Runtime.Add(actors.StageFetch, "sls/"+c.Name, f)
+		default:
+			return fmt.Errorf("source %q: type %q has no actor", c.Name, c.Type)
 		}
 	}
 	return nil

@@ -117,5 +117,6 @@ func TestComponentErrorsNameTheirField(t *testing.T) {
 // component type's own validation.
 var extraBrokenConfigs = []struct{ file, want string }{
 	{"sink-no-token.yaml", "sinks[0].token (line 2): required"},
+	{"sls-bad-start.yaml", `sources[0].start (line 12): parsing time "yesterday"`},
 	{"duplicate-sink.yaml", `sinks[1].name (line 6): duplicate name "splunk" (also sinks[0])`},
 }

@@ -125,9 +125,10 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	// Pull about as many as may be pending, so the client never asks for
-	// more than JetStream will hand out, and cap the bytes buffered ahead.
-	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(cfg.MaxAckPending, cfg.FetchBytes))
+	// The client's buffer is a channel of MaxMessages; JetStream never has
+	// more than MaxAckPending unacked out, so twice that (and room for
+	// status messages) can never overflow and drop ("slow consumer").
+	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*cfg.MaxAckPending+16, cfg.FetchBytes))
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer %s: start pulling: %w", cfg.Durable, err)
 	}

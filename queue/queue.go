@@ -169,7 +169,14 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		srv.Shutdown()
 		return nil, errors.New("queue: embedded NATS server not ready after 30s")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			opts.Logger.Warn("nats client", "subject", subject, "err", err)
+		}))
 	if err != nil {
 		srv.Shutdown()
 		return nil, fmt.Errorf("queue: connect in-process: %w", err)

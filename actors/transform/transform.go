@@ -35,6 +35,9 @@ type Config struct {
 	MaxDeliveries int `yaml:"max_deliveries"`
 	// EvalTimeout limits the policy's time on one record; default 100ms.
 	EvalTimeout conf.Duration `yaml:"eval_timeout"`
+	// AckWait is how long a RAW batch handed to a node that died waits
+	// before JetStream hands it to another; default 30s.
+	AckWait conf.Duration `yaml:"ack_wait"`
 }
 
 // DecodeConfig decodes the transform section (which may be empty).
@@ -62,6 +65,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.EvalTimeout == 0 {
 		c.EvalTimeout = conf.Duration(100 * time.Millisecond)
+	}
+	if c.AckWait == 0 {
+		c.AckWait = conf.Duration(30 * time.Second)
 	}
 }
 
@@ -115,7 +121,7 @@ func New(cfg Config, deps Deps) (*Transform, error) {
 func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
 	cons, err := t.deps.Queue.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamRaw, Durable: "transform", Subject: "raw.>",
-		AckWait: time.Minute, MaxAckPending: t.cfg.Workers * 8, MaxDeliveries: t.cfg.MaxDeliveries,
+		AckWait: t.cfg.AckWait.D(), MaxAckPending: t.cfg.Workers * 8, MaxDeliveries: t.cfg.MaxDeliveries,
 		Stage: "transform", Name: "transform",
 	})
 	if err != nil {

@@ -178,7 +178,7 @@ func (f *Fetcher) slsError(call string, err error) error {
 func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLibrary.CheckPointTracker) (string, error) {
 	ctx := *f.ctx.Load()
 	if ctx.Err() != nil {
-		return "", ctx.Err()
+		return "", errStopping
 	}
 	labels := strconv.Itoa(shard)
 	if len(list.LogGroups) == 0 {
@@ -193,7 +193,10 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {
 			h.SetUnhealthy("RAW is full: pulling paused, checkpoints held (" + err.Error() + ")")
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() != nil {
+			return "", errStopping
+		}
+		{
 			f.log.Warn("publish to RAW failed; the pull will be retried, its checkpoint is not saved", "shard", shard, "err", err)
 			time.Sleep(200 * time.Millisecond) // the library retries every 50ms; a full buffer needs longer
 		}
@@ -208,6 +211,10 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 	f.m.lag.WithLabelValues(labels).Set(time.Since(newest).Seconds())
 	return "", tracker.SaveCheckPoint(false)
 }
+
+// errStopping tells the library the node is stopping; the pull is not
+// checkpointed and is pulled again (and deduplicated) next time.
+var errStopping = errors.New("stopping")
 
 // Shutdown saves nothing itself: the library flushes the last checkpoint
 // Process marked, which covers only acked records.

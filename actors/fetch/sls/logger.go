@@ -2,6 +2,7 @@ package sls
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 )
@@ -26,6 +27,14 @@ func (k kitLogger) Log(keyvals ...any) error {
 			}
 		case "msg":
 			msg = fmt.Sprint(keyvals[i+1])
+			if msg == "shutting down and last process failed, just quit" {
+				level = slog.LevelDebug // the pull was not checkpointed; it is pulled again next time
+			}
+		case "err":
+			if e, ok := keyvals[i+1].(error); ok && errors.Is(e, errStopping) {
+				level = slog.LevelDebug // the library retries Process while it winds down
+			}
+			attrs = append(attrs, key, keyvals[i+1])
 		case "caller", "ts":
 		default:
 			attrs = append(attrs, key, keyvals[i+1])

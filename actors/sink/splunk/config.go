@@ -32,7 +32,11 @@ type Config struct {
 	Linger      conf.Duration `yaml:"linger"`       // default 200ms
 	InFlight    int           `yaml:"in_flight"`    // requests in flight; default 4
 	Timeout     conf.Duration `yaml:"timeout"`      // per request; default 30s
-	MaxBackoff  conf.Duration `yaml:"max_backoff"`  // between retries; default 30s
+	// AckWait is how long a batch held by a node that died waits before
+	// JetStream hands it to another; default timeout + 30s (a request in
+	// flight must finish first; retries keep their batches alive).
+	AckWait    conf.Duration `yaml:"ack_wait"`
+	MaxBackoff conf.Duration `yaml:"max_backoff"` // between retries; default 30s
 	// PausedRetry is how often a paused sink (token or index refused) tries
 	// again; default 30s.
 	PausedRetry conf.Duration `yaml:"paused_retry"`
@@ -79,6 +83,9 @@ func (c *Config) SetDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = conf.Duration(30e9)
 	}
+	if c.AckWait == 0 {
+		c.AckWait = c.Timeout + conf.Duration(30e9)
+	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = conf.Duration(30e9)
 	}
@@ -104,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchBytes < 1024 {
 		return conf.Errorf("batch_bytes", "%s: want at least 1KiB", c.BatchBytes)
+	}
+	if c.AckWait <= c.Timeout {
+		return conf.Errorf("ack_wait", "%s must be longer than timeout (%s)", c.AckWait, c.Timeout)
 	}
 	if c.InFlight < 1 || c.InFlight > 64 {
 		return conf.Errorf("in_flight", "%d: want 1 to 64", c.InFlight)

@@ -92,7 +92,7 @@ type event struct {
 func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	cons, err := s.q.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamOut, Durable: "sink-" + s.cfg.Name, Subject: queue.OutSubject(s.cfg.Name),
-		AckWait: time.Minute, MaxAckPending: max(64, s.cfg.InFlight*s.cfg.BatchEvents/8),
+		AckWait: s.cfg.AckWait.D(), MaxAckPending: max(64, s.cfg.InFlight*s.cfg.BatchEvents/8),
 		Stage: "sink", Name: s.cfg.Name,
 		// A batch that crashed the sink this many times is dead-lettered;
 		// a Splunk outage does not count: held batches are kept in progress.

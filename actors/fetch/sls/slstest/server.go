@@ -29,6 +29,9 @@ type Options struct {
 	AccessKeyID, AccessKeySecret string
 	Addr                         string // default 127.0.0.1:0
 	ConsumerGroupQuota           int    // default 10
+	// StateFile, when set, keeps consumer groups and checkpoints across
+	// restarts of the stand-in, as SLS keeps them (dev mode uses it).
+	StateFile string
 }
 
 // Server is a running stand-in.
@@ -94,6 +97,10 @@ func NewServer(opts Options) (*Server, error) {
 	s := &Server{opts: opts, l: l, groups: map[string]*group{}, broken: map[int]bool{}}
 	for i := 0; i < opts.Shards; i++ {
 		s.shards = append(s.shards, &shard{})
+	}
+	if err := s.loadState(); err != nil {
+		l.Close()
+		return nil, err
 	}
 	s.Endpoint = "http://" + l.Addr().String()
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
@@ -423,8 +430,10 @@ func (s *Server) createGroup(w http.ResponseWriter, body []byte) *slsError {
 	if len(s.groups) >= s.opts.ConsumerGroupQuota {
 		return errorf(400, "ExceedQuota", "consumer group quota exceed: logstore %s already has %d consumer groups", s.opts.Logstore, len(s.groups))
 	}
-	s.groups[req.Name] = &group{timeout: time.Duration(max(req.Timeout, 1)) * time.Second, order: req.Order,
-		consumers: map[string]*consumer{}, owner: map[int]string{}, checkpoints: map[int]checkpoint{}}
+	s.groups[req.Name] = newGroup(time.Duration(max(req.Timeout, 1))*time.Second, req.Order)
+	if err := s.saveStateLocked(); err != nil {
+		return errorf(500, "InternalServerError", "saving state: %v", err)
+	}
 	return writeJSON(w, struct{}{})
 }
 
@@ -564,6 +573,9 @@ func (s *Server) updateCheckpoint(w http.ResponseWriter, name, who string, force
 		return errorf(400, "ConsumerNotMatch", "shard %d is held by %q, not %s", req.Shard, owner, who)
 	}
 	g.checkpoints[req.Shard] = checkpoint{cursor: req.Checkpoint, updated: time.Now(), consumer: who}
+	if err := s.saveStateLocked(); err != nil {
+		return errorf(500, "InternalServerError", "saving state: %v", err)
+	}
 	return writeJSON(w, struct{}{})
 }
 
