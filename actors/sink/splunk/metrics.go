@@ -20,6 +20,7 @@ type metrics struct {
 	latency    prometheus.Histogram
 	state      prometheus.Gauge
 	oldestHeld prometheus.GaugeFunc
+	delivery   prometheus.Histogram
 }
 
 // newMetrics registers the sink's metrics; reg carries the sink's name label.
@@ -33,10 +34,12 @@ func newMetrics(reg prometheus.Registerer, oldest func() float64) (*metrics, err
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_request_seconds", Help: "Request latency.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		state: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_delivery_latency_seconds",
+			Help: "From fetching a batch at the source to the destination accepting it.", Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 30)}),
 		oldestHeld: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_sink_oldest_undelivered_seconds",
 			Help: "Age of the oldest record the sink holds and has not delivered yet (since it was fetched)."}, oldest),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.bytes, m.requests, m.retries, m.dlq, m.latency, m.state, m.oldestHeld} {
+	for _, c := range []prometheus.Collector{m.events, m.bytes, m.requests, m.retries, m.dlq, m.latency, m.state, m.oldestHeld, m.delivery} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -217,9 +217,13 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 		r.giveBack()
 		return
 	}
+	now := time.Now()
 	for _, d := range r.deliveries {
 		if err := d.Ack(); err != nil {
 			s.log.Warn("ack failed; the batch will be delivered again", "batch", d.ID, "err", err)
+		}
+		if t, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64); err == nil {
+			s.m.delivery.Observe(now.Sub(time.Unix(0, t)).Seconds())
 		}
 	}
 }
