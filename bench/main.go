@@ -13,6 +13,7 @@ import (
 func main() {
 	scenarios := map[string]func([]string) error{
 		"queue": queueBench,
+		"e2e":   e2eBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

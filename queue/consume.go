@@ -28,19 +28,21 @@ type ConsumerConfig struct {
 	// (the stage crashed on it, or timed out every time) has each of its
 	// records sent to the DLQ and is then acked. 0 means never.
 	MaxDeliveries int
-	// FetchBytes bounds what the client buffers ahead. Default 32 MiB.
-	FetchBytes int
 	// Stage and Name label DLQ subjects and metrics ("transform"/"transform",
 	// "sink"/<sink name>).
 	Stage, Name string
 }
 
 // Consumer hands out deliveries of one durable consumer.
+//
+// It fetches only when a stage asks, and only as many as asked: a fetched
+// delivery's ack-wait clock runs, so a delivery nobody is working on must
+// not exist (a prefetch buffer would be redelivered while it waits, and
+// count towards MaxDeliveries during a long outage).
 type Consumer struct {
 	q    *Queue
 	cfg  ConsumerConfig
 	cons jetstream.Consumer
-	iter jetstream.MessagesContext
 }
 
 // Delivery is one batch message handed to a stage. Ack it only when its work
@@ -87,9 +89,6 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 	if cfg.MaxAckPending <= 0 {
 		cfg.MaxAckPending = 256
 	}
-	if cfg.FetchBytes <= 0 {
-		cfg.FetchBytes = 32 << 20
-	}
 	if cfg.Stage == "" {
 		cfg.Stage = cfg.Durable
 	}
@@ -125,73 +124,97 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	// The client's buffer is a channel of MaxMessages; JetStream never has
-	// more than MaxAckPending unacked out, so twice that (and room for
-	// status messages) can never overflow and drop ("slow consumer").
-	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*cfg.MaxAckPending+16, cfg.FetchBytes))
-	if err != nil {
-		return nil, fmt.Errorf("queue: consumer %s: start pulling: %w", cfg.Durable, err)
-	}
-	c := &Consumer{q: q, cfg: cfg, cons: cons, iter: iter}
+	c := &Consumer{q: q, cfg: cfg, cons: cons}
 	q.mu.Lock()
 	q.consumers = append(q.consumers, c)
 	q.mu.Unlock()
 	return c, nil
 }
 
-// Next returns the next delivery, waiting at most maxWait (ErrNoMessage).
-// Deliveries over MaxDeliveries are dead-lettered here and never returned.
+// Next returns one delivery, waiting at most maxWait (ErrNoMessage).
 func (c *Consumer) Next(ctx context.Context, maxWait time.Duration) (*Delivery, error) {
+	ds, err := c.Fetch(ctx, 1, maxWait)
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// Fetch returns up to max deliveries, waiting at most maxWait for the first
+// (ErrNoMessage when none came). Deliveries over MaxDeliveries are
+// dead-lettered here and never returned.
+func (c *Consumer) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]*Delivery, error) {
+	deadline := time.Now().Add(maxWait)
 	for {
-		wctx, cancel := context.WithTimeout(ctx, maxWait)
-		msg, err := c.iter.Next(jetstream.NextContext(wctx))
-		cancel()
+		wait := time.Until(deadline)
+		if wait < 10*time.Millisecond {
+			wait = 10 * time.Millisecond
+		}
+		fctx, cancel := context.WithTimeout(ctx, wait)
+		batch, err := c.cons.Fetch(max, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if wctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, jetstream.ErrNoMessages) || isTimeout(err) {
 				return nil, ErrNoMessage
 			}
 			return nil, fmt.Errorf("queue: consumer %s: %w", c.cfg.Durable, err)
 		}
-		d := &Delivery{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data(), msg: msg, c: c}
-		d.ID = d.Header.Get(batch.HeaderMsgID)
-		if md, err := msg.Metadata(); err == nil {
-			d.Delivered, d.Seq, d.Time = md.NumDelivered, md.Sequence.Stream, md.Timestamp
-		}
-		if d.Delivered > 1 {
-			c.q.metrics.redelivered.WithLabelValues(c.cfg.Stream, c.cfg.Durable).Inc()
-		}
-		if c.cfg.MaxDeliveries > 0 && d.Delivered > uint64(c.cfg.MaxDeliveries) {
-			reason := fmt.Sprintf("delivered %d times without being acked (the %s stage crashed or timed out on it each time)", d.Delivered-1, c.cfg.Stage)
-			if err := c.q.DeadLetterBatch(ctx, c.cfg.Stage, c.cfg.Name, d, reason); err != nil {
-				// Keep it; it will come back and we try again.
-				c.q.log.Error("dead-lettering an undeliverable batch failed", "batch", d.ID, "err", err)
-				_ = d.Nak(time.Second)
-				continue
+		var out []*Delivery
+		for msg := range batch.Messages() {
+			if d := c.accept(ctx, msg); d != nil {
+				out = append(out, d)
 			}
-			_ = d.Ack()
-			continue
 		}
-		return d, nil
+		err = batch.Error()
+		cancel()
+		if err != nil && len(out) == 0 && !errors.Is(err, jetstream.ErrNoMessages) && !isTimeout(err) && !errors.Is(err, context.Canceled) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("queue: consumer %s: %w", c.cfg.Durable, err)
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return nil, ErrNoMessage
+		}
 	}
 }
 
-// Close stops pulling and hands back what the client fetched ahead but no
-// stage has seen, so another node (or this one, restarted) gets it at once
-// rather than after AckWait. Deliveries a stage holds unacked come back
-// after AckWait, or at once if the stage Naks them.
-func (c *Consumer) Close() {
-	c.iter.Drain()
-	for {
-		msg, err := c.iter.Next(jetstream.NextMaxWait(200 * time.Millisecond))
-		if err != nil {
-			return
-		}
-		_ = msg.Nak()
+// accept wraps a fetched message, or dead-letters it when it was delivered
+// too often (nil then).
+func (c *Consumer) accept(ctx context.Context, msg jetstream.Msg) *Delivery {
+	d := &Delivery{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data(), msg: msg, c: c}
+	d.ID = d.Header.Get(batch.HeaderMsgID)
+	if md, err := msg.Metadata(); err == nil {
+		d.Delivered, d.Seq, d.Time = md.NumDelivered, md.Sequence.Stream, md.Timestamp
 	}
+	if d.Delivered > 1 {
+		c.q.metrics.redelivered.WithLabelValues(c.cfg.Stream, c.cfg.Durable).Inc()
+	}
+	if c.cfg.MaxDeliveries > 0 && d.Delivered > uint64(c.cfg.MaxDeliveries) {
+		reason := fmt.Sprintf("delivered %d times without being acked (the %s stage crashed or timed out on it each time)", d.Delivered-1, c.cfg.Stage)
+		if err := c.q.DeadLetterBatch(ctx, c.cfg.Stage, c.cfg.Name, d, reason); err != nil {
+			c.q.log.Error("dead-lettering an undeliverable batch failed; it stays", "batch", d.ID, "err", err)
+			_ = d.Nak(time.Second)
+			return nil
+		}
+		_ = d.Ack()
+		return nil
+	}
+	return d
 }
+
+// Close releases the consumer. Deliveries a stage holds unacked come back
+// after AckWait, or at once if the stage Naks them.
+func (c *Consumer) Close() {}
 
 // Info returns JetStream's view of the consumer (pending, ack floor).
 func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {

@@ -116,72 +116,63 @@ func New(cfg Config, deps Deps) (*Transform, error) {
 	return t, nil
 }
 
-// Run pulls RAW batches and hands them to Workers goroutines; each owns a
-// batch until it is acked, so evaluation overlaps with waiting for acks.
+// Run runs Workers goroutines; each fetches a RAW batch only when it is
+// free to work on it and owns it until it is acked, so evaluation overlaps
+// with waiting for acks and no batch waits unowned.
 func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
 	cons, err := t.deps.Queue.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamRaw, Durable: "transform", Subject: "raw.>",
-		AckWait: t.cfg.AckWait.D(), MaxAckPending: t.cfg.Workers * 8, MaxDeliveries: t.cfg.MaxDeliveries,
+		AckWait: t.cfg.AckWait.D(), MaxAckPending: t.cfg.Workers * 4, MaxDeliveries: t.cfg.MaxDeliveries,
 		Stage: "transform", Name: "transform",
 	})
 	if err != nil {
 		return fmt.Errorf("transform: %w", err)
 	}
 	defer cons.Close()
-	work := make(chan *queue.Delivery)
 	errs := make(chan error, t.cfg.Workers)
 	var wg sync.WaitGroup
 	for i := 0; i < t.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work {
-				if err := t.handle(ctx, d); err != nil {
-					_ = d.Nak(time.Second)
-					if ctx.Err() == nil {
-						select {
-						case errs <- err:
-						default:
-						}
-					}
-				}
-			}
+			errs <- t.work(ctx, h, cons)
 		}()
 	}
-	defer wg.Wait()
-	defer close(work)
-	for {
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// work is one worker's loop.
+func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Consumer) error {
+	for ctx.Err() == nil {
 		d, err := cons.Next(ctx, time.Second)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, queue.ErrNoMessage):
+			continue
 		case err != nil:
 			return fmt.Errorf("transform: %w", err)
-		default:
-			select {
-			case work <- d:
-			case <-ctx.Done():
-				_ = d.Nak(0)
-				return nil
-			}
 		}
-		select {
-		case err := <-errs:
-			if errors.Is(err, queue.ErrBufferFull) {
-				h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
-				continue
+		if err := t.handle(ctx, h, d); err != nil {
+			_ = d.Nak(time.Second)
+			if ctx.Err() == nil {
+				return err
 			}
-			return err
-		default:
-			h.SetHealthy()
 		}
 	}
+	return nil
 }
 
 // handle transforms one RAW batch. A nil return means it is acked; an
 // error means it is not (it comes back later).
-func (t *Transform) handle(ctx context.Context, d *queue.Delivery) error {
+func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery) error {
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		t.m.dlq.WithLabelValues("corrupt").Inc()
@@ -230,11 +221,34 @@ func (t *Transform) handle(ctx context.Context, d *queue.Delivery) error {
 		}
 	}
 	if msgs := t.outMessages(d, perSink); len(msgs) > 0 {
-		if err := t.deps.Queue.Publish(ctx, msgs); err != nil {
+		if err := t.publish(ctx, h, d, msgs); err != nil {
 			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
 	}
 	return d.Ack()
+}
+
+// publish stores a batch's outputs. While OUT is full it keeps the RAW
+// batch (in progress, so JetStream neither redelivers nor counts it) and
+// retries: a full buffer pauses the stage, it never drops or dead-letters.
+func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Delivery, msgs []*nats.Msg) error {
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		err := t.deps.Queue.Publish(ctx, msgs)
+		if err == nil {
+			h.SetHealthy()
+			return nil
+		}
+		if !errors.Is(err, queue.ErrBufferFull) || ctx.Err() != nil {
+			return err
+		}
+		h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
+		_ = d.InProgress()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 var errInvalidOutput = errors.New("invalid output")

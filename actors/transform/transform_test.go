@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/conf"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -191,4 +193,80 @@ func mustVec(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
 	c.Add(total)
 	return c
+}
+
+// OUT full for many times AckWait: the transform holds its RAW batch and
+// retries; nothing is dead-lettered or published twice.
+func TestFullOUTPausesWithoutDeadLettering(t *testing.T) {
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 4 << 20}) // OUT: 60% of 4 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	f := &fixture{t: t, q: q}
+	big := strings.Repeat("x", 20<<10)
+	// Another sink's undelivered backlog fills OUT almost to the limit.
+	for i := 0; i < 110; i++ {
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, fmt.Sprint("filler-", i))
+		if err := q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("b"), Header: h, Data: batch.Encode([][]byte{[]byte(big)})}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 40
+	for i := 0; i < n; i++ {
+		f.publishRaw(fmt.Sprint("raw-", i), fmt.Sprintf(`{"to_a":true,"i":%d,"pad":%q}`, i, big))
+	}
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644)
+	eng, _ := rego.Load(dir, rego.Options{})
+	tr, _ := New(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 2}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
+	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
+	rt.Add(actors.StageTransform, "transform", tr)
+	rt.Start(context.Background())
+	defer rt.Stop(10 * time.Second)
+	waitUntil(t, func() bool { err := rt.Ready(); return err != nil && strings.Contains(err.Error(), "OUT is full") })
+	time.Sleep(5 * time.Second) // > MaxDeliveries × AckWait
+	// The other sink catches up: its backlog goes, and with it the pressure.
+	s, _ := q.JetStream().Stream(context.Background(), queue.StreamOut)
+	if err := s.Purge(context.Background(), jetstream.WithPurgeSubject("out.b")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamOut, Durable: "sink-a", Subject: "out.a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(seen) < n && time.Now().Before(deadline) {
+		d, err := c.Next(context.Background(), 200*time.Millisecond)
+		if err != nil {
+			_ = q.Trim(context.Background())
+			continue
+		}
+		seen[d.ID]++
+		_ = d.Ack()
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d outputs reached OUT", len(seen), n)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times", id, n)
+		}
+	}
+	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
+		t.Fatalf("%d records dead-lettered while OUT was full: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

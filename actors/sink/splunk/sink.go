@@ -92,7 +92,7 @@ type event struct {
 func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	cons, err := s.q.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamOut, Durable: "sink-" + s.cfg.Name, Subject: queue.OutSubject(s.cfg.Name),
-		AckWait: s.cfg.AckWait.D(), MaxAckPending: max(64, s.cfg.InFlight*s.cfg.BatchEvents/8),
+		AckWait: s.cfg.AckWait.D(), MaxAckPending: 1024,
 		Stage: "sink", Name: s.cfg.Name,
 		// A batch that crashed the sink this many times is dead-lettered;
 		// a Splunk outage does not count: held batches are kept in progress.
@@ -124,14 +124,24 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 
 	var cur *request
 	var lingerEnd time.Time
+	// dispatch hands cur to a sender, keeping its batches alive while every
+	// sender is busy (Splunk down): held batches must not be redelivered.
 	dispatch := func() bool {
-		select {
-		case work <- cur:
-			cur = nil
-			return true
-		case <-ctx.Done():
-			cur.giveBack()
-			return false
+		keep := time.NewTicker(s.cfg.AckWait.D() / 3)
+		defer keep.Stop()
+		for {
+			select {
+			case work <- cur:
+				cur = nil
+				return true
+			case <-keep.C:
+				for _, d := range cur.deliveries {
+					_ = d.InProgress()
+				}
+			case <-ctx.Done():
+				cur.giveBack()
+				return false
+			}
 		}
 	}
 	for {

@@ -305,3 +305,27 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An outage many times longer than AckWait: held batches are kept alive,
+// not redelivered (duplicates) nor counted towards MaxDeliveries (DLQ).
+func TestLongOutageNeitherDeadLettersNorDuplicates(t *testing.T) {
+	f := newFixture(t, hectest.Options{})
+	f.hec.Down()
+	f.publish(3000, 20) // 150 batches: more than the senders hold
+	f.start(func(c *Config) {
+		c.Timeout = conf.Duration(300 * time.Millisecond)
+		c.AckWait = conf.Duration(time.Second)
+		c.InFlight = 2
+		c.BatchEvents = 100
+	})
+	time.Sleep(12 * time.Second) // > MaxDeliveries × AckWait
+	if err := f.hec.Up(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDelivered(3000, 30*time.Second)
+	f.assertEachOnce(3000)
+	s, _ := f.q.JetStream().Stream(context.Background(), queue.StreamDLQ)
+	if info, _ := s.Info(context.Background()); info.State.Msgs != 0 {
+		t.Fatalf("%d records dead-lettered during an outage", info.State.Msgs)
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The stand-ins run as their own processes (`sluice emulate …`), so the
+// CPU this process uses is the node's alone.
+
+const (
+	benchAKID  = "bench-key-id"
+	benchAKKey = "bench-key-secret"
+	benchToken = "bench-hec-token"
+)
+
+// buildSluice builds the sluice binary once into dir.
+func buildSluice(dir string) (string, error) {
+	bin := filepath.Join(dir, "sluice")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build sluice: %w", err)
+	}
+	return bin, nil
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startProcess runs bin with args and waits for its first line of output.
+func startProcess(bin string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case ready <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case line := <-ready:
+		if !strings.Contains(line, "stand-in at") {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("%s %v: %s", bin, args, line)
+		}
+		return cmd, nil
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%s %v: not ready", bin, args)
+	}
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+}
+
+func startSLS(bin, addr string, records, shards int, extra ...string) (*exec.Cmd, error) {
+	args := append([]string{"emulate", "sls", "--listen", addr, "--records", fmt.Sprint(records), "--shards", fmt.Sprint(shards),
+		"--access-key-id", benchAKID, "--access-key-secret", benchAKKey}, extra...)
+	return startProcess(bin, args...)
+}
+
+func startHEC(bin, addr string) (*exec.Cmd, error) {
+	return startProcess(bin, "emulate", "hec", "--listen", addr, "--token", benchToken)
+}
