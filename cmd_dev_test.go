@@ -132,14 +132,18 @@ func TestDevResumesAfterSIGKILL(t *testing.T) {
 	if before >= len(want) {
 		t.Skipf("the first run finished (%d records) before it could be killed", before)
 	}
-	devRun(t, devOptions{dataDir: dir, admin: "127.0.0.1:0", logLevel: "error", records: records, shards: 4, exitWhenDelivered: true, timeout: 90 * time.Second})
+	out := devRun(t, devOptions{dataDir: dir, admin: "127.0.0.1:0", logLevel: "error", records: records, shards: 4, exitWhenDelivered: true, timeout: 90 * time.Second})
 	got := hecSeqs(t, dir)
 	dups := 0
 	for seq := range want {
 		if got[seq] == 0 {
-			t.Fatalf("seq %s was lost across the SIGKILL", seq)
+			state, _ := os.ReadFile(filepath.Join(dir, "sls-standin-state.json"))
+			t.Fatalf("seq %s was lost across the SIGKILL (%d records before the kill)\nsecond run:\n%s\nSLS state: %s", seq, before, out, state)
 		}
 		dups += got[seq] - 1
+	}
+	if !bytes.Contains([]byte(out), []byte("DLQ 0 |")) {
+		t.Errorf("records were dead-lettered:\n%s", out)
 	}
 	t.Logf("killed after %d of %d routed records; after the second run all arrived, %d duplicates (at-least-once across a kill)", before, len(want), dups)
 }

@@ -12,8 +12,10 @@ import (
 
 func main() {
 	scenarios := map[string]func([]string) error{
-		"queue": queueBench,
-		"e2e":   e2eBench,
+		"queue":  queueBench,
+		"e2e":    e2eBench,
+		"stages": stagesBench,
+		"outage": outageBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

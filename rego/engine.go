@@ -17,7 +17,7 @@ import (
 
 // Options configure an Engine.
 type Options struct {
-	// EvalTimeout limits one evaluation (one record); default 100ms.
+	// EvalTimeout limits one evaluation (one record); default 1s.
 	EvalTimeout time.Duration
 	Logger      *slog.Logger
 	Metrics     prometheus.Registerer
@@ -55,7 +55,7 @@ type Status struct {
 // line and reason.
 func Load(dir string, opts Options) (*Engine, error) {
 	if opts.EvalTimeout <= 0 {
-		opts.EvalTimeout = 100 * time.Millisecond
+		opts.EvalTimeout = time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -30,6 +30,9 @@ type Output struct {
 	batch.Output
 }
 
+// ErrTimeout is returned (wrapped) when an evaluation hits the time limit.
+var ErrTimeout = errors.New("evaluation exceeded the time limit")
+
 // ErrNoSchema is returned for a schema that no policy defines.
 var ErrNoSchema = errors.New("no such schema policy")
 
@@ -109,7 +112,7 @@ func (e *Engine) eval(ctx context.Context, q *rego.PreparedEvalQuery, input ast.
 	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("evaluation exceeded the time limit of %s", e.opts.EvalTimeout)
+			return nil, fmt.Errorf("%w of %s", ErrTimeout, e.opts.EvalTimeout)
 		}
 		return nil, err
 	}

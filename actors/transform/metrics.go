@@ -3,11 +3,12 @@ package transform
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	recordsIn   prometheus.Counter
-	outputs     *prometheus.CounterVec
-	dropped     *prometheus.CounterVec
-	dlq         *prometheus.CounterVec
-	evalSeconds prometheus.Histogram
+	recordsIn    prometheus.Counter
+	outputs      *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
+	dlq          *prometheus.CounterVec
+	evalSeconds  prometheus.Histogram
+	evalTimeouts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -19,7 +20,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_transform_eval_seconds", Help: "Policy evaluation time per record.",
 			Buckets: prometheus.ExponentialBuckets(5e-6, 2, 16)}),
 	}
-	for _, c := range []prometheus.Collector{m.recordsIn, m.outputs, m.dropped, m.dlq, m.evalSeconds} {
+	m.evalTimeouts = prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_transform_eval_timeouts_total", Help: "Evaluations that hit the time limit (each record gets a second try)."})
+	for _, c := range []prometheus.Collector{m.recordsIn, m.outputs, m.dropped, m.dlq, m.evalSeconds, m.evalTimeouts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

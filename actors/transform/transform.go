@@ -33,7 +33,9 @@ type Config struct {
 	// MaxDeliveries: a RAW batch the stage crashed on this often is
 	// dead-lettered; default 5.
 	MaxDeliveries int `yaml:"max_deliveries"`
-	// EvalTimeout limits the policy's time on one record; default 100ms.
+	// EvalTimeout limits the policy's time on one record; default 1s. A
+	// record is dead-lettered only after timing out twice, so a busy
+	// machine (a GC pause, a loaded core) does not dead-letter good records.
 	EvalTimeout conf.Duration `yaml:"eval_timeout"`
 	// AckWait is how long a RAW batch handed to a node that died waits
 	// before JetStream hands it to another; default 30s.
@@ -64,7 +66,7 @@ func (c *Config) SetDefaults() {
 		c.MaxDeliveries = 5
 	}
 	if c.EvalTimeout == 0 {
-		c.EvalTimeout = conf.Duration(100 * time.Millisecond)
+		c.EvalTimeout = conf.Duration(time.Second)
 	}
 	if c.AckWait == 0 {
 		c.AckWait = conf.Duration(30 * time.Second)
@@ -264,6 +266,10 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 	for _, schema := range schemas {
 		start := time.Now()
 		res, err := t.deps.Engine.Outputs(ctx, schema, rec)
+		if errors.Is(err, rego.ErrTimeout) {
+			t.m.evalTimeouts.Inc()
+			res, err = t.deps.Engine.Outputs(ctx, schema, rec) // once more before calling it the policy's fault
+		}
 		t.m.evalSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
 			return false, err

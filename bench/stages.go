@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/fetch/sls"
+	"github.com/sluicehq/sluice/actors/sink/splunk"
+	"github.com/sluicehq/sluice/actors/transform"
+	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/rego"
+)
+
+// rig runs one stage at a time over one buffer, so each is measured alone:
+// fetch fills RAW, transform turns RAW into OUT, the sink drains OUT.
+type rig struct {
+	q   *queue.Queue
+	reg *prometheus.Registry
+	log *slog.Logger
+}
+
+func newRig(dir string) (*rig, error) {
+	reg := prometheus.NewRegistry()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: dir, MaxBytes: 16 << 30, Metrics: reg})
+	if err != nil {
+		return nil, err
+	}
+	return &rig{q: q, reg: reg, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}, nil
+}
+
+// run runs one actor until done() and returns what it cost.
+func (r *rig) run(stage actors.Stage, name string, a actors.Actor, done func() bool, count func() (int64, int64)) (span, error) {
+	rt, err := actors.NewRuntime(r.log, prometheus.NewRegistry())
+	if err != nil {
+		return span{}, err
+	}
+	s, err := measure(func() (int64, int64, error) {
+		rt.Add(stage, name, a)
+		rt.Start(context.Background())
+		for !done() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		b, n := count()
+		return b, n, nil
+	})
+	_ = rt.Stop(30 * time.Second)
+	return s, err
+}
+
+func (r *rig) fetch(endpoint string, records int) (span, error) {
+	cfg := &sls.Config{Name: "audit", Type: "sls", Endpoint: "http://" + endpoint, Project: "dev", Logstore: "audit", ConsumerGroup: "bench",
+		AccessKeyID: benchAKID, AccessKeySecret: conf.Secret(benchAKKey), HeartbeatInterval: conf.Duration(2 * time.Second),
+		FetchInterval: conf.Duration(20 * time.Millisecond), CheckpointInterval: conf.Duration(time.Second)}
+	reg := prometheus.NewRegistry()
+	f, err := sls.New(cfg, sls.Deps{Queue: r.q, Logger: r.log, Metrics: reg, NodeName: "bench"})
+	if err != nil {
+		return span{}, err
+	}
+	return r.run(actors.StageFetch, "sls", f,
+		func() bool { return node.MetricSum(reg, "sluice_sls_records_total", nil) >= float64(records) },
+		func() (int64, int64) {
+			return int64(node.MetricSum(reg, "sluice_sls_bytes_total", nil)), int64(node.MetricSum(reg, "sluice_sls_records_total", nil))
+		})
+}
+
+func (r *rig) transform(rawBytes int64) (span, error) {
+	reg := prometheus.NewRegistry()
+	eng, err := rego.Load("testdata/policies", rego.Options{Metrics: reg})
+	if err != nil {
+		return span{}, err
+	}
+	t, err := transform.New(transform.Config{}, transform.Deps{Queue: r.q, Logger: r.log, Metrics: reg, Engine: eng, Sinks: map[string]string{"splunk": transform.KindSplunk}})
+	if err != nil {
+		return span{}, err
+	}
+	total := int64(0)
+	return r.run(actors.StageTransform, "transform", t, func() bool {
+		c, err := r.q.JetStream().Consumer(context.Background(), queue.StreamRaw, "transform")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, func() (int64, int64) {
+		total = int64(node.MetricSum(reg, "sluice_transform_records_total", nil))
+		return rawBytes, total
+	})
+}
+
+func (r *rig) sink(hecAddr string, gzip bool) (span, error) {
+	reg := prometheus.NewRegistry()
+	cfg := &splunk.Config{Name: "splunk", Type: "splunk_hec", URL: "http://" + hecAddr, Token: benchToken, Index: "main", Gzip: &gzip}
+	s, err := splunk.New(cfg, splunk.Deps{Queue: r.q, Logger: r.log, Metrics: reg})
+	if err != nil {
+		return span{}, err
+	}
+	return r.run(actors.StageSink, "splunk", s, func() bool {
+		idle, err := r.q.Idle(context.Background())
+		return err == nil && idle && node.MetricSum(reg, "sluice_sink_events_total", nil) > 0
+	}, func() (int64, int64) {
+		return int64(node.MetricSum(reg, "sluice_sink_bytes_total", nil)), int64(node.MetricSum(reg, "sluice_sink_events_total", nil))
+	})
+}
+
+// stagesBench measures fetch, transform and the sink one after another on
+// the same data.
+func stagesBench(args []string) error {
+	fs := flag.NewFlagSet("stages", flag.ExitOnError)
+	mb := fs.Int("mb", 200, "MB of 1 KB audit records")
+	runs := fs.Int("runs", 3, "runs; medians are printed")
+	only := fs.String("only", "fetch,transform,sink", "stages to print")
+	_ = fs.Parse(args)
+	tmp, err := os.MkdirTemp("", "sluice-bench-stages-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin, err := buildSluice(tmp)
+	if err != nil {
+		return err
+	}
+	records := *mb * 1000
+	rows := map[string][]span{}
+	for i := 0; i < *runs; i++ {
+		for _, gz := range []bool{true, false} {
+			spans, err := stagesRun(bin, filepath.Join(tmp, fmt.Sprintf("run%d-%v", i, gz)), records, gz)
+			if err != nil {
+				return err
+			}
+			if gz {
+				rows["fetch: SLS stand-in → RAW"] = append(rows["fetch: SLS stand-in → RAW"], spans[0])
+				rows["transform: RAW → policy → OUT"] = append(rows["transform: RAW → policy → OUT"], spans[1])
+				rows["sink: OUT → HEC, gzip"] = append(rows["sink: OUT → HEC, gzip"], spans[2])
+			} else {
+				rows["sink: OUT → HEC, no gzip"] = append(rows["sink: OUT → HEC, no gzip"], spans[2])
+			}
+		}
+	}
+	fmt.Printf("stages: %d records of ~1 KB; each stage alone in this process, stand-ins in their own\n", records)
+	for _, name := range []string{"fetch: SLS stand-in → RAW", "transform: RAW → policy → OUT", "sink: OUT → HEC, gzip", "sink: OUT → HEC, no gzip"} {
+		if strings.Contains(*only, strings.SplitN(name, ":", 2)[0]) {
+			printRow(name, rows[name])
+		}
+	}
+	fmt.Printf("peak RSS %d MB\n", peakRSS()>>20)
+	return nil
+}
+
+func stagesRun(bin, dir string, records int, gz bool) ([]span, error) {
+	slsAddr, hecAddr := freeAddr(), freeAddr()
+	slsCmd, err := startSLS(bin, slsAddr, records, 4)
+	if err != nil {
+		return nil, err
+	}
+	defer stop(slsCmd)
+	hecCmd, err := startHEC(bin, hecAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer stop(hecCmd)
+	r, err := newRig(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.q.Close()
+	f, err := r.fetch(slsAddr, records)
+	if err != nil {
+		return nil, err
+	}
+	t, err := r.transform(f.bytes)
+	if err != nil {
+		return nil, err
+	}
+	s, err := r.sink(hecAddr, gz)
+	if err != nil {
+		return nil, err
+	}
+	return []span{f, t, s}, nil
+}
