@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/sluicehq/sluice/jsonx"
 )
 
 // Header names carried by batch messages.
@@ -119,4 +121,39 @@ type Output struct {
 	Dataset   string `json:"dataset,omitempty"`
 	Table     string `json:"table,omitempty"`
 	Partition string `json:"partition,omitempty"`
+}
+
+// AppendJSON appends o as JSON, the same as encoding/json would but
+// without re-validating Data (the policy engine produced it).
+func (o *Output) AppendJSON(dst []byte) ([]byte, error) {
+	dst = append(dst, `{"id":`...)
+	dst = jsonx.AppendString(dst, o.ID)
+	dst = append(dst, `,"timestamp":`...)
+	dst = strconv.AppendFloat(dst, o.Timestamp, 'f', -1, 64)
+	dst = append(dst, `,"data":`...)
+	if len(o.Data) == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, o.Data...)
+	}
+	for _, f := range [...]struct{ k, v string }{
+		{"index", o.Index}, {"sourcetype", o.Sourcetype}, {"source", o.Source}, {"host", o.Host},
+		{"dataset", o.Dataset}, {"table", o.Table}, {"partition", o.Partition},
+	} {
+		if f.v != "" {
+			dst = append(dst, ',')
+			dst = jsonx.AppendString(dst, f.k)
+			dst = append(dst, ':')
+			dst = jsonx.AppendString(dst, f.v)
+		}
+	}
+	if len(o.Fields) > 0 {
+		b, err := json.Marshal(o.Fields)
+		if err != nil {
+			return dst, fmt.Errorf("output %q: fields: %w", o.ID, err)
+		}
+		dst = append(dst, `,"fields":`...)
+		dst = append(dst, b...)
+	}
+	return append(dst, '}'), nil
 }

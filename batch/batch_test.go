@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -78,4 +79,22 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestOutputAppendJSONMatchesEncodingJSON(t *testing.T) {
+	for _, o := range []Output{
+		{ID: "a", Timestamp: 1732480000.25, Data: json.RawMessage(`{"k":"v\n"}`)},
+		{ID: "q\"x", Timestamp: 1, Data: json.RawMessage(`[1,2]`), Index: "main", Sourcetype: "sls:audit", Source: "s", Host: "h", Fields: map[string]any{"f": 1.5}},
+		{ID: "b", Timestamp: 2, Data: json.RawMessage(`"x"`), Dataset: "d", Table: "t", Partition: "day"},
+	} {
+		got, err := o.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(o)
+		var g, w any
+		if json.Unmarshal(got, &g) != nil || json.Unmarshal(want, &w) != nil || fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Errorf("AppendJSON %s, encoding/json %s", got, want)
+		}
+	}
 }

@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/valyala/fastjson"
 
 	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/jsonx"
 )
 
 // Source is one way to read a source event: an element of data.event.src.
@@ -46,7 +49,7 @@ func (e *Engine) EventSources(ctx context.Context, event []byte) ([]Source, erro
 	if err != nil {
 		return nil, fmt.Errorf("event input: %w", err)
 	}
-	rs, err := e.eval(ctx, set.event, input)
+	rs, err := e.eval(ctx, set, set.event, input)
 	if err != nil {
 		return nil, fmt.Errorf("policy event, rule src: %w", err)
 	}
@@ -86,7 +89,7 @@ func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]O
 	if err != nil {
 		return nil, fmt.Errorf("record is not JSON: %w", err)
 	}
-	rs, err := e.eval(ctx, q, input)
+	rs, err := e.eval(ctx, set, q, input)
 	if err != nil {
 		return nil, fmt.Errorf("policy schema.%s, rule log: %w", schema, err)
 	}
@@ -101,36 +104,42 @@ func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]O
 	return out, nil
 }
 
-// eval runs a prepared query under the per-record time limit and returns
+// eval runs a compiled query under the per-record time limit and returns
 // the elements of the resulting set (or array).
-func (e *Engine) eval(ctx context.Context, q *rego.PreparedEvalQuery, input ast.Value) ([]ast.Value, error) {
-	if e.opts.EvalTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.opts.EvalTimeout)
-		defer cancel()
-	}
-	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
+func (e *Engine) eval(ctx context.Context, set *policySet, body ast.Body, input ast.Value) ([]ast.Value, error) {
+	txn, err := set.store.NewTransaction(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		return nil, err
+	}
+	defer set.store.Abort(ctx, txn)
+	cancel := topdown.NewCancel()
+	timer := time.AfterFunc(e.opts.EvalTimeout, cancel.Cancel)
+	rs, err := topdown.NewQuery(body).
+		WithCompiler(set.compiler).WithStore(set.store).WithTransaction(txn).
+		WithInput(ast.NewTerm(input)).WithCancel(cancel).WithStrictBuiltinErrors(true).
+		Run(ctx)
+	timer.Stop()
+	if err != nil {
+		if cancel.Cancelled() {
 			return nil, fmt.Errorf("%w of %s", ErrTimeout, e.opts.EvalTimeout)
 		}
 		return nil, err
 	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+	if len(rs) == 0 {
 		return nil, nil // rule undefined: nothing produced
 	}
-	v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
-	if err != nil {
-		return nil, err
+	t := rs[0][ast.Var(resultVar)]
+	if t == nil {
+		return nil, nil
 	}
 	var out []ast.Value
-	switch c := v.(type) {
+	switch c := t.Value.(type) {
 	case ast.Set:
 		c.Foreach(func(t *ast.Term) { out = append(out, t.Value) })
 	case *ast.Array:
 		c.Foreach(func(t *ast.Term) { out = append(out, t.Value) })
 	default:
-		return nil, fmt.Errorf("want a set, got %s", ast.ValueName(v))
+		return nil, fmt.Errorf("want a set, got %s", ast.ValueName(t.Value))
 	}
 	return out, nil
 }
@@ -220,13 +229,67 @@ func toOutput(v ast.Value) (Output, error) {
 	return o, nil
 }
 
-// toJSON encodes a Rego value as JSON with object keys sorted.
+// toJSON encodes a Rego value as JSON, by hand: numbers keep their text,
+// object keys their (sorted) order.
 func toJSON(v ast.Value) (json.RawMessage, error) {
-	x, err := ast.JSON(v)
-	if err != nil {
-		return nil, err
+	return appendJSON(nil, v)
+}
+
+func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
+	var err error
+	switch x := v.(type) {
+	case ast.Null:
+		return append(dst, "null"...), nil
+	case ast.Boolean:
+		return strconv.AppendBool(dst, bool(x)), nil
+	case ast.Number:
+		return append(dst, x...), nil
+	case ast.String:
+		return jsonx.AppendString(dst, string(x)), nil
+	case *ast.Array:
+		dst = append(dst, '[')
+		for i := 0; i < x.Len() && err == nil; i++ {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst, err = appendJSON(dst, x.Elem(i).Value)
+		}
+		return append(dst, ']'), err
+	case ast.Set:
+		dst = append(dst, '[')
+		i := 0
+		x.Foreach(func(t *ast.Term) {
+			if err != nil {
+				return
+			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			i++
+			dst, err = appendJSON(dst, t.Value)
+		})
+		return append(dst, ']'), err
+	case ast.Object:
+		dst = append(dst, '{')
+		i := 0
+		for _, k := range x.Keys() {
+			key, ok := k.Value.(ast.String)
+			if !ok {
+				return dst, fmt.Errorf("object key %s is not a string", k)
+			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			i++
+			dst = jsonx.AppendString(dst, string(key))
+			dst = append(dst, ':')
+			if dst, err = appendJSON(dst, x.Get(k).Value); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, '}'), nil
 	}
-	return json.Marshal(x)
+	return dst, fmt.Errorf("%s cannot be encoded as JSON", ast.ValueName(v))
 }
 
 // parse turns JSON into a Rego value directly, without map[string]any:

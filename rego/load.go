@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"gopkg.in/yaml.v3"
@@ -29,8 +28,8 @@ type policySet struct {
 	modules  map[string]*ast.Module
 	compiler *ast.Compiler
 	store    storage.Store
-	event    *rego.PreparedEvalQuery // nil when there is no event package
-	schemas  map[string]*rego.PreparedEvalQuery
+	event    ast.Body // compiled `__result__ = data.event.src`; nil without an event package
+	schemas  map[string]ast.Body
 	files    []string
 }
 
@@ -154,7 +153,7 @@ func compile(dir string) (*policySet, error) {
 // prepare builds the event query and one query per schema package.
 func (s *policySet) prepare() error {
 	ctx := context.Background()
-	s.schemas = map[string]*rego.PreparedEvalQuery{}
+	s.schemas = map[string]ast.Body{}
 	for _, m := range s.modules {
 		path := m.Package.Path.String() // data.schema.github_audit
 		name, ok := strings.CutPrefix(path, "data.schema.")
@@ -190,18 +189,21 @@ func hasRule(m *ast.Module, name string) bool {
 	return false
 }
 
-func (s *policySet) query(ctx context.Context, q string) (*rego.PreparedEvalQuery, error) {
-	pq, err := rego.New(
-		rego.Query(q),
-		rego.Compiler(s.compiler),
-		rego.Store(s.store),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
+// query compiles `__result__ = <ref>` once; evaluations run it through
+// topdown directly, so results stay Rego values (no round trip through Go).
+func (s *policySet) query(_ context.Context, ref string) (ast.Body, error) {
+	body, err := ast.ParseBody(resultVar + " = " + ref)
 	if err != nil {
-		return nil, fmt.Errorf("prepare %s: %w", q, explain(err))
+		return nil, err
 	}
-	return &pq, nil
+	compiled, err := s.compiler.QueryCompiler().Compile(body)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", ref, explain(err))
+	}
+	return compiled, nil
 }
+
+const resultVar = "__result__"
 
 // errList is a compile error list, one problem per line.
 func explain(err error) error {

@@ -6,7 +6,6 @@ package transform
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -279,7 +278,7 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 			if err != nil {
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}
-			body, err := json.Marshal(o.Output)
+			body, err := o.Output.AppendJSON(nil)
 			if err != nil {
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}

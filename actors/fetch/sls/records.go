@@ -3,9 +3,10 @@ package sls
 import (
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 
 	sdk "github.com/aliyun/aliyun-log-go-sdk"
+
+	"github.com/sluicehq/sluice/jsonx"
 )
 
 // appendRecord appends one log as a JSON object of strings, as SLS stores
@@ -20,9 +21,9 @@ func appendRecord(dst []byte, lg *sdk.LogGroup, l *sdk.Log) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, k)
+		dst = jsonx.AppendString(dst, k)
 		dst = append(dst, ':')
-		dst = appendString(dst, v)
+		dst = jsonx.AppendString(dst, v)
 	}
 	for _, c := range l.Contents {
 		field(c.GetKey(), c.GetValue())
@@ -38,40 +39,6 @@ func appendRecord(dst []byte, lg *sdk.LogGroup, l *sdk.Log) []byte {
 	}
 	return append(dst, '}')
 }
-
-// appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
-	if !utf8.ValidString(s) {
-		b, _ := json.Marshal(s) // replaces invalid bytes, as encoding/json does
-		return append(dst, b...)
-	}
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
-const hex = "0123456789abcdef"
 
 // eventJSON is the input of data.event.src for a log group.
 func eventJSON(project, logstore string, shard int, lg *sdk.LogGroup) string {
