@@ -134,15 +134,11 @@ func e2eBench(args []string) error {
 	runs := fs.Int("runs", 3, "runs; medians are printed")
 	rate := fs.Float64("latency-rate", 5, "MB/s offered for the latency run (0: skip it)")
 	_ = fs.Parse(args)
-	tmp, err := os.MkdirTemp("", "sluice-bench-e2e-")
+	tmp, bin, err := workspace("e2e")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := buildSluice(tmp)
-	if err != nil {
-		return err
-	}
 	records := *mb * 1000
 	fmt.Printf("e2e: SLS stand-in (%d records of ~1 KB, %d shards) → RAW → default policy → OUT → HEC stand-in; stand-ins in their own processes\n", records, *shards)
 	var spans []span

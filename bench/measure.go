@@ -17,13 +17,19 @@ func cpuTime() time.Duration {
 }
 
 // peakRSS is the process's peak resident set size in bytes.
-func peakRSS() int64 {
+func peakRSS() int64 { return statusBytes("VmHWM:") }
+
+// currentRSS is the process's resident set size now, in bytes.
+func currentRSS() int64 { return statusBytes("VmRSS:") }
+
+// statusBytes reads a "<field> N kB" line of /proc/self/status.
+func statusBytes(field string) int64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			var kb int64
 			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
 			return kb << 10

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -16,15 +15,11 @@ func outageBench(args []string) error {
 	fs := flag.NewFlagSet("outage", flag.ExitOnError)
 	mb := fs.Int("mb", 200, "MB of 1 KB audit records (1000 = the issue's 1 GB)")
 	_ = fs.Parse(args)
-	tmp, err := os.MkdirTemp("", "sluice-bench-outage-")
+	tmp, bin, err := workspace("outage")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := buildSluice(tmp)
-	if err != nil {
-		return err
-	}
 	records := *mb * 1000
 	slsAddr, hecAddr := freeAddr(), freeAddr()
 	slsCmd, err := startSLS(bin, slsAddr, records, 4)
@@ -63,20 +58,4 @@ func outageBench(args []string) error {
 		records, fetched.Seconds(), backlog/1e6, rss>>20)
 	printRow("drain after the outage (event bytes)", []span{drain})
 	return nil
-}
-
-// currentRSS is the process's resident set size now, in bytes.
-func currentRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb << 10
-		}
-	}
-	return 0
 }

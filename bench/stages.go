@@ -121,15 +121,11 @@ func stagesBench(args []string) error {
 	runs := fs.Int("runs", 3, "runs; medians are printed")
 	only := fs.String("only", "fetch,transform,sink", "stages to print")
 	_ = fs.Parse(args)
-	tmp, err := os.MkdirTemp("", "sluice-bench-stages-")
+	tmp, bin, err := workspace("stages")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := buildSluice(tmp)
-	if err != nil {
-		return err
-	}
 	records := *mb * 1000
 	rows := map[string][]span{}
 	for i := 0; i < *runs; i++ {

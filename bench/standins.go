@@ -20,6 +20,20 @@ const (
 	benchToken = "bench-hec-token"
 )
 
+// workspace makes a temporary directory holding a freshly built sluice
+// binary; the caller removes it.
+func workspace(scenario string) (dir, bin string, err error) {
+	dir, err = os.MkdirTemp("", "sluice-bench-"+scenario+"-")
+	if err != nil {
+		return "", "", err
+	}
+	if bin, err = buildSluice(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", "", err
+	}
+	return dir, bin, nil
+}
+
 // buildSluice builds the sluice binary once into dir.
 func buildSluice(dir string) (string, error) {
 	bin := filepath.Join(dir, "sluice")
