@@ -140,23 +140,24 @@ func (c *Consumer) Next(ctx context.Context, maxWait time.Duration) (*Delivery, 
 	return ds[0], nil
 }
 
-// Fetch returns up to max deliveries, waiting at most maxWait for the first
+// Fetch returns up to n deliveries, waiting at most maxWait for the first
 // (ErrNoMessage when none came). Deliveries over MaxDeliveries are
 // dead-lettered here and never returned.
-func (c *Consumer) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]*Delivery, error) {
+//
+// A pull request is never cancelled from this side: the server may already
+// have sent a message to it, and a client that stopped listening would
+// strand that message until AckWait. Pulls instead expire on the server
+// after at most pullSlice, so a cancelled ctx returns within that time, and
+// what came meanwhile is given back at once.
+func (c *Consumer) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]*Delivery, error) {
 	deadline := time.Now().Add(maxWait)
 	for {
-		wait := time.Until(deadline)
-		if wait < 10*time.Millisecond {
-			wait = 10 * time.Millisecond
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		fctx, cancel := context.WithTimeout(ctx, wait)
-		batch, err := c.cons.Fetch(max, jetstream.FetchContext(fctx))
+		wait := min(max(time.Until(deadline), 10*time.Millisecond), pullSlice)
+		batch, err := c.cons.Fetch(n, jetstream.FetchMaxWait(wait))
 		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
 			if errors.Is(err, jetstream.ErrNoMessages) || isTimeout(err) {
 				return nil, ErrNoMessage
 			}
@@ -169,24 +170,27 @@ func (c *Consumer) Fetch(ctx context.Context, max int, maxWait time.Duration) ([
 			}
 		}
 		err = batch.Error()
-		cancel()
-		if err != nil && len(out) == 0 && !errors.Is(err, jetstream.ErrNoMessages) && !isTimeout(err) && !errors.Is(err, context.Canceled) {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		if ctx.Err() != nil {
+			for _, d := range out {
+				_ = d.Nak(0) // the caller is gone and will not handle them
 			}
+			return nil, ctx.Err()
+		}
+		if err != nil && len(out) == 0 && !errors.Is(err, jetstream.ErrNoMessages) && !isTimeout(err) {
 			return nil, fmt.Errorf("queue: consumer %s: %w", c.cfg.Durable, err)
 		}
 		if len(out) > 0 {
 			return out, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			return nil, ErrNoMessage
 		}
 	}
 }
+
+// pullSlice bounds one pull request, and so how long Fetch takes to notice
+// a cancelled ctx.
+const pullSlice = time.Second
 
 // accept wraps a fetched message, or dead-letters it when it was delivered
 // too often (nil then).

@@ -400,3 +400,38 @@ func TestIdleOnlyWhenEveryConsumerIsDone(t *testing.T) {
 	_ = d.Ack()
 	waitFor(t, func() bool { idle, _ := q.Idle(ctx); return idle })
 }
+
+// A fetch abandoned by a stopping stage must not strand a message the
+// server sent it: another fetch gets it at once, not after AckWait.
+func TestCancelledFetchStrandsNothing(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		fctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Fetch(fctx, 1, 5*time.Second)
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond) // the pull request is open
+		go cancel()
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: cancelled fetch returned %v", i, err)
+		}
+		d, err := c.Next(ctx, 3*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: the message the cancelled fetch saw is stranded: %v", i, err)
+		}
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

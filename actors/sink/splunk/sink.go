@@ -104,7 +104,10 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	defer cons.Close()
 	s.checkHealth(ctx, h)
 
-	sendCtx, stopSenders := context.WithCancel(ctx)
+	// Senders stop only after this loop stopped fetching: a batch they give
+	// back is redelivered at once, and a pull request of ours still open
+	// would take it and, cancelled, strand it until AckWait.
+	sendCtx, stopSenders := context.WithCancel(context.WithoutCancel(ctx))
 	work := make(chan *request)
 	var wg sync.WaitGroup
 	defer func() {

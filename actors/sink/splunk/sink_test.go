@@ -139,6 +139,11 @@ func (f *fixture) waitDelivered(n int, within time.Duration) {
 			break
 		}
 		if time.Now().After(deadline) {
+			if c, err := f.q.JetStream().Consumer(context.Background(), queue.StreamOut, "sink-splunk"); err == nil {
+				info, _ := c.Info(context.Background())
+				f.t.Logf("consumer: pending %d ackpending %d redelivered %d waiting %d delivered %+v ackfloor %+v", info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.Delivered, info.AckFloor)
+			}
+			f.t.Logf("log:\n%s", f.log.String())
 			f.t.Fatalf("after %s: %d of %d events accepted, queue idle %v", within, f.hec.Count(), n, idle)
 		}
 		time.Sleep(20 * time.Millisecond)
