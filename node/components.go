@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/fetch/gcs"
 	"github.com/sluicehq/sluice/actors/fetch/sls"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
@@ -18,6 +19,7 @@ func KnownTypes() Types {
 	return Types{
 		Sources: map[string]ComponentType{
 			"sls": {Decode: sls.DecodeConfig},
+			"gcs": {Decode: gcs.DecodeConfig},
 		},
 		Sinks: map[string]ComponentType{
 			"splunk_hec": {Decode: splunk.DecodeConfig},
@@ -53,6 +55,12 @@ func BuildComponents(ctx context.Context, n *Node) error {
 				return err
 			}
 			n.Runtime.Add(actors.StageFetch, "sls/"+c.Name, f)
+		case *gcs.Config:
+			f, err := gcs.New(cfg, gcs.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg, Policies: n.Policies})
+			if err != nil {
+				return err
+			}
+			n.Runtime.Add(actors.StageFetch, "gcs/"+c.Name, f)
 		default:
 			return fmt.Errorf("source %q: type %q has no actor", c.Name, c.Type)
 		}

@@ -1,0 +1,325 @@
+package gcs
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"github.com/klauspost/compress/zstd"
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/rego"
+)
+
+// reader turns notifications into RAW batches.
+type reader struct {
+	f   *Fetcher
+	gcs *storage.Client
+}
+
+// handle reads what a notification announces; true means ack it (every
+// record is in RAW or the DLQ, or there is nothing to read), false nack.
+func (r *reader) handle(ctx context.Context, h *actors.Health, attrs map[string]string, data []byte, msgID string) bool {
+	f := r.f
+	n, err := parseNotice(attrs, data)
+	if err != nil {
+		dead := queue.DeadRecord{Stage: "fetch", Name: f.cfg.Name, RecordID: "gcs/notification/" + msgID,
+			Reason: "not a bucket notification: " + err.Error(), Data: data}
+		if err := f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{dead}); err != nil {
+			return r.failed(ctx, h, n, err)
+		}
+		f.m.notifications.WithLabelValues("invalid").Inc()
+		return true
+	}
+	if n.EventType != "OBJECT_FINALIZE" {
+		f.m.notifications.WithLabelValues("skipped_event").Inc()
+		return true
+	}
+	result, err := r.readObject(ctx, n)
+	if err != nil {
+		if errors.Is(err, errDeleted) {
+			f.log.Info("object deleted before it was read; skipped", "object", n.String())
+			f.m.notifications.WithLabelValues("deleted").Inc()
+			return true
+		}
+		return r.failed(ctx, h, n, err)
+	}
+	f.fails.Store(0)
+	h.SetHealthy()
+	f.m.notifications.WithLabelValues(result).Inc()
+	return true
+}
+
+func (r *reader) failed(ctx context.Context, h *actors.Health, n notice, err error) bool {
+	if ctx.Err() == nil {
+		r.f.log.Warn("object not read; the notification goes back to Pub/Sub", "object", n.String(), "err", err)
+		if errors.Is(err, queue.ErrBufferFull) {
+			h.SetUnhealthy("RAW is full: notifications are nacked until it drains (" + err.Error() + ")")
+		}
+		r.f.backoff(ctx)
+	}
+	return false
+}
+
+// readObject reads the object once per element of the event policy's
+// answer and returns the result to count it under.
+func (r *reader) readObject(ctx context.Context, n notice) (string, error) {
+	f := r.f
+	event := n.eventInput()
+	elements := []rego.Source{{Parser: f.cfg.Parser, Compress: f.cfg.Compress, Schema: f.cfg.Schema}}
+	if f.cfg.Schema == "" {
+		srcs, err := f.deps.Policies.EventSources(ctx, event)
+		if err != nil {
+			// A policy that fails on this object fails every time: keep the
+			// notification in the DLQ, readable, instead of looping.
+			return "invalid", r.deadEvent(ctx, n, event, "event policy: "+err.Error())
+		}
+		if len(srcs) == 0 {
+			return "skipped_policy", nil
+		}
+		elements = srcs
+	}
+	obj := r.gcs.Bucket(n.Bucket).Object(n.Name)
+	if n.Generation > 0 {
+		obj = obj.Generation(n.Generation) // the version announced, not a newer one
+	}
+	size := n.Size
+	if size < 0 {
+		attrs, err := obj.Attrs(ctx)
+		if errors.Is(err, storage.ErrObjectNotExist) {
+			return "", errDeleted
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: attributes: %w", n, err)
+		}
+		size = attrs.Size
+	}
+	if size > int64(f.cfg.MaxObjectBytes) {
+		return "too_large", r.deadEvent(ctx, n, event, fmt.Sprintf("object %s is %s, over max_object_bytes (%s); not read", n, conf.ByteSize(size), f.cfg.MaxObjectBytes))
+	}
+	for i, el := range elements {
+		if err := r.readElement(ctx, n, obj, event, i, el); err != nil {
+			return "", err
+		}
+	}
+	return "acked", nil
+}
+
+// deadEvent puts the notification's event in the DLQ with the reason.
+func (r *reader) deadEvent(ctx context.Context, n notice, event []byte, reason string) error {
+	d := queue.DeadRecord{Stage: "fetch", Name: r.f.cfg.Name, RecordID: objectID(n) + "/object",
+		Reason: reason, Origin: queue.RawSubject(r.f.cfg.Name), Data: event}
+	return r.f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{d})
+}
+
+func objectID(n notice) string {
+	return "gcs/" + n.Bucket + "/" + n.Name + "#" + strconv.FormatInt(n.Generation, 10)
+}
+
+// readElement streams the object through one parser into RAW batches.
+func (r *reader) readElement(ctx context.Context, n notice, obj *storage.ObjectHandle, event []byte, element int, el rego.Source) error {
+	f := r.f
+	rd, err := obj.NewReader(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return errDeleted
+	}
+	if err != nil {
+		return fmt.Errorf("%s: open: %w", n, err)
+	}
+	defer rd.Close()
+	src := &errReader{r: &countingReader{r: rd, n: f.m.objectBytes}}
+	body, closeBody, err := decompress(src, el.Compress)
+	if err != nil && src.err != nil {
+		return fmt.Errorf("%s: read: %w", n, src.err)
+	}
+	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: strconv.FormatInt(time.Now().UnixNano(), 10)}
+	if err != nil {
+		err = out.bad("byte 0", nil, err.Error())
+	} else {
+		err = parse(el.Parser, body, int(f.cfg.MaxRecordBytes), out)
+		closeBody()
+	}
+	if err != nil {
+		if src.err != nil || ctx.Err() != nil {
+			return fmt.Errorf("%s: read: %w", n, err)
+		}
+		if out.failed != nil {
+			return err // RAW or the DLQ refused
+		}
+		// The bytes arrived but do not decompress: what parsed flows, the
+		// rest is in the DLQ.
+		if err := out.bad("after record "+strconv.Itoa(out.total), nil, "object is corrupt: "+err.Error()); err != nil {
+			return err
+		}
+	}
+	if err := out.finish(); err != nil {
+		return err
+	}
+	f.m.objects.Inc()
+	return nil
+}
+
+// decompress sniffs the first bytes: the storage client already undoes a
+// stored Content-Encoding: gzip, so the configured compress alone is not
+// to be trusted. gzip and zstd are recognised by their magic numbers.
+func decompress(r io.Reader, compress string) (io.Reader, func(), error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, func() { _ = zr.Close() }, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, zr.Close, nil
+	}
+	_ = compress // plain bytes whatever compress said: the client decompressed them
+	return br, func() {}, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n interface{ Add(float64) }
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(float64(n))
+	return n, err
+}
+
+// chunker cuts an object's records into RAW batches at record boundaries,
+// the same way on every read, so a re-read publishes the same message IDs
+// and JetStream drops the copies.
+type chunker struct {
+	r       *reader
+	ctx     context.Context
+	n       notice
+	event   []byte
+	element int
+	schema  string
+	fetched string
+
+	recs    [][]byte
+	size    int
+	index   int
+	total   int
+	pending []*nats.Msg
+	pendLen int
+	dead    []queue.DeadRecord
+	records int
+	bytes   int
+	failed  error
+}
+
+func (c *chunker) record(rec []byte) error {
+	maxBatch := int(c.r.f.cfg.MaxBatchBytes)
+	if len(c.recs) > 0 && c.size+len(rec) > maxBatch {
+		if err := c.cut(); err != nil {
+			return err
+		}
+	}
+	c.recs = append(c.recs, append([]byte(nil), rec...))
+	c.size += len(rec) + 4
+	c.total++
+	return nil
+}
+
+func (c *chunker) bad(where string, raw []byte, reason string) error {
+	c.r.f.m.parseErrors.Inc()
+	id := objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strings.ReplaceAll(where, " ", "-")
+	c.dead = append(c.dead, queue.DeadRecord{Stage: "fetch", Name: c.r.f.cfg.Name, RecordID: id,
+		Reason: fmt.Sprintf("object %s, %s: %s", c.n, where, reason), Origin: queue.RawSubject(c.r.f.cfg.Name),
+		Header: c.header(""), Data: append([]byte(nil), raw...)})
+	if len(c.dead) >= 256 {
+		return c.flushDead()
+	}
+	return nil
+}
+
+func (c *chunker) header(id string) nats.Header {
+	h := nats.Header{}
+	if id != "" {
+		h.Set(batch.HeaderMsgID, id)
+	}
+	h.Set(batch.HeaderSource, c.r.f.cfg.Name)
+	h.Set(batch.HeaderKind, "gcs")
+	h.Set(batch.HeaderEvent, string(c.event))
+	h.Set(batch.HeaderSchema, c.schema)
+	h.Set(batch.HeaderFetchedAt, c.fetched)
+	return h
+}
+
+// cut closes the current batch; batches are published a few MB at a time.
+func (c *chunker) cut() error {
+	id := objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index)
+	h := c.header(id)
+	h.Set(batch.HeaderCount, strconv.Itoa(len(c.recs)))
+	c.pending = append(c.pending, &nats.Msg{Subject: queue.RawSubject(c.r.f.cfg.Name), Header: h, Data: batch.Encode(c.recs)})
+	c.pendLen += c.size
+	c.records += len(c.recs)
+	c.bytes += c.size - 4*len(c.recs)
+	c.index++
+	c.recs, c.size = c.recs[:0], 0
+	if c.pendLen >= 4<<20 {
+		return c.publish()
+	}
+	return nil
+}
+
+func (c *chunker) publish() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	if err := c.r.f.deps.Queue.Publish(c.ctx, c.pending); err != nil {
+		c.failed = err
+		return fmt.Errorf("publish to RAW: %w", err)
+	}
+	c.r.f.m.records.Add(float64(c.records))
+	c.r.f.m.recordBytes.Add(float64(c.bytes))
+	c.pending, c.pendLen, c.records, c.bytes = c.pending[:0], 0, 0, 0
+	return nil
+}
+
+func (c *chunker) flushDead() error {
+	if len(c.dead) == 0 {
+		return nil
+	}
+	if err := c.r.f.deps.Queue.DeadLetter(c.ctx, c.dead); err != nil {
+		c.failed = err
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	c.dead = c.dead[:0]
+	return nil
+}
+
+// finish publishes what is left; only then may the notification be acked.
+func (c *chunker) finish() error {
+	if len(c.recs) > 0 {
+		if err := c.cut(); err != nil {
+			return err
+		}
+	}
+	if err := c.publish(); err != nil {
+		return err
+	}
+	return c.flushDead()
+}
