@@ -34,6 +34,10 @@ type Config struct {
 	// MaxExtension is how long a notification's lease is extended while its
 	// object is read; default 60m.
 	MaxExtension conf.Duration `yaml:"max_extension"`
+	// LeasePeriod is how far each extension pushes the ack deadline, and so
+	// how long a crashed node's notifications wait before Pub/Sub hands
+	// them out again; default 60s.
+	LeasePeriod conf.Duration `yaml:"lease_period"`
 	// Parser, Compress and Schema fix how every object is read; with Schema
 	// set the event policy is not asked.
 	Parser   string `yaml:"parser"`   // json (default), json_array, cloudtrail, csv, text
@@ -74,6 +78,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 256 << 10
 	}
+	if c.LeasePeriod == 0 {
+		c.LeasePeriod = conf.Duration(60 * time.Second)
+	}
 	if c.MaxExtension == 0 {
 		c.MaxExtension = conf.Duration(60 * time.Minute)
 	}
@@ -92,6 +99,8 @@ func (c *Config) Validate() error {
 		return conf.Errorf("max_batch_bytes", "%s: want 1KiB to 4MiB", c.MaxBatchBytes)
 	case c.MaxRecordBytes < 1024:
 		return conf.Errorf("max_record_bytes", "%s: at least 1KiB", c.MaxRecordBytes)
+	case c.LeasePeriod.D() < 10*time.Second || c.LeasePeriod.D() > 10*time.Minute:
+		return conf.Errorf("lease_period", "%s: want 10s to 10m (Pub/Sub's ack deadline range)", c.LeasePeriod)
 	case c.Parser != "" && !slices.Contains(Parsers, c.Parser):
 		return conf.Errorf("parser", "%q: want one of %v", c.Parser, Parsers)
 	case c.Compress != "" && c.Compress != "gzip" && c.Compress != "zstd":

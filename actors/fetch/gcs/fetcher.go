@@ -105,10 +105,11 @@ func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 	r := &reader{f: f, gcs: gcs}
 	s := ps.Subscriber(name)
 	s.ReceiveSettings = pubsub.ReceiveSettings{
-		MaxExtension:           f.cfg.MaxExtension.D(),
-		MaxOutstandingMessages: f.cfg.MaxObjectsInFlight,
-		MaxOutstandingBytes:    64 << 20,
-		NumGoroutines:          1,
+		MaxExtension:               f.cfg.MaxExtension.D(),
+		MaxDurationPerAckExtension: f.cfg.LeasePeriod.D(),
+		MaxOutstandingMessages:     f.cfg.MaxObjectsInFlight,
+		MaxOutstandingBytes:        64 << 20,
+		NumGoroutines:              1,
 		// On stop, what is being read goes back to Pub/Sub at once rather
 		// than waiting out its lease.
 		ShutdownOptions: &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorNackImmediately, Timeout: 10 * time.Second},
