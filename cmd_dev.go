@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
@@ -34,7 +35,15 @@ type devOptions struct {
 	exitWhenDelivered        bool
 	timeout, splunkDownFor   time.Duration
 	hecURL, hecToken         string
+	source                   string // sls, gcs or both
+	gcsObjects               int
 }
+
+// gcsPerObject is the number of sample records in each dev GCS object.
+const gcsPerObject = 1000
+
+func (o devOptions) sls() bool { return o.source != "gcs" }
+func (o devOptions) gcs() bool { return o.source == "gcs" || o.source == "both" }
 
 func newDevCmd() *cobra.Command {
 	var o devOptions
@@ -59,6 +68,8 @@ accepts to <data-dir>/hec-received.ndjson.`,
 	f.DurationVar(&o.splunkDownFor, "splunk-down-for", 0, "start with the HEC stand-in refusing connections for this long")
 	f.StringVar(&o.hecURL, "hec-url", "", "send to this HEC instead of the stand-in")
 	f.StringVar(&o.hecToken, "hec-token", "", "token for --hec-url (default $SPLUNK_HEC_TOKEN)")
+	f.StringVar(&o.source, "source", "sls", "sls, gcs (GCS objects announced through Pub/Sub) or both")
+	f.IntVar(&o.gcsObjects, "gcs-objects", 10, "with --source gcs or both: gzip'd JSON-lines objects of 1,000 GitHub audit records in the GCS stand-in")
 	return cmd
 }
 
@@ -76,19 +87,38 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return err
 	}
+	switch o.source {
+	case "":
+		o.source = "sls"
+	case "sls", "gcs", "both":
+	default:
+		return fmt.Errorf("--source %q: want sls, gcs or both", o.source)
+	}
 	policies := filepath.Join(o.dataDir, "policies")
 	if err := writeDefaultPolicies(policies); err != nil {
 		return err
 	}
 	secrets := map[string]string{"SLUICE_DEV_SLS_KEY": randomHex(16), "SLUICE_DEV_HEC_TOKEN": randomHex(16)}
 
-	sls, err := slstest.NewServer(slstest.Options{Project: "dev", Logstore: "audit", Shards: o.shards,
-		AccessKeyID: "dev-key-id", AccessKeySecret: secrets["SLUICE_DEV_SLS_KEY"], StateFile: filepath.Join(o.dataDir, "sls-standin-state.json")})
-	if err != nil {
-		return err
+	var sls *slstest.Server
+	if o.sls() {
+		var err error
+		sls, err = slstest.NewServer(slstest.Options{Project: "dev", Logstore: "audit", Shards: o.shards,
+			AccessKeyID: "dev-key-id", AccessKeySecret: secrets["SLUICE_DEV_SLS_KEY"], StateFile: filepath.Join(o.dataDir, "sls-standin-state.json")})
+		if err != nil {
+			return err
+		}
+		defer sls.Close()
+		sls.Preload(1, o.records, devEpoch)
 	}
-	defer sls.Close()
-	sls.Preload(1, o.records, devEpoch)
+	var gcs *gcstest.Server
+	if o.gcs() {
+		var err error
+		if gcs, err = startDevGCS(o); err != nil {
+			return err
+		}
+		defer gcs.Close()
+	}
 
 	hecFile := filepath.Join(o.dataDir, "hec-received.ndjson")
 	var hec *hectest.Server
@@ -118,7 +148,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 
 	// The node runs from a real config file, written here for the curious;
 	// secrets stay out of it and come in as ${…}.
-	yaml := devConfig(o, policies, sls.Endpoint, hecURL)
+	yaml := devConfig(o, policies, sls, hecURL)
 	cfgPath := filepath.Join(o.dataDir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		return err
@@ -147,11 +177,10 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
   config       %s
   admin        http://%s  (/healthz /readyz /metrics /api/v1/actors)
   nats         %s  (e.g. nats --server %s stream ls)
-  SLS stand-in %s  project dev, logstore audit, %d shards, %d sample logs
-  Splunk HEC   %s
+%s  Splunk HEC   %s
   HEC events   %s
   policies     %s  (sluice policy test %s)
-`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), sls.Endpoint, o.shards, sls.Logs(), hecURL, hecFileOr(hec, hecFile), policies, policies)
+`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs), hecURL, hecFileOr(hec, hecFile), policies, policies)
 	if o.splunkDownFor > 0 && hec != nil {
 		fmt.Fprintf(stdout, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
 	}
@@ -173,11 +202,11 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-deadline:
-			result = fmt.Errorf("not everything was delivered within %s: %s", o.timeout, drainState(ctx, n, sls, o.shards))
+			result = fmt.Errorf("not everything was delivered within %s: %s", o.timeout, drainState(ctx, n, o, sls))
 			break loop
 		case <-tick.C:
 			p.tick()
-			if o.exitWhenDelivered && delivered(ctx, n, sls, o.shards) {
+			if o.exitWhenDelivered && delivered(ctx, n, o, sls) {
 				break loop
 			}
 		}
@@ -200,7 +229,35 @@ func hecFileOr(hec *hectest.Server, file string) string {
 	return file
 }
 
-func devConfig(o devOptions, policies, slsEndpoint, hecURL string) string {
+func devConfig(o devOptions, policies string, sls *slstest.Server, hecURL string) string {
+	var sources strings.Builder
+	if sls != nil {
+		fmt.Fprintf(&sources, `  - name: audit
+    type: sls
+    endpoint: %s
+    project: dev
+    logstore: audit
+    consumer_group: sluice-dev
+    access_key_id: dev-key-id
+    access_key_secret: ${SLUICE_DEV_SLS_KEY}
+    start: begin
+    heartbeat_interval: 2s
+    fetch_interval: 50ms
+    checkpoint_interval: 1s
+`, sls.Endpoint)
+	}
+	if o.gcs() {
+		// Found through PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST. The
+		// schema is fixed: Swarm's github_audit policy writes BigQuery rows,
+		// and dev mode has only Splunk.
+		sources.WriteString(`  - name: github
+    type: gcs
+    project: sluice-dev
+    subscription: sluice
+    schema: github_splunk
+    lease_period: 10s
+`)
+	}
 	return fmt.Sprintf(`# Written by sluice dev; regenerated on every run.
 node:
   name: dev
@@ -218,19 +275,7 @@ policies:
 transform:
   ack_wait: 5s
 sources:
-  - name: audit
-    type: sls
-    endpoint: %s
-    project: dev
-    logstore: audit
-    consumer_group: sluice-dev
-    access_key_id: dev-key-id
-    access_key_secret: ${SLUICE_DEV_SLS_KEY}
-    start: begin
-    heartbeat_interval: 2s
-    fetch_interval: 50ms
-    checkpoint_interval: 1s
-sinks:
+%ssinks:
   - name: splunk
     type: splunk_hec
     url: %s
@@ -240,7 +285,7 @@ sinks:
     max_backoff: 2s
     timeout: 5s
     ack_wait: 10s
-`, o.dataDir, o.admin, o.logLevel, policies, slsEndpoint, hecURL)
+`, o.dataDir, o.admin, o.logLevel, policies, sources.String(), hecURL)
 }
 
 // writeDefaultPolicies copies the shipped policies into dir unless it
@@ -265,14 +310,19 @@ func writeDefaultPolicies(dir string) error {
 	})
 }
 
-// delivered: every shard's checkpoint is at its end (so everything is in
-// RAW), the transform and the sink have their consumers, and neither has
-// anything waiting or unacked.
-func delivered(ctx context.Context, n *node.Node, sls *slstest.Server, shards int) bool {
-	for i := 0; i < shards; i++ {
-		if sls.CheckpointPosition("sluice-dev", i) != int64(sls.LogGroups(i)) {
-			return false
+// delivered: every SLS shard's checkpoint is at its end and every GCS
+// record is in RAW (so everything was read), the transform and the sink
+// have their consumers, and neither has anything waiting or unacked.
+func delivered(ctx context.Context, n *node.Node, o devOptions, sls *slstest.Server) bool {
+	if sls != nil {
+		for i := 0; i < o.shards; i++ {
+			if sls.CheckpointPosition("sluice-dev", i) != int64(sls.LogGroups(i)) {
+				return false
+			}
 		}
+	}
+	if o.gcs() && node.MetricSum(n.Registry, "sluice_gcs_records_total", nil) < float64(o.gcsObjects*gcsPerObject) {
+		return false
 	}
 	js := n.Queue.JetStream()
 	if _, err := js.Consumer(ctx, queue.StreamRaw, "transform"); err != nil {
@@ -285,11 +335,18 @@ func delivered(ctx context.Context, n *node.Node, sls *slstest.Server, shards in
 	return err == nil && idle
 }
 
-func drainState(ctx context.Context, n *node.Node, sls *slstest.Server, shards int) string {
+func drainState(ctx context.Context, n *node.Node, o devOptions, sls *slstest.Server) string {
 	var parts []string
-	for i := 0; i < shards; i++ {
-		if p, end := sls.CheckpointPosition("sluice-dev", i), int64(sls.LogGroups(i)); p != end {
-			parts = append(parts, fmt.Sprintf("SLS shard %d checkpoint at log group %d of %d", i, max(p, 0), end))
+	if sls != nil {
+		for i := 0; i < o.shards; i++ {
+			if p, end := sls.CheckpointPosition("sluice-dev", i), int64(sls.LogGroups(i)); p != end {
+				parts = append(parts, fmt.Sprintf("SLS shard %d checkpoint at log group %d of %d", i, max(p, 0), end))
+			}
+		}
+	}
+	if o.gcs() {
+		if got, want := node.MetricSum(n.Registry, "sluice_gcs_records_total", nil), o.gcsObjects*gcsPerObject; got < float64(want) {
+			parts = append(parts, fmt.Sprintf("GCS: %.0f of %d records read", got, want))
 		}
 	}
 	if idle, _ := n.Queue.Idle(ctx); !idle {
@@ -302,6 +359,36 @@ func drainState(ctx context.Context, n *node.Node, sls *slstest.Server, shards i
 		return "the pipeline looked drained at the last check"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// startDevGCS runs the GCS and Pub/Sub stand-ins in this process, points
+// the Google clients at them the way any emulator is found, and preloads
+// them. They start afresh each run (nothing of them is kept in the data
+// directory).
+func startDevGCS(o devOptions) (*gcstest.Server, error) {
+	s, err := gcstest.Start(gcstest.Options{Bucket: "github-audit-logs"})
+	if err != nil {
+		return nil, err
+	}
+	os.Setenv("STORAGE_EMULATOR_HOST", s.StorageHost())
+	os.Setenv("PUBSUB_EMULATOR_HOST", s.PubSubHost())
+	if _, err := s.Preload(context.Background(), o.gcsObjects, gcsPerObject); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func standInLines(o devOptions, sls *slstest.Server, gcs *gcstest.Server) string {
+	var b strings.Builder
+	if sls != nil {
+		fmt.Fprintf(&b, "  SLS stand-in %s  project dev, logstore audit, %d shards, %d sample logs\n", sls.Endpoint, o.shards, sls.Logs())
+	}
+	if gcs != nil {
+		fmt.Fprintf(&b, "  GCS stand-in %s  bucket github-audit-logs, %d objects of %d GitHub audit records\n", gcs.StorageHost(), o.gcsObjects, gcsPerObject)
+		fmt.Fprintf(&b, "  Pub/Sub      %s  subscription sluice (PUBSUB_EMULATOR_HOST)\n", gcs.PubSubHost())
+	}
+	return b.String()
 }
 
 func randomHex(n int) string {

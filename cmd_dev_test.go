@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 )
 
@@ -146,4 +148,52 @@ func TestDevResumesAfterSIGKILL(t *testing.T) {
 		t.Errorf("records were dead-lettered:\n%s", out)
 	}
 	t.Logf("killed after %d of %d routed records; after the second run all arrived, %d duplicates (at-least-once across a kill)", before, len(want), dups)
+}
+
+// Both sources at once: the SLS sample's routed logs and every GitHub
+// audit record of the GCS objects reach Splunk, each once.
+func TestDevBothSourcesDeliverEachRecordOnce(t *testing.T) {
+	dir := t.TempDir()
+	devRun(t, devOptions{dataDir: dir, admin: "127.0.0.1:0", logLevel: "error", records: 2000, shards: 2, source: "both", gcsObjects: 3,
+		exitWhenDelivered: true, timeout: 60 * time.Second})
+	f, err := os.Open(filepath.Join(dir, "hec-received.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seqs, docs := map[string]int{}, map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			Sourcetype string         `json:"sourcetype"`
+			Event      map[string]any `json:"event"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("HEC file line %q: %v", sc.Text(), err)
+		}
+		switch ev.Sourcetype {
+		case "github:audit":
+			docs[fmt.Sprint(ev.Event["_document_id"])]++
+		default:
+			seqs[fmt.Sprint(ev.Event["seq"])]++
+		}
+	}
+	for seq := range routedSeqs(2000) {
+		if seqs[seq] != 1 {
+			t.Errorf("SLS seq %s reached Splunk %d times", seq, seqs[seq])
+		}
+	}
+	for i := 0; i < 3*gcsPerObject; i++ {
+		var rec struct {
+			ID string `json:"_document_id"`
+		}
+		_ = json.Unmarshal(gcstest.SampleRecord(i), &rec)
+		if docs[rec.ID] != 1 {
+			t.Fatalf("GitHub record %s reached Splunk %d times", rec.ID, docs[rec.ID])
+		}
+	}
+	if len(docs) != 3*gcsPerObject {
+		t.Fatalf("Splunk got %d GitHub records, want %d", len(docs), 3*gcsPerObject)
+	}
 }

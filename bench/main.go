@@ -16,6 +16,7 @@ func main() {
 		"e2e":    e2eBench,
 		"stages": stagesBench,
 		"outage": outageBench,
+		"gcs":    gcsBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {
