@@ -119,4 +119,5 @@ var extraBrokenConfigs = []struct{ file, want string }{
 	{"sink-no-token.yaml", "sinks[0].token (line 2): required"},
 	{"sls-bad-start.yaml", `sources[0].start (line 12): parsing time "yesterday"`},
 	{"duplicate-sink.yaml", `sinks[1].name (line 6): duplicate name "splunk" (also sinks[0])`},
+	{"gcs-bad-parser.yaml", `sources[0].parser (line 8): "xml": want one of [json json_array cloudtrail csv text]`},
 }
