@@ -419,7 +419,7 @@ func TestCancelledFetchStrandsNothing(t *testing.T) {
 			done <- err
 		}()
 		time.Sleep(20 * time.Millisecond) // the pull request is open
-		go cancel()
+		cancel()                          // before the message exists, so the fetch must give it back
 		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
