@@ -34,6 +34,15 @@ const (
 	HeaderReason   = "Sluice-Reason"
 	HeaderRecordID = "Sluice-Record-Id"
 	HeaderOrigin   = "Sluice-Origin-Subject"
+	// HeaderAttempts counts how often a record was dead-lettered; a re-drive
+	// carries it, so a record that fails again comes back with one more.
+	HeaderAttempts = "Sluice-Attempts"
+
+	// HeaderReplay marks a copy made by a replay job (the job ID); the
+	// Splunk sink turns it into the indexed field sluice_replay.
+	HeaderReplay = "Sluice-Replay"
+	// HeaderReplaySink limits a replay through the transform to one sink.
+	HeaderReplaySink = "Sluice-Replay-Sink"
 )
 
 const version = 1

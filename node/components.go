@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/actors/fetch/sls"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/rego"
 )
 
@@ -97,4 +99,24 @@ func buildTransform(n *Node) error {
 		}))
 	}
 	return nil
+}
+
+// components describes configured sources or sinks for the operations API.
+func (n *Node) components(cs []Component) []ops.Component {
+	out := make([]ops.Component, len(cs))
+	for i, c := range cs {
+		out[i] = ops.Component{Name: c.Name, Type: c.Type}
+		switch cfg := c.Decoded.(type) {
+		case *sls.Config:
+			out[i].Detail = cfg.Project + "/" + cfg.Logstore
+		case *gcs.Config:
+			out[i].Detail = "projects/" + cfg.Project + "/subscriptions/" + cfg.Subscription
+		case *splunk.Config:
+			if u, err := url.Parse(cfg.URL); err == nil {
+				u.User = nil // never show credentials someone put in the URL
+				out[i].Detail = u.String()
+			}
+		}
+	}
+	return out
 }

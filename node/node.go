@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -41,6 +42,7 @@ type Node struct {
 	Queue    *queue.Queue
 	Runtime  *actors.Runtime
 	Policies *rego.Engine // nil without policies
+	Ops      *ops.Manager // status, replays and the DLQ, behind /api/v1
 
 	// readiness checks beyond the queue and the actors (the policy set).
 	checks []ReadyCheck
@@ -126,6 +128,14 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.build(ctx, n); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: q, Logger: log, Registry: n.Registry,
+		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks)})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
+	}
+	n.Ops.Mount(n.mux.Handle)
 	if err := n.startAdmin(); err != nil {
 		return err
 	}
@@ -148,6 +158,8 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}
 	}
+	stopOps() // replays and re-drives end; what they sent stays sent
+	n.Ops.Wait()
 	log.Info("stopping: fetchers first, then transform, then sinks", "timeout_per_stage", cfg.Node.ShutdownTimeout.String())
 	stopErr := rt.Stop(cfg.Node.ShutdownTimeout.D())
 	if stopErr != nil {

@@ -38,6 +38,8 @@ func (q *Queue) DeadLetter(ctx context.Context, recs []DeadRecord) error {
 		h.Set(batch.HeaderReason, r.Reason)
 		h.Set(batch.HeaderRecordID, r.RecordID)
 		h.Set(batch.HeaderOrigin, r.Origin)
+		attempts, _ := strconv.Atoi(h.Get(batch.HeaderAttempts))
+		h.Set(batch.HeaderAttempts, strconv.Itoa(attempts+1))
 		h.Set(batch.HeaderCount, "1")
 		msgs[i] = &nats.Msg{Subject: DLQSubject(r.Stage, r.Name), Header: h, Data: batch.Encode([][]byte{r.Data})}
 	}

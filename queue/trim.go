@@ -96,6 +96,9 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 		if upTo <= info.State.FirstSeq {
 			continue
 		}
+		if err := q.markTrimmed(ctx, s, name, subj, upTo); err != nil {
+			return err // no purge without the mark: a replay must know what is gone
+		}
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(upTo)); err != nil {
 			return err
 		}

@@ -345,15 +345,20 @@ func (t *Transform) outMessages(d *queue.Delivery, perSink map[string][][]byte) 
 		sinks = append(sinks, s)
 	}
 	sort.Strings(sinks)
+	// A replay through the transform re-runs the policies for one sink only.
+	only := d.Header.Get(batch.HeaderReplaySink)
 	msgs := make([]*nats.Msg, 0, len(sinks))
 	for _, sink := range sinks {
+		if only != "" && sink != only {
+			continue
+		}
 		recs := perSink[sink]
 		h := nats.Header{}
 		h.Set(batch.HeaderMsgID, d.ID+"/"+sink)
 		h.Set(batch.HeaderRawID, d.ID)
 		h.Set(batch.HeaderSink, sink)
 		h.Set(batch.HeaderCount, strconv.Itoa(len(recs)))
-		for _, k := range []string{batch.HeaderSource, batch.HeaderFirstTime, batch.HeaderLastTime, batch.HeaderFetchedAt} {
+		for _, k := range []string{batch.HeaderSource, batch.HeaderFirstTime, batch.HeaderLastTime, batch.HeaderFetchedAt, batch.HeaderReplay} {
 			if v := d.Header.Get(k); v != "" {
 				h.Set(k, v)
 			}

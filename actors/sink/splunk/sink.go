@@ -195,7 +195,7 @@ func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
 	if err != nil {
 		return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a record batch: "+err.Error())
 	}
-	replay := d.Header.Get("Sluice-Replay")
+	replay := d.Header.Get(batch.HeaderReplay)
 	var bad []queue.DeadRecord
 	for i, rec := range records {
 		id := batch.RecordID(d.ID, i)

@@ -144,6 +144,22 @@ func (s *Server) Accepted() []Event {
 	return append([]Event(nil), s.accepted...)
 }
 
+// Forget drops the accepted events for which f is true, as a Splunk index
+// that lost data would, and says how many went.
+func (s *Server) Forget(f func(Event) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.accepted[:0]
+	for _, e := range s.accepted {
+		if !f(e) {
+			kept = append(kept, e)
+		}
+	}
+	n := len(s.accepted) - len(kept)
+	s.accepted = kept
+	return n
+}
+
 // Count is the number of accepted events.
 func (s *Server) Count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.accepted) }
 

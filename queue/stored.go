@@ -1,0 +1,221 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stored is one message kept in a stream, as a replay or a DLQ walk sees it.
+type Stored struct {
+	Seq     uint64
+	Subject string
+	Time    time.Time
+	Header  nats.Header
+	Data    []byte // empty when scanned with HeadersOnly
+	Size    int    // of the body, also when only the headers were read
+}
+
+// ScanOptions select the stored messages of a walk.
+type ScanOptions struct {
+	Stream  string
+	Subject string    // filter; default every subject of the stream
+	From    time.Time // first store time; zero for the oldest kept
+	// UpToSeq ends the walk; 0 means the stream's last sequence when the
+	// walk starts, so messages published during it are not visited.
+	UpToSeq     uint64
+	HeadersOnly bool
+}
+
+// scanIdle is how long a walk waits for a message before deciding that
+// nothing more is stored in its range.
+const scanIdle = 2 * time.Second
+
+// Scan calls fn for each stored message of o in order, until fn returns
+// false or an error, or the range ends. It reads through an ephemeral
+// ordered consumer, which holds nothing back from the trimmer.
+func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, error)) error {
+	s, err := q.js.Stream(ctx, o.Stream)
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", o.Stream, err)
+	}
+	upTo := o.UpToSeq
+	if upTo == 0 {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("queue: stream %s: %w", o.Stream, err)
+		}
+		upTo = info.State.LastSeq
+	}
+	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: o.HeadersOnly, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if o.Subject != "" {
+		cfg.FilterSubjects = []string{o.Subject}
+	}
+	if !o.From.IsZero() {
+		from := o.From
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	}
+	oc, err := q.js.OrderedConsumer(ctx, o.Stream, cfg)
+	if err != nil {
+		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
+	}
+	it, err := oc.Messages(jetstream.PullMaxBytes(int(max(8<<20, 2*q.opts.MaxPayload))))
+	if err != nil {
+		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
+	}
+	defer it.Stop()
+	for {
+		wait, cancel := context.WithTimeout(ctx, scanIdle)
+		m, err := it.Next(jetstream.NextContext(wait))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil // nothing more stored in range
+			}
+			return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
+		}
+		if md.Sequence.Stream > upTo {
+			return nil
+		}
+		st := Stored{Seq: md.Sequence.Stream, Subject: m.Subject(), Time: md.Timestamp, Header: m.Headers(), Data: m.Data(), Size: len(m.Data())}
+		if o.HeadersOnly {
+			st.Size, _ = strconv.Atoi(st.Header.Get(msgSizeHeader))
+		}
+		more, err := fn(st)
+		if err != nil || !more {
+			return err
+		}
+		if md.NumPending == 0 || md.Sequence.Stream == upTo {
+			return nil
+		}
+	}
+}
+
+// GetStored reads one message by its sequence.
+func (q *Queue) GetStored(ctx context.Context, stream string, seq uint64) (*Stored, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %s message %d: %w", stream, seq, err)
+	}
+	return &Stored{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data, Size: len(m.Data)}, nil
+}
+
+// DeleteStored removes one message (a re-driven or purged DLQ record).
+func (q *Queue) DeleteStored(ctx context.Context, stream string, seq uint64) error {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("queue: delete %s message %d: %w", stream, seq, err)
+	}
+	return nil
+}
+
+// PurgeStream removes every message of a stream.
+func (q *Queue) PurgeStream(ctx context.Context, stream string) error {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		return fmt.Errorf("queue: purge %s: %w", stream, err)
+	}
+	return nil
+}
+
+// AckFloor is the stream sequence up to which a durable consumer has acked
+// everything: what that stage has delivered.
+func (q *Queue) AckFloor(ctx context.Context, stream, durable string) (uint64, error) {
+	c, err := q.js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return 0, fmt.Errorf("queue: consumer %s on %s: %w", durable, stream, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("queue: consumer %s on %s: %w", durable, stream, err)
+	}
+	return info.AckFloor.Stream, nil
+}
+
+// StreamInfo is the state and configuration of a stream.
+func (q *Queue) StreamInfo(ctx context.Context, stream string) (*jetstream.StreamInfo, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	return info, nil
+}
+
+// ConsumerInfos lists the durable consumers of a stream.
+func (q *Queue) ConsumerInfos(ctx context.Context, stream string) ([]*jetstream.ConsumerInfo, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	var out []*jetstream.ConsumerInfo
+	lister := s.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		if ci.Config.Durable != "" {
+			out = append(out, ci)
+		}
+	}
+	return out, lister.Err()
+}
+
+// OldestAfter is the store time of the first message on subject after seq
+// (the oldest one a consumer with that ack floor has not delivered), or
+// false when there is none.
+func (q *Queue) OldestAfter(ctx context.Context, stream, subject string, seq uint64) (time.Time, bool, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	if subject == "" {
+		subject = ">"
+	}
+	m, err := s.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("queue: %s after %d: %w", stream, seq, err)
+	}
+	return m.Time, true, nil
+}
+
+// msgSizeHeader carries the body size of a message read headers-only.
+const msgSizeHeader = "Nats-Msg-Size"
+
+// SubjectCounts is the number of messages per subject of a stream.
+func (q *Queue) SubjectCounts(ctx context.Context, stream string) (map[string]uint64, error) {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	return info.State.Subjects, nil
+}

@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The trimmer leaves a mark per stream and subject filter: the store time
+// before which it removed records. A replay asked for an older window can
+// then say exactly which part is gone, instead of quietly replaying less.
+// The marks live in a small key-value bucket, replicated like the streams.
+const trimBucket = "sluice_trimmed"
+
+func trimKey(stream, subject string) string {
+	return stream + "." + base64.RawURLEncoding.EncodeToString([]byte(subject))
+}
+
+func (q *Queue) trimMarks(ctx context.Context) (jetstream.KeyValue, error) {
+	return q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: trimBucket, Description: "sluice: store time before which delivered records were trimmed, per stream and subject",
+		History: 1, Storage: jetstream.FileStorage, Replicas: q.opts.Replicas,
+	})
+}
+
+// markTrimmed records, before a purge below upTo, the store time of the
+// first record that stays (or now, when none does).
+func (q *Queue) markTrimmed(ctx context.Context, s jetstream.Stream, stream, subject string, upTo uint64) error {
+	bound := time.Now()
+	m, err := s.GetMsg(ctx, upTo, jetstream.WithGetMsgSubject(subject))
+	switch {
+	case err == nil:
+		bound = m.Time
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+	}
+	kv, err := q.trimMarks(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: trim marks: %w", err)
+	}
+	key := trimKey(stream, subject)
+	if e, err := kv.Get(ctx, key); err == nil {
+		if old, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && !old.Before(bound) {
+			return nil
+		}
+	}
+	if _, err := kv.Put(ctx, key, []byte(bound.UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+	}
+	return nil
+}
+
+// TrimmedBefore is the store time before which records on subject (or on a
+// filter that overlaps it) were removed; zero when nothing was.
+func (q *Queue) TrimmedBefore(ctx context.Context, stream, subject string) (time.Time, error) {
+	kv, err := q.js.KeyValue(ctx, trimBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("queue: trim marks: %w", err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("queue: trim marks: %w", err)
+	}
+	var bound time.Time
+	for key := range keys.Keys() {
+		rest, ok := strings.CutPrefix(key, stream+".")
+		if !ok {
+			continue
+		}
+		filter, err := base64.RawURLEncoding.DecodeString(rest)
+		if err != nil || !server.SubjectsCollide(string(filter), subject) {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && t.After(bound) {
+			bound = t
+		}
+	}
+	return bound, nil
+}
