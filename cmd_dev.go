@@ -9,8 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -161,7 +163,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	if err != nil {
 		return err
 	}
-	ctx, stop := signalContext()
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -180,7 +182,13 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 %s  Splunk HEC   %s
   HEC events   %s
   policies     %s  (sluice policy test %s)
-`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs), hecURL, hecFileOr(hec, hecFile), policies, policies)
+
+  in another terminal:
+    sluice status --watch%s
+    sluice replay --sink splunk --from -10m --dry-run%s
+    sluice dlq list%s
+`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs), hecURL, hecFileOr(hec, hecFile), policies, policies,
+		adminFlag(n.AdminAddr()), adminFlag(n.AdminAddr()), adminFlag(n.AdminAddr()))
 	if o.splunkDownFor > 0 && hec != nil {
 		fmt.Fprintf(stdout, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
 	}
@@ -395,4 +403,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// adminFlag is the --admin flag the operations commands need to reach addr,
+// or nothing when addr is their default.
+func adminFlag(addr string) string {
+	if addr == "127.0.0.1:8686" {
+		return ""
+	}
+	return " --admin " + addr
 }

@@ -10,12 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/ops"
 )
 
 // routedSeqs is what the default policy sends to Splunk out of the dev
@@ -195,5 +199,92 @@ func TestDevBothSourcesDeliverEachRecordOnce(t *testing.T) {
 	}
 	if len(docs) != 3*gcsPerObject {
 		t.Fatalf("Splunk got %d GitHub records, want %d", len(docs), 3*gcsPerObject)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while dev writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+// sluiceCmd runs the sluice command line in-process and returns its output.
+func sluiceCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("sluice %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+// TestDevPrintsOperationsCommandsThatWork follows dev's printed help: the
+// status, replay and dlq commands reach it and say what it does.
+func TestDevPrintsOperationsCommandsThatWork(t *testing.T) {
+	const records = 2000
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runDev(ctx, &out, io.Discard, devOptions{dataDir: t.TempDir(), admin: "127.0.0.1:0", logLevel: "error", records: records, shards: 2})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	re := regexp.MustCompile(`sluice status --watch --admin (\S+)`)
+	var admin string
+	for deadline := time.Now().Add(30 * time.Second); admin == ""; time.Sleep(50 * time.Millisecond) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			admin = m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not print the status command:\n%s", out.String())
+		}
+	}
+	want := len(routedSeqs(records))
+	var st ops.Status
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(sluiceCmd(t, "status", "--json", "--admin", admin)), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Sinks) == 1 && int(st.Sinks[0].Events) == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed %d events delivered: %+v", want, st.Sinks)
+		}
+	}
+	if len(st.Sources) != 1 || st.Sources[0].Type != "sls" || len(st.Sources[0].Parts) != 2 || st.Sources[0].Parts[0].CheckpointTime == nil {
+		t.Errorf("status sources: %+v, want one sls source with 2 shards and checkpoints", st.Sources)
+	}
+	if st.Sinks[0].State != "up" {
+		t.Errorf("sink state %q, want up", st.Sinks[0].State)
+	}
+	text := sluiceCmd(t, "status", "--admin", admin)
+	for _, s := range []string{"SOURCES", "shard 1", "BUFFER", "sink-splunk", "SINKS", "POLICIES", "DLQ"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("status text lacks %q:\n%s", s, text)
+		}
+	}
+	dry := sluiceCmd(t, "replay", "--sink", "splunk", "--from", "-10m", "--dry-run", "--admin", admin)
+	if !strings.Contains(dry, fmt.Sprintf("would replay %d records", want)) {
+		t.Errorf("replay --dry-run said %q, want %d records", dry, want)
+	}
+	if list := sluiceCmd(t, "dlq", "list", "--admin", admin); !strings.Contains(list, "STAGE") {
+		t.Errorf("dlq list: %q", list)
 	}
 }
