@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/ops"
+	"gopkg.in/yaml.v3"
 )
 
 // routedSeqs is what the default policy sends to Splunk out of the dev
@@ -233,41 +235,9 @@ func sluiceCmd(t *testing.T, args ...string) string {
 // status, replay and dlq commands reach it and say what it does.
 func TestDevPrintsOperationsCommandsThatWork(t *testing.T) {
 	const records = 2000
-	var out syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runDev(ctx, &out, io.Discard, devOptions{dataDir: t.TempDir(), admin: "127.0.0.1:0", logLevel: "error", records: records, shards: 2})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	re := regexp.MustCompile(`sluice status --watch --admin (\S+)`)
-	var admin string
-	for deadline := time.Now().Add(30 * time.Second); admin == ""; time.Sleep(50 * time.Millisecond) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			admin = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev did not print the status command:\n%s", out.String())
-		}
-	}
+	admin := startDev(t, devOptions{admin: "127.0.0.1:0", logLevel: "error", records: records, shards: 2})
 	want := len(routedSeqs(records))
-	var st ops.Status
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if err := json.Unmarshal([]byte(sluiceCmd(t, "status", "--json", "--admin", admin)), &st); err != nil {
-			t.Fatal(err)
-		}
-		if len(st.Sinks) == 1 && int(st.Sinks[0].Events) == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never showed %d events delivered: %+v", want, st.Sinks)
-		}
-	}
+	st := waitDevDelivered(t, admin, want)
 	if len(st.Sources) != 1 || st.Sources[0].Type != "sls" || len(st.Sources[0].Parts) != 2 || st.Sources[0].Parts[0].CheckpointTime == nil {
 		t.Errorf("status sources: %+v, want one sls source with 2 shards and checkpoints", st.Sources)
 	}
@@ -286,5 +256,135 @@ func TestDevPrintsOperationsCommandsThatWork(t *testing.T) {
 	}
 	if list := sluiceCmd(t, "dlq", "list", "--admin", admin); !strings.Contains(list, "STAGE") {
 		t.Errorf("dlq list: %q", list)
+	}
+}
+
+// startDev runs dev in the background until the test ends and returns the
+// admin address its printed help names.
+func startDev(t *testing.T, o devOptions) string {
+	t.Helper()
+	o.dataDir = t.TempDir()
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runDev(ctx, &out, io.Discard, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	re := regexp.MustCompile(`sluice status --watch --admin (\S+)`)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not print the status command:\n%s", out.String())
+		}
+	}
+}
+
+// waitDevDelivered polls sluice status until the sink has events.
+func waitDevDelivered(t *testing.T, admin string, events int) ops.Status {
+	t.Helper()
+	var st ops.Status
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(sluiceCmd(t, "status", "--json", "--admin", admin)), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Sinks) == 1 && int(st.Sinks[0].Events) == events {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed %d events delivered: %+v", events, st.Sinks)
+		}
+	}
+}
+
+// TestDashboardAndAlertsNameRealMetrics checks every metric the Grafana
+// dashboard and the Prometheus alerts use against a running node's /metrics.
+func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
+	var used []string
+	var alerts struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	b, err := os.ReadFile("deploy/prometheus/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &alerts); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range alerts.Groups {
+		for _, r := range g.Rules {
+			used = append(used, r.Expr)
+		}
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Query any `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	b, err = os.ReadFile("deploy/grafana/sluice.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			used = append(used, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if q, ok := v.Query.(string); ok {
+			used = append(used, q)
+		}
+	}
+	names := map[string]bool{}
+	for _, expr := range used {
+		for _, n := range regexp.MustCompile(`\bsluice_[a-z0-9_]+`).FindAllString(expr, -1) {
+			names[n] = true
+		}
+	}
+	if len(names) < 15 {
+		t.Fatalf("found only %d metric names in the dashboard and alerts: %v", len(names), names)
+	}
+
+	admin := startDev(t, devOptions{admin: "127.0.0.1:0", logLevel: "error", records: 1000, shards: 2, source: "both", gcsObjects: 2})
+	waitDevDelivered(t, admin, len(routedSeqs(1000))+2*gcsPerObject)
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	exposed := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		exposed[strings.FieldsFunc(line, func(r rune) bool { return r == '{' || r == ' ' })[0]] = true
+	}
+	for n := range names {
+		if !exposed[n] {
+			t.Errorf("the dashboard or alerts use %s, which /metrics does not have", n)
+		}
 	}
 }

@@ -44,6 +44,7 @@ func BuildComponents(ctx context.Context, n *Node) error {
 				return err
 			}
 			n.Runtime.Add(actors.StageSink, "sink/"+c.Name, s)
+			n.Queue.DeclareDeadLetterer("sink", c.Name)
 		default:
 			return fmt.Errorf("sink %q: type %q has no actor", c.Name, c.Type)
 		}
@@ -57,12 +58,14 @@ func BuildComponents(ctx context.Context, n *Node) error {
 				return err
 			}
 			n.Runtime.Add(actors.StageFetch, "sls/"+c.Name, f)
+			n.Queue.DeclareDeadLetterer("fetch", c.Name)
 		case *gcs.Config:
 			f, err := gcs.New(cfg, gcs.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg, Policies: n.Policies})
 			if err != nil {
 				return err
 			}
 			n.Runtime.Add(actors.StageFetch, "gcs/"+c.Name, f)
+			n.Queue.DeclareDeadLetterer("fetch", c.Name)
 		default:
 			return fmt.Errorf("source %q: type %q has no actor", c.Name, c.Type)
 		}
@@ -93,6 +96,7 @@ func buildTransform(n *Node) error {
 		return err
 	}
 	n.Runtime.Add(actors.StageTransform, "transform", t)
+	n.Queue.DeclareDeadLetterer("transform", "transform")
 	if *cfg.Policies.Watch {
 		n.Runtime.Add(actors.StageTransform, "policy-watch", actors.ActorFunc(func(ctx context.Context, _ *actors.Health) error {
 			return eng.Watch(ctx)

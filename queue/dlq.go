@@ -73,3 +73,9 @@ func parseCount(h nats.Header) int {
 	n, _ := strconv.Atoi(h.Get(batch.HeaderCount))
 	return n
 }
+
+// DeclareDeadLetterer shows a stage's DLQ counter at 0 before its first
+// record, so that alerts on its growth work from the start.
+func (q *Queue) DeclareDeadLetterer(stage, name string) {
+	q.metrics.deadLettered.WithLabelValues(stage, name)
+}

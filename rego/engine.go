@@ -71,6 +71,8 @@ func Load(dir string, opts Options) (*Engine, error) {
 			Name: "sluice_policy_reload_failed", Help: "1 when the last policy reload failed and the previous set still runs.",
 		}),
 	}
+	e.reloads.WithLabelValues("ok")
+	e.reloads.WithLabelValues("failed")
 	set, err := compile(dir)
 	if err != nil {
 		return nil, err

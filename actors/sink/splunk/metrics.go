@@ -39,6 +39,7 @@ func newMetrics(reg prometheus.Registerer, oldest func() float64) (*metrics, err
 		oldestHeld: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_sink_oldest_undelivered_seconds",
 			Help: "Age of the oldest record the sink holds and has not delivered yet (since it was fetched)."}, oldest),
 	}
+	m.retries.WithLabelValues("network") // shown at 0 so that rate() and the dashboard work before the first retry
 	for _, c := range []prometheus.Collector{m.events, m.bytes, m.requests, m.retries, m.dlq, m.latency, m.state, m.oldestHeld, m.delivery} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
