@@ -17,6 +17,7 @@ func main() {
 		"stages": stagesBench,
 		"outage": outageBench,
 		"gcs":    gcsBench,
+		"replay": replayBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

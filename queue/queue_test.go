@@ -435,3 +435,49 @@ func TestCancelledFetchStrandsNothing(t *testing.T) {
 		}
 	}
 }
+
+// Scan visits what is stored in range, in order, and no further.
+func TestScanBoundsAndHeadersOnly(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	var times []time.Time
+	for i := 1; i <= 5; i++ {
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), strings.Repeat("x", i))}); err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, time.Now())
+		time.Sleep(10 * time.Millisecond)
+	}
+	scan := func(o ScanOptions) (seqs []uint64, sizes []int) {
+		t.Helper()
+		err := q.Scan(ctx, o, func(s Stored) (bool, error) {
+			seqs, sizes = append(seqs, s.Seq), append(sizes, s.Size)
+			if o.HeadersOnly && len(s.Data) != 0 {
+				t.Errorf("headers-only scan got a body")
+			}
+			return true, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seqs, sizes
+	}
+	all, fullSizes := scan(ScanOptions{Stream: StreamRaw})
+	if fmt.Sprint(all) != "[1 2 3 4 5]" {
+		t.Fatalf("full scan: %v", all)
+	}
+	if seqs, sizes := scan(ScanOptions{Stream: StreamRaw, HeadersOnly: true}); fmt.Sprint(seqs) != "[1 2 3 4 5]" || fmt.Sprint(sizes) != fmt.Sprint(fullSizes) {
+		t.Fatalf("headers-only scan: %v sizes %v, want the full scan's sizes %v", seqs, sizes, fullSizes)
+	}
+	if seqs, _ := scan(ScanOptions{Stream: StreamRaw, UpToSeq: 3}); fmt.Sprint(seqs) != "[1 2 3]" {
+		t.Fatalf("scan up to 3: %v", seqs)
+	}
+	if seqs, _ := scan(ScanOptions{Stream: StreamRaw, From: times[2]}); fmt.Sprint(seqs) != "[4 5]" {
+		t.Fatalf("scan from the 3rd publish: %v", seqs)
+	}
+	start := time.Now()
+	if seqs, _ := scan(ScanOptions{Stream: StreamDLQ}); len(seqs) != 0 || time.Since(start) > time.Second {
+		t.Fatalf("empty stream: %v after %s", seqs, time.Since(start))
+	}
+}

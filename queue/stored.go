@@ -51,6 +51,9 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 			return fmt.Errorf("queue: stream %s: %w", o.Stream, err)
 		}
 		upTo = info.State.LastSeq
+		if info.State.Msgs == 0 {
+			return nil
+		}
 	}
 	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: o.HeadersOnly, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if o.Subject != "" {
