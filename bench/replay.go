@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/sluicehq/sluice/ops"
@@ -18,6 +19,7 @@ func replayBench(args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ExitOnError)
 	mb := fs.Int("mb", 200, "MB of 1 KB audit records fetched first (1000 = the issue's 1 GB)")
 	runs := fs.Int("runs", 3, "replays of the window")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the replays to this file")
 	_ = fs.Parse(args)
 	tmp, bin, err := workspace("replay")
 	if err != nil {
@@ -50,6 +52,17 @@ func replayBench(args []string) error {
 	fmt.Printf("replay: %d records fetched, %0.f routed to Splunk and delivered; OUT holds %.0f MB\n",
 		records, delivered, p.metric("sluice_stream_bytes", map[string]string{"stream": "OUT"})/1e6)
 
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx := context.Background()
 	var spans []span
 	for i := 0; i < *runs; i++ {
