@@ -445,3 +445,56 @@ func outConsumer(st *ops.Status) ops.ConsumerStatus {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// A policy bug dead-letters records at the transform; after the fix, a
+// re-drive runs them through the fixed policy to the sink, each once.
+func TestDLQRedriveAfterAPolicyFix(t *testing.T) {
+	p := startPipeline(t, "1h")
+	ctx := context.Background()
+	path := filepath.Join(p.policies, "schema", "github_splunk.rego")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buggy := string(good) + `
+log contains {"timestamp": 1, "data": input, "sink": "splunk-typo"} if input.bad
+`
+	if err := os.WriteFile(path, []byte(buggy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.n.Policies.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	seqs := p.publish(40, func(seq int) bool { return seq%4 == 0 })
+	p.waitAccepted(30)
+	var groups []ops.DLQGroup
+	p.waitFor("10 records dead-lettered by the transform", func() bool {
+		groups, err = p.c.DLQGroups(ctx, ops.DLQFilter{Stage: "transform"})
+		return err == nil && len(groups) == 1 && groups[0].Count == 10
+	})
+	if !strings.Contains(groups[0].Reason, `no sink named "splunk-typo"`) || strings.Contains(groups[0].Reason, "test/") {
+		t.Fatalf("reason %q: want the policy's error with the record ID taken out", groups[0].Reason)
+	}
+
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.n.Policies.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.c.Redrive(ctx, ops.DLQFilter{Stage: "transform"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := p.waitJob(res.Job.ID); j.Done.Records != 10 {
+		t.Fatalf("re-drive sent %d records, want 10", j.Done.Records)
+	}
+	p.waitAccepted(40)
+	time.Sleep(300 * time.Millisecond)
+	if got := p.seqsWhere(func(event) bool { return true }); !slices.Equal(got, seqs) {
+		t.Fatalf("delivered seqs %v\nwant each of %v once", got, seqs)
+	}
+	if g, err := p.c.DLQGroups(ctx, ops.DLQFilter{}); err != nil || len(g) != 0 {
+		t.Fatalf("DLQ after the re-drive: %+v, %v", g, err)
+	}
+}
