@@ -302,11 +302,17 @@ func TestReplayPastTheRetainedWindowSaysWhatIsGone(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "whole window") {
 		t.Fatalf("a fully trimmed window: %v, want 'the whole window … is gone'", err)
 	}
-	// What is retained can still be replayed.
-	res, err := p.c.Replay(ctx, ops.ReplayRequest{Sink: "splunk", From: kept, To: time.Now(), DryRun: true})
+	// What is retained can still be replayed, throttled by --rate: 10
+	// records at 5 per second, a burst of 5 first, take about a second.
+	res, err := p.c.Replay(ctx, ops.ReplayRequest{Sink: "splunk", From: kept, To: time.Now(), Rate: 5})
 	if err != nil || res.Plan.Records != 10 {
 		t.Fatalf("retained part: %+v, %v; want 10 records", res, err)
 	}
+	j := p.waitJob(res.Job.ID)
+	if took := j.Finished.Sub(j.Started); took < 800*time.Millisecond {
+		t.Errorf("10 records at --rate 5 took %s, want about 1s", took)
+	}
+	p.waitAccepted(70)
 	if _, err := p.c.Replay(ctx, ops.ReplayRequest{Sink: "nope", From: kept, To: time.Now()}); err == nil || !strings.Contains(err.Error(), `sink "nope" is not configured`) {
 		t.Fatalf("unknown sink: %v", err)
 	}
