@@ -43,7 +43,7 @@ func newRootCmd() *cobra.Command {
 	emulate := &cobra.Command{Use: "emulate", Short: "Run a stand-in for an outside service (for demos, benchmarks, tests)"}
 	emulate.AddCommand(newEmulateHECCmd(), newEmulateSLSCmd(), newEmulateGCSCmd())
 	root.AddCommand(newRunCmd(), newValidateCmd(), newDevCmd(), newPolicyCmd(), emulate,
-		newStatusCmd(), newReplayCmd(), newDLQCmd())
+		newStatusCmd(), newReplayCmd(), newDLQCmd(), newClusterCmd())
 	return root
 }
 

@@ -35,6 +35,7 @@ type NodeConfig struct {
 	AdminListen string      `yaml:"admin_listen"` // default: 127.0.0.1:8686
 	AdminToken  conf.Secret `yaml:"admin_token"`  // required when admin_listen is not loopback
 	NATSListen  string      `yaml:"nats_listen"`  // client port for the nats CLI; default 127.0.0.1, random port
+	NATSToken   conf.Secret `yaml:"nats_token"`   // client token; required when nats_listen is not loopback
 	LogLevel    string      `yaml:"log_level"`    // debug, info, warn, error; default info
 	LogFormat   string      `yaml:"log_format"`   // text or json; default text
 	// ShutdownTimeout bounds how long each stage may take to drain on stop.
@@ -202,6 +203,9 @@ func (c *Config) validate(types Types) error {
 	if _, _, err := net.SplitHostPort(c.Node.NATSListen); err != nil {
 		return conf.Errorf("node.nats_listen", "%q is not host:port", c.Node.NATSListen)
 	}
+	if !isLoopback(c.Node.NATSListen) && c.Node.NATSToken.IsEmpty() {
+		return conf.Errorf("node.nats_token", "required when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
+	}
 	switch c.Node.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -302,6 +306,20 @@ func (c *ClusterConfig) validate() error {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return conf.Errorf("cluster.replicas", "%d: want 1 to 5", c.Replicas)
+	}
+	t := c.TLS
+	if set := t.CertFile != "" || t.KeyFile != "" || t.CAFile != ""; set {
+		files := []struct{ field, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"ca_file", t.CAFile}}
+		for _, f := range files {
+			if f.path == "" {
+				return conf.Errorf("cluster.tls."+f.field, "required with the other cluster.tls files (routes use mutual TLS)")
+			}
+		}
+		for _, f := range files {
+			if _, err := os.Stat(f.path); err != nil {
+				return conf.Errorf("cluster.tls."+f.field, "%v", err)
+			}
+		}
 	}
 	return nil
 }

@@ -14,15 +14,17 @@ import (
 // Each broken config in testdata/config gives one error naming the field.
 func TestValidateBrokenConfigs(t *testing.T) {
 	want := map[string]string{
-		"unknown-key.yaml":    `queue.retain_delivred (line 6): unknown key "retain_delivred"`,
-		"bad-duration.yaml":   `queue.retain_delivered (line 2): bad duration "three days"`,
-		"bad-size.yaml":       `queue.max_bytes (line 2): bad size "lots"`,
-		"bad-sync.yaml":       `queue.sync: "sometimes": want interval or always`,
-		"unset-env.yaml":      `node.admin_token (line 2): environment variable SLUICE_TEST_UNSET_TOKEN is not set`,
-		"admin-no-token.yaml": `node.admin_token: required when node.admin_listen (0.0.0.0:8686) is not a loopback address`,
-		"unknown-type.yaml":   `sinks[0].type (line 2): unknown type "splunk_heck"`,
-		"not-yaml.yaml":       `not valid YAML`,
-		"bad-cluster.yaml":    `cluster.peers[1]: "node-2" is not host:port`,
+		"unknown-key.yaml":         `queue.retain_delivred (line 6): unknown key "retain_delivred"`,
+		"bad-duration.yaml":        `queue.retain_delivered (line 2): bad duration "three days"`,
+		"bad-size.yaml":            `queue.max_bytes (line 2): bad size "lots"`,
+		"bad-sync.yaml":            `queue.sync: "sometimes": want interval or always`,
+		"unset-env.yaml":           `node.admin_token (line 2): environment variable SLUICE_TEST_UNSET_TOKEN is not set`,
+		"admin-no-token.yaml":      `node.admin_token: required when node.admin_listen (0.0.0.0:8686) is not a loopback address`,
+		"unknown-type.yaml":        `sinks[0].type (line 2): unknown type "splunk_heck"`,
+		"not-yaml.yaml":            `not valid YAML`,
+		"bad-cluster.yaml":         `cluster.peers[1]: "node-2" is not host:port`,
+		"nats-no-token.yaml":       `node.nats_token: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
+		"cluster-tls-partial.yaml": `cluster.tls.key_file: required with the other cluster.tls files`,
 	}
 	for _, extra := range extraBrokenConfigs {
 		want[extra.file] = extra.want

@@ -99,6 +99,7 @@ func (n *Node) Run(ctx context.Context) error {
 		DataDir:         cfg.Node.DataDir,
 		ServerName:      cfg.Node.Name,
 		Listen:          cfg.Node.NATSListen,
+		ClientToken:     cfg.Node.NATSToken.Reveal(),
 		Sync:            queue.Sync(cfg.Queue.Sync),
 		MaxBytes:        int64(cfg.Queue.MaxBytes),
 		DuplicateWindow: cfg.Queue.DuplicateWindow.D(),
@@ -109,6 +110,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if c := cfg.Cluster; c != nil {
 		qopts.Replicas = c.Replicas
 		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers}
+		if c.TLS.CertFile != "" {
+			qopts.Cluster.TLS = &queue.ClusterTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CAFile: c.TLS.CAFile}
+		}
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	q, err := queue.Start(startCtx, qopts)

@@ -34,6 +34,9 @@ func applyCluster(o *server.Options, c *ClusterOptions) error {
 		if err != nil {
 			return fmt.Errorf("queue: cluster tls: %w", err)
 		}
+		// A node is both ends of its routes: it checks the peers it dials
+		// against the same CA, as nats-server's own config parser does.
+		tc.RootCAs = tc.ClientCAs
 		o.Cluster.TLSConfig = tc
 		o.Cluster.TLSTimeout = 5
 	}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/cluster"
 )
 
 func freePorts(t *testing.T, n int) []int {
@@ -27,6 +31,11 @@ func freePorts(t *testing.T, n int) []int {
 // startCluster starts n embedded servers routed to each other, with R3 streams.
 func startCluster(t *testing.T, n int) []*Queue {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+func startClusterWith(t *testing.T, n int, tls func(i int) *ClusterTLS) []*Queue {
+	t.Helper()
 	ports := freePorts(t, n)
 	peers := make([]string, n)
 	for i, p := range ports {
@@ -41,7 +50,7 @@ func startCluster(t *testing.T, n int) []*Queue {
 			q, err := Start(ctx, Options{
 				DataDir: t.TempDir(), ServerName: fmt.Sprintf("node-%d", i+1), MaxBytes: 64 << 20, Replicas: 3,
 				Cluster: &ClusterOptions{Name: "test", Listen: peers[i], Peers: peers},
-			})
+			}.withTLS(tls, i))
 			qs[i] = q
 			errs <- err
 		}(i)
@@ -103,5 +112,59 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 	}
 	if r := info.CachedInfo().Config.Replicas; r != 3 {
 		t.Fatalf("RAW has %d replicas", r)
+	}
+}
+
+func (o Options) withTLS(tls func(i int) *ClusterTLS, i int) Options {
+	if tls != nil {
+		o.Cluster.TLS = tls(i)
+	}
+	return o
+}
+
+func nodeTLS(dir, name string) *ClusterTLS {
+	return &ClusterTLS{CertFile: filepath.Join(dir, name+".pem"), KeyFile: filepath.Join(dir, name+"-key.pem"), CAFile: filepath.Join(dir, "ca.pem")}
+}
+
+// Routes use mutual TLS: three nodes with the cluster CA's certificates
+// form the cluster; a fourth whose certificate another CA signed cannot join.
+func TestClusterRefusesANodeFromAnotherCA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	good, other := t.TempDir(), t.TempDir()
+	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: good, Nodes: []string{"node-1", "node-2", "node-3", "node-4"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: other, Nodes: []string{"node-4"}}); err != nil {
+		t.Fatal(err)
+	}
+	qs := startClusterWith(t, 3, func(i int) *ClusterTLS { return nodeTLS(good, fmt.Sprintf("node-%d", i+1)) })
+	var peers []string
+	for _, q := range qs {
+		peers = append(peers, q.opts.Cluster.Listen)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	intruder := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	q, err := Start(ctx, Options{
+		DataDir: t.TempDir(), ServerName: "node-4", MaxBytes: 64 << 20, Replicas: 3,
+		Cluster: &ClusterOptions{Name: "test", Listen: intruder, Peers: append(peers, intruder), TLS: nodeTLS(other, "node-4")},
+	})
+	if err == nil {
+		q.Close()
+		t.Fatal("a node with a certificate from another CA started as part of the cluster")
+	}
+	var peerView []string // only the meta leader answers
+	for _, q := range qs {
+		peerView = append(peerView, q.srv.JetStreamClusterPeers()...)
+	}
+	slices.Sort(peerView)
+	if fmt.Sprint(peerView) != "[node-1 node-2 node-3]" {
+		t.Fatalf("the meta leader sees peers %v, want the three with the cluster's certificates", peerView)
+	}
+	// The three still work.
+	if err := qs[1].Publish(context.Background(), []*nats.Msg{rawMsg("a", "after-intruder", "r")}); err != nil {
+		t.Fatal(err)
 	}
 }

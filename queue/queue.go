@@ -39,7 +39,10 @@ type Options struct {
 	ServerName string // default: hostname
 	// Listen is the client listener (host:port) for the nats CLI; default
 	// 127.0.0.1 with a random port.
-	Listen          string
+	Listen string
+	// ClientToken, when set, is required of every client (the node's own
+	// in-process connection presents it too).
+	ClientToken     string
 	Sync            Sync
 	MaxBytes        int64         // all streams together; default 1 GiB
 	Replicas        int           // default 1
@@ -153,6 +156,7 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		SyncAlways:         opts.Sync == SyncAlways,
 		NoSigs:             true,
 		NoLog:              true,
+		Authorization:      opts.ClientToken,
 	}
 	if c := opts.Cluster; c != nil {
 		if err := applyCluster(sopts, c); err != nil {
@@ -169,7 +173,7 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		srv.Shutdown()
 		return nil, errors.New("queue: embedded NATS server not ready after 30s")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1),
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1), nats.Token(opts.ClientToken),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
@@ -226,8 +230,22 @@ func (q *Queue) Ready() error {
 	if !q.srv.JetStreamEnabled() {
 		return errors.New("queue: JetStream not enabled")
 	}
-	if q.opts.Cluster != nil && !q.srv.JetStreamIsCurrent() {
+	if q.opts.Cluster == nil {
+		return nil
+	}
+	if !q.srv.JetStreamIsCurrent() {
 		return errors.New("queue: JetStream cluster has no current meta leader")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, s := range streamShares {
+		info, err := q.StreamInfo(ctx, s.name)
+		if err != nil {
+			return fmt.Errorf("queue: stream %s: %w", s.name, err)
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Errorf("queue: stream %s has no leader (a quorum of its %d replicas is not reachable)", s.name, q.opts.Replicas)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,120 @@
+// Package cluster holds what a multi-node sluice needs beyond the embedded
+// JetStream cluster itself (which does membership, RAFT and placement):
+// the certificates its routes use for mutual TLS.
+package cluster
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// CertOptions say which certificates to make.
+type CertOptions struct {
+	Dir   string   // written here: ca.pem, ca-key.pem, <node>.pem, <node>-key.pem
+	Nodes []string // node names; each is also a DNS name in its certificate
+	// Hosts are extra DNS names or IP addresses every node certificate holds
+	// (the addresses in cluster.peers); 127.0.0.1 and localhost always are.
+	Hosts    []string
+	Validity time.Duration // default 2 years
+}
+
+// GenerateCerts makes a new cluster CA and one certificate per node, valid
+// for both ends of a route (server and client auth). The CA key stays in
+// Dir: keep it off the nodes, it is only needed to add a node later.
+func GenerateCerts(o CertOptions) error {
+	if len(o.Nodes) == 0 {
+		return fmt.Errorf("cluster certs: no node names")
+	}
+	if o.Validity <= 0 {
+		o.Validity = 2 * 365 * 24 * time.Hour
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return fmt.Errorf("cluster certs: %w", err)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: "sluice cluster CA", Organization: []string{"sluice"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(o.Validity),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("cluster certs: CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(o.Dir, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+		return err
+	}
+	if err := writeKey(filepath.Join(o.Dir, "ca-key.pem"), caKey); err != nil {
+		return err
+	}
+	for _, name := range o.Nodes {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial(), Subject: pkix.Name{CommonName: name, Organization: []string{"sluice"}},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(o.Validity),
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			DNSNames:    []string{name, "localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		}
+		for _, h := range o.Hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return fmt.Errorf("cluster certs: %s: %w", name, err)
+		}
+		if err := writePEM(filepath.Join(o.Dir, name+".pem"), "CERTIFICATE", der, 0o644); err != nil {
+			return err
+		}
+		if err := writeKey(filepath.Join(o.Dir, name+"-key.pem"), key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return n
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "PRIVATE KEY", der, 0o600)
+}
+
+func writePEM(path, kind string, der []byte, mode os.FileMode) error {
+	b := pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
+	if err := os.WriteFile(path, b, mode); err != nil {
+		return fmt.Errorf("cluster certs: %w", err)
+	}
+	return nil
+}
