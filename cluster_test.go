@@ -1,0 +1,334 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
+	"github.com/sluicehq/sluice/node"
+)
+
+// clusterChildEnv names the config a child process runs a node from.
+const clusterChildEnv = "SLUICE_CLUSTER_CHILD_CONFIG"
+
+// runClusterChild is the child's side: a node from the config until killed.
+func runClusterChild(t *testing.T) bool {
+	path := os.Getenv(clusterChildEnv)
+	if path == "" {
+		return false
+	}
+	cfg, err := node.Load(path, node.KnownTypes())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	n, err := node.New(cfg, node.Options{Logger: newLogger(os.Stderr, cfg.Node.LogLevel, "text")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := n.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return true
+}
+
+// testCluster is three sluice nodes as child processes, with the SLS and
+// HEC stand-ins in the test process.
+type testCluster struct {
+	t       *testing.T
+	sls     *slstest.Server
+	hec     *hectest.Server
+	configs []string
+	admins  []string
+	cmds    []*exec.Cmd
+	test    string
+}
+
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startTestCluster(t *testing.T, test string, records int) *testCluster {
+	t.Helper()
+	s, err := slstest.NewServer(slstest.Options{Project: "proj", Logstore: "audit", Shards: 4, AccessKeyID: "ak", AccessKeySecret: "sk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	s.Preload(1, records, devEpoch)
+	// Slow pulls of two log groups keep the stream going for seconds, so
+	// that a node dies mid-stream rather than after it.
+	s.SlowPulls(200 * time.Millisecond)
+	hec, err := hectest.NewServer(hectest.Options{Token: "hec-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hec.Close)
+	policies, err := filepath.Abs("testdata/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCluster{t: t, sls: s, hec: hec, test: test}
+	routes := []string{freeTCPAddr(t), freeTCPAddr(t), freeTCPAddr(t)}
+	dir := t.TempDir()
+	for i := range routes {
+		admin := freeTCPAddr(t)
+		cfg := fmt.Sprintf(`
+node: {name: node-%d, data_dir: %q, admin_listen: %q, log_level: warn, shutdown_timeout: 5s}
+queue: {max_bytes: 512MiB}
+policies: {dir: %q, watch: false}
+transform: {ack_wait: 5s}
+cluster: {name: test, listen: %q, peers: [%s], replicas: 3}
+sources:
+  - {name: audit, type: sls, endpoint: %q, project: proj, logstore: audit, consumer_group: sluice,
+     access_key_id: ak, access_key_secret: sk, heartbeat_interval: 1s, fetch_interval: 20ms, max_fetch_log_groups: 2, checkpoint_interval: 500ms}
+sinks:
+  - {name: splunk, type: splunk_hec, url: %q, token: hec-token, timeout: 2s, ack_wait: 5s, max_backoff: 500ms}
+`, i+1, filepath.Join(dir, fmt.Sprint("node-", i+1)), admin, policies, routes[i], strings.Join(routes, ", "), s.Endpoint, hec.URL)
+		path := filepath.Join(dir, fmt.Sprintf("node-%d.yaml", i+1))
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.configs = append(c.configs, path)
+		c.admins = append(c.admins, admin)
+	}
+	c.cmds = make([]*exec.Cmd, len(c.configs))
+	for i := range c.configs {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.cmds {
+			c.kill(i)
+		}
+	})
+	for i := range c.configs {
+		c.waitReady(i, 90*time.Second)
+	}
+	return c
+}
+
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+c.test+"$")
+	cmd.Env = append(os.Environ(), clusterChildEnv+"="+c.configs[i])
+	cmd.Stderr = testLogWriter{c.t, fmt.Sprintf("node-%d: ", i+1)}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.cmds[i] = cmd
+}
+
+// kill sends SIGKILL: no drain, no goodbye to SLS or the peers.
+func (c *testCluster) kill(i int) {
+	if cmd := c.cmds[i]; cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		c.cmds[i] = nil
+	}
+}
+
+func (c *testCluster) waitReady(i int, within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get("http://" + c.admins[i] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("node-%d not ready within %s", i+1, within)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// delivered counts each seq the HEC stand-in accepted.
+func (c *testCluster) delivered() map[string]int {
+	got := map[string]int{}
+	for _, e := range c.hec.Accepted() {
+		var ev struct {
+			Event map[string]any `json:"event"`
+		}
+		if json.Unmarshal(e.Raw, &ev) == nil {
+			if seq, ok := ev.Event["seq"].(string); ok {
+				got[seq]++
+			}
+		}
+	}
+	return got
+}
+
+type testLogWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			w.t.Log(w.prefix + line)
+		}
+	}
+	return len(p), nil
+}
+
+// TestClusterSurvivesSIGKILLOfANode: three nodes with R3 streams read four
+// SLS shards; one node is SIGKILLed mid-stream and restarted a little later.
+// Every routed record reaches Splunk (at least once), the survivors take
+// the dead node's shards, and the restarted node catches up.
+func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
+	if runClusterChild(t) {
+		return
+	}
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	const records = 12000
+	want := routedSeqs(records)
+	c := startTestCluster(t, "TestClusterSurvivesSIGKILLOfANode", records)
+
+	for deadline := time.Now().Add(90 * time.Second); len(c.delivered()) < len(want)/4; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a quarter of the records did not arrive within 90s (%d of %d)", len(c.delivered()), len(want))
+		}
+	}
+	c.kill(1)
+	killedAt := len(c.delivered())
+	// The survivors hold every shard once node-2's heartbeat times out.
+	tookOver := false
+	for deadline := time.Now().Add(30 * time.Second); !tookOver && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		owners := c.sls.Owners("sluice")
+		tookOver = len(owners) == 4
+		for _, o := range owners {
+			if strings.HasPrefix(o, "node-2") {
+				tookOver = false
+			}
+		}
+	}
+	if !tookOver {
+		t.Errorf("the survivors did not take node-2's shards: owners %v", c.sls.Owners("sluice"))
+	}
+	// ...and deliver without it: the durable consumers moved to them.
+	for deadline := time.Now().Add(30 * time.Second); len(c.delivered()) <= killedAt; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the survivors delivered nothing in 30s without node-2 (%d of %d)", killedAt, len(want))
+		}
+	}
+	time.Sleep(2 * time.Second)
+	duringOutage := len(c.delivered())
+	c.start(1)
+
+	var got map[string]int
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got = c.delivered()
+		if len(got) >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	missing, dups := 0, 0
+	for seq := range want {
+		if got[seq] == 0 {
+			missing++
+		}
+		dups += max(0, got[seq]-1)
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d routed records never reached Splunk (killed node-2 after %d)", missing, len(want), killedAt)
+	}
+	if extra := len(got) - len(want); extra != 0 {
+		t.Errorf("%d records reached Splunk that the policy does not route", extra)
+	}
+	c.waitReady(1, 60*time.Second) // the restarted node rejoined and caught up
+	t.Logf("killed node-2 after %d of %d routed records; %d delivered while it was down; all arrived; %d duplicates (at-least-once)",
+		killedAt, len(want), duringOutage-killedAt, dups)
+}
+
+// TestClusterWithoutQuorumHoldsThenDelivers: two of three nodes die. The
+// last one cannot replicate, so it must neither checkpoint SLS nor ack
+// anything; when the two return, everything is delivered.
+func TestClusterWithoutQuorumHoldsThenDelivers(t *testing.T) {
+	if runClusterChild(t) {
+		return
+	}
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	const records = 12000
+	want := routedSeqs(records)
+	c := startTestCluster(t, "TestClusterWithoutQuorumHoldsThenDelivers", records)
+	for deadline := time.Now().Add(90 * time.Second); len(c.delivered()) < len(want)/5; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a fifth of the records did not arrive within 90s (%d of %d)", len(c.delivered()), len(want))
+		}
+	}
+	c.kill(1)
+	c.kill(2)
+	checkpoints := func() [4]int64 {
+		var cp [4]int64
+		for i := range cp {
+			cp[i] = c.sls.CheckpointPosition("sluice", i)
+		}
+		return cp
+	}
+	time.Sleep(3 * time.Second) // what was replicated before the kill may still be checkpointed
+	before, deliveredBefore := checkpoints(), len(c.delivered())
+	time.Sleep(8 * time.Second) // node-1 alone: the shards' heartbeats move to it
+	if after := checkpoints(); after != before {
+		t.Errorf("checkpoints moved without a quorum: %v → %v", before, after)
+	}
+	if n := len(c.delivered()); n != deliveredBefore {
+		t.Logf("node-1 delivered %d records it had read before the quorum went", n-deliveredBefore)
+	}
+	resp, err := http.Get("http://" + c.admins[0] + "/readyz")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("node-1 says ready without a quorum")
+		}
+	}
+	c.start(1)
+	c.start(2)
+	var got map[string]int
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = c.delivered(); len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	missing, dups := 0, 0
+	for seq := range want {
+		if got[seq] == 0 {
+			missing++
+		}
+		dups += max(0, got[seq]-1)
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d routed records never reached Splunk after the quorum returned", missing, len(want))
+	}
+	t.Logf("quorum lost after %d of %d records; checkpoints held; all arrived after it returned, %d duplicates", deliveredBefore, len(want), dups)
+}
