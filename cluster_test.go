@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	sls "github.com/aliyun/aliyun-log-go-sdk"
+
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/ops"
 )
 
 // clusterChildEnv names the config a child process runs a node from.
@@ -56,7 +61,20 @@ type testCluster struct {
 	admins  []string
 	cmds    []*exec.Cmd
 	test    string
+	groups  []*sls.LogGroup // what the SLS writer puts, in order
 }
+
+// put writes log groups [from, to) of the sample to the SLS stand-in, as
+// Preload would have.
+func (c *testCluster) put(from, to int) {
+	for i := from; i < to; i++ {
+		lg := c.groups[i]
+		c.sls.PutAt(i%4, lg, time.Unix(int64(lg.Logs[0].GetTime()), 0))
+	}
+}
+
+// putRest writes every group not yet written.
+func (c *testCluster) putRest() { c.put(len(c.groups)*2/5, len(c.groups)) }
 
 func freeTCPAddr(t *testing.T) string {
 	t.Helper()
@@ -75,10 +93,10 @@ func startTestCluster(t *testing.T, test string, records int) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	s.Preload(1, records, devEpoch)
-	// Slow pulls of two log groups keep the stream going for seconds, so
-	// that a node dies mid-stream rather than after it.
-	s.SlowPulls(200 * time.Millisecond)
+	c := &testCluster{t: t, sls: s, test: test, groups: slstest.AuditLogGroups(1, records, devEpoch)}
+	c.put(0, len(c.groups)*2/5) // the rest comes while a node is down
+	// Slow pulls keep the stream going for seconds.
+	s.SlowPulls(100 * time.Millisecond)
 	hec, err := hectest.NewServer(hectest.Options{Token: "hec-token"})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +106,7 @@ func startTestCluster(t *testing.T, test string, records int) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, sls: s, hec: hec, test: test}
+	c.hec = hec
 	routes := []string{freeTCPAddr(t), freeTCPAddr(t), freeTCPAddr(t)}
 	dir := t.TempDir()
 	for i := range routes {
@@ -101,7 +119,7 @@ transform: {ack_wait: 5s}
 cluster: {name: test, listen: %q, peers: [%s], replicas: 3}
 sources:
   - {name: audit, type: sls, endpoint: %q, project: proj, logstore: audit, consumer_group: sluice,
-     access_key_id: ak, access_key_secret: sk, heartbeat_interval: 1s, fetch_interval: 20ms, max_fetch_log_groups: 2, checkpoint_interval: 500ms}
+     access_key_id: ak, access_key_secret: sk, heartbeat_interval: 1s, fetch_interval: 20ms, max_fetch_log_groups: 4, checkpoint_interval: 500ms}
 sinks:
   - {name: splunk, type: splunk_hec, url: %q, token: hec-token, timeout: 2s, ack_wait: 5s, max_backoff: 500ms}
 `, i+1, filepath.Join(dir, fmt.Sprint("node-", i+1)), admin, policies, routes[i], strings.Join(routes, ", "), s.Endpoint, hec.URL)
@@ -181,6 +199,42 @@ func (c *testCluster) delivered() map[string]int {
 	return got
 }
 
+func (c *testCluster) status(i int) *ops.Status {
+	c.t.Helper()
+	st, err := ops.NewClient(c.admins[i], "").Status(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return st
+}
+
+func (c *testCluster) metrics(i int) string {
+	c.t.Helper()
+	resp, err := http.Get("http://" + c.admins[i] + "/metrics")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// peerUp says "up", "down" or "unknown" for a peer in a cluster status.
+func peerUp(c *ops.ClusterStatus, name string) string {
+	for _, p := range c.Peers {
+		if p.Name == name {
+			if p.RouteUp {
+				return "up"
+			}
+			return "down"
+		}
+	}
+	return "unknown"
+}
+
 type testLogWriter struct {
 	t      *testing.T
 	prefix string
@@ -217,6 +271,7 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	}
 	c.kill(1)
 	killedAt := len(c.delivered())
+	c.putRest()
 	// The survivors hold every shard once node-2's heartbeat times out.
 	tookOver := false
 	for deadline := time.Now().Add(30 * time.Second); !tookOver && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -239,6 +294,14 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	duringOutage := len(c.delivered())
+	// What the operator sees on a survivor: node-2 down, a meta leader still.
+	st := c.status(0)
+	if st.Cluster == nil || st.Cluster.MetaLeader == "" || peerUp(st.Cluster, "node-2") != "down" || peerUp(st.Cluster, "node-3") != "up" {
+		t.Errorf("node-1's status while node-2 is down: %+v", st.Cluster)
+	}
+	if m := c.metrics(0); !strings.Contains(m, `sluice_cluster_peer_up{peer="node-2"} 0`) || !strings.Contains(m, "sluice_cluster_has_meta_leader 1") {
+		t.Errorf("node-1's metrics do not show node-2 down under a meta leader")
+	}
 	c.start(1)
 
 	var got map[string]int
@@ -264,7 +327,22 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	if extra := len(got) - len(want); extra != 0 {
 		t.Errorf("%d records reached Splunk that the policy does not route", extra)
 	}
-	c.waitReady(1, 60*time.Second) // the restarted node rejoined and caught up
+	c.waitReady(1, 60*time.Second) // the restarted node rejoined and its streams have leaders
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st := c.status(0)
+		caughtUp := st.Cluster != nil && peerUp(st.Cluster, "node-2") == "up"
+		for _, s := range st.Streams {
+			for _, r := range s.Replicas {
+				caughtUp = caughtUp && r.Current
+			}
+		}
+		if caughtUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-2 did not catch up within 30s of delivery ending: %+v %+v", st.Cluster, st.Streams)
+		}
+	}
 	t.Logf("killed node-2 after %d of %d routed records; %d delivered while it was down; all arrived; %d duplicates (at-least-once)",
 		killedAt, len(want), duringOutage-killedAt, dups)
 }
@@ -289,6 +367,7 @@ func TestClusterWithoutQuorumHoldsThenDelivers(t *testing.T) {
 	}
 	c.kill(1)
 	c.kill(2)
+	c.putRest()
 	checkpoints := func() [4]int64 {
 		var cp [4]int64
 		for i := range cp {

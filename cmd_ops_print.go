@@ -77,7 +77,22 @@ func printStatus(w io.Writer, st *ops.Status) {
 		printJobs(w, st.Jobs)
 	}
 	if c := st.Cluster; c != nil {
-		fmt.Fprintf(w, "\nCLUSTER %s: meta leader %s, peers %s\n", c.Name, c.Leader, strings.Join(c.Peers, ", "))
+		leader := c.MetaLeader
+		if leader == "" {
+			leader = "NONE (no quorum: nothing can be stored)"
+		}
+		var peers []string
+		for _, p := range c.Peers {
+			state := "up"
+			if !p.RouteUp {
+				state = "DOWN"
+				if !p.LastSeen.IsZero() {
+					state += ", last seen " + time.Since(p.LastSeen).Round(time.Second).String() + " ago"
+				}
+			}
+			peers = append(peers, p.Name+" ("+state+")")
+		}
+		fmt.Fprintf(w, "\nCLUSTER %s, this node %s: meta leader %s; peers %s\n", c.Name, c.Self, leader, strings.Join(peers, ", "))
 		for _, s := range st.Streams {
 			var reps []string
 			for _, r := range s.Replicas {

@@ -77,11 +77,7 @@ type ReplicaStatus struct {
 }
 
 // ClusterStatus is the JetStream cluster this node is part of.
-type ClusterStatus struct {
-	Name   string   `json:"name"`
-	Leader string   `json:"meta_leader"`
-	Peers  []string `json:"peers"`
-}
+type ClusterStatus = queue.ClusterState
 
 // Sink states, as the sink's sluice_sink_state gauge says.
 var sinkStates = map[float64]string{0: "up", 1: "retrying", 2: "paused"}
@@ -161,7 +157,7 @@ func (m *Manager) Status(ctx context.Context) Status {
 	} else {
 		st.DLQ = dlq
 	}
-	st.Cluster = m.clusterStatus()
+	st.Cluster = m.clusterStatus(ctx)
 	return st
 }
 
@@ -273,14 +269,6 @@ func (m *Manager) dlqStatus(ctx context.Context, streams []StreamStatus) ([]DLQG
 	return out, nil
 }
 
-func (m *Manager) clusterStatus() *ClusterStatus {
-	srv := m.deps.Queue.Server()
-	if srv == nil || srv.ClusterName() == "" {
-		return nil
-	}
-	c := &ClusterStatus{Name: srv.ClusterName(), Peers: srv.JetStreamClusterPeers()}
-	if info, err := srv.Jsz(nil); err == nil && info.Meta != nil {
-		c.Leader = info.Meta.Leader
-	}
-	return c
+func (m *Manager) clusterStatus(ctx context.Context) *ClusterStatus {
+	return m.deps.Queue.ClusterState(ctx)
 }
