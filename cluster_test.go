@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/ops"
 )
@@ -62,6 +63,7 @@ type testCluster struct {
 	cmds    []*exec.Cmd
 	test    string
 	groups  []*sls.LogGroup // what the SLS writer puts, in order
+	env     []string        // the secrets and endpoints the example configs read
 }
 
 // put writes log groups [from, to) of the sample to the SLS stand-in, as
@@ -109,20 +111,38 @@ func startTestCluster(t *testing.T, test string, records int) *testCluster {
 	c.hec = hec
 	routes := []string{freeTCPAddr(t), freeTCPAddr(t), freeTCPAddr(t)}
 	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: certs, Nodes: []string{"node-1", "node-2", "node-3"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.env = []string{"SLS_ENDPOINT=" + s.Endpoint, "SLS_PROJECT=proj", "SLS_LOGSTORE=audit", "SLS_AK_ID=ak", "SLS_AK_KEY=sk",
+		"SPLUNK_HEC_URL=" + hec.URL, "SPLUNK_HEC_TOKEN=hec-token"}
 	for i := range routes {
 		admin := freeTCPAddr(t)
-		cfg := fmt.Sprintf(`
-node: {name: node-%d, data_dir: %q, admin_listen: %q, log_level: warn, shutdown_timeout: 5s}
-queue: {max_bytes: 512MiB}
-policies: {dir: %q, watch: false}
-transform: {ack_wait: 5s}
-cluster: {name: test, listen: %q, peers: [%s], replicas: 3}
-sources:
-  - {name: audit, type: sls, endpoint: %q, project: proj, logstore: audit, consumer_group: sluice,
-     access_key_id: ak, access_key_secret: sk, heartbeat_interval: 1s, fetch_interval: 20ms, max_fetch_log_groups: 4, checkpoint_interval: 500ms}
-sinks:
-  - {name: splunk, type: splunk_hec, url: %q, token: hec-token, timeout: 2s, ack_wait: 5s, max_backoff: 500ms}
-`, i+1, filepath.Join(dir, fmt.Sprint("node-", i+1)), admin, policies, routes[i], strings.Join(routes, ", "), s.Endpoint, hec.URL)
+		// The shipped example, with only addresses, paths and test tunings replaced.
+		example := fmt.Sprintf("deploy/cluster/node-%d.yaml", i+1)
+		b, err := os.ReadFile(example)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := string(b)
+		for _, r := range [][2]string{
+			{"10.0.0.11:6222", routes[0]}, {"10.0.0.12:6222", routes[1]}, {"10.0.0.13:6222", routes[2]},
+			{"127.0.0.1:8686", admin},
+			{"/var/lib/sluice", filepath.Join(dir, fmt.Sprint("node-", i+1))},
+			{"/etc/sluice/policies", policies},
+			{"/etc/sluice/certs", certs},
+			{"max_bytes: 100GiB", "max_bytes: 512MiB"},
+			{"shutdown_timeout: 30s", "shutdown_timeout: 5s\n  log_level: warn"},
+			{"consumer_group: sluice", "consumer_group: sluice\n    heartbeat_interval: 1s\n    fetch_interval: 20ms\n    max_fetch_log_groups: 4\n    checkpoint_interval: 500ms"},
+			{"index: security", "index: security\n    timeout: 2s\n    ack_wait: 5s\n    max_backoff: 500ms"},
+		} {
+			if !strings.Contains(cfg, r[0]) {
+				t.Fatalf("%s no longer has %q: update the test with the example", example, r[0])
+			}
+			cfg = strings.ReplaceAll(cfg, r[0], r[1])
+		}
+		cfg += "transform: {ack_wait: 5s}\n"
 		path := filepath.Join(dir, fmt.Sprintf("node-%d.yaml", i+1))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -148,7 +168,7 @@ sinks:
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+c.test+"$")
-	cmd.Env = append(os.Environ(), clusterChildEnv+"="+c.configs[i])
+	cmd.Env = append(append(os.Environ(), c.env...), clusterChildEnv+"="+c.configs[i])
 	cmd.Stderr = testLogWriter{c.t, fmt.Sprintf("node-%d: ", i+1)}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
