@@ -64,6 +64,7 @@ type testCluster struct {
 	test    string
 	groups  []*sls.LogGroup // what the SLS writer puts, in order
 	env     []string        // the secrets and endpoints the example configs read
+	net     clusterNet
 }
 
 // put writes log groups [from, to) of the sample to the SLS stand-in, as
@@ -88,18 +89,39 @@ func freeTCPAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// clusterNet places the nodes: their route and admin addresses, where the
+// stand-ins listen, and how a node's process is started (in a netns).
+type clusterNet struct {
+	routes, admins []string
+	standins       string // host:port for the stand-ins; default 127.0.0.1:0
+	adminToken     string // required when the admin address is not loopback
+	wrap           func(i int, argv []string) []string
+}
+
+func loopbackNet(t *testing.T) clusterNet {
+	return clusterNet{
+		routes: []string{freeTCPAddr(t), freeTCPAddr(t), freeTCPAddr(t)},
+		admins: []string{freeTCPAddr(t), freeTCPAddr(t), freeTCPAddr(t)},
+	}
+}
+
 func startTestCluster(t *testing.T, test string, records int) *testCluster {
 	t.Helper()
-	s, err := slstest.NewServer(slstest.Options{Project: "proj", Logstore: "audit", Shards: 4, AccessKeyID: "ak", AccessKeySecret: "sk"})
+	return startTestClusterOn(t, test, records, loopbackNet(t))
+}
+
+func startTestClusterOn(t *testing.T, test string, records int, net clusterNet) *testCluster {
+	t.Helper()
+	s, err := slstest.NewServer(slstest.Options{Project: "proj", Logstore: "audit", Shards: 4, AccessKeyID: "ak", AccessKeySecret: "sk", Addr: net.standins})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	c := &testCluster{t: t, sls: s, test: test, groups: slstest.AuditLogGroups(1, records, devEpoch)}
+	c := &testCluster{t: t, sls: s, test: test, groups: slstest.AuditLogGroups(1, records, devEpoch), net: net, admins: net.admins}
 	c.put(0, len(c.groups)*2/5) // the rest comes while a node is down
 	// Slow pulls keep the stream going for seconds.
 	s.SlowPulls(100 * time.Millisecond)
-	hec, err := hectest.NewServer(hectest.Options{Token: "hec-token"})
+	hec, err := hectest.NewServer(hectest.Options{Token: "hec-token", Addr: net.standins})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,16 +131,24 @@ func startTestCluster(t *testing.T, test string, records int) *testCluster {
 		t.Fatal(err)
 	}
 	c.hec = hec
-	routes := []string{freeTCPAddr(t), freeTCPAddr(t), freeTCPAddr(t)}
+	routes := net.routes
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
-	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: certs, Nodes: []string{"node-1", "node-2", "node-3"}}); err != nil {
+	var hosts []string
+	for _, r := range routes {
+		h, _, _ := strings.Cut(r, ":")
+		hosts = append(hosts, h)
+	}
+	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: certs, Nodes: []string{"node-1", "node-2", "node-3"}, Hosts: hosts}); err != nil {
 		t.Fatal(err)
 	}
 	c.env = []string{"SLS_ENDPOINT=" + s.Endpoint, "SLS_PROJECT=proj", "SLS_LOGSTORE=audit", "SLS_AK_ID=ak", "SLS_AK_KEY=sk",
 		"SPLUNK_HEC_URL=" + hec.URL, "SPLUNK_HEC_TOKEN=hec-token"}
 	for i := range routes {
-		admin := freeTCPAddr(t)
+		admin := net.admins[i]
+		if net.adminToken != "" {
+			admin += "\n  admin_token: " + net.adminToken
+		}
 		// The shipped example, with only addresses, paths and test tunings replaced.
 		example := fmt.Sprintf("deploy/cluster/node-%d.yaml", i+1)
 		b, err := os.ReadFile(example)
@@ -148,7 +178,6 @@ func startTestCluster(t *testing.T, test string, records int) *testCluster {
 			t.Fatal(err)
 		}
 		c.configs = append(c.configs, path)
-		c.admins = append(c.admins, admin)
 	}
 	c.cmds = make([]*exec.Cmd, len(c.configs))
 	for i := range c.configs {
@@ -167,7 +196,11 @@ func startTestCluster(t *testing.T, test string, records int) *testCluster {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+c.test+"$")
+	argv := []string{os.Args[0], "-test.run=^" + c.test + "$"}
+	if c.net.wrap != nil {
+		argv = c.net.wrap(i, argv)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), c.env...), clusterChildEnv+"="+c.configs[i])
 	cmd.Stderr = testLogWriter{c.t, fmt.Sprintf("node-%d: ", i+1)}
 	if err := cmd.Start(); err != nil {
@@ -221,7 +254,7 @@ func (c *testCluster) delivered() map[string]int {
 
 func (c *testCluster) status(i int) *ops.Status {
 	c.t.Helper()
-	st, err := ops.NewClient(c.admins[i], "").Status(context.Background())
+	st, err := ops.NewClient(c.admins[i], c.net.adminToken).Status(context.Background())
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -230,7 +263,14 @@ func (c *testCluster) status(i int) *ops.Status {
 
 func (c *testCluster) metrics(i int) string {
 	c.t.Helper()
-	resp, err := http.Get("http://" + c.admins[i] + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, "http://"+c.admins[i]+"/metrics", nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.net.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.net.adminToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func newClusterCmd() *cobra.Command {
 	var o cluster.CertOptions
 	certs := &cobra.Command{
 		Use:   "certs --out DIR --node node-1 --node node-2 --node node-3 [--host ADDR ...]",
-		Short: "Make a cluster CA and a route certificate per node (mutual TLS between nodes)",
+		Short: "Make a route certificate per node (mutual TLS between nodes), and the cluster CA unless --out has one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cluster.GenerateCerts(o); err != nil {

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -28,9 +29,10 @@ type CertOptions struct {
 	Validity time.Duration // default 2 years
 }
 
-// GenerateCerts makes a new cluster CA and one certificate per node, valid
-// for both ends of a route (server and client auth). The CA key stays in
-// Dir: keep it off the nodes, it is only needed to add a node later.
+// GenerateCerts makes one certificate per node, valid for both ends of a
+// route (server and client auth), signed by the cluster CA in Dir — a new
+// one when Dir has none. The CA key stays in Dir: keep it off the nodes; it
+// is needed again only to add a node later.
 func GenerateCerts(o CertOptions) error {
 	if len(o.Nodes) == 0 {
 		return fmt.Errorf("cluster certs: no node names")
@@ -41,11 +43,18 @@ func GenerateCerts(o CertOptions) error {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return fmt.Errorf("cluster certs: %w", err)
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	ca, caKey, err := loadCA(o.Dir)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	if ca != nil {
+		return writeNodeCerts(o, ca, caKey, now)
+	}
+	caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
 	caTmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: "sluice cluster CA", Organization: []string{"sluice"}},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(o.Validity),
@@ -55,7 +64,7 @@ func GenerateCerts(o CertOptions) error {
 	if err != nil {
 		return fmt.Errorf("cluster certs: CA: %w", err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	ca, err = x509.ParseCertificate(caDER)
 	if err != nil {
 		return err
 	}
@@ -65,6 +74,48 @@ func GenerateCerts(o CertOptions) error {
 	if err := writeKey(filepath.Join(o.Dir, "ca-key.pem"), caKey); err != nil {
 		return err
 	}
+	return writeNodeCerts(o, ca, caKey, now)
+}
+
+// loadCA reads the CA of an earlier run from dir, so that a node added
+// later gets a certificate the cluster already trusts; nil when none.
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster certs: %w", err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "ca-key.pem"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster certs: %s has ca.pem but not its key: %w", dir, err)
+	}
+	cb, kb := firstBlock(certPEM), firstBlock(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, fmt.Errorf("cluster certs: %s: ca.pem or ca-key.pem is not PEM", dir)
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster certs: ca.pem: %w", err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster certs: ca-key.pem: %w", err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("cluster certs: ca-key.pem is not an ECDSA key")
+	}
+	return ca, key, nil
+}
+
+func firstBlock(b []byte) *pem.Block {
+	blk, _ := pem.Decode(b)
+	return blk
+}
+
+func writeNodeCerts(o CertOptions, ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time) error {
 	for _, name := range o.Nodes {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
