@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -165,6 +166,12 @@ func TestClusterPartitionedNodeStoresNothingUntilHealed(t *testing.T) {
 			t.Logf("node-%d: %s", i+1, b)
 		}
 		t.Logf("owners %v", c.sls.Owners("sluice"))
+		for _, cmd := range c.cmds {
+			if cmd != nil {
+				_ = cmd.Process.Signal(syscall.SIGQUIT) // goroutine dumps into the node logs
+			}
+		}
+		time.Sleep(2 * time.Second)
 		t.Fatalf("%d of %d routed records missing after the partition healed (cut at %d, %d during)", missing, len(want), cutAt, during)
 	}
 	t.Logf("cut node-3 off after %d of %d records; the majority delivered %d during the partition (node-3 held shards %v, checkpoints unmoved); all arrived after healing, %d duplicates",

@@ -203,6 +203,12 @@ func (c *testCluster) start(i int) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), c.env...), clusterChildEnv+"="+c.configs[i])
 	cmd.Stderr = testLogWriter{c.t, fmt.Sprintf("node-%d: ", i+1)}
+	if dir := os.Getenv("SLUICE_CLUSTER_TEST_LOGS"); dir != "" { // keep each node's whole stderr
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("node-%d.log", i+1)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			cmd.Stderr = io.MultiWriter(cmd.Stderr, f)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

@@ -26,8 +26,14 @@ type pipeline struct {
 }
 
 func startPipeline(dir, slsAddr, hecAddr string, shards int) (*pipeline, error) {
+	return startNode(dir, slsAddr, hecAddr, "bench", "")
+}
+
+// startNode runs one node named name; extra is appended to its config (a
+// cluster section).
+func startNode(dir, slsAddr, hecAddr, name, extra string) (*pipeline, error) {
 	yaml := fmt.Sprintf(`node:
-  name: bench
+  name: %s
   data_dir: %q
   admin_listen: 127.0.0.1:0
   log_level: error
@@ -55,7 +61,7 @@ sinks:
     token: %s
     index: main
     max_backoff: 1s
-`, dir, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken)
+`, name, dir, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
 	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, err

@@ -12,12 +12,13 @@ import (
 
 func main() {
 	scenarios := map[string]func([]string) error{
-		"queue":  queueBench,
-		"e2e":    e2eBench,
-		"stages": stagesBench,
-		"outage": outageBench,
-		"gcs":    gcsBench,
-		"replay": replayBench,
+		"queue":   queueBench,
+		"e2e":     e2eBench,
+		"stages":  stagesBench,
+		"outage":  outageBench,
+		"gcs":     gcsBench,
+		"replay":  replayBench,
+		"cluster": clusterBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

@@ -96,7 +96,7 @@ func classifyPublishError(subject string, err error) error {
 	if err != nil && strings.Contains(err.Error(), "maximum bytes exceeded") {
 		return fmt.Errorf("publish to %s: %w: %v", subject, ErrBufferFull, err)
 	}
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || isTimeout(err) {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || isTimeout(err) {
 		return fmt.Errorf("publish to %s: %w (in a cluster: a quorum of the stream's replicas is not reachable, see sluice status; nothing was stored, the record stays at its source and is retried)", subject, err)
 	}
 	return fmt.Errorf("publish to %s: %w", subject, err)

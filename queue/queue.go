@@ -185,7 +185,10 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("queue: connect in-process: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(opts.PublishInFlight))
+	// A publish whose ack is lost (a partition cut the route to the stream
+	// leader mid-request) must fail, not wait forever: the source then
+	// retries the same message ID, which JetStream stores once.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(opts.PublishInFlight), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
 	if err != nil {
 		nc.Close()
 		srv.Shutdown()
@@ -206,6 +209,9 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 	go q.trimLoop(trimCtx)
 	return q, nil
 }
+
+// publishAckTimeout bounds the wait for one publish's ack.
+const publishAckTimeout = 20 * time.Second
 
 // ClientURL is where the nats CLI reaches the embedded server.
 func (q *Queue) ClientURL() string { return q.srv.ClientURL() }
