@@ -301,35 +301,56 @@ func (e *Engine) parse(data []byte) (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fromFastJSON(v), nil
+	return fromFastJSON(v)
 }
 
-func fromFastJSON(v *fastjson.Value) ast.Value {
+// fromFastJSON converts a parsed value. fastjson scans numbers loosely
+// ("7+0", "nan" pass), and OPA panics on arithmetic with such a number, so
+// each number's text is checked against JSON's grammar here.
+func fromFastJSON(v *fastjson.Value) (ast.Value, error) {
+	var err error
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		terms := make([][2]*ast.Term, 0, o.Len())
 		o.Visit(func(k []byte, v *fastjson.Value) {
-			terms = append(terms, [2]*ast.Term{ast.StringTerm(string(k)), ast.NewTerm(fromFastJSON(v))})
+			if err != nil {
+				return
+			}
+			var x ast.Value
+			if x, err = fromFastJSON(v); err == nil {
+				terms = append(terms, [2]*ast.Term{ast.StringTerm(string(k)), ast.NewTerm(x)})
+			}
 		})
-		return ast.NewObject(terms...)
+		if err != nil {
+			return nil, err
+		}
+		return ast.NewObject(terms...), nil
 	case fastjson.TypeArray:
 		a, _ := v.Array()
 		terms := make([]*ast.Term, len(a))
 		for i, x := range a {
-			terms[i] = ast.NewTerm(fromFastJSON(x))
+			y, err := fromFastJSON(x)
+			if err != nil {
+				return nil, err
+			}
+			terms[i] = ast.NewTerm(y)
 		}
-		return ast.NewArray(terms...)
+		return ast.NewArray(terms...), nil
 	case fastjson.TypeString:
-		return ast.String(v.GetStringBytes())
+		return ast.String(v.GetStringBytes()), nil
 	case fastjson.TypeNumber:
-		return ast.Number(v.String())
+		n := v.String()
+		if !jsonx.ValidNumber(n) {
+			return nil, fmt.Errorf("invalid number %q", n)
+		}
+		return ast.Number(n), nil
 	case fastjson.TypeTrue:
-		return ast.Boolean(true)
+		return ast.Boolean(true), nil
 	case fastjson.TypeFalse:
-		return ast.Boolean(false)
+		return ast.Boolean(false), nil
 	}
-	return ast.Null{}
+	return ast.Null{}, nil
 }
 
 func (s *policySet) schemaNames() []string {

@@ -177,8 +177,15 @@ func (c *hecClient) do(ctx context.Context, path string, body []byte, hdr http.H
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	r := result{status: resp.StatusCode, body: data}
-	if json.Unmarshal(data, &r.reply) != nil && resp.StatusCode >= 300 {
+	return readResult(resp.StatusCode, data)
+}
+
+// readResult reads HEC's answer: its JSON {text, code, ...} when there is
+// one, else the body as text (a proxy's HTML page, say).
+func readResult(status int, data []byte) result {
+	r := result{status: status, body: data}
+	if json.Unmarshal(data, &r.reply) != nil && status >= 300 {
+		r.reply = hecReply{}
 		r.reply.Text = strings.TrimSpace(string(data))
 		r.reply.Code = -1
 	}

@@ -260,18 +260,9 @@ func (s *Server) shardOf(id string) (*shard, int, *slsError) {
 }
 
 func (s *Server) putLogs(w http.ResponseWriter, r *http.Request, body []byte) *slsError {
-	raw := body
-	if r.Header.Get("x-log-compresstype") == "lz4" {
-		size, _ := strconv.Atoi(r.Header.Get("x-log-bodyrawsize"))
-		out, err := decompressLZ4(body, size)
-		if err != nil {
-			return errorf(400, "InvalidCompressType", "%v", err)
-		}
-		raw = out
-	}
-	lg := &sls.LogGroup{}
-	if err := proto.Unmarshal(raw, lg); err != nil {
-		return errorf(400, "PostBodyInvalid", "bad LogGroup: %v", err)
+	lg, serr := decodeLogGroup(body, r.Header.Get("x-log-compresstype"), r.Header.Get("x-log-bodyrawsize"))
+	if serr != nil {
+		return serr
 	}
 	s.mu.Lock()
 	// Spread over shards: a hash key picks one, else the shortest.
@@ -291,6 +282,32 @@ func (s *Server) putLogs(w http.ResponseWriter, r *http.Request, body []byte) *s
 	w.WriteHeader(200)
 	return nil
 }
+
+// decodeLogGroup reads a PutLogs body: a LogGroup in protobuf, lz4'd
+// when the compress type says so, with its raw size in a header.
+func decodeLogGroup(body []byte, compressType, rawSize string) (*sls.LogGroup, *slsError) {
+	raw := body
+	if compressType == "lz4" {
+		size, err := strconv.Atoi(rawSize)
+		if err != nil || size < 0 || size > maxRawBody {
+			return nil, errorf(400, "InvalidCompressType", "x-log-bodyrawsize %q: want 0 to %d", rawSize, maxRawBody)
+		}
+		out, err := decompressLZ4(body, size)
+		if err != nil {
+			return nil, errorf(400, "InvalidCompressType", "%v", err)
+		}
+		raw = out
+	}
+	lg := &sls.LogGroup{}
+	if err := proto.Unmarshal(raw, lg); err != nil {
+		return nil, errorf(400, "PostBodyInvalid", "bad LogGroup: %v", err)
+	}
+	return lg, nil
+}
+
+// maxRawBody bounds what a PutLogs body may claim to decompress to (SLS
+// takes at most 10 MB per request).
+const maxRawBody = 64 << 20
 
 func fnv32(s string) uint32 {
 	h := uint32(2166136261)

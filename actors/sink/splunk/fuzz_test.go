@@ -1,0 +1,52 @@
+package splunk
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// Whatever a HEC endpoint (or a proxy in front of it) answers, the sink
+// reads it and decides; it never panics.
+func FuzzHECAnswer(f *testing.F) {
+	f.Add(200, []byte(`{"text":"Success","code":0}`))
+	f.Add(400, []byte(`{"text":"Invalid data format","code":6,"invalid-event-number":3}`))
+	f.Add(400, []byte(`{"text":"x","code":6,"invalid-event-number":-7}`))
+	f.Add(503, []byte(`{"text":"Server is busy","code":9}`))
+	f.Add(403, []byte(`{"text":"Invalid token","code":4}`))
+	f.Add(502, []byte("<html>bad gateway</html>"))
+	f.Add(200, []byte(`{"code":"zero"}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		r := readResult(status, body)
+		o := classify(r)
+		_ = r.String()
+		if o < accepted || o > pause {
+			t.Fatalf("outcome %d", o)
+		}
+		if status >= 300 && !json.Valid(body) && r.reply.Code != -1 {
+			t.Fatalf("a non-JSON %d answer kept code %d", status, r.reply.Code)
+		}
+	})
+}
+
+// Any OUT record renders to a valid HEC event with an event field, or is
+// refused with a reason.
+func FuzzRender(f *testing.F) {
+	f.Add([]byte(`{"id":"a/1","timestamp":1795000000.5,"data":{"user":"alice"},"index":"sec","fields":{"k":"v"}}`), "")
+	f.Add([]byte(`{"id":"a/2","timestamp":1,"data":"text"}`), "replay-1")
+	f.Add([]byte(`{"id":"a/3","timestamp":1,"data":null}`), "")
+	f.Add([]byte(`{"id":"\u2028","timestamp":-1e308,"data":[1,2],"host":"\u0000"}`), "r\"x")
+	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}}
+	f.Fuzz(func(t *testing.T, record []byte, replay string) {
+		out, err := s.render(nil, record, replay)
+		if err != nil {
+			return
+		}
+		var ev map[string]json.RawMessage
+		if err := json.Unmarshal(out, &ev); err != nil {
+			t.Fatalf("rendered %q from %q: not JSON: %v", out, record, err)
+		}
+		if e := ev["event"]; len(e) == 0 || string(e) == "null" {
+			t.Fatalf("rendered %q without an event", out)
+		}
+	})
+}
