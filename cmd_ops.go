@@ -378,8 +378,8 @@ func followJob(ctx context.Context, out, errOut io.Writer, c *ops.Client, j ops.
 		return err
 	}
 	took := final.Finished.Sub(final.Started)
-	fmt.Fprintf(out, "job %s %s: %d records, %s in %s (%s/s)\n", final.ID, final.State, final.Done.Records, humanBytes(final.Done.Bytes),
-		took.Round(time.Millisecond), humanBytes(int64(float64(final.Done.Bytes)/max(took.Seconds(), 1e-3))))
+	fmt.Fprintf(out, "job %s %s: %d records (%s) back in the buffer in %s; the stages deliver them from there (sluice status shows them go)\n",
+		final.ID, final.State, final.Done.Records, humanBytes(final.Done.Bytes), took.Round(time.Millisecond))
 	if final.Skipped > 0 {
 		fmt.Fprintf(out, "%d records were left in the DLQ (not re-drivable)\n", final.Skipped)
 	}
