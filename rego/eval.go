@@ -106,7 +106,15 @@ func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]O
 
 // eval runs a compiled query under the per-record time limit and returns
 // the elements of the resulting set (or array).
-func (e *Engine) eval(ctx context.Context, set *policySet, body ast.Body, input ast.Value) ([]ast.Value, error) {
+func (e *Engine) eval(ctx context.Context, set *policySet, body ast.Body, input ast.Value) (_ []ast.Value, err error) {
+	// OPA panics on some values it cannot handle (a number beyond
+	// big.Float's range in arithmetic): that is this record's fault, and
+	// must not take the node down with it.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the policy cannot evaluate this record: OPA: %v", r)
+		}
+	}()
 	txn, err := set.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ func FuzzOutputs(f *testing.F) {
 	f.Add(uint8(2), []byte(`{"__time__":"-1","__topic__":"\u0000"}`))
 	f.Add(uint8(0), []byte(`[1,2,3]`))
 	f.Add(uint8(0), []byte(`{"a":1e999}`))
+	f.Add(uint8(1), []byte(`{"@timestamp":1e99999999999,"action":"x"}`)) // OPA panicked on this in arithmetic
 	schemas := e.Schemas()
 	f.Fuzz(func(t *testing.T, which uint8, record []byte) {
 		schema := schemas[int(which)%len(schemas)]

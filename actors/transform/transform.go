@@ -130,19 +130,33 @@ func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
 		return fmt.Errorf("transform: %w", err)
 	}
 	defer cons.Close()
+	// One worker failing (or panicking: the runtime recovers only the actor's
+	// own goroutine) stops the others, so the whole actor restarts.
+	workCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	errs := make(chan error, t.cfg.Workers)
 	var wg sync.WaitGroup
 	for i := 0; i < t.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- t.work(ctx, h, cons)
+			defer func() {
+				if r := recover(); r != nil {
+					errs <- fmt.Errorf("transform worker panicked: %v", r)
+					stop()
+				}
+			}()
+			err := t.work(workCtx, h, cons)
+			if err != nil {
+				stop()
+			}
+			errs <- err
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 	}
