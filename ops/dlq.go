@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -91,11 +92,16 @@ func reasonClass(reason, recordID string) string {
 	if recordID != "" {
 		reason = strings.ReplaceAll(reason, recordID, "<record>")
 	}
+	// JSON parse errors quote the record's broken tail; without it, the
+	// records that broke the same way group together.
+	reason = quotedTail.ReplaceAllString(reason, "$1 tail: …")
 	if len(reason) > 200 {
 		reason = reason[:200] + "…"
 	}
 	return reason
 }
+
+var quotedTail = regexp.MustCompile(`(unparsed|unexpected) tail: ".*$`)
 
 // DeadEntry is one dead-lettered record.
 type DeadEntry struct {

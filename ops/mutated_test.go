@@ -103,3 +103,11 @@ func TestMutatedRecordsAreDeliveredOrDeadLetteredNeverLost(t *testing.T) {
 	}
 	t.Logf("%d delivered, %d dead-lettered, %d dropped by policy; %d DLQ reason groups, e.g.:\n%s", delivered, dead, dropped, len(reasons), strings.Join(reasons[:min(8, len(reasons))], "\n"))
 }
+
+func TestReasonClassGroupsParseErrors(t *testing.T) {
+	a := ops.ReasonClass(`record r/1/0: record is not JSON: cannot parse JSON: cannot parse object: missing ':'; unparsed tail: "\"a\"1}"`, "r/1/0")
+	b := ops.ReasonClass(`record r/2/5: record is not JSON: cannot parse JSON: cannot parse object: missing ':'; unparsed tail: "xyz"`, "r/2/5")
+	if a != b || strings.Contains(a, "r/1/0") {
+		t.Fatalf("classes differ or keep the record: %q vs %q", a, b)
+	}
+}

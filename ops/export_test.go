@@ -1,0 +1,4 @@
+package ops
+
+// ReasonClass is reasonClass, for the external tests.
+var ReasonClass = reasonClass
