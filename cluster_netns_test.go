@@ -111,11 +111,7 @@ func TestClusterPartitionedNodeStoresNothingUntilHealed(t *testing.T) {
 		},
 	}
 	c := startTestClusterOn(t, "TestClusterPartitionedNodeStoresNothingUntilHealed", records, net)
-	for deadline := time.Now().Add(90 * time.Second); len(c.delivered()) < len(want)/4; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a quarter of the records did not arrive within 90s (%d of %d)", len(c.delivered()), len(want))
-		}
-	}
+	c.waitDelivered(len(want)/4, 90*time.Second, "a quarter of the records")
 	lab.must("link", "set", lab.clusterLink(2), "down")
 	cutAt := len(c.delivered())
 	c.putRest()
@@ -147,19 +143,7 @@ func TestClusterPartitionedNodeStoresNothingUntilHealed(t *testing.T) {
 		t.Errorf("the majority delivered nothing within 60s of the partition (%d before, %d after)", cutAt, during)
 	}
 	lab.must("link", "set", lab.clusterLink(2), "up")
-	var got map[string]int
-	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if got = c.delivered(); len(got) >= len(want) || time.Now().After(deadline) {
-			break
-		}
-	}
-	missing, dups := 0, 0
-	for seq := range want {
-		if got[seq] == 0 {
-			missing++
-		}
-		dups += max(0, got[seq]-1)
-	}
+	_, missing, dups := c.waitAll(want, 120*time.Second)
 	if missing > 0 {
 		for i := range c.admins {
 			st := c.status(i)

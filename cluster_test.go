@@ -301,6 +301,33 @@ func peerUp(c *ops.ClusterStatus, name string) string {
 	return "unknown"
 }
 
+// waitDelivered waits until at least n distinct routed records arrived.
+func (c *testCluster) waitDelivered(n int, within time.Duration, what string) {
+	c.t.Helper()
+	for deadline := time.Now().Add(within); len(c.delivered()) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s did not arrive within %s (%d of %d)", what, within, len(c.delivered()), n)
+		}
+	}
+}
+
+// waitAll waits up to within for every seq of want, then returns what
+// arrived, how many never did and how many arrived more than once.
+func (c *testCluster) waitAll(want map[string]bool, within time.Duration) (got map[string]int, missing, dups int) {
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		if got = c.delivered(); len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for seq := range want {
+		if got[seq] == 0 {
+			missing++
+		}
+		dups += max(0, got[seq]-1)
+	}
+	return got, missing, dups
+}
+
 type testLogWriter struct {
 	t      *testing.T
 	prefix string
@@ -330,11 +357,7 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	want := routedSeqs(records)
 	c := startTestCluster(t, "TestClusterSurvivesSIGKILLOfANode", records)
 
-	for deadline := time.Now().Add(90 * time.Second); len(c.delivered()) < len(want)/4; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a quarter of the records did not arrive within 90s (%d of %d)", len(c.delivered()), len(want))
-		}
-	}
+	c.waitDelivered(len(want)/4, 90*time.Second, "a quarter of the records")
 	c.kill(1)
 	killedAt := len(c.delivered())
 	c.putRest()
@@ -370,23 +393,7 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	}
 	c.start(1)
 
-	var got map[string]int
-	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		got = c.delivered()
-		if len(got) >= len(want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-	}
-	missing, dups := 0, 0
-	for seq := range want {
-		if got[seq] == 0 {
-			missing++
-		}
-		dups += max(0, got[seq]-1)
-	}
+	got, missing, dups := c.waitAll(want, 120*time.Second)
 	if missing > 0 {
 		t.Fatalf("%d of %d routed records never reached Splunk (killed node-2 after %d)", missing, len(want), killedAt)
 	}
@@ -426,11 +433,7 @@ func TestClusterWithoutQuorumHoldsThenDelivers(t *testing.T) {
 	const records = 12000
 	want := routedSeqs(records)
 	c := startTestCluster(t, "TestClusterWithoutQuorumHoldsThenDelivers", records)
-	for deadline := time.Now().Add(90 * time.Second); len(c.delivered()) < len(want)/5; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a fifth of the records did not arrive within 90s (%d of %d)", len(c.delivered()), len(want))
-		}
-	}
+	c.waitDelivered(len(want)/5, 90*time.Second, "a fifth of the records")
 	c.kill(1)
 	c.kill(2)
 	c.putRest()
@@ -459,19 +462,7 @@ func TestClusterWithoutQuorumHoldsThenDelivers(t *testing.T) {
 	}
 	c.start(1)
 	c.start(2)
-	var got map[string]int
-	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if got = c.delivered(); len(got) >= len(want) || time.Now().After(deadline) {
-			break
-		}
-	}
-	missing, dups := 0, 0
-	for seq := range want {
-		if got[seq] == 0 {
-			missing++
-		}
-		dups += max(0, got[seq]-1)
-	}
+	_, missing, dups := c.waitAll(want, 120*time.Second)
 	if missing > 0 {
 		t.Fatalf("%d of %d routed records never reached Splunk after the quorum returned", missing, len(want))
 	}

@@ -211,24 +211,25 @@ func newDLQCmd() *cobra.Command {
 		c.Flags().StringVar(&f.Reason, "reason", "", "records whose reason contains this")
 		c.Flags().StringVar(&since, "since", "", "records dead-lettered at or after (RFC 3339 or -24h)")
 	}
-	filter := func() (ops.DLQFilter, error) {
+	// clientAndFilter is what every filtered dlq command starts with.
+	clientAndFilter := func() (*ops.Client, ops.DLQFilter, error) {
+		c, err := admin.client()
+		if err != nil {
+			return nil, f, err
+		}
 		if since != "" {
 			t, err := parseWhen(since, time.Now())
 			if err != nil {
-				return f, fmt.Errorf("--since: %w", err)
+				return nil, f, fmt.Errorf("--since: %w", err)
 			}
 			f.Since = t
 		}
-		return f, nil
+		return c, f, nil
 	}
 
 	list := &cobra.Command{Use: "list", Short: "Count dead-lettered records by stage, name and reason, newest first", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
-			if err != nil {
-				return err
-			}
-			flt, err := filter()
+			c, flt, err := clientAndFilter()
 			if err != nil {
 				return err
 			}
@@ -264,11 +265,7 @@ func newDLQCmd() *cobra.Command {
 
 	redrive := &cobra.Command{Use: "redrive", Short: "Send dead-lettered records back to the stage that failed them (after fixing the cause)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
-			if err != nil {
-				return err
-			}
-			flt, err := filter()
+			c, flt, err := clientAndFilter()
 			if err != nil {
 				return err
 			}
@@ -294,11 +291,7 @@ func newDLQCmd() *cobra.Command {
 
 	purge := &cobra.Command{Use: "purge", Short: "Delete dead-lettered records for good (asks for confirmation)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
-			if err != nil {
-				return err
-			}
-			flt, err := filter()
+			c, flt, err := clientAndFilter()
 			if err != nil {
 				return err
 			}

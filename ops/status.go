@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -109,8 +111,15 @@ func (m *Manager) Status(ctx context.Context) Status {
 	for _, c := range m.deps.Sources {
 		st.Sources = append(st.Sources, m.sourceStatus(c, snap))
 	}
+	var infos []*jetstream.StreamInfo // read once, for the streams and the cluster
 	for _, name := range []string{queue.StreamRaw, queue.StreamOut, queue.StreamDLQ} {
-		s, err := m.streamStatus(ctx, name)
+		info, err := m.deps.Queue.StreamInfo(ctx, name)
+		if err != nil {
+			fail("stream "+name, err)
+			continue
+		}
+		infos = append(infos, info)
+		s, err := m.streamStatus(ctx, info)
 		if err != nil {
 			fail("stream "+name, err)
 			continue
@@ -157,7 +166,7 @@ func (m *Manager) Status(ctx context.Context) Status {
 	} else {
 		st.DLQ = dlq
 	}
-	st.Cluster = m.clusterStatus(ctx)
+	st.Cluster = m.deps.Queue.ClusterStateFrom(infos)
 	return st
 }
 
@@ -208,12 +217,9 @@ func lessNumeric(a, b string) bool {
 	return a < b
 }
 
-func (m *Manager) streamStatus(ctx context.Context, name string) (StreamStatus, error) {
+func (m *Manager) streamStatus(ctx context.Context, info *jetstream.StreamInfo) (StreamStatus, error) {
 	q := m.deps.Queue
-	info, err := q.StreamInfo(ctx, name)
-	if err != nil {
-		return StreamStatus{}, err
-	}
+	name := info.Config.Name
 	s := StreamStatus{Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes, MaxBytes: info.Config.MaxBytes}
 	if s.MaxBytes > 0 {
 		s.FillPercent = 100 * float64(s.Bytes) / float64(s.MaxBytes)
@@ -267,8 +273,4 @@ func (m *Manager) dlqStatus(ctx context.Context, streams []StreamStatus) ([]DLQG
 		}
 	}
 	return out, nil
-}
-
-func (m *Manager) clusterStatus(ctx context.Context) *ClusterStatus {
-	return m.deps.Queue.ClusterState(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // PeerState is another node of the cluster as this one sees it.
@@ -28,6 +29,21 @@ type ClusterState struct {
 // ClusterState reads routes and replica info; nil when the node is not
 // part of a cluster.
 func (q *Queue) ClusterState(ctx context.Context) *ClusterState {
+	if q.opts.Cluster == nil {
+		return nil
+	}
+	var infos []*jetstream.StreamInfo
+	for _, s := range streamShares {
+		if info, err := q.StreamInfo(ctx, s.name); err == nil {
+			infos = append(infos, info)
+		}
+	}
+	return q.ClusterStateFrom(infos)
+}
+
+// ClusterStateFrom is ClusterState from stream infos the caller already
+// read; nil when the node is not part of a cluster.
+func (q *Queue) ClusterStateFrom(infos []*jetstream.StreamInfo) *ClusterState {
 	if q.opts.Cluster == nil {
 		return nil
 	}
@@ -54,9 +70,8 @@ func (q *Queue) ClusterState(ctx context.Context) *ClusterState {
 			}
 		}
 	}
-	for _, s := range streamShares {
-		info, err := q.StreamInfo(ctx, s.name)
-		if err != nil || info.Cluster == nil {
+	for _, info := range infos {
+		if info.Cluster == nil {
 			continue
 		}
 		for _, r := range info.Cluster.Replicas {

@@ -98,6 +98,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	var infos []*jetstream.StreamInfo // for the cluster state, read once
 	for _, name := range []string{StreamRaw, StreamOut, StreamDLQ} {
 		s, err := c.q.js.Stream(ctx, name)
 		if err != nil {
@@ -107,6 +108,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		if fresh, err := s.Info(ctx); err == nil {
 			info = fresh
 		}
+		infos = append(infos, info)
 		ch <- prometheus.MustNewConstMetric(streamBytesDesc, prometheus.GaugeValue, float64(info.State.Bytes), name)
 		ch <- prometheus.MustNewConstMetric(streamMsgsDesc, prometheus.GaugeValue, float64(info.State.Msgs), name)
 		ch <- prometheus.MustNewConstMetric(streamLimitDesc, prometheus.GaugeValue, float64(info.Config.MaxBytes), name)
@@ -124,7 +126,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if st := c.q.ClusterState(ctx); st != nil {
+	if st := c.q.ClusterStateFrom(infos); st != nil {
 		ch <- prometheus.MustNewConstMetric(quorumDesc, prometheus.GaugeValue, boolValue(st.MetaLeader != ""))
 		if st.MetaLeader != "" {
 			ch <- prometheus.MustNewConstMetric(metaLeaderDesc, prometheus.GaugeValue, 1, st.MetaLeader)
