@@ -42,7 +42,7 @@ func AuditLogGroups(seed uint64, n int, start time.Time) []*sls.LogGroup {
 			LogTags: []*sls.LogTag{{Key: proto.String("__hostname__"), Value: proto.String(host)}, {Key: proto.String("__receive_time__"), Value: proto.String(strconv.FormatInt(start.Unix(), 10))}},
 		}
 		for i := 0; i < GroupSize && seq < n; i, seq = i+1, seq+1 {
-			lg.Logs = append(lg.Logs, auditLog(r, seq, start.Add(time.Duration(seq)*time.Millisecond)))
+			lg.Logs = append(lg.Logs, AuditLog(r, seq, start.Add(time.Duration(seq)*time.Millisecond)))
 		}
 		groups = append(groups, lg)
 	}
@@ -60,7 +60,8 @@ func pickTopic(r *rand.Rand) string {
 	return topicMix[0].topic
 }
 
-func auditLog(r *rand.Rand, seq int, t time.Time) *sls.Log {
+// AuditLog makes one audit-style log of about 1 KB with "seq" set to seq.
+func AuditLog(r *rand.Rand, seq int, t time.Time) *sls.Log {
 	kv := func(k, v string) *sls.LogContent {
 		return &sls.LogContent{Key: proto.String(k), Value: proto.String(v)}
 	}

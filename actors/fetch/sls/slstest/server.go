@@ -7,6 +7,7 @@
 package slstest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,6 +33,10 @@ type Options struct {
 	// StateFile, when set, keeps consumer groups and checkpoints across
 	// restarts of the stand-in, as SLS keeps them (dev mode uses it).
 	StateFile string
+	// TrimConsumed, when set, drops log groups that every consumer group
+	// has checkpointed past once they are this old, so a long run does not
+	// hold every log in memory (SLS's TTL, but never losing unread data).
+	TrimConsumed time.Duration
 }
 
 // Server is a running stand-in.
@@ -52,8 +57,12 @@ type Server struct {
 }
 
 type shard struct {
+	base   int64 // position of groups[0]: earlier ones were trimmed
 	groups []storedGroup
 }
+
+// end is the position after the shard's last log group.
+func (sh *shard) end() int64 { return sh.base + int64(len(sh.groups)) }
 
 type storedGroup struct {
 	lg       *sls.LogGroup
@@ -111,6 +120,19 @@ func NewServer(opts Options) (*Server, error) {
 // Close stops the stand-in.
 func (s *Server) Close() { _ = s.srv.Close() }
 
+// HTTPClient dials the stand-in for every host: the SDK addresses
+// <project>.<endpoint host>, a name only SLS's own DNS resolves.
+func (s *Server) HTTPClient() *http.Client {
+	addr := s.l.Addr().String()
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+	}
+	t.MaxIdleConnsPerHost = 16
+	return &http.Client{Transport: t, Timeout: time.Minute}
+}
+
 // Put appends a log group to a shard, received now.
 func (s *Server) Put(shardID int, lg *sls.LogGroup) {
 	s.PutAt(shardID, lg, time.Now())
@@ -157,14 +179,15 @@ func (s *Server) Owners(groupName string) map[int]string {
 	return out
 }
 
-// LogGroups is the number of log groups in a shard.
+// LogGroups is the number of log groups ever put into a shard.
 func (s *Server) LogGroups(shardID int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.shards[shardID].groups)
+	return int(s.shards[shardID].end())
 }
 
-// Logs counts every log in every shard.
+// Logs counts every log held in every shard (all of them, unless
+// TrimConsumed dropped some).
 func (s *Server) Logs() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -271,7 +294,7 @@ func (s *Server) putLogs(w http.ResponseWriter, r *http.Request, body []byte) *s
 		target = int(fnv32(key)) % len(s.shards)
 	} else {
 		for i, sh := range s.shards {
-			if len(sh.groups) < len(s.shards[target].groups) {
+			if sh.end() < s.shards[target].end() {
 				target = i
 			}
 		}
@@ -327,15 +350,15 @@ func (s *Server) getCursor(w http.ResponseWriter, id, from string) *slsError {
 	var pos int
 	switch from {
 	case "begin":
-		pos = 0
+		pos = int(sh.base)
 	case "end":
-		pos = len(sh.groups)
+		pos = int(sh.end())
 	default:
 		t, perr := strconv.ParseInt(from, 10, 64)
 		if perr != nil {
 			return errorf(400, "ParameterInvalid", "from %q: want begin, end or unix seconds", from)
 		}
-		pos = sort.Search(len(sh.groups), func(i int) bool { return sh.groups[i].received.Unix() >= t })
+		pos = int(sh.base) + sort.Search(len(sh.groups), func(i int) bool { return sh.groups[i].received.Unix() >= t })
 	}
 	return writeJSON(w, map[string]string{"cursor": encodeCursor(int64(pos))})
 }
@@ -376,20 +399,24 @@ func (s *Server) pullLogs(w http.ResponseWriter, id string, q map[string][]strin
 		count = 1000
 	}
 	s.mu.Lock()
-	end := int64(len(sh.groups))
+	end := sh.end()
 	if ec := get("end_cursor"); ec != "" {
 		if e, err := decodeCursor(ec); err == nil && e < end {
 			end = e
 		}
 	}
-	if pos > int64(len(sh.groups)) {
+	if pos > sh.end() {
 		s.mu.Unlock()
 		return errorf(400, "InvalidCursor", "cursor %q is beyond the shard's end", get("cursor"))
+	}
+	if pos < sh.base {
+		s.mu.Unlock()
+		return errorf(400, "InvalidCursor", "cursor %q points at trimmed log groups (the shard starts at %d)", get("cursor"), sh.base)
 	}
 	list := &sls.LogGroupList{}
 	next := pos
 	for ; next < end && len(list.LogGroups) < count; next++ {
-		list.LogGroups = append(list.LogGroups, sh.groups[next].lg)
+		list.LogGroups = append(list.LogGroups, sh.groups[next-sh.base].lg)
 	}
 	s.mu.Unlock()
 	h := w.Header()
@@ -590,6 +617,7 @@ func (s *Server) updateCheckpoint(w http.ResponseWriter, name, who string, force
 		return errorf(400, "ConsumerNotMatch", "shard %d is held by %q, not %s", req.Shard, owner, who)
 	}
 	g.checkpoints[req.Shard] = checkpoint{cursor: req.Checkpoint, updated: time.Now(), consumer: who}
+	s.trimLocked(req.Shard)
 	if err := s.saveStateLocked(); err != nil {
 		return errorf(500, "InternalServerError", "saving state: %v", err)
 	}
@@ -615,4 +643,36 @@ func (s *Server) getCheckpoints(w http.ResponseWriter, name string) *slsError {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Shard < out[j].Shard })
 	return writeJSON(w, out)
+}
+
+// trimLocked drops a shard's log groups that every consumer group has
+// checkpointed past and that are older than TrimConsumed.
+func (s *Server) trimLocked(shardID int) {
+	if s.opts.TrimConsumed <= 0 || len(s.groups) == 0 {
+		return
+	}
+	floor := int64(-1)
+	for _, g := range s.groups {
+		c, ok := g.checkpoints[shardID]
+		if !ok {
+			return // a group that never checkpointed may still read from the start
+		}
+		pos, err := decodeCursor(c.cursor)
+		if err != nil {
+			return
+		}
+		if floor < 0 || pos < floor {
+			floor = pos
+		}
+	}
+	sh := s.shards[shardID]
+	old := time.Now().Add(-s.opts.TrimConsumed)
+	n := 0
+	for n < len(sh.groups) && sh.base+int64(n) < floor && sh.groups[n].received.Before(old) {
+		n++
+	}
+	if n > 0 {
+		sh.groups = append([]storedGroup(nil), sh.groups[n:]...)
+		sh.base += int64(n)
+	}
 }

@@ -31,6 +31,9 @@ type Options struct {
 	// required and each accepted request gets an ackId, indexed AckDelay later.
 	Ack      bool
 	AckDelay time.Duration
+	// Discard keeps no accepted event in memory (Accepted returns none), for
+	// long runs that watch Out instead; Count still counts them.
+	Discard bool
 }
 
 // Event is one accepted event as Splunk would index it.
@@ -49,6 +52,7 @@ type Server struct {
 	mu       sync.Mutex
 	l        net.Listener
 	accepted []Event
+	count    int // events accepted
 	requests int
 	busy     int           // answer the next busy requests with 503 code 9
 	busyTill time.Time     // or until then
@@ -157,11 +161,12 @@ func (s *Server) Forget(f func(Event) bool) int {
 	}
 	n := len(s.accepted) - len(kept)
 	s.accepted = kept
+	s.count -= n
 	return n
 }
 
 // Count is the number of accepted events.
-func (s *Server) Count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.accepted) }
+func (s *Server) Count() int { s.mu.Lock(); defer s.mu.Unlock(); return s.count }
 
 // Requests is the number of event requests received.
 func (s *Server) Requests() int { s.mu.Lock(); defer s.mu.Unlock(); return s.requests }
@@ -329,7 +334,10 @@ func checkEvent(raw json.RawMessage, n int, refuse func(json.RawMessage) bool) *
 func (s *Server) accept(events []Event, ch string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.accepted = append(s.accepted, events...)
+	s.count += len(events)
+	if !s.opts.Discard {
+		s.accepted = append(s.accepted, events...)
+	}
 	if s.out != nil {
 		for _, e := range events {
 			var line bytes.Buffer
