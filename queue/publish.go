@@ -76,6 +76,9 @@ func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
 	}
 	if len(perr.Failed) > 0 {
 		q.metrics.publishFailed(perr)
+		if errors.Is(perr, ErrBufferFull) {
+			q.kickTrim()
+		}
 		return perr
 	}
 	return nil

@@ -124,6 +124,7 @@ type Queue struct {
 	consumers []*Consumer
 	stopTrim  context.CancelFunc
 	trimDone  chan struct{}
+	trimSoon  chan struct{} // a publish found a stream full: trim now, not at the next tick
 }
 
 // Start runs the embedded server, waits until JetStream is ready and creates
@@ -205,7 +206,7 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	trimCtx, cancel := context.WithCancel(context.Background())
-	q.stopTrim, q.trimDone = cancel, make(chan struct{})
+	q.stopTrim, q.trimDone, q.trimSoon = cancel, make(chan struct{}), make(chan struct{}, 1)
 	go q.trimLoop(trimCtx)
 	return q, nil
 }

@@ -216,6 +216,50 @@ func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 	}
 }
 
+// A stream full of delivered records must not wait for the trimmer's next
+// tick: the refused publish starts a trim, and a retry soon succeeds.
+func TestBufferFullTrimsDeliveredAtOnce(t *testing.T) {
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 4 << 20 })
+	defer q.Close()
+	ctx := context.Background()
+	big := strings.Repeat("x", 64<<10)
+	stored := 0
+	for ; ; stored++ {
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", stored), big)}); err != nil {
+			break
+		}
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < stored; i++ {
+		d, err := c.Next(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Ack()
+	}
+	waitFor(t, func() bool {
+		info, _ := c.Info(ctx)
+		return info != nil && info.AckFloor.Stream == uint64(stored)
+	})
+	start := time.Now()
+	for {
+		err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "after", big)})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrBufferFull) {
+			t.Fatal(err)
+		}
+		if time.Since(start) > TrimInterval/3 {
+			t.Fatalf("still full %s after every record was delivered: the trimmer waits for its tick", time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
 	q := startQueue(t, t.TempDir(), func(o *Options) { o.RetainDelivered = time.Hour })
 	defer q.Close()

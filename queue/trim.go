@@ -19,22 +19,44 @@ import (
 // trimHighWater of its limit.
 const trimHighWater = 0.8
 
-// TrimInterval is how often the trimmer runs.
-const TrimInterval = 15 * time.Second
+// TrimInterval is how often the trimmer runs. A publish refused for a full
+// stream also starts it at once (at most every trimKickGap): with a buffer
+// small against the rate, a stream can fill with delivered records between
+// two ticks, and waiting for the tick would stall the pipeline.
+const (
+	TrimInterval = 15 * time.Second
+	trimKickGap  = time.Second
+)
 
 func (q *Queue) trimLoop(ctx context.Context) {
 	defer close(q.trimDone)
 	t := time.NewTicker(TrimInterval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := q.Trim(ctx); err != nil && ctx.Err() == nil {
-				q.log.Warn("trimming delivered records failed", "err", err)
+		case <-q.trimSoon:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(last.Add(trimKickGap))):
 			}
 		}
+		last = time.Now()
+		if err := q.Trim(ctx); err != nil && ctx.Err() == nil {
+			q.log.Warn("trimming delivered records failed", "err", err)
+		}
+	}
+}
+
+// kickTrim asks the trimmer to run now; it never blocks.
+func (q *Queue) kickTrim() {
+	select {
+	case q.trimSoon <- struct{}{}:
+	default:
 	}
 }
 
