@@ -206,6 +206,24 @@ func TestProducerRecordsArriveInRAWIntact(t *testing.T) {
 	})
 }
 
+// The SDK never closes a checkpoint answer's body; without the transport's
+// help every checkpoint would hold a connection open for good.
+func TestCheckpointsDoNotLeakConnections(t *testing.T) {
+	s := newStandIn(t, 4)
+	q := newQueue(t, t.TempDir(), 128<<20)
+	start(t, q, testConfig(s, nil), "n1")
+	for i := 0; i < 40; i++ { // new data on every shard, so every interval checkpoints
+		for sh := 0; sh < 4; sh++ {
+			s.Put(sh, slstest.AuditLogGroups(uint64(i), 1, time.Now())[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, 10*time.Second, "every log group checkpointed", func() bool { return checkpointedGroups(s, 4) == 160 })
+	if n := s.OpenConns(); n > 20 {
+		t.Fatalf("%d connections open to SLS after about 100 checkpoints", n)
+	}
+}
+
 func TestTwoFetchersSplitShardsAndTakeOver(t *testing.T) {
 	s := newStandIn(t, 4)
 	s.Preload(1, 4*slstest.GroupSize*4, time.Now().Add(-time.Hour))

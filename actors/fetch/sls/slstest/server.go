@@ -54,6 +54,7 @@ type Server struct {
 	failNext int          // answer the next n pulls with 500
 	broken   map[int]bool // shards whose pulls fail
 	pulls    int
+	conns    int // client connections open now
 }
 
 type shard struct {
@@ -112,7 +113,7 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.Endpoint = "http://" + l.Addr().String()
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second, ConnState: s.connState}
 	go s.srv.Serve(l)
 	return s, nil
 }
@@ -199,6 +200,21 @@ func (s *Server) Logs() int {
 	}
 	return n
 }
+
+// connState counts open client connections, so tests can see a leak.
+func (s *Server) connState(_ net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		s.conns++
+	case http.StateClosed, http.StateHijacked:
+		s.conns--
+	}
+}
+
+// OpenConns is the number of client connections open now.
+func (s *Server) OpenConns() int { s.mu.Lock(); defer s.mu.Unlock(); return s.conns }
 
 // Pulls counts PullLogs requests served.
 func (s *Server) Pulls() int { s.mu.Lock(); defer s.mu.Unlock(); return s.pulls }
