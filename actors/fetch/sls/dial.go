@@ -35,26 +35,52 @@ func httpClient(endpoint string, timeout time.Duration) (*http.Client, error) {
 		return d.DialContext(ctx, network, addr)
 	}
 	t.MaxIdleConnsPerHost = 16
-	return &http.Client{Transport: readsCheckpointAnswers{t}, Timeout: timeout}, nil
+	// The timeout is the transport's, not http.Client's: the client's
+	// keeps a goroutine per request until the body is closed, and the SDK
+	// never closes some (below).
+	return &http.Client{Transport: sdkTransport{next: t, timeout: timeout}}, nil
 }
 
-// readsCheckpointAnswers works around a leak in aliyun-log-go-sdk v0.1.131:
-// Client.UpdateCheckpoint drops the response without closing its body, so
-// every checkpoint kept a connection (two goroutines, a file descriptor)
-// until the server closed it — ~3 a second with four shards. The answer is
-// a few bytes: read it here and close the body, so the SDK holds a copy.
-type readsCheckpointAnswers struct{ next http.RoundTripper }
+// sdkTransport bounds each request, body included, by timeout, and works
+// around a leak in aliyun-log-go-sdk v0.1.131: Client.UpdateCheckpoint drops
+// the response without closing its body, so every checkpoint held a
+// connection (two goroutines, a file descriptor) until the server closed it
+// — ~3 a second with four shards. A checkpoint answer is a few bytes: it is
+// read and closed here, and the SDK gets a copy.
+type sdkTransport struct {
+	next    http.RoundTripper
+	timeout time.Duration
+}
 
-func (t readsCheckpointAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
-	if err != nil || req.URL.Query().Get("type") != "checkpoint" {
-		return resp, err
+func (t sdkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
 	}
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if req.URL.Query().Get("type") != "checkpoint" {
+		resp.Body = cancelOnClose{resp.Body, cancel}
+		return resp, nil
+	}
+	defer cancel()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	if rerr != nil {
-		return nil, fmt.Errorf("read the checkpoint answer: %w", rerr)
+	if err != nil {
+		return nil, fmt.Errorf("read the checkpoint answer: %w", err)
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
+}
+
+// cancelOnClose ends a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }

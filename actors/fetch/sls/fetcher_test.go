@@ -2,12 +2,14 @@ package sls
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,6 +223,12 @@ func TestCheckpointsDoNotLeakConnections(t *testing.T) {
 	waitFor(t, 10*time.Second, "every log group checkpointed", func() bool { return checkpointedGroups(s, 4) == 160 })
 	if n := s.OpenConns(); n > 20 {
 		t.Fatalf("%d connections open to SLS after about 100 checkpoints", n)
+	}
+	// Nor a request-timeout goroutine per unclosed body.
+	var stacks bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&stacks, 2) // one stack per goroutine
+	if n := strings.Count(stacks.String(), "net/http.setRequestCancel"); n > 10 {
+		t.Fatalf("%d goroutines wait in net/http.setRequestCancel", n)
 	}
 }
 
