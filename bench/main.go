@@ -19,6 +19,7 @@ func main() {
 		"gcs":     gcsBench,
 		"replay":  replayBench,
 		"cluster": clusterBench,
+		"chaos":   chaosBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

@@ -23,8 +23,11 @@ func peakRSS() int64 { return statusBytes("VmHWM:") }
 func currentRSS() int64 { return statusBytes("VmRSS:") }
 
 // statusBytes reads a "<field> N kB" line of /proc/self/status.
-func statusBytes(field string) int64 {
-	data, err := os.ReadFile("/proc/self/status")
+func statusBytes(field string) int64 { return statusFileBytes("/proc/self/status", field) }
+
+// statusFileBytes reads a "<field> N kB" line of a /proc status file.
+func statusFileBytes(path, field string) int64 {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -286,6 +286,9 @@ func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
 	if n := streamMsgs(t, q, StreamRaw); n != 4 {
 		t.Fatalf("within the replay window RAW holds %d, want 4", n)
 	}
+	if n := streamConsumers(t, q, StreamRaw); n != 1 {
+		t.Fatalf("RAW has %d consumers after a trim, want only the transform's", n)
+	}
 	q.opts.RetainDelivered = time.Nanosecond
 	waitFor(t, func() bool {
 		info, _ := c.Info(ctx)
@@ -524,6 +527,18 @@ func TestScanBoundsAndHeadersOnly(t *testing.T) {
 	if seqs, _ := scan(ScanOptions{Stream: StreamDLQ}); len(seqs) != 0 || time.Since(start) > time.Second {
 		t.Fatalf("empty stream: %v after %s", seqs, time.Since(start))
 	}
+	if n := streamConsumers(t, q, StreamRaw); n != 0 {
+		t.Fatalf("%d readers left on RAW after the scans ended", n)
+	}
+}
+
+func streamConsumers(t *testing.T, q *Queue, name string) int {
+	t.Helper()
+	info, err := q.StreamInfo(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Consumers
 }
 
 // With a client token, the NATS listener refuses clients without it; the

@@ -67,6 +67,7 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 	if err != nil {
 		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
 	}
+	defer q.dropOrdered(o.Stream, oc)
 	it, err := oc.Messages(jetstream.PullMaxBytes(int(max(8<<20, 2*q.opts.MaxPayload))))
 	if err != nil {
 		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)

@@ -140,6 +140,7 @@ func (q *Queue) firstSeqSince(ctx context.Context, stream, subj string, t time.T
 	if err != nil {
 		return 0, err
 	}
+	defer q.dropOrdered(stream, oc)
 	batch, err := oc.Fetch(1, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
 		return 0, err
@@ -155,4 +156,19 @@ func (q *Queue) firstSeqSince(ctx context.Context, stream, subj string, t time.T
 		return 0, err
 	}
 	return ^uint64(0), nil
+}
+
+// dropOrdered deletes an ordered consumer that is done: the server would
+// otherwise keep it, with three goroutines, for its 5-minute inactivity
+// threshold — and the trimmer makes one per subject each run.
+func (q *Queue) dropOrdered(stream string, oc jetstream.Consumer) {
+	info := oc.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := q.js.DeleteConsumer(ctx, stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		q.log.Debug("deleting a finished reader failed; the server drops it when idle", "stream", stream, "err", err)
+	}
 }

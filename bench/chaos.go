@@ -1,0 +1,440 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
+)
+
+// chaosBench runs the real sluice binary as separate processes between an
+// SLS stand-in fed continuously through the SDK producer and a HEC stand-in,
+// injects faults drawn from a seed, and checks that every record produced
+// reached Splunk or the DLQ.
+func chaosBench(args []string) error {
+	fs := flag.NewFlagSet("chaos", flag.ExitOnError)
+	nodes := fs.Int("nodes", 1, "sluice nodes: 1, or 3 for a cluster with R3 streams")
+	duration := fs.Duration("duration", 10*time.Minute, "how long records are written and faults injected")
+	rate := fs.Float64("rate", 2, "MB/s of 1 KB audit records offered to SLS")
+	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()%1e6), "seed of the fault schedule (printed, to repeat a run)")
+	faults := fs.String("faults", "all", "faults to inject: all, none, or a list of "+strings.Join(faultKinds, ","))
+	out := fs.String("out", "", "directory for the picture, the node logs and the timeline (default: a temporary one, kept)")
+	maxBytes := fs.Int64("max-bytes", 0, "queue.max_bytes of each node (default: 20 s of the offered rate, at least 48 MiB, so buffer-full can fill it)")
+	drain := fs.Duration("drain-timeout", 10*time.Minute, "how long to wait for the backlog after the last fault")
+	logLevel := fs.String("log-level", "warn", "the nodes' log level (their logs go to the output directory)")
+	_ = fs.Parse(args)
+	kinds, err := parseFaults(*faults)
+	if err != nil {
+		return err
+	}
+	if *nodes != 1 && *nodes != 3 {
+		return fmt.Errorf("--nodes %d: want 1 or 3", *nodes)
+	}
+	o := chaosOpts{nodes: *nodes, duration: *duration, rate: *rate, seed: *seed, faults: kinds, out: *out, maxBytes: *maxBytes, drain: *drain, logLevel: *logLevel}
+	if o.maxBytes == 0 {
+		o.maxBytes = max(48<<20, int64(o.rate*1e6*20))
+	}
+	res, err := runChaos(o)
+	if err != nil {
+		return err
+	}
+	if res.missing > 0 || res.crashes > 0 {
+		return fmt.Errorf("%d records missing, %d unplanned node exits", res.missing, res.crashes)
+	}
+	return nil
+}
+
+type chaosOpts struct {
+	nodes    int
+	duration time.Duration
+	rate     float64 // MB/s
+	seed     uint64
+	faults   []string
+	out      string
+	maxBytes int64
+	drain    time.Duration
+	logLevel string
+}
+
+type chaosRun struct {
+	opts      chaosOpts
+	dir, bin  string
+	policyDir string
+	sls       *slstest.Server
+	hec       *hectest.Server
+	ledger    *ledger
+	nodes     []*chaosNode
+	env       []string
+	start     time.Time
+	schedule  []fault
+
+	mu      sync.Mutex
+	events  []chaosEvent
+	begun   int // faults of the schedule injected so far
+	crashes int
+	stopped bool // the run is over: node exits are expected
+}
+
+type chaosEvent struct {
+	at   time.Duration
+	what string
+}
+
+func (c *chaosRun) eventf(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := chaosEvent{at: time.Since(c.start), what: fmt.Sprintf(format, args...)}
+	c.events = append(c.events, e)
+	fmt.Fprintf(os.Stderr, "chaos %s  %s\n", fmtOffset(e.at), e.what)
+}
+
+// cause names the fault a duplicate is blamed on. Redeliveries come up to
+// an ack wait after their fault, so it is any fault active in the last
+// 60 s, the likeliest first: a kill (batches in flight are sent again), a
+// slow Splunk (requests time out after it indexed), then the latest.
+func (c *chaosRun) cause() string {
+	c.mu.Lock()
+	begun := c.begun
+	c.mu.Unlock()
+	now := time.Since(c.start)
+	best := "none"
+	for _, f := range c.schedule[:begun] {
+		if now > f.end()+time.Minute {
+			continue
+		}
+		switch {
+		case f.Kind == "kill", f.Kind == "hec-slow" && best != "kill", best != "kill" && best != "hec-slow":
+			best = f.Kind
+		}
+	}
+	return best
+}
+
+func runChaos(o chaosOpts) (*chaosResult, error) {
+	dir, bin, err := workspace("chaos")
+	if err != nil {
+		return nil, err
+	}
+	if o.out == "" {
+		o.out = filepath.Join(dir, "out")
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return nil, err
+	}
+	c := &chaosRun{opts: o, dir: dir, bin: bin}
+	defer c.cleanup()
+	if err := c.setup(); err != nil {
+		return nil, err
+	}
+	fill := time.Duration(0.9 * float64(o.maxBytes) / (o.rate * 1e6) * 1.3 * float64(time.Second))
+	c.schedule = schedule(o.seed, o.faults, o.nodes, o.duration, fill)
+	fmt.Printf("chaos: %d node(s), %s at %.1f MB/s, seed %d, queue.max_bytes %d MiB, %d faults; output in %s\n",
+		o.nodes, o.duration, o.rate, o.seed, o.maxBytes>>20, len(c.schedule), o.out)
+	for _, f := range c.schedule {
+		fmt.Printf("  %s  %s\n", fmtOffset(f.At), f)
+	}
+
+	c.start = time.Now()
+	sampler := newSampler(c)
+	go sampler.run()
+	w, err := startWriter(c)
+	if err != nil {
+		return nil, err
+	}
+	c.runFaults()
+	c.eventf("writing stops; waiting for the backlog to drain")
+	w.stop()
+	drained := c.waitDrained()
+	sampler.stop()
+	res := c.result(sampler, w, drained)
+	if err := res.write(c, sampler); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// setup starts the stand-ins and the nodes.
+func (c *chaosRun) setup() error {
+	var err error
+	c.sls, err = slstest.NewServer(slstest.Options{Project: "chaos", Logstore: "audit", Shards: 4,
+		AccessKeyID: benchAKID, AccessKeySecret: benchAKKey, TrimConsumed: time.Minute})
+	if err != nil {
+		return err
+	}
+	c.ledger = newLedger(c.cause)
+	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.ledger, Discard: true})
+	if err != nil {
+		return err
+	}
+	// A copy of the shipped policies: the policy-break fault writes into it.
+	c.policyDir = filepath.Join(c.dir, "policies")
+	if err := os.CopyFS(c.policyDir, os.DirFS("testdata/policies")); err != nil {
+		return fmt.Errorf("copy testdata/policies (run from the repository root): %w", err)
+	}
+	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken)
+	var routes []string
+	for range c.opts.nodes {
+		routes = append(routes, freeAddr())
+	}
+	for i := range c.opts.nodes {
+		n := &chaosNode{name: fmt.Sprint("node-", i+1), admin: freeAddr(), nats: freeAddr()}
+		n.config = filepath.Join(c.dir, n.name+".yaml")
+		if err := os.WriteFile(n.config, []byte(c.nodeConfig(n, routes, i)), 0o600); err != nil {
+			return err
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	for i := range c.nodes {
+		if err := c.startNode(i); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.nodes {
+		if err := n.waitReady(2 * time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `node:
+  name: %s
+  data_dir: %s
+  admin_listen: %s
+  nats_listen: %s
+  shutdown_timeout: 5s
+  log_level: %s
+queue:
+  max_bytes: %d
+policies:
+  dir: %s
+transform:
+  ack_wait: 10s
+sources:
+  - name: audit
+    type: sls
+    endpoint: %s
+    project: chaos
+    logstore: audit
+    consumer_group: sluice
+    access_key_id: %s
+    access_key_secret: ${SLS_AK_KEY}
+    heartbeat_interval: 2s
+    checkpoint_interval: 1s
+sinks:
+  - name: splunk
+    type: splunk_hec
+    url: %s
+    token: ${SPLUNK_HEC_TOKEN}
+    index: security
+    timeout: 10s
+    ack_wait: 20s
+    max_backoff: 2s
+`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, c.opts.maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL)
+	if len(routes) > 1 {
+		fmt.Fprintf(&b, "cluster:\n  name: chaos\n  listen: %s\n  peers: [%s]\n  replicas: 3\n", routes[i], strings.Join(routes, ", "))
+	}
+	return b.String()
+}
+
+// chaosNode is one sluice process.
+type chaosNode struct {
+	name, config, admin, nats string
+
+	mu      sync.Mutex
+	proc    *nodeProc // nil while down
+	peakRSS int64
+	starts  int
+}
+
+// nodeProc is one life of a node's process.
+type nodeProc struct {
+	cmd      *exec.Cmd
+	expected atomic.Bool // its exit was asked for
+}
+
+func (c *chaosRun) startNode(i int) error {
+	n := c.nodes[i]
+	logf, err := os.OpenFile(filepath.Join(c.opts.out, n.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, "run", "-c", n.config)
+	cmd.Env, cmd.Stdout, cmd.Stderr = c.env, logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", n.name, err)
+	}
+	p := &nodeProc{cmd: cmd}
+	n.mu.Lock()
+	n.proc = p
+	n.starts++
+	n.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		n.mu.Lock()
+		if n.proc == p {
+			n.proc = nil
+		}
+		n.mu.Unlock()
+		c.mu.Lock()
+		over := c.stopped
+		c.mu.Unlock()
+		if !p.expected.Load() && !over {
+			c.mu.Lock()
+			c.crashes++
+			c.mu.Unlock()
+			c.eventf("%s exited on its own (%v): restarting it; see %s.log", n.name, err, n.name)
+			time.Sleep(time.Second)
+			c.startNodeLogged(i)
+		}
+	}()
+	return nil
+}
+
+func (c *chaosRun) startNodeLogged(i int) {
+	if err := c.startNode(i); err != nil {
+		c.eventf("%v", err)
+		return
+	}
+	c.eventf("%s started", c.nodes[i].name)
+}
+
+// killNode sends SIGKILL: no drain, no goodbye to SLS or the peers.
+func (c *chaosRun) killNode(i int) {
+	if p := c.nodes[i].current(); p != nil {
+		p.expected.Store(true)
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+func (n *chaosNode) current() *nodeProc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
+func (n *chaosNode) pid() int {
+	if p := n.current(); p != nil {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
+func (n *chaosNode) waitReady(within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + n.admin + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within %s", n.name, within)
+}
+
+// runFaults injects the schedule in order, each healed when its window ends.
+func (c *chaosRun) runFaults() {
+	for i := range c.schedule {
+		f := c.schedule[i]
+		time.Sleep(time.Until(c.start.Add(f.At)))
+		c.mu.Lock()
+		c.begun = i + 1
+		c.mu.Unlock()
+		c.eventf("fault: %s", f)
+		heal := c.inject(f)
+		time.Sleep(time.Until(c.start.Add(f.end())))
+		heal()
+		c.eventf("healed: %s", f.Kind)
+	}
+	time.Sleep(time.Until(c.start.Add(c.opts.duration)))
+}
+
+// waitDrained waits until every produced record reached Splunk or was
+// refused by it (and so is owed to the DLQ).
+func (c *chaosRun) waitDrained() bool {
+	deadline := time.Now().Add(c.opts.drain)
+	for {
+		left := c.ledger.outstanding()
+		if left == 0 {
+			c.eventf("drained: every produced record reached Splunk or was refused by it")
+			return true
+		}
+		if time.Now().After(deadline) {
+			c.eventf("drain timeout: %d records still not at Splunk", left)
+			return false
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func (c *chaosRun) cleanup() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	for _, n := range c.nodes {
+		if p := n.current(); p != nil {
+			p.expected.Store(true)
+			_ = p.cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() {
+				for n.pid() != 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				_ = p.cmd.Process.Kill()
+			}
+		}
+	}
+	if c.hec != nil {
+		c.hec.Close()
+	}
+	if c.sls != nil {
+		c.sls.Close()
+	}
+	_ = os.RemoveAll(filepath.Join(c.dir, "policies"))
+	for _, n := range c.nodes {
+		_ = os.RemoveAll(filepath.Join(c.dir, n.name))
+	}
+	_ = os.Remove(c.bin)
+}
+
+func fmtOffset(d time.Duration) string {
+	d = d.Round(time.Second)
+	return fmt.Sprintf("+%d:%02d", int(d.Minutes()), int(d.Seconds())%60)
+}
+
+// machine describes this box for the report.
+func machine() string {
+	mem := "?"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%d cores, %s, %s %s/%s", runtime.NumCPU(), mem, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The fault kinds a chaos run injects, each healed at the end of its window.
+var faultKinds = []string{
+	"kill",         // SIGKILL a random node, restart it after the window
+	"hec-down",     // Splunk refuses connections
+	"hec-busy",     // Splunk answers 503 "server is busy" in bursts
+	"hec-slow",     // Splunk takes seconds per request
+	"hec-refuse",   // Splunk refuses single events (400): they must reach the DLQ
+	"buffer-full",  // Splunk down until the backlog outgrows queue.max_bytes
+	"sls-5xx",      // SLS answers pulls with 500
+	"sls-slow",     // SLS takes seconds per pull
+	"policy-break", // a broken policy file in the policy directory
+}
+
+// fault is one scheduled injection.
+type fault struct {
+	Kind  string
+	At    time.Duration // from the run's start
+	For   time.Duration
+	Node  int     // kill: which node
+	Param float64 // hec-slow, sls-slow: seconds per request; hec-refuse: one seq in Param refused
+}
+
+func (f fault) end() time.Duration { return f.At + f.For }
+
+func (f fault) String() string {
+	switch f.Kind {
+	case "kill":
+		return fmt.Sprintf("kill node-%d, restart after %s", f.Node+1, f.For.Round(time.Second))
+	case "hec-slow", "sls-slow":
+		return fmt.Sprintf("%s (%.1fs per request) for %s", f.Kind, f.Param, f.For.Round(time.Second))
+	case "hec-refuse":
+		return fmt.Sprintf("hec-refuse (one event in %.0f) for %s", f.Param, f.For.Round(time.Second))
+	}
+	return fmt.Sprintf("%s for %s", f.Kind, f.For.Round(time.Second))
+}
+
+// parseFaults reads --faults: "all", "none" or a comma-separated list.
+func parseFaults(s string) ([]string, error) {
+	switch s {
+	case "all", "":
+		return faultKinds, nil
+	case "none":
+		return nil, nil
+	}
+	var out []string
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if !slices.Contains(faultKinds, k) {
+			return nil, fmt.Errorf("--faults: unknown fault %q (known: %s, or all, none)", k, strings.Join(faultKinds, ", "))
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// schedule draws the faults from the seed: every kind once in a shuffled
+// order, then random kinds while time is left, one at a time with quiet gaps
+// between them, inside [warmup, duration-cooldown]. The same seed and flags
+// give the same schedule, so a failing run can be repeated exactly.
+func schedule(seed uint64, kinds []string, nodes int, duration, fillTime time.Duration) []fault {
+	if len(kinds) == 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
+	edge := max(duration/10, 10*time.Second)
+	start, end := edge, duration-edge
+	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(r.Int64N(int64(hi-lo)+1)) }
+	draw := func(kind string) fault {
+		f := fault{Kind: kind}
+		switch kind {
+		case "kill":
+			f.Node, f.For = r.IntN(nodes), between(3*time.Second, 15*time.Second)
+		case "hec-slow", "sls-slow":
+			f.For, f.Param = between(10*time.Second, 25*time.Second), 1+2*r.Float64()
+		case "hec-refuse":
+			f.For, f.Param = between(10*time.Second, 20*time.Second), float64(20+r.IntN(80))
+		case "buffer-full":
+			f.For = fillTime + between(5*time.Second, 15*time.Second)
+		default:
+			f.For = between(10*time.Second, 30*time.Second)
+		}
+		return f
+	}
+	order := slices.Clone(kinds)
+	r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	// Each kind's first window must fit: squeeze the gaps and windows
+	// proportionally in a short run.
+	first := make([]fault, len(order))
+	var need time.Duration
+	for i, k := range order {
+		first[i] = draw(k)
+		need += first[i].For + 3*time.Second
+	}
+	scale := 1.0
+	if need > end-start {
+		scale = float64(end-start) / float64(need)
+	}
+	var out []fault
+	t := start
+	for i := 0; ; i++ {
+		var f fault
+		gap := between(3*time.Second, 10*time.Second)
+		if i < len(first) {
+			f = first[i]
+			f.For = max(time.Duration(float64(f.For)*scale), 3*time.Second)
+			gap = time.Duration(float64(gap) * scale)
+		} else {
+			f = draw(kinds[r.IntN(len(kinds))])
+		}
+		f.At = t + gap
+		if f.end() > end && i >= len(first) {
+			break
+		}
+		out = append(out, f)
+		t = f.end()
+	}
+	return out
+}
+
+// inject starts a fault; the returned func heals it.
+func (c *chaosRun) inject(f fault) (heal func()) {
+	switch f.Kind {
+	case "kill":
+		c.killNode(f.Node)
+		return func() { c.startNodeLogged(f.Node) }
+	case "hec-down", "buffer-full":
+		c.hec.Down()
+		return func() {
+			if err := c.hec.Up(); err != nil {
+				c.eventf("HEC stand-in could not listen again: %v", err)
+			}
+		}
+	case "hec-busy":
+		stop := c.every(f, time.Second, func(r *rand.Rand) {
+			if r.IntN(2) == 0 {
+				c.hec.BusyFor(time.Duration(500+r.IntN(2500)) * time.Millisecond)
+			}
+		})
+		return func() { stop(); c.hec.BusyFor(0) }
+	case "hec-slow":
+		c.hec.Slow(time.Duration(f.Param * float64(time.Second)))
+		return func() { c.hec.Slow(0) }
+	case "hec-refuse":
+		every := int(f.Param)
+		c.hec.Refuse(func(ev json.RawMessage) bool {
+			seq, ok := fieldInt(ev, `"seq":"`)
+			if ok && seq%every == 0 {
+				c.ledger.refuse(seq)
+				return true
+			}
+			return false
+		})
+		return func() { c.hec.Refuse(nil) }
+	case "sls-5xx":
+		stop := c.every(f, 500*time.Millisecond, func(*rand.Rand) { c.sls.FailPulls(4) })
+		return func() { stop(); c.sls.FailPulls(0) }
+	case "sls-slow":
+		c.sls.SlowPulls(time.Duration(f.Param * float64(time.Second)))
+		return func() { c.sls.SlowPulls(0) }
+	case "policy-break":
+		path := filepath.Join(c.policyDir, "zz_chaos_broken.rego")
+		// A syntax error: the reload must fail and the old set keep running.
+		if err := os.WriteFile(path, []byte("package schema.sls_audit\n\nlog contains x if {\n"), 0o644); err != nil {
+			c.eventf("policy-break: %v", err)
+		}
+		return func() { _ = os.Remove(path) }
+	}
+	panic("unknown fault " + f.Kind)
+}
+
+// every runs fn on a ticker until the returned stop is called; its random
+// numbers come from the seed and the fault, so a run repeats.
+func (c *chaosRun) every(f fault, d time.Duration, fn func(*rand.Rand)) (stop func()) {
+	done := make(chan struct{})
+	r := rand.New(rand.NewPCG(c.opts.seed, uint64(f.At)))
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fn(r)
+			}
+		}
+	}()
+	return func() { close(done) }
+}

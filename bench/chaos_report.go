@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue"
+)
+
+type chaosResult struct {
+	produced, produceFailed int
+	prodBytes               int64
+	delivered, duplicated   int
+	dups                    map[string]int
+	foreign                 int
+	dlq                     int // produced records found in the DLQ and never delivered
+	dlqAlsoDelivered        int
+	dlqReasons              map[string]int
+	dlqErr                  error
+	refused                 int
+	missing                 int
+	missingSample           []int
+	p50, p99, maxLat        time.Duration
+	crashes                 int
+	drained                 bool
+	bufferFull, reloadFail  float64
+	actorRestarts           float64
+	peakRSS                 map[string]int64
+}
+
+// result settles the books: each produced seq delivered, dead-lettered or
+// missing.
+func (c *chaosRun) result(s *sampler, w *writer, drained bool) *chaosResult {
+	inDLQ, reasons, dlqErr := c.readDLQ()
+	l := c.ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := &chaosResult{produced: l.produced, prodBytes: l.prodBytes, delivered: l.unique, dups: l.dups, foreign: l.foreign,
+		dlqReasons: reasons, dlqErr: dlqErr, refused: len(l.refused), drained: drained, peakRSS: map[string]int64{},
+		p50: l.lat.quantile(0.5), p99: l.lat.quantile(0.99), maxLat: l.lat.max}
+	w.mu.Lock()
+	r.produceFailed = w.failed
+	w.mu.Unlock()
+	for seq, st := range l.state {
+		if st != seqProduced {
+			continue
+		}
+		if d := l.delivered[seq]; d > 1 {
+			r.duplicated += int(d) - 1
+		}
+		switch {
+		case l.delivered[seq] > 0 && inDLQ[seq]:
+			r.dlqAlsoDelivered++
+		case l.delivered[seq] > 0:
+		case inDLQ[seq]:
+			r.dlq++
+		default:
+			r.missing++
+			if len(r.missingSample) < 20 {
+				r.missingSample = append(r.missingSample, seq)
+			}
+		}
+	}
+	c.mu.Lock()
+	r.crashes = c.crashes
+	c.mu.Unlock()
+	r.bufferFull, r.reloadFail, r.actorRestarts = s.total("buffer_full"), s.total("reload_failed"), s.total("actor_restarts")
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		r.peakRSS[n.name] = n.peakRSS
+		n.mu.Unlock()
+	}
+	return r
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// readDLQ reads the whole DLQ stream through a node's NATS port, as the
+// nats CLI would: which seqs are there, and why.
+func (c *chaosRun) readDLQ() (map[int]bool, map[string]int, error) {
+	seqs, reasons := map[int]bool{}, map[string]int{}
+	var addr string
+	for _, n := range c.nodes {
+		if n.pid() != 0 {
+			addr = n.nats
+			break
+		}
+	}
+	if addr == "" {
+		return seqs, reasons, fmt.Errorf("no node is running")
+	}
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		return seqs, reasons, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return seqs, reasons, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	st, err := js.Stream(ctx, queue.StreamDLQ)
+	if err != nil {
+		return seqs, reasons, fmt.Errorf("DLQ stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return seqs, reasons, err
+	}
+	if info.State.Msgs == 0 {
+		return seqs, reasons, nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return seqs, reasons, err
+	}
+	var read uint64
+	for read < info.State.Msgs {
+		msgs, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return seqs, reasons, err
+		}
+		n := 0
+		for m := range msgs.Messages() {
+			n++
+			md, _ := m.Metadata()
+			read++
+			reason := m.Headers().Get(batch.HeaderStage) + ": " + digits.ReplaceAllString(m.Headers().Get(batch.HeaderReason), "N")
+			if len(reason) > 110 {
+				reason = reason[:110] + "…"
+			}
+			reasons[reason]++
+			recs, err := batch.Decode(m.Data())
+			if err != nil {
+				continue
+			}
+			for _, rec := range recs {
+				if seq, ok := fieldInt(rec, `"seq":"`); ok {
+					seqs[seq] = true
+				}
+			}
+			if md != nil && md.Sequence.Stream >= info.State.LastSeq {
+				read = info.State.Msgs
+			}
+		}
+		if n == 0 && msgs.Error() != nil {
+			return seqs, reasons, msgs.Error()
+		}
+	}
+	return seqs, reasons, nil
+}
+
+// write prints the table and the timeline, and writes them with the
+// picture into the output directory.
+func (r *chaosResult) write(c *chaosRun, s *sampler) error {
+	f, err := os.Create(filepath.Join(c.opts.out, "report.txt"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	out := io.MultiWriter(os.Stdout, f)
+	r.table(out, c)
+	s.resources(out)
+	fmt.Fprintln(out, "\ntimeline:")
+	c.mu.Lock()
+	for _, e := range c.events {
+		fmt.Fprintf(out, "  %s  %s\n", fmtOffset(e.at), e.what)
+	}
+	c.mu.Unlock()
+	if err := s.writeCSV(filepath.Join(c.opts.out, "samples.csv")); err != nil {
+		return err
+	}
+	svg := filepath.Join(c.opts.out, "chaos.svg")
+	if err := plotChaos(svg, c, s); err != nil {
+		return fmt.Errorf("picture: %w", err)
+	}
+	fmt.Fprintf(out, "\npicture: %s\nnode logs: %s\n", svg, c.opts.out)
+	return nil
+}
+
+func (r *chaosResult) table(w io.Writer, c *chaosRun) {
+	o := c.opts
+	kinds := map[string]int{}
+	for _, f := range c.schedule {
+		kinds[f.Kind]++
+	}
+	var injected []string
+	for _, k := range faultKinds {
+		if kinds[k] > 0 {
+			injected = append(injected, fmt.Sprintf("%s×%d", k, kinds[k]))
+		}
+	}
+	if len(injected) == 0 {
+		injected = []string{"none"}
+	}
+	fmt.Fprintf(w, "\nchaos run: %d node(s), %s, %.1f MB/s offered, seed %d, queue.max_bytes %d MiB\n", o.nodes, o.duration, o.rate, o.seed, o.maxBytes>>20)
+	fmt.Fprintf(w, "machine:   %s\n", machine())
+	fmt.Fprintf(w, "faults:    %s\n\n", strings.Join(injected, ", "))
+	row := func(name string, n int, note string) { fmt.Fprintf(w, "  %-22s %12s  %s\n", name, commas(n), note) }
+	row("produced", r.produced, fmt.Sprintf("records confirmed by SLS (%.0f MB); %d the producer gave up on are not counted", float64(r.prodBytes)/1e6, r.produceFailed))
+	row("delivered", r.delivered, "accepted by Splunk at least once")
+	row("DLQ'd", r.dlq, fmt.Sprintf("never delivered, in the DLQ (%d refused by Splunk with 400; %d also in the DLQ but delivered later)", r.refused, r.dlqAlsoDelivered))
+	for _, reason := range sortedKeys(r.dlqReasons) {
+		fmt.Fprintf(w, "  %-22s %12s    %s\n", "", commas(r.dlqReasons[reason]), reason)
+	}
+	if r.dlqErr != nil {
+		fmt.Fprintf(w, "  %-22s %12s    reading the DLQ failed: %v\n", "", "", r.dlqErr)
+	}
+	verdict := "ok"
+	if r.missing > 0 {
+		verdict = fmt.Sprintf("LOST, e.g. seqs %v", r.missingSample)
+	}
+	row("missing", r.missing, "must be 0: "+verdict)
+	var causes []string
+	for _, k := range sortedKeys(r.dups) {
+		causes = append(causes, fmt.Sprintf("%s %s", k, commas(r.dups[k])))
+	}
+	row("duplicated", r.duplicated, fmt.Sprintf("extra copies at Splunk (%.3f %% of produced); by fault: %s", 100*float64(r.duplicated)/math.Max(1, float64(r.produced)), strings.Join(causes, ", ")))
+	fmt.Fprintf(w, "  %-22s %12s  p50 %s, p99 %s, max %s\n", "latency SLS→Splunk", "", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.maxLat.Round(time.Millisecond))
+	var rss []string
+	for _, n := range c.nodes {
+		rss = append(rss, fmt.Sprintf("%s %d MB", n.name, r.peakRSS[n.name]>>20))
+	}
+	fmt.Fprintf(w, "  %-22s %12s  %s\n", "peak RSS", "", strings.Join(rss, ", "))
+	fmt.Fprintf(w, "  %-22s %12s  %.0f publishes refused with buffer full (the source paused and retried), %.0f failed policy reloads (old set kept), %.0f actor restarts, %d unplanned node exits\n",
+		"seen inside", "", r.bufferFull, r.reloadFail, r.actorRestarts, r.crashes)
+	if r.foreign > 0 {
+		fmt.Fprintf(w, "  %-22s %12s  events at Splunk that no confirmed write produced (a write the producer thought failed)\n", "unexpected", commas(r.foreign))
+	}
+	if !r.drained {
+		fmt.Fprintf(w, "  the backlog did not drain within %s\n", o.drain)
+	}
+}
+
+// resources prints RSS, goroutines and open files over time: for a soak,
+// they must be flat.
+func (s *sampler) resources(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) < 10 {
+		return
+	}
+	fmt.Fprintln(w, "\nresources over time (per node: RSS MB / goroutines / open files):")
+	rows := 10
+	for i := 0; i < rows; i++ {
+		sm := s.samples[(len(s.samples)-1)*i/(rows-1)]
+		var cols []string
+		for j := range s.c.nodes {
+			cols = append(cols, fmt.Sprintf("%5.0f / %5.0f / %4.0f", sm.rss[j]/(1<<20), sm.goroutines[j], sm.fds[j]))
+		}
+		fmt.Fprintf(w, "  %s  %s   delivered %s/s\n", fmtOffset(sm.at), strings.Join(cols, "   "), commas(int(sm.delivRate)))
+	}
+	// Flat: the median of the last tenth against that of the second tenth
+	// (the first holds the warm-up).
+	tenth := len(s.samples) / 10
+	for j, n := range s.c.nodes {
+		med := func(from int, get func(chaosSample) float64) float64 {
+			var v []float64
+			for _, sm := range s.samples[from : from+tenth] {
+				if x := get(sm); !math.IsNaN(x) {
+					v = append(v, x)
+				}
+			}
+			if len(v) == 0 {
+				return math.NaN()
+			}
+			sort.Float64s(v)
+			return v[len(v)/2]
+		}
+		rss := func(sm chaosSample) float64 { return sm.rss[j] / (1 << 20) }
+		gor := func(sm chaosSample) float64 { return sm.goroutines[j] }
+		fds := func(sm chaosSample) float64 { return sm.fds[j] }
+		fmt.Fprintf(w, "  %s, median of the 2nd tenth → last tenth: RSS %.0f → %.0f MB, goroutines %.0f → %.0f, open files %.0f → %.0f\n", n.name,
+			med(tenth, rss), med(len(s.samples)-tenth, rss), med(tenth, gor), med(len(s.samples)-tenth, gor), med(tenth, fds), med(len(s.samples)-tenth, fds))
+	}
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
+	return keys
+}
+
+func commas(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + commas(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// writeCSV keeps every sample, for a closer look than the picture gives.
+func (s *sampler) writeCSV(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("seconds,produced,delivered,produced_per_s,delivered_per_s,p99_s")
+	for _, n := range s.c.nodes {
+		fmt.Fprintf(&b, ",%[1]s_rss_mb,%[1]s_goroutines,%[1]s_open_files", n.name)
+	}
+	b.WriteByte('\n')
+	for _, sm := range s.samples {
+		fmt.Fprintf(&b, "%.1f,%d,%d,%.0f,%.0f,%.3f", sm.at.Seconds(), sm.produced, sm.delivered, sm.prodRate, sm.delivRate, sm.p99.Seconds())
+		for j := range s.c.nodes {
+			fmt.Fprintf(&b, ",%.0f,%.0f,%.0f", sm.rss[j]/(1<<20), sm.goroutines[j], sm.fds[j])
+		}
+		b.WriteByte('\n')
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
