@@ -190,21 +190,7 @@ func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 		t.Fatalf("RAW holds %d, want the %d stored before it filled", n, stored)
 	}
 	// Consuming does not free space by itself; trimming delivered records does.
-	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < stored; i++ {
-		d, err := c.Next(ctx, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = d.Ack()
-	}
-	waitFor(t, func() bool {
-		info, _ := c.Info(ctx)
-		return info != nil && info.AckFloor.Stream == uint64(stored)
-	})
+	deliverAll(t, q, stored)
 	if err := q.Trim(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +200,28 @@ func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "after", big)}); err != nil {
 		t.Fatalf("publish after trim: %v", err)
 	}
+}
+
+// deliverAll consumes and acks RAW's first n messages as the transform,
+// and waits until JetStream's ack floor says so.
+func deliverAll(t *testing.T, q *Queue, n int) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		d, err := c.Next(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Ack()
+	}
+	waitFor(t, func() bool {
+		info, _ := c.Info(ctx)
+		return info != nil && info.AckFloor.Stream == uint64(n)
+	})
 }
 
 // A stream full of delivered records must not wait for the trimmer's next
@@ -229,21 +237,7 @@ func TestBufferFullTrimsDeliveredAtOnce(t *testing.T) {
 			break
 		}
 	}
-	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < stored; i++ {
-		d, err := c.Next(ctx, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = d.Ack()
-	}
-	waitFor(t, func() bool {
-		info, _ := c.Info(ctx)
-		return info != nil && info.AckFloor.Stream == uint64(stored)
-	})
+	deliverAll(t, q, stored)
 	start := time.Now()
 	for {
 		err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "after", big)})
