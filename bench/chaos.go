@@ -169,7 +169,7 @@ func runChaos(o chaosOpts) (*chaosResult, error) {
 func (c *chaosRun) setup() error {
 	var err error
 	c.sls, err = slstest.NewServer(slstest.Options{Project: "chaos", Logstore: "audit", Shards: 4,
-		AccessKeyID: benchAKID, AccessKeySecret: benchAKKey, TrimConsumed: time.Minute})
+		AccessKeyID: benchAKID, AccessKeySecret: benchAKKey, TrimConsumed: 10 * time.Second}) // a minute at 10 MB/s held 3 GB
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,185 @@
+// Package bqtest is a stand-in for BigQuery that the real Go clients cannot
+// tell from the service: the REST surface the bigquery package uses for
+// datasets and tables (insert, get, patch with If-Match etags, delete, and a
+// rows listing), and the Storage Write API's BigQueryWrite gRPC service
+// (the _default stream, AppendRows with a writer schema on the first
+// request of each connection, rows decoded with dynamicpb). What makes
+// BigQuery hard to write to is reproduced on purpose: a widened table
+// reaches the write API only after a propagation delay, and until then a
+// row with the new fields is refused with SCHEMA_MISMATCH_EXTRA_FIELDS;
+// once it has, the next append result carries the updated schema. Faults
+// can be injected: unavailable, slow, and per-row errors.
+package bqtest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	bq "google.golang.org/api/bigquery/v2"
+	"google.golang.org/grpc"
+
+	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+)
+
+// Options configure a stand-in.
+type Options struct {
+	Project string
+	// Addr for REST and GRPCAddr for the write API; default 127.0.0.1:0.
+	Addr, GRPCAddr string
+	// Propagation is how long a widened schema takes to reach the write API.
+	Propagation time.Duration
+}
+
+// Server is a running stand-in. Point the bigquery client at URL (with
+// option.WithEndpoint(URL+"/")) and managedwriter at GRPCAddr (plaintext).
+type Server struct {
+	URL      string
+	GRPCAddr string
+	opts     Options
+	http     *http.Server
+	grpc     *grpc.Server
+
+	mu         sync.Mutex
+	datasets   map[string]*dataset // "project.dataset"
+	faults     faults
+	appends    int
+	streams    map[string]*writeStream // created streams by name
+	nextStream int
+}
+
+type dataset struct {
+	meta   *bq.Dataset
+	tables map[string]*table
+}
+
+type table struct {
+	meta    *bq.Table // what REST shows: the newest schema, etag
+	version int       // bumped by every change; in the etag
+	// The write API's view of the schema: the newest one once Propagation
+	// has passed since it changed, else the one before.
+	writeSchema *bq.TableSchema
+	pending     *bq.TableSchema
+	pendingAt   time.Time
+	rows        []map[string]any
+}
+
+// NewServer starts a stand-in.
+func NewServer(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.GRPCAddr == "" {
+		opts.GRPCAddr = "127.0.0.1:0"
+	}
+	hl, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("bqtest: listen: %w", err)
+	}
+	gl, err := net.Listen("tcp", opts.GRPCAddr)
+	if err != nil {
+		hl.Close()
+		return nil, fmt.Errorf("bqtest: listen: %w", err)
+	}
+	s := &Server{opts: opts, URL: "http://" + hl.Addr().String(), GRPCAddr: gl.Addr().String(), datasets: map[string]*dataset{}, streams: map[string]*writeStream{}}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	s.grpc = grpc.NewServer()
+	storagepb.RegisterBigQueryWriteServer(s.grpc, &writeServer{s: s})
+	go s.http.Serve(hl)
+	go s.grpc.Serve(gl)
+	return s, nil
+}
+
+// Close stops both listeners.
+func (s *Server) Close() {
+	s.grpc.Stop()
+	_ = s.http.Close()
+}
+
+// Rows returns a copy of a table's rows, in the order they were appended;
+// TIMESTAMP values are time.Time.
+func (s *Server) Rows(project, datasetID, tableID string) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tableLocked(project, datasetID, tableID)
+	if t == nil {
+		return nil
+	}
+	return append([]map[string]any(nil), t.rows...)
+}
+
+// Schema is a table's schema as REST shows it (nil when there is no table).
+func (s *Server) Schema(project, datasetID, tableID string) *bq.TableSchema {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tableLocked(project, datasetID, tableID); t != nil {
+		return t.meta.Schema
+	}
+	return nil
+}
+
+// DeleteTable drops a table as if someone deleted it in the console.
+func (s *Server) DeleteTable(project, datasetID, tableID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.datasets[project+"."+datasetID]; d != nil {
+		delete(d.tables, tableID)
+	}
+}
+
+// Appends counts AppendRows requests answered with success.
+func (s *Server) Appends() int { s.mu.Lock(); defer s.mu.Unlock(); return s.appends }
+
+func (s *Server) tableLocked(project, datasetID, tableID string) *table {
+	if d := s.datasets[project+"."+datasetID]; d != nil {
+		return d.tables[tableID]
+	}
+	return nil
+}
+
+// setSchemaLocked changes a table's schema; the write API sees it after
+// the propagation delay.
+func (s *Server) setSchemaLocked(t *table, schema *bq.TableSchema) {
+	t.writeSchema = t.currentWriteSchema()
+	t.meta.Schema = schema
+	t.pending, t.pendingAt = schema, time.Now().Add(s.opts.Propagation)
+	if s.opts.Propagation <= 0 {
+		t.writeSchema, t.pending = schema, nil
+	}
+	t.version++
+	t.meta.Etag = strconv.Itoa(t.version)
+	t.meta.LastModifiedTime = uint64(time.Now().UnixMilli())
+}
+
+func (t *table) currentWriteSchema() *bq.TableSchema {
+	if t.pending != nil && !time.Now().Before(t.pendingAt) {
+		t.writeSchema, t.pending = t.pending, nil
+	}
+	return t.writeSchema
+}
+
+// faults are what tests inject.
+type faults struct {
+	unavailable int           // fail the next n appends with UNAVAILABLE
+	slow        time.Duration // before answering each append
+	rowError    func(table string, row map[string]any) string
+}
+
+// Unavailable fails the next n AppendRows requests with codes.Unavailable,
+// ending their connection, as a BigQuery frontend restart does.
+func (s *Server) Unavailable(n int) { s.mu.Lock(); s.faults.unavailable = n; s.mu.Unlock() }
+
+// Slow delays every append answer by d.
+func (s *Server) Slow(d time.Duration) { s.mu.Lock(); s.faults.slow = d; s.mu.Unlock() }
+
+// RowErrors makes f decide, for each row appended, an error message ("" for
+// none). A request with a row error appends none of its rows, and its
+// answer lists each bad row, as BigQuery does.
+func (s *Server) RowErrors(f func(table string, row map[string]any) string) {
+	s.mu.Lock()
+	s.faults.rowError = f
+	s.mu.Unlock()
+}
