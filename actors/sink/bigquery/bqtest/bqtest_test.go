@@ -351,5 +351,3 @@ func TestRowErrorsUnavailableAndDeletedTable(t *testing.T) {
 		t.Fatalf("append to a deleted table: %v (storage error %v)", err, code)
 	}
 }
-
-

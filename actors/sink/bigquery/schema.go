@@ -1,0 +1,264 @@
+// Package bigquery is the BigQuery sink: rows through the Storage Write
+// API, each table's schema inferred from the rows (bqs) and widened as new
+// fields appear.
+package bigquery
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"github.com/m-mizutani/bqs"
+
+	"github.com/sluicehq/sluice/batch"
+)
+
+// Rules type a row's values. JSON has one number type and no time type,
+// and bqs infers every number as FLOAT and every time string as STRING;
+// so the rule is: a number is FLOAT unless its path is listed as INTEGER,
+// a string is STRING unless its path is listed as TIMESTAMP, and the
+// output's timestamp is always a TIMESTAMP column. Nulls, empty arrays and
+// empty objects are left out (they carry no type).
+type Rules struct {
+	IDColumn        string          // default "id"
+	TimestampColumn string          // default "timestamp"
+	Integer         map[string]bool // dotted paths in data typed INTEGER
+	Timestamp       map[string]bool // dotted paths in data typed TIMESTAMP (RFC 3339 or epoch seconds)
+}
+
+// Row is one output made ready for its table.
+type Row struct {
+	Values map[string]any // column → float64, int64, string, bool, time.Time, map[string]any or []any
+	Schema bigquery.Schema
+}
+
+// Prepare normalizes an output's data by the rules, adds the id and
+// timestamp columns and infers the row's schema. An error names the field.
+func (r Rules) Prepare(o *batch.Output) (*Row, error) {
+	var data any
+	dec := json.NewDecoder(bytes.NewReader(o.Data))
+	dec.UseNumber()
+	if err := dec.Decode(&data); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	obj, ok := data.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("data: a BigQuery row must be an object, not %s", jsonKind(data))
+	}
+	v, err := r.normalize("", obj)
+	if err != nil {
+		return nil, err
+	}
+	values, _ := v.(map[string]any)
+	if values == nil {
+		values = map[string]any{}
+	}
+	for _, col := range []string{r.IDColumn, r.TimestampColumn} {
+		if _, taken := values[col]; taken {
+			return nil, fmt.Errorf("data.%s: the sink's %s column has this name (rename it in the policy or set id_column/timestamp_column)", col, col)
+		}
+	}
+	values[r.IDColumn] = o.ID
+	sec, frac := math.Modf(o.Timestamp)
+	values[r.TimestampColumn] = time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC()
+	schema, err := bqs.Infer(values)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return &Row{Values: values, Schema: schema}, nil
+}
+
+func (r Rules) normalize(path string, v any) (any, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case json.Number:
+		if r.Integer[path] {
+			n, err := x.Int64()
+			if err != nil {
+				return nil, fmt.Errorf("data.%s: %s is not an integer (the field is typed INTEGER)", path, x)
+			}
+			return n, nil
+		}
+		if r.Timestamp[path] {
+			f, err := x.Float64()
+			if err != nil {
+				return nil, fmt.Errorf("data.%s: %v", path, err)
+			}
+			sec, frac := math.Modf(f)
+			return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC(), nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("data.%s: %v", path, err)
+		}
+		return f, nil
+	case string:
+		if r.Timestamp[path] {
+			t, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return nil, fmt.Errorf("data.%s: %q is not an RFC 3339 time (the field is typed TIMESTAMP)", path, x)
+			}
+			return t.UTC(), nil
+		}
+		return x, nil
+	case bool:
+		return x, nil
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			if !validColumn(k) {
+				return nil, fmt.Errorf("data.%s: %q is not a valid BigQuery column name", join(path, k), k)
+			}
+			n, err := r.normalize(join(path, k), e)
+			if err != nil {
+				return nil, err
+			}
+			if n != nil {
+				out[k] = n
+			}
+		}
+		if len(out) == 0 {
+			return nil, nil
+		}
+		return out, nil
+	case []any:
+		var out []any
+		for _, e := range x {
+			n, err := r.normalize(path, e)
+			if err != nil {
+				return nil, err
+			}
+			if _, nested := n.([]any); nested {
+				return nil, fmt.Errorf("data.%s: BigQuery has no arrays of arrays", path)
+			}
+			if n != nil {
+				out = append(out, n)
+			}
+		}
+		if len(out) == 0 {
+			return nil, nil
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("data.%s: unexpected %T", path, v)
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// validColumn: letters, digits and underscores, not starting with a digit,
+// at most 300 characters (BigQuery's rule for flexible names is wider,
+// but the Storage Write API's proto descriptors need these).
+func validColumn(k string) bool {
+	if k == "" || len(k) > 300 || (k[0] >= '0' && k[0] <= '9') {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// Conflict is a row field whose type differs from its table column's.
+type Conflict struct {
+	Path       string
+	TableType  string
+	RecordType string
+}
+
+func (c *Conflict) Error() string {
+	return fmt.Sprintf("field %s: %s in the table, %s in the record", c.Path, c.TableType, c.RecordType)
+}
+
+// Widen returns the table schema grown by the row's new fields, keeping the
+// table's columns in their order and adding new ones after them, by name;
+// grown is false when nothing was added. A type clash is a *Conflict.
+func Widen(table, row bigquery.Schema) (out bigquery.Schema, grown bool, err error) {
+	return widen("", table, row)
+}
+
+func widen(prefix string, table, row bigquery.Schema) (bigquery.Schema, bool, error) {
+	out := make(bigquery.Schema, 0, len(table)+len(row))
+	grown := false
+	byName := map[string]*bigquery.FieldSchema{}
+	for _, f := range row {
+		byName[strings.ToLower(f.Name)] = f
+	}
+	for _, tf := range table {
+		rf := byName[strings.ToLower(tf.Name)]
+		delete(byName, strings.ToLower(tf.Name))
+		if rf == nil {
+			out = append(out, tf)
+			continue
+		}
+		if rf.Type != tf.Type || rf.Repeated != tf.Repeated {
+			return nil, false, &Conflict{Path: prefix + tf.Name, TableType: typeName(tf), RecordType: typeName(rf)}
+		}
+		if tf.Type != bigquery.RecordFieldType {
+			out = append(out, tf)
+			continue
+		}
+		sub, g, err := widen(prefix+tf.Name+".", tf.Schema, rf.Schema)
+		if err != nil {
+			return nil, false, err
+		}
+		if g {
+			c := *tf
+			c.Schema, grown = sub, true
+			out = append(out, &c)
+		} else {
+			out = append(out, tf)
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f := *byName[n]
+		f.Required = false // a new column is NULLABLE
+		out = append(out, &f)
+		grown = true
+	}
+	return out, grown, nil
+}
+
+func typeName(f *bigquery.FieldSchema) string {
+	if f.Repeated {
+		return "REPEATED " + string(f.Type)
+	}
+	return string(f.Type)
+}
+
+// Fits says whether every field of row is a column of table already.
+func Fits(table, row bigquery.Schema) bool {
+	_, grown, err := Widen(table, row)
+	return err == nil && !grown
+}

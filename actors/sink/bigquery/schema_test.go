@@ -1,0 +1,110 @@
+package bigquery
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+
+	"github.com/sluicehq/sluice/batch"
+)
+
+var rules = Rules{IDColumn: "id", TimestampColumn: "timestamp", Integer: map[string]bool{"count": true}, Timestamp: map[string]bool{"at": true, "meta.seen": true}}
+
+func names(s bigquery.Schema) string {
+	var n []string
+	for _, f := range s {
+		n = append(n, f.Name+":"+string(f.Type))
+	}
+	return strings.Join(n, ",")
+}
+
+func TestPrepareTypesByTheRules(t *testing.T) {
+	o := &batch.Output{ID: "r1", Timestamp: 1732480000.123, Data: []byte(`{"actor":"octocat","n":3,"count":7,"at":"2024-11-24T20:26:40Z",
+		"ok":true,"gone":null,"empty":{},"none":[],"meta":{"seen":1732480000,"tags":["a","b"]}}`)}
+	r, err := rules.Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := r.Values
+	if v["n"] != 3.0 || v["count"] != int64(7) || v["ok"] != true || v["id"] != "r1" {
+		t.Fatalf("values: %v", v)
+	}
+	if at := v["at"].(time.Time); !at.Equal(time.Date(2024, 11, 24, 20, 26, 40, 0, time.UTC)) {
+		t.Fatalf("at: %v", at)
+	}
+	if ts := v["timestamp"].(time.Time); ts.UnixMicro() != 1732480000123000 {
+		t.Fatalf("timestamp: %v", ts)
+	}
+	for _, k := range []string{"gone", "empty", "none"} {
+		if _, ok := v[k]; ok {
+			t.Fatalf("%s kept: %v", k, v[k])
+		}
+	}
+	want := map[string]bigquery.FieldType{"n": bigquery.FloatFieldType, "count": bigquery.IntegerFieldType, "at": bigquery.TimestampFieldType,
+		"timestamp": bigquery.TimestampFieldType, "id": bigquery.StringFieldType, "meta": bigquery.RecordFieldType, "ok": bigquery.BooleanFieldType}
+	for _, f := range r.Schema {
+		if w, ok := want[f.Name]; ok && f.Type != w {
+			t.Fatalf("column %s inferred %s, want %s", f.Name, f.Type, w)
+		}
+		if f.Name == "meta" {
+			if got := names(f.Schema); !strings.Contains(got, "seen:TIMESTAMP") || !strings.Contains(got, "tags:STRING") {
+				t.Fatalf("meta: %s", got)
+			}
+		}
+	}
+}
+
+func TestPrepareNamesTheBadField(t *testing.T) {
+	for data, want := range map[string]string{
+		`{"count":1.5}`:             "data.count: 1.5 is not an integer",
+		`{"at":"yesterday"}`:        `data.at: "yesterday" is not an RFC 3339 time`,
+		`{"a b":1}`:                 `"a b" is not a valid BigQuery column name`,
+		`{"x":[[1]]}`:               "no arrays of arrays",
+		`["not","an","object"]`:     "must be an object, not an array",
+		`{"id":"mine"}`:             "data.id: the sink's id column",
+		`{"x":[1,"mixed"]}`:         "data",
+		`{"meta":{"seen":"never"}}`: "data.meta.seen",
+	} {
+		_, err := rules.Prepare(&batch.Output{ID: "r", Timestamp: 1, Data: []byte(data)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", data, err, want)
+		}
+	}
+}
+
+func TestWidenKeepsOrderAndFindsConflicts(t *testing.T) {
+	table := bigquery.Schema{{Name: "z", Type: bigquery.StringFieldType}, {Name: "a", Type: bigquery.FloatFieldType},
+		{Name: "rec", Type: bigquery.RecordFieldType, Schema: bigquery.Schema{{Name: "x", Type: bigquery.StringFieldType}}}}
+	row := bigquery.Schema{{Name: "new2", Type: bigquery.StringFieldType}, {Name: "a", Type: bigquery.FloatFieldType}, {Name: "new1", Type: bigquery.BooleanFieldType, Required: true},
+		{Name: "rec", Type: bigquery.RecordFieldType, Schema: bigquery.Schema{{Name: "y", Type: bigquery.IntegerFieldType}}}}
+	out, grown, err := Widen(table, row)
+	if err != nil || !grown {
+		t.Fatalf("grown %v, err %v", grown, err)
+	}
+	if got := names(out); got != "z:STRING,a:FLOAT,rec:RECORD,new1:BOOLEAN,new2:STRING" {
+		t.Fatalf("widened: %s", got)
+	}
+	if out[3].Required {
+		t.Fatal("a new column came in REQUIRED")
+	}
+	if got := names(out[2].Schema); got != "x:STRING,y:INTEGER" {
+		t.Fatalf("record widened: %s", got)
+	}
+	if _, grown, err := Widen(out, row); err != nil || grown {
+		t.Fatalf("widening again: grown %v, err %v", grown, err)
+	}
+	if !Fits(out, row) || Fits(table, row) {
+		t.Fatal("Fits is wrong")
+	}
+	_, _, err = Widen(table, bigquery.Schema{{Name: "rec", Type: bigquery.RecordFieldType, Schema: bigquery.Schema{{Name: "x", Type: bigquery.IntegerFieldType}}}})
+	var c *Conflict
+	if !errors.As(err, &c) || c.Path != "rec.x" || c.TableType != "STRING" || c.RecordType != "INTEGER" {
+		t.Fatalf("conflict: %v", err)
+	}
+	if err.Error() != "field rec.x: STRING in the table, INTEGER in the record" {
+		t.Fatalf("conflict text: %v", err)
+	}
+}
