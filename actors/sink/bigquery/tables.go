@@ -1,0 +1,93 @@
+package bigquery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+)
+
+// tables creates and widens tables over the REST API.
+type tables struct {
+	client    *bigquery.Client
+	create    bool
+	location  string
+	partition string // default partitioning: hour, day, month, year or "" for none
+	tsColumn  string
+}
+
+// ensure makes the table hold every column of row and returns its schema.
+// A missing table (and dataset) is created when create_tables is on; a
+// grown schema is written with the etag read, so two nodes widening at
+// once cannot undo each other (412 → read again and merge again).
+func (t *tables) ensure(ctx context.Context, dataset, table string, row bigquery.Schema, partition string) (bigquery.Schema, error) {
+	tb := t.client.Dataset(dataset).Table(table)
+	for attempt := 0; attempt < 20; attempt++ {
+		md, err := tb.Metadata(ctx)
+		if httpCode(err) == http.StatusNotFound {
+			if !t.create {
+				return nil, fmt.Errorf("table %s.%s does not exist and create_tables is off", dataset, table)
+			}
+			schema, _, werr := Widen(nil, row)
+			if werr != nil {
+				return nil, werr
+			}
+			err := t.createTable(ctx, dataset, table, schema, partition)
+			if httpCode(err) == http.StatusConflict {
+				continue // another node made it: read it and merge
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create table %s.%s: %w", dataset, table, err)
+			}
+			return schema, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read table %s.%s: %w", dataset, table, err)
+		}
+		widened, grown, err := Widen(md.Schema, row)
+		if err != nil || !grown {
+			return md.Schema, err
+		}
+		_, err = tb.Update(ctx, bigquery.TableMetadataToUpdate{Schema: widened}, md.ETag)
+		switch httpCode(err) {
+		case 0:
+			return widened, nil
+		case http.StatusPreconditionFailed, http.StatusNotFound:
+			continue // changed or deleted since it was read
+		}
+		return nil, fmt.Errorf("widen table %s.%s: %w", dataset, table, err)
+	}
+	return nil, fmt.Errorf("table %s.%s: its schema kept changing under us", dataset, table)
+}
+
+func (t *tables) createTable(ctx context.Context, dataset, table string, schema bigquery.Schema, partition string) error {
+	ds := t.client.Dataset(dataset)
+	md := &bigquery.TableMetadata{Schema: schema}
+	if partition == "" {
+		partition = t.partition
+	}
+	if partition != "" {
+		md.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.TimePartitioningType(strings.ToUpper(partition)), Field: t.tsColumn}
+	}
+	err := ds.Table(table).Create(ctx, md)
+	if httpCode(err) != http.StatusNotFound {
+		return err
+	}
+	// No dataset yet: make it, then the table.
+	if err := ds.Create(ctx, &bigquery.DatasetMetadata{Location: t.location}); err != nil && httpCode(err) != http.StatusConflict {
+		return fmt.Errorf("create dataset %s: %w", dataset, err)
+	}
+	return ds.Table(table).Create(ctx, md)
+}
+
+func httpCode(err error) int {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	return 0
+}
