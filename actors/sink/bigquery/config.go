@@ -1,0 +1,106 @@
+package bigquery
+
+import (
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/conf"
+)
+
+// Config is one `type: bigquery` sink.
+type Config struct {
+	Name            string `yaml:"name"`
+	Type            string `yaml:"type"`
+	Project         string `yaml:"project"`
+	Dataset         string `yaml:"dataset"`  // for outputs that name no dataset
+	Location        string `yaml:"location"` // of datasets it creates
+	CredentialsFile string `yaml:"credentials_file"`
+	CreateTables    *bool  `yaml:"create_tables"` // default true
+	Partition       string `yaml:"partition"`     // hour, day, month, year or none; a policy's partition wins; default day
+
+	IDColumn        string   `yaml:"id_column"`        // default id
+	TimestampColumn string   `yaml:"timestamp_column"` // default timestamp; partitions on it
+	IntegerFields   []string `yaml:"integer_fields"`   // dotted paths in data typed INTEGER (else numbers are FLOAT)
+	TimestampFields []string `yaml:"timestamp_fields"` // dotted paths in data typed TIMESTAMP
+
+	AckWait    conf.Duration `yaml:"ack_wait"`    // default 2m
+	MaxBackoff conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
+
+	// For emulators and tests: the REST endpoint (http://host:port) and
+	// the Storage Write gRPC address (host:port, plaintext, no auth).
+	Endpoint      string `yaml:"endpoint"`
+	WriteEndpoint string `yaml:"write_endpoint"`
+}
+
+// DecodeConfig decodes and validates a sink's YAML.
+func DecodeConfig(n *yaml.Node) (any, error) {
+	var c Config
+	if err := conf.DecodeStrict(n, "", &c); err != nil {
+		return nil, err
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// SetDefaults fills in what the config left out.
+func (c *Config) SetDefaults() {
+	if c.CreateTables == nil {
+		t := true
+		c.CreateTables = &t
+	}
+	if c.Partition == "" {
+		c.Partition = "day"
+	}
+	if c.IDColumn == "" {
+		c.IDColumn = "id"
+	}
+	if c.TimestampColumn == "" {
+		c.TimestampColumn = "timestamp"
+	}
+	if c.AckWait == 0 {
+		c.AckWait = conf.Duration(120e9)
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = conf.Duration(30e9)
+	}
+}
+
+// Validate names the first field that is wrong.
+func (c *Config) Validate() error {
+	if c.Project == "" {
+		return conf.Errorf("project", "required (the Google Cloud project that holds the datasets)")
+	}
+	switch c.Partition {
+	case "hour", "day", "month", "year", "none":
+	default:
+		return conf.Errorf("partition", "%q: want hour, day, month, year or none", c.Partition)
+	}
+	if (c.Endpoint == "") != (c.WriteEndpoint == "") {
+		return conf.Errorf("write_endpoint", "endpoint and write_endpoint go together (an emulator serves both)")
+	}
+	if c.Endpoint != "" && c.CredentialsFile != "" {
+		return conf.Errorf("credentials_file", "not used with an emulator endpoint")
+	}
+	for _, f := range []string{c.IDColumn, c.TimestampColumn} {
+		if !validColumn(f) {
+			return conf.Errorf("id_column", "%q is not a valid column name", f)
+		}
+	}
+	if c.IDColumn == c.TimestampColumn {
+		return conf.Errorf("timestamp_column", "must differ from id_column")
+	}
+	return nil
+}
+
+func (c *Config) rules() Rules {
+	r := Rules{IDColumn: c.IDColumn, TimestampColumn: c.TimestampColumn, Integer: map[string]bool{}, Timestamp: map[string]bool{}}
+	for _, f := range c.IntegerFields {
+		r.Integer[f] = true
+	}
+	for _, f := range c.TimestampFields {
+		r.Timestamp[f] = true
+	}
+	return r
+}

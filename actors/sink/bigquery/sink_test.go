@@ -1,0 +1,228 @@
+package bigquery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/queue"
+)
+
+type fixture struct {
+	t  *testing.T
+	q  *queue.Queue
+	bq *bqtest.Server
+	n  int
+}
+
+func newFixture(t *testing.T, opts bqtest.Options) *fixture {
+	t.Helper()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	opts.Project = "proj"
+	s, err := bqtest.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return &fixture{t: t, q: q, bq: s}
+}
+
+// publish puts one OUT batch of outputs into out.bq.
+func (f *fixture) publish(outs ...batch.Output) {
+	f.t.Helper()
+	var recs [][]byte
+	for _, o := range outs {
+		rec, err := json.Marshal(o)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	f.n++
+	h := nats.Header{}
+	h.Set(batch.HeaderMsgID, fmt.Sprint("raw-", f.n, "/bq"))
+	h.Set(batch.HeaderCount, fmt.Sprint(len(recs)))
+	if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("bq"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) start() func() {
+	f.t.Helper()
+	cfg := &Config{Name: "bq", Type: "bigquery", Project: "proj", Dataset: "logs", Endpoint: f.bq.URL, WriteEndpoint: f.bq.GRPCAddr,
+		IntegerFields: []string{"count"}, MaxBackoff: conf.Duration(200 * time.Millisecond)}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, Deps{Queue: f.q, Logger: log, Metrics: reg})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rt, err := actors.NewRuntime(log, reg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rt.Add(actors.StageSink, "bq", s)
+	rt.Start(context.Background())
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = rt.Stop(10 * time.Second)
+		}
+	}
+	f.t.Cleanup(stop)
+	return stop
+}
+
+func (f *fixture) waitFor(within time.Duration, what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("after %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// acked is how many OUT batches the sink has acked.
+func (f *fixture) acked() uint64 {
+	floor, err := f.q.AckFloor(context.Background(), queue.StreamOut, "sink-bq")
+	if err != nil {
+		return 0
+	}
+	return floor
+}
+
+func (f *fixture) dead() []queue.Stored {
+	var out []queue.Stored
+	_ = f.q.Scan(context.Background(), queue.ScanOptions{Stream: queue.StreamDLQ}, func(s queue.Stored) (bool, error) {
+		out = append(out, s)
+		return true, nil
+	})
+	return out
+}
+
+func out(id, table, data string) batch.Output {
+	return batch.Output{ID: id, Timestamp: 1732480000.25, Table: table, Data: json.RawMessage(data)}
+}
+
+func ids(rows []map[string]any) string {
+	var s []string
+	for _, r := range rows {
+		s = append(s, fmt.Sprint(r["id"]))
+	}
+	return strings.Join(s, ",")
+}
+
+func TestRowsLandTypedAndAckedAfter(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.publish(out("a", "audit", `{"actor":"octocat","count":3,"score":1.5,"meta":{"repo":"x"}}`),
+		batch.Output{ID: "b", Timestamp: 1732480001, Dataset: "github", Table: "audit", Partition: "hour", Data: json.RawMessage(`{"actor":"hubot"}`)})
+	f.start()
+	f.waitFor(10*time.Second, "both rows written and the batch acked", func() bool {
+		return len(f.bq.Rows("proj", "logs", "audit")) == 1 && len(f.bq.Rows("proj", "github", "audit")) == 1 && f.acked() == 1
+	})
+	r := f.bq.Rows("proj", "logs", "audit")[0]
+	if r["id"] != "a" || r["actor"] != "octocat" || r["count"] != int64(3) || r["score"] != 1.5 || r["meta"].(map[string]any)["repo"] != "x" {
+		t.Fatalf("row: %v", r)
+	}
+	if ts := r["timestamp"].(time.Time); ts.UnixMicro() != 1732480000250000 {
+		t.Fatalf("timestamp: %v", ts)
+	}
+	schema := f.bq.Schema("proj", "logs", "audit")
+	types := map[string]string{}
+	for _, c := range schema.Fields {
+		types[c.Name] = c.Type
+	}
+	if types["count"] != "INTEGER" || types["score"] != "FLOAT" || types["timestamp"] != "TIMESTAMP" || types["meta"] != "RECORD" {
+		t.Fatalf("schema: %v", types)
+	}
+}
+
+// A new field widens the table; with a propagation delay its rows wait
+// un-acked while rows of the old shape and other tables keep flowing.
+func TestWideningWaitsForPropagationAndOthersFlow(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: 2 * time.Second})
+	f.start()
+	f.publish(out("1", "audit", `{"actor":"a"}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.publish(out("2", "audit", `{"actor":"b","repo":"new"}`))
+	f.waitFor(5*time.Second, "the widening", func() bool { return len(f.bq.Schema("proj", "logs", "audit").Fields) == 4 })
+	f.publish(out("3", "audit", `{"actor":"c"}`), out("o1", "other", `{"x":"y"}`))
+	f.waitFor(5*time.Second, "old-shape and other-table rows while the new schema propagates", func() bool {
+		return ids(f.bq.Rows("proj", "logs", "audit")) == "1,3" && len(f.bq.Rows("proj", "logs", "other")) == 1
+	})
+	if f.acked() != 1 {
+		t.Fatalf("ack floor %d while row 2 waits: a batch was acked early", f.acked())
+	}
+	f.waitFor(10*time.Second, "row 2 after propagation", func() bool { return ids(f.bq.Rows("proj", "logs", "audit")) == "1,3,2" && f.acked() == 3 })
+	if r := f.bq.Rows("proj", "logs", "audit")[2]; r["repo"] != "new" {
+		t.Fatalf("row 2: %v", r)
+	}
+}
+
+// A field whose type clashes with the table's goes to the DLQ with the
+// table, the field and both types; the rest of its batch is written.
+func TestTypeConflictDeadLettersExactlyThatRow(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start()
+	f.publish(out("1", "audit", `{"actor":"a","n":1}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.publish(out("2", "audit", `{"actor":"b","n":"not a number"}`), out("3", "audit", `{"actor":"c","n":2}`))
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if got := ids(f.bq.Rows("proj", "logs", "audit")); got != "1,3" {
+		t.Fatalf("rows: %s", got)
+	}
+	dead := f.dead()
+	if len(dead) != 1 {
+		t.Fatalf("%d records in the DLQ, want 1", len(dead))
+	}
+	reason := dead[0].Header.Get(batch.HeaderReason)
+	if reason != "table logs.audit: field n: FLOAT in the table, STRING in the record" {
+		t.Fatalf("reason: %q", reason)
+	}
+	recs, _ := batch.Decode(dead[0].Data)
+	if len(recs) != 1 || !strings.Contains(string(recs[0]), `"id":"2"`) {
+		t.Fatalf("dead record: %s", recs)
+	}
+}
+
+// A table deleted mid-run is created again; BigQuery unavailable for a
+// while loses nothing.
+func TestDeletedTableAndOutageLoseNothing(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start()
+	f.publish(out("1", "audit", `{"actor":"a"}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.bq.DeleteTable("proj", "logs", "audit")
+	f.publish(out("2", "audit", `{"actor":"b"}`))
+	f.waitFor(15*time.Second, "row 2 in the re-created table", func() bool { return ids(f.bq.Rows("proj", "logs", "audit")) == "2" && f.acked() == 2 })
+	f.bq.Unavailable(20)
+	for i := 3; i < 8; i++ {
+		f.publish(out(fmt.Sprint(i), "audit", `{"actor":"c"}`))
+	}
+	f.waitFor(30*time.Second, "every row after the outage", func() bool { return f.acked() == 7 })
+	if got := ids(f.bq.Rows("proj", "logs", "audit")); got != "2,3,4,5,6,7" {
+		t.Fatalf("rows: %s", got)
+	}
+	if len(f.dead()) != 0 {
+		t.Fatalf("%d records dead-lettered", len(f.dead()))
+	}
+}

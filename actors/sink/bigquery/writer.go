@@ -1,0 +1,384 @@
+package bigquery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+	"cloud.google.com/go/bigquery/storage/managedwriter"
+	"github.com/googleapis/gax-go/v2/apierror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// pendingRow is a row on its way to its table; done reports how it ended
+// ("" when BigQuery accepted it, else why it goes to the DLQ).
+type pendingRow struct {
+	row       *Row
+	partition string
+	done      func(deadReason string)
+}
+
+type tableKey struct{ dataset, table string }
+
+func (k tableKey) String() string { return k.dataset + "." + k.table }
+
+// tableWriter owns one table's _default stream, in one goroutine. Rows
+// that fit the stream's schema are appended at once; rows with new fields
+// widen the table and wait (un-acked) until the write API accepts the new
+// schema — probed with capped backoff, and at once when an append result
+// says the schema was updated — while the others keep flowing.
+type tableWriter struct {
+	s   *Sink
+	key tableKey
+	log *slog.Logger
+
+	mu     sync.Mutex
+	queue  []pendingRow
+	notify chan struct{}
+
+	main    *stream  // rows that fit main.t.schema go here
+	target  *rowType // the widened schema held rows need
+	probe   *stream  // opened on target while waiting for it to propagate
+	held    []pendingRow
+	probeIn time.Duration
+}
+
+type stream struct {
+	t  *rowType
+	ms *managedwriter.ManagedStream
+}
+
+func (s *stream) close() {
+	if s != nil && s.ms != nil {
+		_ = s.ms.Close()
+	}
+}
+
+func newTableWriter(s *Sink, key tableKey) *tableWriter {
+	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1)}
+}
+
+// enqueue hands rows to the writer; it never blocks, so a table that is
+// failing does not hold up the others.
+func (w *tableWriter) enqueue(rows []pendingRow) {
+	w.mu.Lock()
+	w.queue = append(w.queue, rows...)
+	w.mu.Unlock()
+	select {
+	case w.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (w *tableWriter) run(ctx context.Context) {
+	defer func() { w.main.close(); w.probe.close() }()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if len(w.held) > 0 {
+			timer.Reset(w.probeIn)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.notify:
+		case <-timer.C:
+			if len(w.held) > 0 {
+				w.tryProbe(ctx)
+			}
+			continue
+		}
+		w.mu.Lock()
+		rows := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		w.take(ctx, rows)
+	}
+}
+
+// take sorts rows into those the stream can write now and those that need
+// the table widened first.
+func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
+	var ready []pendingRow
+	for _, r := range rows {
+		if w.main == nil {
+			if err := w.openMain(ctx, r); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.refuse(r, err)
+				continue
+			}
+		}
+		if Fits(w.main.t.schema, r.row.Schema) {
+			ready = append(ready, r)
+			continue
+		}
+		if err := w.widenFor(ctx, r); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.refuse(r, err)
+			continue
+		}
+		w.held = append(w.held, r)
+		w.probeIn = 0
+	}
+	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
+	if len(ready) > 0 {
+		w.appendAll(ctx, w.main, ready)
+	}
+}
+
+// refuse ends a row that can never be written: a type clash with the
+// table, or an error that names it. Anything else is retried, not refused.
+func (w *tableWriter) refuse(r pendingRow, err error) {
+	var c *Conflict
+	if errors.As(err, &c) {
+		w.s.m.dead.WithLabelValues("type_conflict").Inc()
+		r.done(fmt.Sprintf("table %s: %v", w.key, c))
+		return
+	}
+	w.s.m.dead.WithLabelValues("refused").Inc()
+	r.done(fmt.Sprintf("table %s: %v", w.key, err))
+}
+
+// openMain makes sure the table exists with the row's columns and opens
+// the stream on the table's schema.
+func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
+	schema, err := w.ensure(ctx, r)
+	if err != nil {
+		return err
+	}
+	w.main, err = w.open(ctx, schema)
+	return err
+}
+
+// ensure widens the table for r, retrying what is not r's fault.
+func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema, error) {
+	backoff := 200 * time.Millisecond
+	for {
+		schema, err := w.s.tables.ensure(ctx, w.key.dataset, w.key.table, r.row.Schema, r.partition)
+		var c *Conflict
+		if err == nil || errors.As(err, &c) || ctx.Err() != nil {
+			if err == nil {
+				w.s.setState(w.key, "")
+			}
+			return schema, err
+		}
+		w.s.setState(w.key, err.Error())
+		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", backoff)
+		if !sleep(ctx, backoff) {
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
+	}
+}
+
+func (w *tableWriter) widenFor(ctx context.Context, r pendingRow) error {
+	if w.target != nil && Fits(w.target.schema, r.row.Schema) {
+		return nil
+	}
+	schema, err := w.ensure(ctx, r)
+	if err != nil {
+		return err
+	}
+	w.s.m.schemaUpdates.WithLabelValues(w.key.String()).Inc()
+	t, err := newRowType(schema)
+	if err != nil {
+		return err
+	}
+	w.target = t
+	if w.probe != nil {
+		w.probe.close()
+		w.probe = nil
+	}
+	return nil
+}
+
+func (w *tableWriter) open(ctx context.Context, schema bigquery.Schema) (*stream, error) {
+	t, err := newRowType(schema)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := w.s.mw.NewManagedStream(ctx,
+		managedwriter.WithDestinationTable(managedwriter.TableParentFromParts(w.s.cfg.Project, w.key.dataset, w.key.table)),
+		managedwriter.WithType(managedwriter.DefaultStream), managedwriter.WithSchemaDescriptor(t.dp),
+		managedwriter.EnableWriteRetries(true))
+	if err != nil {
+		return nil, fmt.Errorf("open the write stream of %s: %w", w.key, err)
+	}
+	return &stream{t: t, ms: ms}, nil
+}
+
+// tryProbe appends the held rows on a stream of the widened schema: when
+// the write API takes them, that stream becomes the table's stream.
+func (w *tableWriter) tryProbe(ctx context.Context) {
+	if w.probe == nil {
+		var err error
+		if w.probe, err = w.open(ctx, w.target.schema); err != nil {
+			w.log.Warn("opening a stream on the widened schema failed", "err", err)
+			w.backOffProbe()
+			return
+		}
+	}
+	var fit, rest []pendingRow
+	for _, r := range w.held {
+		if Fits(w.target.schema, r.row.Schema) {
+			fit = append(fit, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	switch err := w.appendAll(ctx, w.probe, fit); {
+	case err == nil:
+		w.log.Info("the widened schema reached the write API", "columns", len(w.target.schema), "rows", len(fit))
+		w.main.close()
+		w.main, w.probe, w.held, w.probeIn = w.probe, nil, rest, 0
+	case errors.Is(err, errPropagating):
+		w.backOffProbe()
+	default:
+		w.backOffProbe()
+	}
+	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
+}
+
+func (w *tableWriter) backOffProbe() {
+	w.probeIn = min(max(2*w.probeIn, 250*time.Millisecond), 5*time.Second)
+}
+
+var errPropagating = errors.New("the widened schema has not reached the write API yet")
+
+// appendAll appends rows until each is accepted or refused. A request that
+// BigQuery refused for some rows is sent again without them; a stream that
+// does not know the rows' fields yet returns errPropagating (the caller
+// keeps them); a deleted table is created again; other errors are retried
+// with backoff for as long as it takes (the rows stay un-acked in OUT).
+func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingRow) error {
+	backoff := 200 * time.Millisecond
+	for len(rows) > 0 {
+		enc := make([][]byte, 0, len(rows))
+		kept := rows[:0:0]
+		var bytes int
+		for _, r := range rows {
+			b, err := st.t.encode(r.row.Values)
+			if err != nil {
+				w.refuse(r, err)
+				continue
+			}
+			enc = append(enc, b)
+			kept = append(kept, r)
+			bytes += len(b)
+		}
+		rows = kept
+		if len(rows) == 0 {
+			return nil
+		}
+		start := time.Now()
+		res, err := st.ms.AppendRows(ctx, enc)
+		if err == nil {
+			_, err = res.GetResult(ctx)
+		}
+		w.s.m.appendSeconds.Observe(time.Since(start).Seconds())
+		if err == nil {
+			w.s.setState(w.key, "")
+			w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
+			w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
+			for _, r := range rows {
+				r.done("")
+			}
+			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
+				w.probeIn = 0 // the new schema has arrived: try the held rows now
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if res != nil {
+			if full, _ := res.FullResponse(ctx); full != nil && len(full.GetRowErrors()) > 0 {
+				bad := map[int64]string{}
+				for _, re := range full.GetRowErrors() {
+					bad[re.GetIndex()] = re.GetMessage()
+				}
+				var again []pendingRow
+				for i, r := range rows {
+					if msg, ok := bad[int64(i)]; ok {
+						w.s.m.dead.WithLabelValues("row_error").Inc()
+						r.done(fmt.Sprintf("table %s: BigQuery refused the row: %s", w.key, msg))
+					} else {
+						again = append(again, r)
+					}
+				}
+				rows = again
+				continue
+			}
+		}
+		switch code, grpcCode := storageCode(err), status.Code(err); {
+		case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
+			if st != w.main {
+				return errPropagating
+			}
+			// The table lost columns (re-created by someone): widen it again.
+			w.main.close()
+			w.main = nil
+			if err := w.openMain(ctx, rows[0]); err != nil {
+				return err
+			}
+			st = w.main
+		case code == storagepb.StorageError_TABLE_NOT_FOUND || grpcCode == codes.NotFound:
+			w.log.Warn("the table is gone; creating it again", "err", err)
+			schema, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}})
+			if err != nil {
+				return err
+			}
+			if st == w.main {
+				w.main.close()
+				if w.main, err = w.open(ctx, schema); err != nil {
+					return err
+				}
+				st = w.main
+			}
+		default:
+			w.s.setState(w.key, err.Error())
+			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
+			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", backoff)
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
+		}
+	}
+	return nil
+}
+
+// storageCode reads BigQuery's StorageError detail of an append error.
+func storageCode(err error) storagepb.StorageError_StorageErrorCode {
+	ae, ok := apierror.FromError(err)
+	if !ok {
+		return storagepb.StorageError_STORAGE_ERROR_CODE_UNSPECIFIED
+	}
+	for _, d := range ae.Details().Unknown {
+		if se, ok := d.(*storagepb.StorageError); ok {
+			return se.GetCode()
+		}
+	}
+	return storagepb.StorageError_STORAGE_ERROR_CODE_UNSPECIFIED
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
