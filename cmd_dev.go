@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/queue"
@@ -114,12 +115,19 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 		sls.Preload(1, o.records, devEpoch)
 	}
 	var gcs *gcstest.Server
+	var bq *bqtest.Server
 	if o.gcs() {
 		var err error
 		if gcs, err = startDevGCS(o); err != nil {
 			return err
 		}
 		defer gcs.Close()
+		// Swarm's GitHub audit policy writes BigQuery rows.
+		if bq, err = bqtest.NewServer(bqtest.Options{Project: "sluice-dev"}); err != nil {
+			return err
+		}
+		defer bq.Close()
+		defer dumpBigQuery(stdout, bq, filepath.Join(o.dataDir, "bigquery"))
 	}
 
 	hecFile := filepath.Join(o.dataDir, "hec-received.ndjson")
@@ -150,7 +158,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 
 	// The node runs from a real config file, written here for the curious;
 	// secrets stay out of it and come in as ${…}.
-	yaml := devConfig(o, policies, sls, hecURL)
+	yaml := devConfig(o, policies, sls, hecURL, bq)
 	cfgPath := filepath.Join(o.dataDir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		return err
@@ -187,7 +195,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
     sluice status --watch%s
     sluice replay --sink splunk --from -10m --dry-run%s
     sluice dlq list%s
-`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs), hecURL, hecFileOr(hec, hecFile), policies, policies,
+`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs, bq), hecURL, hecFileOr(hec, hecFile), policies, policies,
 		adminFlag(n.AdminAddr()), adminFlag(n.AdminAddr()), adminFlag(n.AdminAddr()))
 	if o.splunkDownFor > 0 && hec != nil {
 		fmt.Fprintf(stdout, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
@@ -225,7 +233,11 @@ loop:
 	}
 	p.final(stdout)
 	if result == nil && o.exitWhenDelivered {
-		fmt.Fprintln(stdout, "every routed record was accepted by Splunk and acked")
+		if o.gcs() {
+			fmt.Fprintln(stdout, "every routed record was accepted by Splunk or BigQuery and acked")
+		} else {
+			fmt.Fprintln(stdout, "every routed record was accepted by Splunk and acked")
+		}
 	}
 	return result
 }
@@ -237,7 +249,7 @@ func hecFileOr(hec *hectest.Server, file string) string {
 	return file
 }
 
-func devConfig(o devOptions, policies string, sls *slstest.Server, hecURL string) string {
+func devConfig(o devOptions, policies string, sls *slstest.Server, hecURL string, bq *bqtest.Server) string {
 	var sources strings.Builder
 	if sls != nil {
 		fmt.Fprintf(&sources, `  - name: audit
@@ -254,17 +266,24 @@ func devConfig(o devOptions, policies string, sls *slstest.Server, hecURL string
     checkpoint_interval: 1s
 `, sls.Endpoint)
 	}
+	var sinks string
 	if o.gcs() {
-		// Found through PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST. The
-		// schema is fixed: Swarm's github_audit policy writes BigQuery rows,
-		// and dev mode has only Splunk.
+		// Found through PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST; the
+		// event policy picks Swarm's github_audit schema, whose rows go to
+		// BigQuery.
 		sources.WriteString(`  - name: github
     type: gcs
     project: sluice-dev
     subscription: sluice
-    schema: github_splunk
     lease_period: 10s
 `)
+		sinks = fmt.Sprintf(`  - name: bigquery
+    type: bigquery
+    project: sluice-dev
+    endpoint: %s
+    write_endpoint: %s
+    max_backoff: 2s
+`, bq.URL, bq.GRPCAddr)
 	}
 	return fmt.Sprintf(`# Written by sluice dev; regenerated on every run.
 node:
@@ -293,7 +312,7 @@ sources:
     max_backoff: 2s
     timeout: 5s
     ack_wait: 10s
-`, o.dataDir, o.admin, o.logLevel, policies, sources.String(), hecURL)
+%s`, o.dataDir, o.admin, o.logLevel, policies, sources.String(), hecURL, sinks)
 }
 
 // writeDefaultPolicies copies the shipped policies into dir unless it
@@ -337,6 +356,9 @@ func delivered(ctx context.Context, n *node.Node, o devOptions, sls *slstest.Ser
 		return false
 	}
 	if _, err := js.Consumer(ctx, queue.StreamOut, "sink-splunk"); err != nil {
+		return false
+	}
+	if _, err := js.Consumer(ctx, queue.StreamOut, "sink-bigquery"); o.gcs() && err != nil {
 		return false
 	}
 	idle, err := n.Queue.Idle(ctx)
@@ -387,7 +409,7 @@ func startDevGCS(o devOptions) (*gcstest.Server, error) {
 	return s, nil
 }
 
-func standInLines(o devOptions, sls *slstest.Server, gcs *gcstest.Server) string {
+func standInLines(o devOptions, sls *slstest.Server, gcs *gcstest.Server, bq *bqtest.Server) string {
 	var b strings.Builder
 	if sls != nil {
 		fmt.Fprintf(&b, "  SLS stand-in %s  project dev, logstore audit, %d shards, %d sample logs\n", sls.Endpoint, o.shards, sls.Logs())
@@ -395,6 +417,7 @@ func standInLines(o devOptions, sls *slstest.Server, gcs *gcstest.Server) string
 	if gcs != nil {
 		fmt.Fprintf(&b, "  GCS stand-in %s  bucket github-audit-logs, %d objects of %d GitHub audit records\n", gcs.StorageHost(), o.gcsObjects, gcsPerObject)
 		fmt.Fprintf(&b, "  Pub/Sub      %s  subscription sluice (PUBSUB_EMULATOR_HOST)\n", gcs.PubSubHost())
+		fmt.Fprintf(&b, "  BigQuery     %s (write API %s)  rows to %s/<dataset>.<table>.ndjson when dev stops\n", bq.URL, bq.GRPCAddr, filepath.Join(o.dataDir, "bigquery"))
 	}
 	return b.String()
 }
@@ -412,4 +435,33 @@ func adminFlag(addr string) string {
 		return ""
 	}
 	return " --admin " + addr
+}
+
+// dumpBigQuery writes each stand-in table's rows as JSON lines, since the
+// stand-in keeps them in memory only.
+func dumpBigQuery(w io.Writer, bq *bqtest.Server, dir string) {
+	tables := bq.Tables("sluice-dev")
+	if len(tables) == 0 {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintln(w, "BigQuery rows:", err)
+		return
+	}
+	for _, t := range tables {
+		ds, table, _ := strings.Cut(t, ".")
+		path := filepath.Join(dir, t+".ndjson")
+		f, err := os.Create(path)
+		if err == nil {
+			err = bq.Dump(f, "sluice-dev", ds, table)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(w, "BigQuery table %s: %v\n", t, err)
+			continue
+		}
+		fmt.Fprintf(w, "BigQuery table %s: %d rows in %s\n", t, len(bq.Rows("sluice-dev", ds, table)), path)
+	}
 }

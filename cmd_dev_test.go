@@ -156,8 +156,9 @@ func TestDevResumesAfterSIGKILL(t *testing.T) {
 	t.Logf("killed after %d of %d routed records; after the second run all arrived, %d duplicates (at-least-once across a kill)", before, len(want), dups)
 }
 
-// Both sources at once: the SLS sample's routed logs and every GitHub
-// audit record of the GCS objects reach Splunk, each once.
+// Both sources at once: the SLS sample's routed logs reach Splunk and every
+// GitHub audit record of the GCS objects, through Swarm's github_audit
+// policy, reaches the BigQuery stand-in — each once.
 func TestDevBothSourcesDeliverEachRecordOnce(t *testing.T) {
 	dir := t.TempDir()
 	devRun(t, devOptions{dataDir: dir, admin: "127.0.0.1:0", logLevel: "error", records: 2000, shards: 2, source: "both", gcsObjects: 3,
@@ -178,12 +179,24 @@ func TestDevBothSourcesDeliverEachRecordOnce(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("HEC file line %q: %v", sc.Text(), err)
 		}
-		switch ev.Sourcetype {
-		case "github:audit":
-			docs[fmt.Sprint(ev.Event["_document_id"])]++
-		default:
-			seqs[fmt.Sprint(ev.Event["seq"])]++
+		seqs[fmt.Sprint(ev.Event["seq"])]++
+	}
+	rows, err := os.Open(filepath.Join(dir, "bigquery", "github.audit.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	sc = bufio.NewScanner(rows)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var row map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatalf("BigQuery row %q: %v", sc.Text(), err)
 		}
+		if row["id"] != row["_document_id"] || row["timestamp"] == nil || row["@timestamp"] != nil {
+			t.Fatalf("row not shaped by Swarm's policy (id from _document_id, timestamp, @timestamp removed): %v", row)
+		}
+		docs[fmt.Sprint(row["id"])]++
 	}
 	for seq := range routedSeqs(2000) {
 		if seqs[seq] != 1 {
@@ -196,11 +209,11 @@ func TestDevBothSourcesDeliverEachRecordOnce(t *testing.T) {
 		}
 		_ = json.Unmarshal(gcstest.SampleRecord(i), &rec)
 		if docs[rec.ID] != 1 {
-			t.Fatalf("GitHub record %s reached Splunk %d times", rec.ID, docs[rec.ID])
+			t.Fatalf("GitHub record %s reached BigQuery %d times", rec.ID, docs[rec.ID])
 		}
 	}
 	if len(docs) != 3*gcsPerObject {
-		t.Fatalf("Splunk got %d GitHub records, want %d", len(docs), 3*gcsPerObject)
+		t.Fatalf("BigQuery got %d GitHub records, want %d", len(docs), 3*gcsPerObject)
 	}
 }
 
@@ -293,7 +306,11 @@ func waitDevDelivered(t *testing.T, admin string, events int) ops.Status {
 		if err := json.Unmarshal([]byte(sluiceCmd(t, "status", "--json", "--admin", admin)), &st); err != nil {
 			t.Fatal(err)
 		}
-		if len(st.Sinks) == 1 && int(st.Sinks[0].Events) == events {
+		total := 0
+		for _, s := range st.Sinks {
+			total += int(s.Events)
+		}
+		if total == events {
 			return st
 		}
 		if time.Now().After(deadline) {

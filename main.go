@@ -41,7 +41,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	emulate := &cobra.Command{Use: "emulate", Short: "Run a stand-in for an outside service (for demos, benchmarks, tests)"}
-	emulate.AddCommand(newEmulateHECCmd(), newEmulateSLSCmd(), newEmulateGCSCmd())
+	emulate.AddCommand(newEmulateHECCmd(), newEmulateSLSCmd(), newEmulateGCSCmd(), newEmulateBigQueryCmd())
 	root.AddCommand(newRunCmd(), newValidateCmd(), newDevCmd(), newPolicyCmd(), emulate,
 		newStatusCmd(), newReplayCmd(), newDLQCmd(), newClusterCmd())
 	return root

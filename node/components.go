@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/fetch/gcs"
 	"github.com/sluicehq/sluice/actors/fetch/sls"
+	"github.com/sluicehq/sluice/actors/sink/bigquery"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/ops"
@@ -25,6 +26,7 @@ func KnownTypes() Types {
 		},
 		Sinks: map[string]ComponentType{
 			"splunk_hec": {Decode: splunk.DecodeConfig},
+			"bigquery":   {Decode: bigquery.DecodeConfig},
 		},
 	}
 }
@@ -40,6 +42,13 @@ func BuildComponents(ctx context.Context, n *Node) error {
 		switch cfg := c.Decoded.(type) {
 		case *splunk.Config:
 			s, err := splunk.New(cfg, splunk.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg})
+			if err != nil {
+				return err
+			}
+			n.Runtime.Add(actors.StageSink, "sink/"+c.Name, s)
+			n.Queue.DeclareDeadLetterer("sink", c.Name)
+		case *bigquery.Config:
+			s, err := bigquery.New(cfg, bigquery.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg})
 			if err != nil {
 				return err
 			}

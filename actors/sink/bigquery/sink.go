@@ -2,8 +2,8 @@ package bigquery
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -219,6 +219,7 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
 	return func(reason string) {
 		t.mu.Lock()
 		if reason != "" {
+			s.m.dlq.Inc()
 			t.dead = append(t.dead, queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: batch.RecordID(t.d.ID, i),
 				Reason: reason, Origin: t.d.Subject, Header: t.d.Header, Data: t.recs[i]})
 		}
@@ -321,7 +322,11 @@ type metrics struct {
 	dead                                *prometheus.CounterVec
 	waiting                             *prometheus.GaugeVec
 	appendSeconds                       prometheus.Histogram
-	state                               prometheus.Gauge
+	// What every sink exports (same names and help as the Splunk sink's),
+	// for sluice status, the dashboard and the alerts.
+	events, eventBytes, dlq prometheus.Counter
+	sinkRetries             *prometheus.CounterVec
+	state                   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -333,12 +338,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dead:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bigquery_dlq_rows_total", Help: "Rows sent to the DLQ, by reason."}, []string{"reason"}),
 		waiting:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_bigquery_rows_waiting_for_schema", Help: "Rows held until a widened schema reaches the write API, by table."}, []string{"table"}),
 		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_bigquery_append_seconds", Help: "AppendRows latency.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
-		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying (some table cannot be written)."}),
+		events:        prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_events_total", Help: "Events the destination accepted (or indexed, with acks on)."}),
+		eventBytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_bytes_total", Help: "Bytes of accepted events, before compression."}),
+		sinkRetries:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_retries_total", Help: "Requests retried, by reason."}, []string{"reason"}),
+		dlq:           prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_dlq_events_total", Help: "Events the destination refused for good, sent to the DLQ."}),
+		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
 	}
+	m.sinkRetries.WithLabelValues("network")
 	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused"} {
 		m.dead.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.appendSeconds, m.state} {
+	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.appendSeconds,
+		m.events, m.eventBytes, m.sinkRetries, m.dlq, m.state} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -290,6 +290,8 @@ func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingR
 			w.s.setState(w.key, "")
 			w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
 			w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
+			w.s.m.events.Add(float64(len(rows)))
+			w.s.m.eventBytes.Add(float64(bytes))
 			for _, r := range rows {
 				r.done("")
 			}
@@ -348,6 +350,7 @@ func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingR
 		default:
 			w.s.setState(w.key, err.Error())
 			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
+			w.s.m.sinkRetries.WithLabelValues("network").Inc()
 			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", backoff)
 			if !sleep(ctx, backoff) {
 				return ctx.Err()

@@ -12,10 +12,14 @@
 package bqtest
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +113,35 @@ func (s *Server) Rows(project, datasetID, tableID string) []map[string]any {
 		return nil
 	}
 	return append([]map[string]any(nil), t.rows...)
+}
+
+// Tables lists a project's tables as "dataset.table", sorted.
+func (s *Server) Tables(project string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for key, d := range s.datasets {
+		p, ds, _ := strings.Cut(key, ".")
+		if p != project {
+			continue
+		}
+		for t := range d.tables {
+			out = append(out, ds+"."+t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Dump writes a table's rows as JSON lines (times in RFC 3339).
+func (s *Server) Dump(w io.Writer, project, datasetID, tableID string) error {
+	enc := json.NewEncoder(w)
+	for _, r := range s.Rows(project, datasetID, tableID) {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Schema is a table's schema as REST shows it (nil when there is no table).
