@@ -12,14 +12,15 @@ import (
 
 func main() {
 	scenarios := map[string]func([]string) error{
-		"queue":   queueBench,
-		"e2e":     e2eBench,
-		"stages":  stagesBench,
-		"outage":  outageBench,
-		"gcs":     gcsBench,
-		"replay":  replayBench,
-		"cluster": clusterBench,
-		"chaos":   chaosBench,
+		"queue":    queueBench,
+		"e2e":      e2eBench,
+		"stages":   stagesBench,
+		"outage":   outageBench,
+		"gcs":      gcsBench,
+		"replay":   replayBench,
+		"cluster":  clusterBench,
+		"chaos":    chaosBench,
+		"bigquery": bigqueryBench,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

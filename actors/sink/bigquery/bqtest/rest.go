@@ -153,7 +153,7 @@ func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
 		apiError(w, 404, "notFound", "Not found: Table %s:%s.%s", r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
 		return
 	}
-	t.meta.NumRows = uint64(len(t.rows))
+	t.meta.NumRows = uint64(t.count)
 	writeJSON(w, t.meta)
 }
 

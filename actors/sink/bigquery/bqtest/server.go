@@ -36,6 +36,8 @@ type Options struct {
 	Addr, GRPCAddr string
 	// Propagation is how long a widened schema takes to reach the write API.
 	Propagation time.Duration
+	// Discard counts appended rows without keeping them (for benchmarks).
+	Discard bool
 }
 
 // Server is a running stand-in. Point the bigquery client at URL (with
@@ -69,6 +71,7 @@ type table struct {
 	pending     *bq.TableSchema
 	pendingAt   time.Time
 	rows        []map[string]any
+	count       int // rows appended, kept or not
 }
 
 // NewServer starts a stand-in.
@@ -142,6 +145,24 @@ func (s *Server) Dump(w io.Writer, project, datasetID, tableID string) error {
 		}
 	}
 	return nil
+}
+
+// RowCount is how many rows were appended to a table (kept or discarded).
+func (s *Server) RowCount(project, datasetID, tableID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tableLocked(project, datasetID, tableID); t != nil {
+		return t.count
+	}
+	return 0
+}
+
+// land appends rows to the table, or only counts them with Discard.
+func (s *Server) land(t *table, rows []map[string]any) {
+	t.count += len(rows)
+	if !s.opts.Discard {
+		t.rows = append(t.rows, rows...)
+	}
 }
 
 // Schema is a table's schema as REST shows it (nil when there is no table).

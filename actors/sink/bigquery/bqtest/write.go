@@ -389,7 +389,7 @@ type writeStream struct {
 
 func (s *Server) writeLocked(ref streamRef, t *table, rows []map[string]any, offset *wrapperspb.Int64Value) (int64, *status.Status) {
 	if ref.stream == "_default" {
-		t.rows = append(t.rows, rows...)
+		s.land(t, rows)
 		return 0, nil
 	}
 	st := s.streams[ref.String()]
@@ -409,7 +409,7 @@ func (s *Server) writeLocked(ref streamRef, t *table, rows []map[string]any, off
 	}
 	st.rows = append(st.rows, rows...)
 	if st.kind == storagepb.WriteStream_COMMITTED {
-		t.rows = append(t.rows, rows...)
+		s.land(t, rows)
 		st.landed = len(st.rows)
 	}
 	return at, nil
@@ -470,7 +470,7 @@ func (w *writeServer) BatchCommitWriteStreams(_ context.Context, req *storagepb.
 	}
 	for _, st := range ok {
 		if t := s.tableLocked(st.ref.project, st.ref.dataset, st.ref.table); t != nil {
-			t.rows = append(t.rows, st.rows[st.landed:]...)
+			s.land(t, st.rows[st.landed:])
 			st.landed = len(st.rows)
 		}
 	}
@@ -491,7 +491,7 @@ func (w *writeServer) FlushRows(_ context.Context, req *storagepb.FlushRowsReque
 		return nil, storageError(codes.OutOfRange, storagepb.StorageError_OFFSET_OUT_OF_RANGE, req.GetWriteStream(), "offset %d is beyond the stream's end", upTo-1).Err()
 	}
 	if t := s.tableLocked(st.ref.project, st.ref.dataset, st.ref.table); t != nil && upTo > st.landed {
-		t.rows = append(t.rows, st.rows[st.landed:upTo]...)
+		s.land(t, st.rows[st.landed:upTo])
 		st.landed = upTo
 	}
 	return &storagepb.FlushRowsResponse{Offset: int64(upTo - 1)}, nil
