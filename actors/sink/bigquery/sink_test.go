@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +16,11 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
+	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/conf"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/rego"
 )
 
 type fixture struct {
@@ -224,5 +227,53 @@ func TestDeletedTableAndOutageLoseNothing(t *testing.T) {
 	}
 	if len(f.dead()) != 0 {
 		t.Fatalf("%d records dead-lettered", len(f.dead()))
+	}
+}
+
+// A RAW batch read twice beyond the dedup window (a new message ID) gives
+// the same rows twice with the same id: the policy names no id, so it is a
+// hash of the output's data, and the duplicate is one GROUP BY id away.
+func TestRedeliveredRAWGivesRowsWithTheSameID(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	dir := t.TempDir()
+	policy := "package schema.t\n\nlog contains {\"table\": \"audit\", \"timestamp\": input.ts, \"data\": object.remove(input, [\"ts\"])}\n"
+	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := rego.Load(dir, rego.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := transform.New(transform.Config{}, transform.Deps{Queue: f.q, Engine: eng, Sinks: map[string]string{"bq": transform.KindBigQuery}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := actors.NewRuntime(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	rt.Add(actors.StageTransform, "transform", tr)
+	rt.Start(context.Background())
+	t.Cleanup(func() { _ = rt.Stop(10 * time.Second) })
+	f.start()
+	for _, id := range []string{"sls/p/l/0/cursor-1/0", "sls/p/l/0/cursor-1/0#again"} {
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, id)
+		h.Set(batch.HeaderSchema, "t")
+		h.Set(batch.HeaderCount, "2")
+		recs := [][]byte{[]byte(`{"ts":1732480000,"actor":"a"}`), []byte(`{"ts":1732480001,"actor":"b"}`)}
+		if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.waitFor(15*time.Second, "four rows", func() bool { return len(f.bq.Rows("proj", "logs", "audit")) == 4 })
+	byID := map[string][]string{}
+	for _, r := range f.bq.Rows("proj", "logs", "audit") {
+		byID[r["id"].(string)] = append(byID[r["id"].(string)], r["actor"].(string))
+	}
+	if len(byID) != 2 {
+		t.Fatalf("rows by id: %v, want two ids with two rows each", byID)
+	}
+	for id, actors := range byID {
+		if len(actors) != 2 || actors[0] != actors[1] || id == "" {
+			t.Fatalf("id %q has rows %v", id, actors)
+		}
 	}
 }
