@@ -233,3 +233,15 @@ func (r *Runtime) backoffFor(fails int) time.Duration {
 	d = min(d, r.backoff.Max)
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
+
+// Sleep waits for d or until ctx is done; false means ctx ended it.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

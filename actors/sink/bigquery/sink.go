@@ -250,7 +250,7 @@ func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 			break
 		}
 		s.log.Error("dead-lettering failed; retrying", "err", err)
-		if !sleep(ctx, backoff) {
+		if !actors.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)

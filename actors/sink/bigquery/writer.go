@@ -12,6 +12,8 @@ import (
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 	"cloud.google.com/go/bigquery/storage/managedwriter"
 	"github.com/googleapis/gax-go/v2/apierror"
+
+	"github.com/sluicehq/sluice/actors"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -174,7 +176,7 @@ func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema
 		}
 		w.s.setState(w.key, err.Error())
 		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", backoff)
-		if !sleep(ctx, backoff) {
+		if !actors.Sleep(ctx, backoff) {
 			return nil, ctx.Err()
 		}
 		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
@@ -352,7 +354,7 @@ func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingR
 			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
 			w.s.m.sinkRetries.WithLabelValues("network").Inc()
 			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", backoff)
-			if !sleep(ctx, backoff) {
+			if !actors.Sleep(ctx, backoff) {
 				return ctx.Err()
 			}
 			backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
@@ -373,15 +375,4 @@ func storageCode(err error) storagepb.StorageError_StorageErrorCode {
 		}
 	}
 	return storagepb.StorageError_STORAGE_ERROR_CODE_UNSPECIFIED
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

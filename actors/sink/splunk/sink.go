@@ -346,7 +346,7 @@ func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 			return true
 		}
 		s.log.Error("dead-lettering failed; retrying", "record", e.recordID, "err", err)
-		if !sleep(ctx, time.Second) {
+		if !actors.Sleep(ctx, time.Second) {
 			return false
 		}
 	}
@@ -385,7 +385,7 @@ func (s *Sink) wait(ctx context.Context, r *request, d time.Duration) bool {
 		if step <= 0 {
 			return true
 		}
-		if !sleep(ctx, step) {
+		if !actors.Sleep(ctx, step) {
 			return false
 		}
 		for _, dl := range r.deliveries {
@@ -452,15 +452,4 @@ func backoffFor(n int, maxWait time.Duration) time.Duration {
 	}
 	d = min(d, maxWait)
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
