@@ -22,6 +22,8 @@ type Config struct {
 	IntegerFields   []string `yaml:"integer_fields"`   // dotted paths in data typed INTEGER (else numbers are FLOAT)
 	TimestampFields []string `yaml:"timestamp_fields"` // dotted paths in data typed TIMESTAMP
 
+	BatchRows  int           `yaml:"batch_rows"`  // rows per AppendRows request; default 500
+	BatchBytes conf.ByteSize `yaml:"batch_bytes"` // data per request; default 4MiB (BigQuery takes at most 10 MB)
 	AckWait    conf.Duration `yaml:"ack_wait"`    // default 2m
 	MaxBackoff conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
 
@@ -59,6 +61,12 @@ func (c *Config) SetDefaults() {
 	if c.TimestampColumn == "" {
 		c.TimestampColumn = "timestamp"
 	}
+	if c.BatchRows == 0 {
+		c.BatchRows = 500
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = 4 << 20
+	}
 	if c.AckWait == 0 {
 		c.AckWait = conf.Duration(120e9)
 	}
@@ -76,6 +84,12 @@ func (c *Config) Validate() error {
 	case "hour", "day", "month", "year", "none":
 	default:
 		return conf.Errorf("partition", "%q: want hour, day, month, year or none", c.Partition)
+	}
+	if c.BatchRows < 1 || c.BatchRows > 50000 {
+		return conf.Errorf("batch_rows", "%d: want 1 to 50000", c.BatchRows)
+	}
+	if c.BatchBytes < 1024 || c.BatchBytes > 9<<20 {
+		return conf.Errorf("batch_bytes", "%s: want 1KiB to 9MiB (BigQuery refuses requests over 10 MB)", c.BatchBytes)
 	}
 	if (c.Endpoint == "") != (c.WriteEndpoint == "") {
 		return conf.Errorf("write_endpoint", "endpoint and write_endpoint go together (an emulator serves both)")

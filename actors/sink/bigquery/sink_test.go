@@ -30,9 +30,13 @@ type fixture struct {
 	n  int
 }
 
-func newFixture(t *testing.T, opts bqtest.Options) *fixture {
+func newFixture(t *testing.T, opts bqtest.Options, mod ...func(*queue.Options)) *fixture {
 	t.Helper()
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 256 << 20})
+	qo := queue.Options{DataDir: t.TempDir(), MaxBytes: 256 << 20}
+	for _, m := range mod {
+		m(&qo)
+	}
+	q, err := queue.Start(context.Background(), qo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,5 +279,22 @@ func TestRedeliveredRAWGivesRowsWithTheSameID(t *testing.T) {
 		if len(actors) != 2 || actors[0] != actors[1] || id == "" {
 			t.Fatalf("id %q has rows %v", id, actors)
 		}
+	}
+}
+
+// A backlog larger than one AppendRows request may be (10 MB) is sent in
+// requests of batch_rows and batch_bytes.
+func TestLargeBacklogIsSplitIntoRequests(t *testing.T) {
+	f := newFixture(t, bqtest.Options{}, func(o *queue.Options) { o.MaxPayload = 32 << 20 })
+	pad := strings.Repeat("x", 8000)
+	var outs []batch.Output
+	for i := 0; i < 2000; i++ { // 16 MB in one OUT batch
+		outs = append(outs, out(fmt.Sprint(i), "audit", fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad)))
+	}
+	f.publish(outs...)
+	f.start()
+	f.waitFor(30*time.Second, "2,000 rows of 8 KB", func() bool { return f.bq.RowCount("proj", "logs", "audit") == 2000 && f.acked() == 1 })
+	if f.bq.Appends() < 4 {
+		t.Fatalf("16 MB went in %d requests", f.bq.Appends())
 	}
 }

@@ -134,7 +134,9 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 	}
 	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
 	if len(ready) > 0 {
-		w.appendAll(ctx, w.main, ready)
+		if left, err := w.appendAll(ctx, w.main, ready); errors.Is(err, errPropagating) {
+			w.held = append(w.held, left...) // the stream lost columns: wait with the others
+		}
 	}
 }
 
@@ -238,15 +240,13 @@ func (w *tableWriter) tryProbe(ctx context.Context) {
 			rest = append(rest, r)
 		}
 	}
-	switch err := w.appendAll(ctx, w.probe, fit); {
-	case err == nil:
+	if left, err := w.appendAll(ctx, w.probe, fit); err != nil {
+		w.held = append(left, rest...) // rows it wrote before the error are done
+		w.backOffProbe()
+	} else {
 		w.log.Info("the widened schema reached the write API", "columns", len(w.target.schema), "rows", len(fit))
 		w.main.close()
 		w.main, w.probe, w.held, w.probeIn = w.probe, nil, rest, 0
-	case errors.Is(err, errPropagating):
-		w.backOffProbe()
-	default:
-		w.backOffProbe()
 	}
 	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
 }
@@ -257,12 +257,29 @@ func (w *tableWriter) backOffProbe() {
 
 var errPropagating = errors.New("the widened schema has not reached the write API yet")
 
-// appendAll appends rows until each is accepted or refused. A request that
+// appendAll appends rows, batch_rows and batch_bytes a request, until each
+// is accepted or refused, and returns those it has not ended when it fails. A request that
 // BigQuery refused for some rows is sent again without them; a stream that
 // does not know the rows' fields yet returns errPropagating (the caller
 // keeps them); a deleted table is created again; other errors are retried
 // with backoff for as long as it takes (the rows stay un-acked in OUT).
-func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingRow) error {
+func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
+	for len(rows) > 0 {
+		n, size := 0, 0
+		for n < len(rows) && n < w.s.cfg.BatchRows && (n == 0 || size+rows[n].row.Size <= int(w.s.cfg.BatchBytes)) {
+			size += rows[n].row.Size
+			n++
+		}
+		if err := w.appendChunk(ctx, st, rows[:n]); err != nil {
+			return rows, err
+		}
+		rows = rows[n:]
+	}
+	return nil, nil
+}
+
+// appendChunk appends one request's worth of rows (see appendAll).
+func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendingRow) error {
 	backoff := 200 * time.Millisecond
 	for len(rows) > 0 {
 		enc := make([][]byte, 0, len(rows))

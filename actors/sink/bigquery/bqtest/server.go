@@ -93,7 +93,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, URL: "http://" + hl.Addr().String(), GRPCAddr: gl.Addr().String(), datasets: map[string]*dataset{}, streams: map[string]*writeStream{}}
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
-	s.grpc = grpc.NewServer()
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(32 << 20)) // so that BigQuery's own 10 MB limit is the one that answers
 	storagepb.RegisterBigQueryWriteServer(s.grpc, &writeServer{s: s})
 	go s.http.Serve(hl)
 	go s.grpc.Serve(gl)

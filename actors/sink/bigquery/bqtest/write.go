@@ -23,6 +23,9 @@ import (
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 )
 
+// maxRequest is BigQuery's limit on one AppendRows request.
+const maxRequest = 10 << 20
+
 // writeServer is the BigQueryWrite gRPC service.
 type writeServer struct {
 	storagepb.UnimplementedBigQueryWriteServer
@@ -141,6 +144,9 @@ func (c *conn) append(req *storagepb.AppendRowsRequest) (*storagepb.AppendRowsRe
 	ref, err := parseStream(c.stream)
 	if err != nil {
 		return nil, err
+	}
+	if n := proto.Size(req); n > maxRequest {
+		return nil, status.Errorf(codes.InvalidArgument, "AppendRows request too large: %d bytes, the limit is %d", n, maxRequest)
 	}
 	s := c.s
 	s.mu.Lock()
