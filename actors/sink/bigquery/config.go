@@ -14,8 +14,9 @@ type Config struct {
 	Dataset         string `yaml:"dataset"`  // for outputs that name no dataset
 	Location        string `yaml:"location"` // of datasets it creates
 	CredentialsFile string `yaml:"credentials_file"`
-	CreateTables    *bool  `yaml:"create_tables"` // default true
-	Partition       string `yaml:"partition"`     // hour, day, month, year or none; a policy's partition wins; default day
+	CreateTables    *bool  `yaml:"create_tables"`   // default true
+	Partition       string `yaml:"partition"`       // hour, day, month, year or none; a policy's partition wins; default day
+	PartitionField  string `yaml:"partition_field"` // a TIMESTAMP column; default the timestamp column
 
 	IDColumn        string   `yaml:"id_column"`        // default id
 	TimestampColumn string   `yaml:"timestamp_column"` // default timestamp; partitions on it
@@ -66,6 +67,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.BatchBytes == 0 {
 		c.BatchBytes = 4 << 20
+	}
+	if c.PartitionField == "" {
+		c.PartitionField = c.TimestampColumn
 	}
 	if c.AckWait == 0 {
 		c.AckWait = conf.Duration(120e9)

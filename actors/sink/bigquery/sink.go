@@ -110,7 +110,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 		partition = ""
 	}
 	s.mw = mw
-	s.tables = &tables{client: bq, create: *s.cfg.CreateTables, location: s.cfg.Location, partition: partition, tsColumn: s.cfg.TimestampColumn}
+	s.tables = &tables{client: bq, create: *s.cfg.CreateTables, location: s.cfg.Location, partition: partition, partitionField: s.cfg.PartitionField}
 	s.mu.Lock()
 	s.health = h
 	s.mu.Unlock()

@@ -146,6 +146,9 @@ func TestRowsLandTypedAndAckedAfter(t *testing.T) {
 	f.waitFor(10*time.Second, "both rows written and the batch acked", func() bool {
 		return len(f.bq.Rows("proj", "logs", "audit")) == 1 && len(f.bq.Rows("proj", "github", "audit")) == 1 && f.acked() == 1
 	})
+	if p, q := f.bq.Partitioning("proj", "logs", "audit"), f.bq.Partitioning("proj", "github", "audit"); p != "DAY on timestamp" || q != "HOUR on timestamp" {
+		t.Fatalf("partitioning: %q by default, %q where the policy said hour", p, q)
+	}
 	r := f.bq.Rows("proj", "logs", "audit")[0]
 	if r["id"] != "a" || r["actor"] != "octocat" || r["count"] != int64(3) || r["score"] != 1.5 || r["meta"].(map[string]any)["repo"] != "x" {
 		t.Fatalf("row: %v", r)

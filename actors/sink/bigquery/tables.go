@@ -13,11 +13,11 @@ import (
 
 // tables creates and widens tables over the REST API.
 type tables struct {
-	client    *bigquery.Client
-	create    bool
-	location  string
-	partition string // default partitioning: hour, day, month, year or "" for none
-	tsColumn  string
+	client         *bigquery.Client
+	create         bool
+	location       string
+	partition      string // default partitioning: hour, day, month, year or "" for none
+	partitionField string // the TIMESTAMP column it partitions on
 }
 
 // ensure makes the table hold every column of row and returns its schema.
@@ -71,7 +71,7 @@ func (t *tables) createTable(ctx context.Context, dataset, table string, schema 
 		partition = t.partition
 	}
 	if partition != "" {
-		md.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.TimePartitioningType(strings.ToUpper(partition)), Field: t.tsColumn}
+		md.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.TimePartitioningType(strings.ToUpper(partition)), Field: t.partitionField}
 	}
 	err := ds.Table(table).Create(ctx, md)
 	if httpCode(err) != http.StatusNotFound {

@@ -25,7 +25,7 @@ func newTables(t *testing.T) (*tables, *bqtest.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &tables{client: c, create: true, partition: "day", tsColumn: "timestamp"}, s
+	return &tables{client: c, create: true, partition: "day", partitionField: "timestamp"}, s
 }
 
 func TestEnsureCreatesThenWidens(t *testing.T) {

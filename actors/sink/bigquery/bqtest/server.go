@@ -165,6 +165,16 @@ func (s *Server) land(t *table, rows []map[string]any) {
 	}
 }
 
+// Partitioning is a table's time partitioning as "TYPE on field" ("" for none).
+func (s *Server) Partitioning(project, datasetID, tableID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tableLocked(project, datasetID, tableID); t != nil && t.meta.TimePartitioning != nil {
+		return t.meta.TimePartitioning.Type + " on " + t.meta.TimePartitioning.Field
+	}
+	return ""
+}
+
 // Schema is a table's schema as REST shows it (nil when there is no table).
 func (s *Server) Schema(project, datasetID, tableID string) *bq.TableSchema {
 	s.mu.Lock()
