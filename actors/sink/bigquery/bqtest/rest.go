@@ -148,9 +148,8 @@ func (s *Server) insertTable(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.tableLocked(r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
+	t := s.pathTableLocked(w, r)
 	if t == nil {
-		apiError(w, 404, "notFound", "Not found: Table %s:%s.%s", r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
 		return
 	}
 	t.meta.NumRows = uint64(t.count)
@@ -166,9 +165,8 @@ func (s *Server) patchTable(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.tableLocked(r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
+	t := s.pathTableLocked(w, r)
 	if t == nil {
-		apiError(w, 404, "notFound", "Not found: Table %s:%s.%s", r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
 		return
 	}
 	if m := r.Header.Get("If-Match"); m != "" && strings.Trim(m, `"`) != t.meta.Etag {
@@ -186,6 +184,16 @@ func (s *Server) patchTable(w http.ResponseWriter, r *http.Request) {
 		t.meta.Description = patch.Description
 	}
 	writeJSON(w, t.meta)
+}
+
+// pathTableLocked is the table a request's path names, or nil after
+// answering 404.
+func (s *Server) pathTableLocked(w http.ResponseWriter, r *http.Request) *table {
+	t := s.tableLocked(r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
+	if t == nil {
+		apiError(w, 404, "notFound", "Not found: Table %s:%s.%s", r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
+	}
+	return t
 }
 
 // checkNewFields allows what BigQuery allows when a schema changes: new
@@ -264,9 +272,8 @@ func (s *Server) deleteTable(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listRows(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.tableLocked(r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
+	t := s.pathTableLocked(w, r)
 	if t == nil {
-		apiError(w, 404, "notFound", "Not found: Table %s:%s.%s", r.PathValue("p"), r.PathValue("d"), r.PathValue("t"))
 		return
 	}
 	start, _ := strconv.Atoi(r.URL.Query().Get("pageToken"))
