@@ -110,7 +110,10 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 		partition = ""
 	}
 	s.mw = mw
-	s.tables = &tables{client: bq, create: *s.cfg.CreateTables, location: s.cfg.Location, partition: partition, partitionField: s.cfg.PartitionField}
+	s.tables = &tables{client: bq, create: *s.cfg.CreateTables, location: s.cfg.Location, partition: partition, partitionField: s.cfg.PartitionField,
+		widened: func(dataset, table string) {
+			s.m.schemaUpdates.WithLabelValues(tableKey{dataset, table}.String()).Inc()
+		}}
 	s.mu.Lock()
 	s.health = h
 	s.mu.Unlock()

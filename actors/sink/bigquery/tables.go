@@ -16,8 +16,9 @@ type tables struct {
 	client         *bigquery.Client
 	create         bool
 	location       string
-	partition      string // default partitioning: hour, day, month, year or "" for none
-	partitionField string // the TIMESTAMP column it partitions on
+	partition      string                      // default partitioning: hour, day, month, year or "" for none
+	partitionField string                      // the TIMESTAMP column it partitions on
+	widened        func(dataset, table string) // told of each schema update, if set
 }
 
 // ensure makes the table hold every column of row and returns its schema.
@@ -55,6 +56,9 @@ func (t *tables) ensure(ctx context.Context, dataset, table string, row bigquery
 		_, err = tb.Update(ctx, bigquery.TableMetadataToUpdate{Schema: widened}, md.ETag)
 		switch httpCode(err) {
 		case 0:
+			if t.widened != nil {
+				t.widened(dataset, table)
+			}
 			return widened, nil
 		case http.StatusPreconditionFailed, http.StatusNotFound:
 			continue // changed or deleted since it was read

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -105,38 +106,45 @@ func (w *tableWriter) run(ctx context.Context) {
 }
 
 // take sorts rows into those the stream can write now and those that need
-// the table widened first.
+// the table widened first, and writes the first. When the table's stream
+// had to be dropped (the table was deleted or lost columns), the rows it
+// did not write are sorted again against the table as it is now.
 func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
-	var ready []pendingRow
-	for _, r := range rows {
-		if w.main == nil {
-			if err := w.openMain(ctx, r); err != nil {
+	for len(rows) > 0 && ctx.Err() == nil {
+		var ready []pendingRow
+		for _, r := range rows {
+			if w.main == nil {
+				if err := w.openMain(ctx, r); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					w.refuse(r, err)
+					continue
+				}
+			}
+			if Fits(w.main.t.schema, r.row.Schema) {
+				ready = append(ready, r)
+				continue
+			}
+			if err := w.widenFor(ctx, r); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				w.refuse(r, err)
 				continue
 			}
+			w.held = append(w.held, r)
+			w.probeIn = 0
 		}
-		if Fits(w.main.t.schema, r.row.Schema) {
-			ready = append(ready, r)
-			continue
+		w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
+		if len(ready) == 0 {
+			return
 		}
-		if err := w.widenFor(ctx, r); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			w.refuse(r, err)
-			continue
+		left, err := w.appendAll(ctx, w.main, ready)
+		if !errors.Is(err, errReopen) {
+			return
 		}
-		w.held = append(w.held, r)
-		w.probeIn = 0
-	}
-	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
-	if len(ready) > 0 {
-		if left, err := w.appendAll(ctx, w.main, ready); errors.Is(err, errPropagating) {
-			w.held = append(w.held, left...) // the stream lost columns: wait with the others
-		}
+		rows = left
 	}
 }
 
@@ -154,14 +162,25 @@ func (w *tableWriter) refuse(r pendingRow, err error) {
 }
 
 // openMain makes sure the table exists with the row's columns and opens
-// the stream on the table's schema.
+// the stream on the table's schema. It retries until it can, so the only
+// errors are a type clash of r with the table and ctx ending.
 func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
-	schema, err := w.ensure(ctx, r)
-	if err != nil {
-		return err
+	backoff := 200 * time.Millisecond
+	for {
+		schema, err := w.ensure(ctx, r)
+		if err != nil {
+			return err
+		}
+		if w.main, err = w.open(ctx, schema); err == nil {
+			return nil
+		}
+		w.s.setState(w.key, err.Error())
+		w.log.Warn("cannot open the table's write stream; retrying", "err", err, "next_in", backoff)
+		if !actors.Sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 	}
-	w.main, err = w.open(ctx, schema)
-	return err
 }
 
 // ensure widens the table for r, retrying what is not r's fault.
@@ -193,7 +212,6 @@ func (w *tableWriter) widenFor(ctx context.Context, r pendingRow) error {
 	if err != nil {
 		return err
 	}
-	w.s.m.schemaUpdates.WithLabelValues(w.key.String()).Inc()
 	t, err := newRowType(schema)
 	if err != nil {
 		return err
@@ -255,14 +273,19 @@ func (w *tableWriter) backOffProbe() {
 	w.probeIn = min(max(2*w.probeIn, 250*time.Millisecond), 5*time.Second)
 }
 
-var errPropagating = errors.New("the widened schema has not reached the write API yet")
+var (
+	errPropagating = errors.New("the widened schema has not reached the write API yet")
+	errReopen      = errors.New("the table's stream was dropped: sort the rows again")
+)
 
 // appendAll appends rows, batch_rows and batch_bytes a request, until each
-// is accepted or refused, and returns those it has not ended when it fails. A request that
-// BigQuery refused for some rows is sent again without them; a stream that
-// does not know the rows' fields yet returns errPropagating (the caller
-// keeps them); a deleted table is created again; other errors are retried
-// with backoff for as long as it takes (the rows stay un-acked in OUT).
+// is accepted or refused; when it stops early it returns the rows it has
+// not ended, and why. A request that BigQuery refused for some rows is sent
+// again without them. On the probe stream, fields BigQuery does not know
+// yet are errPropagating; on the table's own stream they, or a deleted
+// table, drop the stream (errReopen: the caller widens or re-creates the
+// table and sorts the rows again). Other errors are retried with backoff
+// for as long as it takes (the rows stay un-acked in OUT).
 func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
 	for len(rows) > 0 {
 		n, size := 0, 0
@@ -270,16 +293,17 @@ func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingR
 			size += rows[n].row.Size
 			n++
 		}
-		if err := w.appendChunk(ctx, st, rows[:n]); err != nil {
-			return rows, err
+		if left, err := w.appendChunk(ctx, st, rows[:n]); err != nil {
+			return slices.Concat(left, rows[n:]), err
 		}
 		rows = rows[n:]
 	}
 	return nil, nil
 }
 
-// appendChunk appends one request's worth of rows (see appendAll).
-func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendingRow) error {
+// appendChunk appends one request's worth of rows (see appendAll) and
+// returns, with the error that stopped it, the rows it has not ended.
+func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
 	backoff := 200 * time.Millisecond
 	for len(rows) > 0 {
 		enc := make([][]byte, 0, len(rows))
@@ -297,7 +321,7 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 		}
 		rows = kept
 		if len(rows) == 0 {
-			return nil
+			return nil, nil
 		}
 		start := time.Now()
 		res, err := st.ms.AppendRows(ctx, enc)
@@ -317,10 +341,10 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
 				w.probeIn = 0 // the new schema has arrived: try the held rows now
 			}
-			return nil
+			return nil, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return rows, ctx.Err()
 		}
 		if res != nil {
 			if full, _ := res.FullResponse(ctx); full != nil && len(full.GetRowErrors()) > 0 {
@@ -341,43 +365,40 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 				continue
 			}
 		}
-		switch code, grpcCode := storageCode(err), status.Code(err); {
-		case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
-			if st != w.main {
-				return errPropagating
-			}
-			// The table lost columns (re-created by someone): widen it again.
+		code := storageCode(err)
+		gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
+		switch {
+		case st == w.main && (gone || code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS):
+			// Deleted, or re-created with fewer columns: drop the stream;
+			// sorting the rows again creates or widens the table.
+			w.log.Warn("the table is gone or lost columns; preparing it again", "err", err)
 			w.main.close()
 			w.main = nil
-			if err := w.openMain(ctx, rows[0]); err != nil {
-				return err
-			}
-			st = w.main
-		case code == storagepb.StorageError_TABLE_NOT_FOUND || grpcCode == codes.NotFound:
+			return rows, errReopen
+		case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
+			return rows, errPropagating
+		case gone:
+			// The probe's table is gone: create it on the widened schema
+			// and probe again on a new stream.
 			w.log.Warn("the table is gone; creating it again", "err", err)
-			schema, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}})
-			if err != nil {
-				return err
+			if _, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}}); err != nil {
+				return rows, err
 			}
-			if st == w.main {
-				w.main.close()
-				if w.main, err = w.open(ctx, schema); err != nil {
-					return err
-				}
-				st = w.main
-			}
+			w.probe.close()
+			w.probe = nil
+			return rows, errPropagating
 		default:
 			w.s.setState(w.key, err.Error())
 			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
 			w.s.m.sinkRetries.WithLabelValues("network").Inc()
 			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", backoff)
 			if !actors.Sleep(ctx, backoff) {
-				return ctx.Err()
+				return rows, ctx.Err()
 			}
 			backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // storageCode reads BigQuery's StorageError detail of an append error.
