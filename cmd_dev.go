@@ -449,19 +449,11 @@ func dumpBigQuery(w io.Writer, bq *bqtest.Server, dir string) {
 		return
 	}
 	for _, t := range tables {
-		ds, table, _ := strings.Cut(t, ".")
-		path := filepath.Join(dir, t+".ndjson")
-		f, err := os.Create(path)
-		if err == nil {
-			err = bq.Dump(f, "sluice-dev", ds, table)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
+		path, n, err := bq.DumpFile("sluice-dev", t, dir)
 		if err != nil {
 			fmt.Fprintf(w, "BigQuery table %s: %v\n", t, err)
 			continue
 		}
-		fmt.Fprintf(w, "BigQuery table %s: %d rows in %s\n", t, len(bq.Rows("sluice-dev", ds, table)), path)
+		fmt.Fprintf(w, "BigQuery table %s: %d rows in %s\n", t, n, path)
 	}
 }

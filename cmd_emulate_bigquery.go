@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,16 +34,8 @@ func newEmulateBigQueryCmd() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rows\n", t, n)
 					continue
 				}
-				path := filepath.Join(dump, t+".ndjson")
-				f, err := os.Create(path)
+				path, _, err := s.DumpFile(project, t, dump)
 				if err != nil {
-					return err
-				}
-				if err := s.Dump(f, project, ds, table); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rows in %s\n", t, n, path)

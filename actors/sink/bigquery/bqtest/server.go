@@ -14,9 +14,10 @@ package bqtest
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,15 +137,25 @@ func (s *Server) Tables(project string) []string {
 	return out
 }
 
-// Dump writes a table's rows as JSON lines (times in RFC 3339).
-func (s *Server) Dump(w io.Writer, project, datasetID, tableID string) error {
-	enc := json.NewEncoder(w)
-	for _, r := range s.Rows(project, datasetID, tableID) {
+// DumpFile writes a table ("dataset.table", as Tables names it) as JSON
+// lines (times in RFC 3339) to dir/<dataset>.<table>.ndjson, and says where
+// and how many rows it kept (0 with Discard).
+func (s *Server) DumpFile(project, table, dir string) (path string, rows int, err error) {
+	datasetID, tableID, _ := strings.Cut(table, ".")
+	path = filepath.Join(dir, table+".ndjson")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", 0, err
+	}
+	enc := json.NewEncoder(f)
+	all := s.Rows(project, datasetID, tableID)
+	for _, r := range all {
 		if err := enc.Encode(r); err != nil {
-			return err
+			f.Close()
+			return "", 0, err
 		}
 	}
-	return nil
+	return path, len(all), f.Close()
 }
 
 // RowCount is how many rows were appended to a table (kept or discarded).
