@@ -17,6 +17,20 @@ func AppendString(dst []byte, s string) []byte {
 		b, _ := json.Marshal(s)
 		return append(dst, b...)
 	}
+	return appendEscaped(dst, s)
+}
+
+// AppendBytes is AppendString for a string held in a byte slice, without
+// converting it (a copy per string on the hottest path).
+func AppendBytes(dst []byte, s []byte) []byte {
+	if !utf8.Valid(s) {
+		b, _ := json.Marshal(string(s))
+		return append(dst, b...)
+	}
+	return appendEscaped(dst, s)
+}
+
+func appendEscaped[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {

@@ -20,6 +20,9 @@ type Options struct {
 	// EvalTimeout limits one evaluation (one record); default 1s.
 	EvalTimeout time.Duration
 	Logger      *slog.Logger
+	// FullEval turns the fast path off: every record goes through OPA's
+	// evaluator (to compare the two, or to rule the fast path out).
+	FullEval bool
 	Metrics     prometheus.Registerer
 }
 
@@ -37,6 +40,9 @@ type Engine struct {
 
 	reloads      *prometheus.CounterVec
 	reloadFailed prometheus.Gauge
+	evaluations  *prometheus.CounterVec
+	planned      prometheus.Counter // evaluations{path="plan"}, resolved once
+	evaluated    prometheus.Counter // evaluations{path="opa"}
 }
 
 // Status says which policies run and how the last reload went.
@@ -48,6 +54,9 @@ type Status struct {
 	LoadedAt     time.Time `json:"loaded_at"`
 	LastReloadAt time.Time `json:"last_reload_at,omitzero"`
 	LastError    string    `json:"last_error,omitempty"` // the last reload failed; the old set still runs
+	// FastPath says, per schema policy, whether records skip OPA's
+	// evaluator ("plan") or why not.
+	FastPath map[string]string `json:"fast_path,omitempty"`
 }
 
 // Load compiles every policy of dir. A policy that does not compile, calls
@@ -70,14 +79,19 @@ func Load(dir string, opts Options) (*Engine, error) {
 		reloadFailed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_policy_reload_failed", Help: "1 when the last policy reload failed and the previous set still runs.",
 		}),
+		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_policy_evaluations_total", Help: "Schema policy evaluations, by path: plan (the fast path) or opa (OPA's evaluator).",
+		}, []string{"path"}),
 	}
+	e.planned = e.evaluations.WithLabelValues("plan")
+	e.evaluated = e.evaluations.WithLabelValues("opa")
 	e.reloads.WithLabelValues("ok")
 	e.reloads.WithLabelValues("failed")
 	set, err := compile(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range []prometheus.Collector{e.reloads, e.reloadFailed} {
+	for _, c := range []prometheus.Collector{e.reloads, e.reloadFailed, e.evaluations} {
 		if err := opts.Metrics.Register(c); err != nil {
 			return nil, err
 		}
@@ -91,7 +105,7 @@ func (e *Engine) current() *policySet { return e.set.Load() }
 func (e *Engine) install(set *policySet) {
 	e.set.Store(set)
 	e.mu.Lock()
-	e.status = Status{Dir: e.dir, Version: set.version, Files: set.files, Schemas: set.schemaNames(), LoadedAt: time.Now(), LastReloadAt: e.status.LastReloadAt}
+	e.status = Status{Dir: e.dir, Version: set.version, Files: set.files, Schemas: set.schemaNames(), LoadedAt: time.Now(), LastReloadAt: e.status.LastReloadAt, FastPath: set.fastPath(e.opts.FullEval)}
 	e.mu.Unlock()
 }
 

@@ -85,6 +85,13 @@ func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]O
 	if !ok {
 		return nil, fmt.Errorf("schema %q: %w (have: %v)", schema, ErrNoSchema, set.schemaNames())
 	}
+	if p := set.plans[schema]; p != nil && !e.opts.FullEval {
+		if out, ok := e.runPlan(ctx, p, record); ok {
+			e.planned.Inc()
+			return out, nil
+		}
+	}
+	e.evaluated.Inc()
 	input, err := e.parse(record)
 	if err != nil {
 		return nil, fmt.Errorf("record is not JSON: %w", err)
@@ -300,6 +307,17 @@ func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
 	return dst, fmt.Errorf("%s cannot be encoded as JSON", ast.ValueName(v))
 }
 
+// runPlan evaluates a record on the fast path; !ok hands it to OPA.
+func (e *Engine) runPlan(ctx context.Context, p *plan, record []byte) ([]Output, bool) {
+	parser := e.parsers.Get()
+	defer e.parsers.Put(parser)
+	v, err := parser.ParseBytes(record)
+	if err != nil {
+		return nil, false
+	}
+	return p.run(ctx, v, len(record))
+}
+
 // parse turns JSON into a Rego value directly, without map[string]any:
 // numbers keep their text, so nothing is lost and little is allocated.
 func (e *Engine) parse(data []byte) (ast.Value, error) {
@@ -352,6 +370,9 @@ func fromFastJSON(v *fastjson.Value) (ast.Value, error) {
 		if !jsonx.ValidNumber(n) {
 			return nil, fmt.Errorf("invalid number %q", n)
 		}
+		if !tame(n) {
+			return nil, fmt.Errorf("number %q: exponent beyond ±1000, which policies cannot compute with in bounded time", n)
+		}
 		return ast.Number(n), nil
 	case fastjson.TypeTrue:
 		return ast.Boolean(true), nil
@@ -359,6 +380,21 @@ func fromFastJSON(v *fastjson.Value) (ast.Value, error) {
 		return ast.Boolean(false), nil
 	}
 	return ast.Null{}, nil
+}
+
+func (s *policySet) fastPath(off bool) map[string]string {
+	m := make(map[string]string, len(s.schemas))
+	for name := range s.schemas {
+		switch {
+		case off:
+			m[name] = "off (full evaluation configured)"
+		case s.plans[name] != nil:
+			m[name] = "plan"
+		default:
+			m[name] = s.noPlans[name]
+		}
+	}
+	return m
 }
 
 func (s *policySet) schemaNames() []string {

@@ -30,6 +30,8 @@ type policySet struct {
 	store    storage.Store
 	event    ast.Body // compiled `__result__ = data.event.src`; nil without an event package
 	schemas  map[string]ast.Body
+	plans    map[string]*plan  // schema policies with a fast path
+	noPlans  map[string]string // the others, and why
 	files    []string
 }
 
@@ -154,6 +156,8 @@ func compile(dir string) (*policySet, error) {
 func (s *policySet) prepare() error {
 	ctx := context.Background()
 	s.schemas = map[string]ast.Body{}
+	s.plans = map[string]*plan{}
+	s.noPlans = map[string]string{}
 	for _, m := range s.modules {
 		path := m.Package.Path.String() // data.schema.github_audit
 		name, ok := strings.CutPrefix(path, "data.schema.")
@@ -175,6 +179,11 @@ func (s *policySet) prepare() error {
 				return err
 			}
 			s.schemas[name] = q
+			if p, err := compilePlan(s.compiler, path); err == nil {
+				s.plans[name] = p
+			} else {
+				s.noPlans[name] = err.Error()
+			}
 		}
 	}
 	return nil

@@ -1,0 +1,813 @@
+package rego
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/valyala/fastjson"
+
+	"github.com/sluicehq/sluice/jsonx"
+)
+
+// A plan runs a schema policy's log rule straight on the parsed record,
+// without building OPA's input value or running its evaluator, when the
+// rule has the shape most routing policies have: one rule, whose body is a
+// sequence of comparisons, assignments and calls of pure built-ins on fields
+// of the input, and whose head is an object literal. Built-ins are OPA's own
+// functions, called with the same arguments the evaluator would pass; only
+// object.remove and object.get on the record itself are done here on the
+// JSON (they are where OPA spends its time: they copy the whole input).
+//
+// A plan never guesses: anything it is unsure of — an error, a value of an
+// unexpected type, a record with duplicate keys — makes run report !ok, and
+// the record is evaluated by OPA instead, which then gives the answer (or
+// the error) the policy has always given. TestPlanMatchesOPA holds the two
+// paths to byte-identical outputs.
+type plan struct {
+	steps []step
+	head  []headField
+	slots int
+}
+
+type headField struct {
+	key string
+	val operand
+}
+
+type operandKind uint8
+
+const (
+	operandConst operandKind = iota
+	operandInput             // a path into the record
+	operandSlot              // a local bound by an earlier step
+	operandArray             // an array literal with locals in it
+	operandObject            // an object literal with locals in its values
+)
+
+type operand struct {
+	kind  operandKind
+	c     ast.Value
+	path  []ast.Value // ast.String or ast.Number components after input
+	slot  int
+	elems []operand
+	keys  []*ast.Term // of an object literal, beside elems
+}
+
+type stepKind uint8
+
+const (
+	stepBind  stepKind = iota // slot = operand
+	stepEqual                 // a = b, both known: they must be equal
+	stepCall                  // a built-in: result into out, or must not be false
+	stepTruth                 // a lone term: must be defined and not false
+)
+
+type step struct {
+	kind stepKind
+	name string
+	fn   topdown.BuiltinFunc
+	args []operand
+	out  int // slot for the result; -1 when the call is a condition
+}
+
+// pureBuiltins may run in a plan: they depend on their arguments alone.
+var pureBuiltins = map[string]bool{
+	"eq": true, "equal": true, "neq": true, "lt": true, "lte": true, "gt": true, "gte": true,
+	"plus": true, "minus": true, "mul": true, "div": true, "rem": true,
+	"abs": true, "round": true, "ceil": true, "floor": true,
+	"to_number": true, "format_int": true, "sprintf": true,
+	"startswith": true, "endswith": true, "contains": true, "lower": true, "upper": true,
+	"trim": true, "trim_space": true, "trim_prefix": true, "trim_suffix": true, "trim_left": true, "trim_right": true,
+	"concat": true, "substring": true, "replace": true, "split": true, "indexof": true,
+	"count": true, "is_string": true, "is_number": true, "is_boolean": true, "is_null": true,
+	"is_object": true, "is_array": true, "type_name": true,
+	"object.get": true, "object.remove": true, "object.keys": true,
+	"time.parse_rfc3339_ns": true,
+}
+
+// errNoPlan says why a rule is left to OPA; it is shown in the status.
+var errNoPlan = errors.New("no fast path")
+
+func noPlan(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errNoPlan}, args...)...)
+}
+
+// compilePlan builds the plan of data.<pkg>.log from the compiled rules.
+func compilePlan(c *ast.Compiler, pkg string) (*plan, error) {
+	rules := c.GetRulesExact(ast.MustParseRef(pkg + ".log"))
+	if len(rules) != 1 {
+		return nil, noPlan("%d log rules (a plan handles one)", len(rules))
+	}
+	r := rules[0]
+	if r.Else != nil || r.Default || r.Head.RuleKind() != ast.MultiValue || r.Head.Key == nil || r.Head.Value != nil {
+		return nil, noPlan("log is not a single `log contains {…} if {…}` rule")
+	}
+	b := planBuilder{slots: map[ast.Var]int{}, objects: map[ast.Var]ast.Object{}}
+	for _, e := range r.Body {
+		if err := b.expr(e); err != nil {
+			return nil, err
+		}
+	}
+	var head ast.Object
+	switch k := r.Head.Key.Value.(type) {
+	case ast.Object:
+		head = k
+	case ast.Var:
+		head = b.objects[k]
+	}
+	if head == nil {
+		return nil, noPlan("the output is not an object literal")
+	}
+	var err error
+	head.Foreach(func(k, v *ast.Term) {
+		key, ok := k.Value.(ast.String)
+		if !ok && err == nil {
+			err = noPlan("output key %v is not a string", k)
+			return
+		}
+		op, e := b.operand(v)
+		if e != nil && err == nil {
+			err = e
+		}
+		b.plan.head = append(b.plan.head, headField{key: string(key), val: op})
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.plan.slots = len(b.slots)
+	return &b.plan, nil
+}
+
+type planBuilder struct {
+	plan    plan
+	slots   map[ast.Var]int
+	objects map[ast.Var]ast.Object // locals bound to an object literal with locals in it: only the head may use them
+}
+
+func (b *planBuilder) newSlot(v ast.Var) int {
+	n := len(b.slots)
+	b.slots[v] = n
+	return n
+}
+
+func (b *planBuilder) unbound(t *ast.Term) (ast.Var, bool) {
+	v, ok := t.Value.(ast.Var)
+	if !ok {
+		return "", false
+	}
+	_, bound := b.slots[v]
+	_, obj := b.objects[v]
+	return v, !bound && !obj
+}
+
+func (b *planBuilder) expr(e *ast.Expr) error {
+	if e.Negated || len(e.With) > 0 {
+		return noPlan("`not` or `with` in the body")
+	}
+	switch t := e.Terms.(type) {
+	case *ast.Term:
+		op, err := b.operand(t)
+		if err != nil {
+			return err
+		}
+		b.plan.steps = append(b.plan.steps, step{kind: stepTruth, args: []operand{op}, out: -1})
+		return nil
+	case []*ast.Term:
+		if e.IsEquality() {
+			return b.equality(t[1], t[2])
+		}
+		name := e.Operator().String()
+		bi := ast.BuiltinMap[name]
+		fn := topdown.GetBuiltin(name)
+		if bi == nil || fn == nil || !pureBuiltins[name] {
+			return noPlan("calls %s", name)
+		}
+		arity := bi.Decl.Arity()
+		args, out := t[1:], ast.Var("")
+		switch {
+		case len(args) == arity+1:
+			v, ok := b.unbound(args[arity])
+			if !ok {
+				return noPlan("the result of %s is compared, not assigned", name)
+			}
+			args, out = args[:arity], v
+		case len(args) != arity:
+			return noPlan("%s with %d arguments", name, len(args))
+		}
+		s := step{kind: stepCall, name: name, fn: fn, out: -1}
+		for _, a := range args {
+			op, err := b.operand(a)
+			if err != nil {
+				return err
+			}
+			s.args = append(s.args, op)
+		}
+		if out != "" {
+			s.out = b.newSlot(out)
+		}
+		b.plan.steps = append(b.plan.steps, s)
+		return nil
+	}
+	return noPlan("a %T in the body", e.Terms)
+}
+
+func (b *planBuilder) equality(x, y *ast.Term) error {
+	if _, ok := b.unbound(x); !ok {
+		x, y = y, x
+	}
+	if v, ok := b.unbound(x); ok {
+		if obj, isObj := y.Value.(ast.Object); isObj && !y.IsGround() {
+			b.objects[v] = obj
+			return nil
+		}
+		op, err := b.operand(y)
+		if err != nil {
+			return err
+		}
+		b.plan.steps = append(b.plan.steps, step{kind: stepBind, args: []operand{op}, out: b.newSlot(v)})
+		return nil
+	}
+	a, err := b.operand(x)
+	if err != nil {
+		return err
+	}
+	c, err := b.operand(y)
+	if err != nil {
+		return err
+	}
+	b.plan.steps = append(b.plan.steps, step{kind: stepEqual, args: []operand{a, c}, out: -1})
+	return nil
+}
+
+func (b *planBuilder) operand(t *ast.Term) (operand, error) {
+	if t.IsGround() {
+		if _, isRef := t.Value.(ast.Ref); !isRef {
+			return operand{kind: operandConst, c: t.Value}, nil
+		}
+	}
+	switch v := t.Value.(type) {
+	case ast.Var:
+		if n, ok := b.slots[v]; ok {
+			return operand{kind: operandSlot, slot: n}, nil
+		}
+		return operand{}, noPlan("%v is used where a plan cannot follow it", v)
+	case ast.Ref:
+		if !v[0].Equal(ast.InputRootDocument) {
+			return operand{}, noPlan("refers to %v (only input is followed)", v)
+		}
+		op := operand{kind: operandInput}
+		for _, c := range v[1:] {
+			switch c.Value.(type) {
+			case ast.String, ast.Number:
+				op.path = append(op.path, c.Value)
+			default:
+				return operand{}, noPlan("iterates or looks up %v", v)
+			}
+		}
+		return op, nil
+	case *ast.Array:
+		op := operand{kind: operandArray}
+		for i := 0; i < v.Len(); i++ {
+			e, err := b.operand(v.Elem(i))
+			if err != nil {
+				return operand{}, err
+			}
+			op.elems = append(op.elems, e)
+		}
+		return op, nil
+	case ast.Object:
+		op := operand{kind: operandObject}
+		var err error
+		v.Foreach(func(k, x *ast.Term) {
+			if err != nil {
+				return
+			}
+			if !k.IsGround() {
+				err = noPlan("an object key with locals in it")
+				return
+			}
+			var e operand
+			if e, err = b.operand(x); err == nil {
+				op.keys = append(op.keys, k)
+				op.elems = append(op.elems, e)
+			}
+		})
+		return op, err
+	}
+	return operand{}, noPlan("a %s with locals in it", ast.ValueName(t.Value))
+}
+
+// value is what an operand holds while a plan runs: a part of the record
+// (j, less the keys object.remove took out) or a value a built-in made.
+type value struct {
+	j    *fastjson.Value
+	drop []string
+	a    ast.Value
+}
+
+func (v value) defined() bool { return v.j != nil || v.a != nil }
+
+// errUnsure makes run hand the record to OPA.
+var errUnsure = errors.New("plan unsure")
+
+// run evaluates the plan for a parsed record. ok is false when OPA must
+// evaluate the record instead.
+func (p *plan) run(ctx context.Context, root *fastjson.Value, size int) (_ []Output, ok bool) {
+	if !plainJSON(root) {
+		return nil, false
+	}
+	r := planRun{ctx: ctx, root: root, slots: make([]value, p.slots), size: size}
+	for i := range p.steps {
+		defined, err := r.step(&p.steps[i])
+		if err != nil {
+			return nil, false
+		}
+		if !defined {
+			return nil, true // the body does not hold: no output
+		}
+	}
+	o, err := r.output(p.head)
+	if err != nil {
+		return nil, false
+	}
+	if o == nil {
+		return nil, true
+	}
+	return []Output{*o}, true
+}
+
+type planRun struct {
+	ctx     context.Context
+	root    *fastjson.Value
+	slots   []value
+	members []member
+	size    int // of the record, in bytes
+}
+
+func (r *planRun) step(s *step) (bool, error) {
+	switch s.kind {
+	case stepBind:
+		v, err := r.eval(s.args[0])
+		r.slots[s.out] = v
+		return v.defined(), err
+	case stepEqual:
+		a, err := r.eval(s.args[0])
+		if err != nil || !a.defined() {
+			return false, err
+		}
+		c, err := r.eval(s.args[1])
+		if err != nil || !c.defined() {
+			return false, err
+		}
+		return equalValues(a, c)
+	case stepTruth:
+		v, err := r.eval(s.args[0])
+		if err != nil || !v.defined() {
+			return false, err
+		}
+		return !isFalse(v), nil
+	}
+	var buf [4]value
+	args := buf[:0]
+	for _, op := range s.args {
+		v, err := r.eval(op)
+		if err != nil || !v.defined() {
+			return false, err
+		}
+		args = append(args, v)
+	}
+	res, err := r.call(s, args)
+	if err != nil || !res.defined() {
+		return false, err
+	}
+	if s.out < 0 {
+		return !isFalse(res), nil
+	}
+	r.slots[s.out] = res
+	return true, nil
+}
+
+func isFalse(v value) bool {
+	if v.j != nil {
+		return v.j.Type() == fastjson.TypeFalse
+	}
+	b, ok := v.a.(ast.Boolean)
+	return ok && !bool(b)
+}
+
+func equalValues(a, c value) (bool, error) {
+	if a.j != nil && c.j != nil && a.drop == nil && c.drop == nil && a.j == c.j {
+		return true, nil
+	}
+	if sa, ok := a.string(); ok {
+		if sc, ok := c.string(); ok {
+			return sa == sc, nil
+		}
+	}
+	x, err := a.ast()
+	if err != nil {
+		return false, err
+	}
+	y, err := c.ast()
+	if err != nil {
+		return false, err
+	}
+	return x.Compare(y) == 0, nil
+}
+
+// string returns the value if it is a string, without converting it.
+func (v value) string() (string, bool) {
+	if v.j != nil {
+		if v.j.Type() != fastjson.TypeString {
+			return "", false
+		}
+		return string(v.j.GetStringBytes()), true
+	}
+	s, ok := v.a.(ast.String)
+	return string(s), ok
+}
+
+func (v value) ast() (ast.Value, error) {
+	if v.a != nil {
+		return v.a, nil
+	}
+	if len(v.drop) == 0 {
+		return fromFastJSON(v.j)
+	}
+	o, _ := v.j.Object() // only objects carry drop
+	terms := make([][2]*ast.Term, 0, o.Len())
+	var err error
+	o.Visit(func(k []byte, x *fastjson.Value) {
+		if err != nil || slices.Contains(v.drop, string(k)) {
+			return
+		}
+		var y ast.Value
+		if y, err = fromFastJSON(x); err == nil {
+			terms = append(terms, [2]*ast.Term{ast.StringTerm(string(k)), ast.NewTerm(y)})
+		}
+	})
+	return ast.NewObject(terms...), err
+}
+
+func (r *planRun) eval(op operand) (value, error) {
+	switch op.kind {
+	case operandConst:
+		return value{a: op.c}, nil
+	case operandSlot:
+		return r.slots[op.slot], nil
+	case operandInput:
+		j := r.root
+		for _, c := range op.path {
+			if j = child(j, c); j == nil {
+				return value{}, nil
+			}
+		}
+		return value{j: j}, nil
+	}
+	terms := make([]*ast.Term, len(op.elems))
+	for i, e := range op.elems {
+		v, err := r.eval(e)
+		if err != nil || !v.defined() {
+			return value{}, err
+		}
+		x, err := v.ast()
+		if err != nil {
+			return value{}, err
+		}
+		terms[i] = ast.NewTerm(x)
+	}
+	if op.kind == operandArray {
+		return value{a: ast.NewArray(terms...)}, nil
+	}
+	pairs := make([][2]*ast.Term, len(terms))
+	for i, t := range terms {
+		pairs[i] = [2]*ast.Term{op.keys[i], t}
+	}
+	return value{a: ast.NewObject(pairs...)}, nil
+}
+
+// child follows one step of a ref as OPA does: a key of an object, an
+// index of an array; anything else is undefined.
+func child(j *fastjson.Value, c ast.Value) *fastjson.Value {
+	switch k := c.(type) {
+	case ast.String:
+		if j.Type() != fastjson.TypeObject {
+			return nil
+		}
+		o, _ := j.Object()
+		return o.Get(string(k))
+	case ast.Number:
+		if j.Type() != fastjson.TypeArray {
+			return nil
+		}
+		i, ok := k.Int()
+		a, _ := j.Array()
+		if !ok || i < 0 || i >= len(a) {
+			return nil
+		}
+		return a[i]
+	}
+	return nil
+}
+
+// call runs a built-in; object.remove and object.get on the record itself
+// are done on the JSON.
+func (r *planRun) call(s *step, args []value) (_ value, err error) {
+	defer func() {
+		if recover() != nil { // OPA panics on some numbers; its own path reports it
+			err = errUnsure
+		}
+	}()
+	switch s.name {
+	case "object.remove":
+		if obj := args[0]; obj.j != nil && obj.j.Type() == fastjson.TypeObject {
+			if keys, ok := constKeys(args[1].a); ok {
+				return value{j: obj.j, drop: append(slices.Clip(obj.drop), keys...)}, nil
+			}
+		}
+	case "object.get":
+		if obj := args[0]; obj.j != nil && obj.j.Type() == fastjson.TypeObject {
+			if key, ok := args[1].a.(ast.String); ok {
+				if !slices.Contains(obj.drop, string(key)) {
+					if v := obj.j.Get(string(key)); v != nil {
+						return value{j: v}, nil
+					}
+				}
+				return args[2], nil
+			}
+		}
+	}
+	terms := make([]*ast.Term, len(args))
+	for i, a := range args {
+		x, err := a.ast()
+		if err != nil {
+			return value{}, err
+		}
+		terms[i] = ast.NewTerm(x)
+	}
+	var res value
+	err = s.fn(topdown.BuiltinContext{Context: r.ctx}, terms, func(t *ast.Term) error {
+		if res.defined() {
+			return errUnsure // a built-in with several results: leave it to OPA
+		}
+		res = value{a: t.Value}
+		return nil
+	})
+	if err != nil {
+		return value{}, errUnsure
+	}
+	return res, nil
+}
+
+// constKeys returns the string keys of object.remove's second argument.
+func constKeys(v ast.Value) ([]string, bool) {
+	var keys []string
+	ok := true
+	add := func(t *ast.Term) {
+		s, isStr := t.Value.(ast.String)
+		ok = ok && isStr
+		keys = append(keys, string(s))
+	}
+	switch c := v.(type) {
+	case *ast.Array:
+		c.Foreach(add)
+	case ast.Set:
+		c.Foreach(add)
+	default:
+		return nil, false
+	}
+	return keys, ok
+}
+
+// output builds the output as toOutput would from OPA's object. Any field
+// toOutput would refuse is left to OPA, which reports it.
+func (r *planRun) output(head []headField) (*Output, error) {
+	var o Output
+	for _, f := range head {
+		v, err := r.eval(f.val)
+		if err != nil {
+			return nil, err
+		}
+		if !v.defined() {
+			return nil, nil // an undefined value: the rule produces nothing
+		}
+		if dst := o.stringField(f.key); dst != nil {
+			s, ok := v.string()
+			if !ok {
+				return nil, errUnsure
+			}
+			*dst = s
+			continue
+		}
+		switch f.key {
+		case "timestamp":
+			n, ok := v.number()
+			if !ok {
+				return nil, errUnsure
+			}
+			o.Timestamp, _ = n.Float64()
+		case "data":
+			// Most data is the record less a few keys: one allocation.
+			if o.Data, err = v.appendJSON(make([]byte, 0, r.size+16), &r.members); err != nil {
+				return nil, err
+			}
+		case "fields":
+			x, err := v.ast()
+			fo, ok := x.(ast.Object)
+			if err != nil || !ok {
+				return nil, errUnsure
+			}
+			m, err := ast.JSON(fo)
+			if err != nil {
+				return nil, errUnsure
+			}
+			o.Fields, _ = m.(map[string]any)
+		default: // an unknown field: OPA's path words the error
+			return nil, errUnsure
+		}
+	}
+	if o.Timestamp <= 0 || o.Data == nil || !partitions[o.Partition] || (o.Table == "" && o.Dataset != "") {
+		return nil, errUnsure
+	}
+	if o.ID == "" {
+		sum := sha256.Sum256(o.Data)
+		o.ID = hex.EncodeToString(sum[:16])
+	}
+	return &o, nil
+}
+
+func (o *Output) stringField(name string) *string {
+	switch name {
+	case "id":
+		return &o.ID
+	case "sink":
+		return &o.Sink
+	case "index":
+		return &o.Index
+	case "sourcetype":
+		return &o.Sourcetype
+	case "source":
+		return &o.Source
+	case "host":
+		return &o.Host
+	case "dataset":
+		return &o.Dataset
+	case "table":
+		return &o.Table
+	case "partition":
+		return &o.Partition
+	}
+	return nil
+}
+
+func (v value) number() (ast.Number, bool) {
+	if v.j != nil {
+		if v.j.Type() != fastjson.TypeNumber {
+			return "", false
+		}
+		return ast.Number(v.j.String()), true
+	}
+	n, ok := v.a.(ast.Number)
+	return n, ok
+}
+
+// appendJSON encodes the value as appendJSON encodes OPA's: object keys
+// sorted, numbers as written, strings re-escaped. null is left to OPA
+// (toOutput refuses a null data).
+func (v value) appendJSON(dst []byte, scratch *[]member) ([]byte, error) {
+	if v.j == nil {
+		if _, isNull := v.a.(ast.Null); isNull {
+			return nil, errUnsure
+		}
+		return appendJSON(dst, v.a)
+	}
+	if v.j.Type() == fastjson.TypeNull {
+		return nil, errUnsure
+	}
+	return appendSorted(dst, v.j, v.drop, scratch), nil
+}
+
+type member struct {
+	key []byte
+	val *fastjson.Value
+}
+
+// appendSorted encodes a parsed value with object keys in OPA's order
+// (bytewise), leaving out the top-level keys in drop. plainJSON has
+// checked the numbers and that no object repeats a key. scratch holds the
+// members of the objects being encoded, reused from record to record.
+func appendSorted(dst []byte, j *fastjson.Value, drop []string, scratch *[]member) []byte {
+	switch j.Type() {
+	case fastjson.TypeObject:
+		o, _ := j.Object()
+		base := len(*scratch)
+		o.Visit(func(k []byte, v *fastjson.Value) {
+			for _, d := range drop {
+				if string(k) == d {
+					return
+				}
+			}
+			*scratch = append(*scratch, member{k, v})
+		})
+		n := len(*scratch) - base
+		slices.SortFunc((*scratch)[base:], func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		dst = append(dst, '{')
+		for i := range n {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			m := (*scratch)[base+i] // the slice may have grown under a nested object
+			dst = jsonx.AppendBytes(dst, m.key)
+			dst = append(dst, ':')
+			dst = appendSorted(dst, m.val, nil, scratch)
+		}
+		*scratch = (*scratch)[:base]
+		return append(dst, '}')
+	case fastjson.TypeArray:
+		a, _ := j.Array()
+		dst = append(dst, '[')
+		for i, x := range a {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendSorted(dst, x, nil, scratch)
+		}
+		return append(dst, ']')
+	case fastjson.TypeString:
+		return jsonx.AppendBytes(dst, j.GetStringBytes())
+	case fastjson.TypeNumber:
+		return append(dst, j.String()...)
+	case fastjson.TypeTrue:
+		return append(dst, "true"...)
+	case fastjson.TypeFalse:
+		return append(dst, "false"...)
+	}
+	return append(dst, "null"...)
+}
+
+// plainJSON reports whether OPA would see the record exactly as parsed:
+// every number valid JSON and tame (else OPA's path refuses the record),
+// and no object with a key twice (OPA keeps the last, fastjson finds the
+// first).
+func plainJSON(j *fastjson.Value) bool {
+	switch j.Type() {
+	case fastjson.TypeObject:
+		o, _ := j.Object()
+		ok := true
+		var few [32][]byte
+		seen := few[:0] // a few keys: comparing beats hashing
+		var many map[string]bool
+		o.Visit(func(k []byte, v *fastjson.Value) {
+			if !ok {
+				return
+			}
+			if many == nil && len(seen) == len(few) {
+				many = make(map[string]bool, o.Len())
+				for _, s := range seen {
+					many[string(s)] = true
+				}
+			}
+			if many != nil {
+				ok = !many[string(k)]
+				many[string(k)] = true
+			} else {
+				ok = !slices.ContainsFunc(seen, func(s []byte) bool { return bytes.Equal(s, k) })
+				seen = append(seen, k)
+			}
+			ok = ok && plainJSON(v)
+		})
+		return ok
+	case fastjson.TypeArray:
+		a, _ := j.Array()
+		for _, x := range a {
+			if !plainJSON(x) {
+				return false
+			}
+		}
+	case fastjson.TypeNumber:
+		n := j.String()
+		return jsonx.ValidNumber(n) && tame(n)
+	}
+	return true
+}
+
+// tame reports whether OPA can do arithmetic on a number quickly: 1e9999999
+// / 1000 is ten million digits of big.Float work (20 s) that the per-record
+// time limit cannot interrupt. Records with such a number are refused on
+// both paths (fromFastJSON).
+func tame(n string) bool {
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return true
+	}
+	exp := strings.TrimLeft(n[i+1:], "+-0")
+	return len(exp) < 4 || (len(exp) == 4 && exp <= "1000")
+}
