@@ -23,7 +23,7 @@ type Options struct {
 	// FullEval turns the fast path off: every record goes through OPA's
 	// evaluator (to compare the two, or to rule the fast path out).
 	FullEval bool
-	Metrics     prometheus.Registerer
+	Metrics  prometheus.Registerer
 }
 
 // Engine holds the current policy set of a directory and swaps it whole on

@@ -45,11 +45,11 @@ type headField struct {
 type operandKind uint8
 
 const (
-	operandConst operandKind = iota
-	operandInput             // a path into the record
-	operandSlot              // a local bound by an earlier step
-	operandArray             // an array literal with locals in it
-	operandObject            // an object literal with locals in its values
+	operandConst  operandKind = iota
+	operandInput              // a path into the record
+	operandSlot               // a local bound by an earlier step
+	operandArray              // an array literal with locals in it
+	operandObject             // an object literal with locals in its values
 )
 
 type operand struct {
