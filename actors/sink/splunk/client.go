@@ -2,7 +2,6 @@ package splunk
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,10 +14,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-retryablehttp"
+	"github.com/klauspost/compress/gzip"
 )
 
 // hecReply is what HEC answers.
@@ -90,6 +91,7 @@ type hecClient struct {
 	base    string
 	auth    string // "Splunk <token>": kept out of every log and error
 	gzip    bool
+	zippers sync.Pool // *gzip.Writer: each holds ~1 MB of state, too much to make per request
 	channel string
 	http    *retryablehttp.Client
 }
@@ -149,9 +151,15 @@ func (c *hecClient) post(ctx context.Context, body []byte) result {
 	if c.gzip {
 		var buf bytes.Buffer
 		buf.Grow(len(body) / 4)
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		zw, _ := c.zippers.Get().(*gzip.Writer)
+		if zw == nil {
+			zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		} else {
+			zw.Reset(&buf)
+		}
 		_, _ = zw.Write(body)
 		_ = zw.Close()
+		c.zippers.Put(zw)
 		body = buf.Bytes()
 		hdr.Set("Content-Encoding", "gzip")
 	}

@@ -1,0 +1,174 @@
+package jsonx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// ErrNotObject is returned (wrapped) by Fields for input that is not one
+// JSON object.
+var ErrNotObject = errors.New("not a JSON object")
+
+// Fields calls f with each key of a JSON object (unquoted) and the raw
+// bytes of its value, in the order written. It checks the object's framing
+// — quotes, brackets, commas — not the values' grammar: callers validate
+// what they pass on, or read records sluice wrote itself.
+func Fields(b []byte, f func(key, value []byte) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return fmt.Errorf("%w: does not start with {", ErrNotObject)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return trailing(b, i+1)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return fmt.Errorf("%w: want a key at offset %d", ErrNotObject, i)
+		}
+		end, err := skipString(b, i)
+		if err != nil {
+			return err
+		}
+		key, err := unquoteKey(b[i:end])
+		if err != nil {
+			return err
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return fmt.Errorf("%w: want : after key %q", ErrNotObject, key)
+		}
+		start := skipSpace(b, i+1)
+		end, err = SkipValue(b, start)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", key, err)
+		}
+		if err := f(key, b[start:end]); err != nil {
+			return err
+		}
+		i = skipSpace(b, end)
+		switch {
+		case i < len(b) && b[i] == ',':
+			i = skipSpace(b, i+1)
+		case i < len(b) && b[i] == '}':
+			return trailing(b, i+1)
+		default:
+			return fmt.Errorf("%w: want , or } after key %q", ErrNotObject, key)
+		}
+	}
+}
+
+func trailing(b []byte, i int) error {
+	if skipSpace(b, i) != len(b) {
+		return fmt.Errorf("%w: data after the object", ErrNotObject)
+	}
+	return nil
+}
+
+// unquoteKey returns a quoted key without its quotes, decoding (escapes,
+// invalid UTF-8) only when there is something to decode.
+func unquoteKey(q []byte) ([]byte, error) {
+	if plain(q) {
+		return q[1 : len(q)-1], nil
+	}
+	var s string
+	if err := json.Unmarshal(q, &s); err != nil {
+		return nil, fmt.Errorf("%w: key %s: %v", ErrNotObject, q, err)
+	}
+	return []byte(s), nil
+}
+
+// Unquote returns the string a JSON string literal holds.
+func Unquote(q []byte) (string, error) {
+	if len(q) >= 2 && q[0] == '"' && q[len(q)-1] == '"' && plain(q) {
+		return string(q[1 : len(q)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(q, &s)
+	return s, err
+}
+
+// plain: a string literal that reads as it is written.
+func plain(q []byte) bool {
+	return bytes.IndexByte(q, '\\') < 0 && utf8.Valid(q)
+}
+
+// SkipValue returns the offset just past the JSON value that starts at
+// b[i]: a string, an object or array (brackets balanced, strings skipped
+// whole), or a bare literal up to the next delimiter.
+func SkipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errors.New("value missing")
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				end, err := skipString(b, i)
+				if err != nil {
+					return 0, err
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1, nil
+				}
+			}
+			i++
+		}
+		return 0, errors.New("unterminated object or array")
+	}
+	start := i
+	for i < len(b) && !isDelimiter(b[i]) {
+		i++
+	}
+	if i == start {
+		return 0, fmt.Errorf("unexpected %q at offset %d", b[i], i)
+	}
+	return i, nil
+}
+
+// skipString returns the offset past the string literal at b[i] == '"'.
+func skipString(b []byte, i int) (int, error) {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return 0, errors.New("unterminated string")
+		}
+		j += k
+		escapes := 0
+		for p := j - 1; p > i && b[p] == '\\'; p-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			return j + 1, nil
+		}
+		j++
+	}
+}
+
+func isDelimiter(c byte) bool {
+	switch c {
+	case ',', '}', ']', ':', ' ', '\t', '\r', '\n', '"', '{', '[':
+		return true
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}

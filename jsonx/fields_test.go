@@ -1,0 +1,56 @@
+package jsonx
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func TestFields(t *testing.T) {
+	var got []string
+	err := Fields([]byte(` { "id" : "a\"b", "n":-1.5e3,"data":{"x":[1,"]}"],"y":{}} ,"k\u00e9":null , "t":true}`), func(k, v []byte) error {
+		got = append(got, string(k)+"="+string(v))
+		return nil
+	})
+	want := []string{`id="a\"b"`, `n=-1.5e3`, `data={"x":[1,"]}"],"y":{}}`, `ké=null`, `t=true`}
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("field %d: got %s, want %s", i, got[i], want[i])
+		}
+	}
+	for _, bad := range []string{``, `[]`, `{"a":1`, `{"a" 1}`, `{"a":1,}`, `{"a":"x}`, `{"a":{"b":1}`, `{"a":1} x`, `{a:1}`} {
+		if err := Fields([]byte(bad), func(k, v []byte) error { return nil }); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// For any JSON object, Fields finds what encoding/json finds.
+func FuzzFields(f *testing.F) {
+	f.Add([]byte(`{"id":"a/1","timestamp":1795000000.5,"data":{"user":"alice"},"fields":{"k":"v"}}`))
+	f.Add([]byte(`{"a\\":"\\\"","b":[{"c":"}"}],"d":-0.0e+1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want map[string]json.RawMessage
+		if json.Unmarshal(b, &want) != nil || want == nil {
+			return
+		}
+		got := map[string]json.RawMessage{}
+		if err := Fields(b, func(k, v []byte) error {
+			got[string(k)] = v
+			return nil
+		}); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d keys, want %d", b, len(got), len(want))
+		}
+		for k, w := range want {
+			if !bytes.Equal(bytes.TrimSpace(got[k]), bytes.TrimSpace(w)) {
+				t.Fatalf("%q: key %q = %s, want %s", b, k, got[k], w)
+			}
+		}
+	})
+}
