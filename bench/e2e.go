@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sort"
 	"time"
 
@@ -139,6 +140,7 @@ func e2eBench(args []string) error {
 	shards := fs.Int("shards", 4, "SLS shards")
 	runs := fs.Int("runs", 3, "runs; medians are printed")
 	rate := fs.Float64("latency-rate", 5, "MB/s offered for the latency run (0: skip it)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the first run to this file")
 	_ = fs.Parse(args)
 	tmp, bin, err := workspace("e2e")
 	if err != nil {
@@ -149,7 +151,13 @@ func e2eBench(args []string) error {
 	fmt.Printf("e2e: SLS stand-in (%d records of ~1 KB, %d shards) → RAW → default policy → OUT → HEC stand-in; stand-ins in their own processes\n", records, *shards)
 	var spans []span
 	for r := 0; r < *runs; r++ {
-		s, err := e2eRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), records, *shards)
+		var s span
+		run := func() (err error) { s, err = e2eRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), records, *shards); return err }
+		if r == 0 && *profile != "" {
+			err = profiled(filepath.Dir(*profile), strings.TrimSuffix(filepath.Base(*profile), ".pprof"), run)
+		} else {
+			err = run()
+		}
 		if err != nil {
 			return err
 		}

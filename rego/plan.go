@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -35,6 +36,9 @@ type plan struct {
 	steps []step
 	head  []headField
 	slots int
+	// scratch keeps the members of objects being encoded (*[]member),
+	// reused from record to record.
+	scratch sync.Pool
 }
 
 type headField struct {
@@ -325,6 +329,10 @@ func (p *plan) run(ctx context.Context, root *fastjson.Value, size int) (_ []Out
 		return nil, false
 	}
 	r := planRun{ctx: ctx, root: root, slots: make([]value, p.slots), size: size}
+	if m, ok := p.scratch.Get().(*[]member); ok {
+		r.members = (*m)[:0]
+	}
+	defer func() { clear(r.members[:cap(r.members)]); p.scratch.Put(&r.members) }()
 	for i := range p.steps {
 		defined, err := r.step(&p.steps[i])
 		if err != nil {

@@ -228,11 +228,20 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (ms
 	base := fmt.Sprintf("sls/%s/%s/%d/%s/", f.cfg.Project, f.cfg.Logstore, shard, cursor)
 	for i, lg := range groups {
 		event := eventJSON(f.cfg.Project, f.cfg.Logstore, shard, lg)
+		// Every record of the group is written into one buffer, sliced
+		// once it stops growing: one allocation a group, not one a record.
+		arena := make([]byte, 0, groupSize(lg))
+		ends := make([]int, len(lg.Logs))
+		for j, l := range lg.Logs {
+			arena = appendRecord(arena, lg, l)
+			ends[j] = len(arena)
+		}
 		var parts [][][]byte
 		var cur [][]byte
-		size := 0
-		for _, l := range lg.Logs {
-			rec := appendRecord(nil, lg, l)
+		size, start := 0, 0
+		for _, end := range ends {
+			rec := arena[start:end:end]
+			start = end
 			if size+len(rec) > int(f.cfg.MaxBatchBytes) && len(cur) > 0 {
 				parts, cur, size = append(parts, cur), nil, 0
 			}

@@ -40,6 +40,23 @@ func appendRecord(dst []byte, lg *sdk.LogGroup, l *sdk.Log) []byte {
 	return append(dst, '}')
 }
 
+// groupSize estimates the JSON of a group's records, to size their buffer:
+// keys, values and quotes, and the fields every record repeats.
+func groupSize(lg *sdk.LogGroup) int {
+	perRecord := 96 + len(lg.GetTopic()) + len(lg.GetSource())
+	for _, t := range lg.LogTags {
+		perRecord += len(t.GetKey()) + len(t.GetValue()) + 16
+	}
+	n := 0
+	for _, l := range lg.Logs {
+		n += perRecord
+		for _, c := range l.Contents {
+			n += len(c.GetKey()) + len(c.GetValue()) + 6
+		}
+	}
+	return n
+}
+
 // eventJSON is the input of data.event.src for a log group.
 func eventJSON(project, logstore string, shard int, lg *sdk.LogGroup) string {
 	tags := map[string]string{}
