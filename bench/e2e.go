@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,7 +152,10 @@ func e2eBench(args []string) error {
 	var spans []span
 	for r := 0; r < *runs; r++ {
 		var s span
-		run := func() (err error) { s, err = e2eRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), records, *shards); return err }
+		run := func() (err error) {
+			s, err = e2eRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), records, *shards)
+			return err
+		}
 		if r == 0 && *profile != "" {
 			err = profiled(filepath.Dir(*profile), strings.TrimSuffix(filepath.Base(*profile), ".pprof"), run)
 		} else {
