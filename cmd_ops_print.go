@@ -65,6 +65,13 @@ func printStatus(w io.Writer, st *ops.Status) {
 	default:
 		fmt.Fprintf(w, "  version %s (loaded %s), %d schemas: %s\n", p.Version, p.LoadedAt.Format(time.RFC3339), len(p.Schemas), strings.Join(p.Schemas, ", "))
 	}
+	if p := st.Policies; p != nil {
+		for _, name := range p.Schemas {
+			if why := p.FastPath[name]; why != "" && why != "plan" {
+				fmt.Fprintf(w, "  schema %s runs through OPA's evaluator: %s\n", name, why)
+			}
+		}
+	}
 
 	fmt.Fprintln(w, "\nDLQ")
 	if len(st.DLQ) == 0 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"time"
 
 	"github.com/sluicehq/sluice/ops"
@@ -52,17 +51,11 @@ func replayBench(args []string) error {
 	fmt.Printf("replay: %d records fetched, %0.f routed to Splunk and delivered; OUT holds %.0f MB\n",
 		records, delivered, p.metric("sluice_stream_bytes", map[string]string{"stream": "OUT"})/1e6)
 
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startProfile(*profile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	ctx := context.Background()
 	var spans []span
 	for i := 0; i < *runs; i++ {

@@ -198,20 +198,34 @@ func stagesRun(bin, dir string, records int, gz bool, profileDir string) ([]span
 // profiled runs f under a CPU profile written to dir/name.pprof; no dir,
 // no profile.
 func profiled(dir, name string, f func() error) error {
-	if dir == "" {
-		return f()
+	path := ""
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		path = filepath.Join(dir, name+".pprof")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	out, err := os.Create(filepath.Join(dir, name+".pprof"))
+	stop, err := startProfile(path)
 	if err != nil {
 		return err
 	}
-	defer out.Close()
-	if err := pprof.StartCPUProfile(out); err != nil {
-		return err
-	}
-	defer pprof.StopCPUProfile()
+	defer stop()
 	return f()
+}
+
+// startProfile starts a CPU profile into path ("": none) and returns what
+// stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); out.Close() }, nil
 }

@@ -89,7 +89,7 @@ func buildTransform(n *Node) error {
 	if cfg.Policies.Dir == "" {
 		return nil
 	}
-	eng, err := rego.Load(cfg.Policies.Dir, rego.Options{EvalTimeout: cfg.TransformConfig.EvalTimeout.D(), Logger: n.Log, Metrics: n.Registry})
+	eng, err := rego.Load(cfg.Policies.Dir, rego.Options{EvalTimeout: cfg.TransformConfig.EvalTimeout.D(), FullEval: cfg.Policies.FullEval, Logger: n.Log, Metrics: n.Registry})
 	if err != nil {
 		return fmt.Errorf("policies: %w", err)
 	}

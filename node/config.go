@@ -54,6 +54,9 @@ type QueueConfig struct {
 type PoliciesConfig struct {
 	Dir   string `yaml:"dir"`
 	Watch *bool  `yaml:"watch"` // reload when a file changes; default true
+	// FullEval sends every record through OPA's evaluator, skipping the
+	// fast path (README, "Policies"): to rule the fast path out.
+	FullEval bool `yaml:"full_eval"`
 }
 
 // ClusterConfig joins nodes into one JetStream cluster.

@@ -168,10 +168,6 @@ func toOutput(v ast.Value) (Output, error) {
 		return Output{}, fmt.Errorf("want an object, got %s", ast.ValueName(v))
 	}
 	var o Output
-	known := map[string]*string{
-		"id": &o.ID, "sink": &o.Sink, "index": &o.Index, "sourcetype": &o.Sourcetype, "source": &o.Source, "host": &o.Host,
-		"dataset": &o.Dataset, "table": &o.Table, "partition": &o.Partition,
-	}
 	var err error
 	obj.Foreach(func(k, val *ast.Term) {
 		if err != nil {
@@ -183,7 +179,7 @@ func toOutput(v ast.Value) (Output, error) {
 			return
 		}
 		name := string(key)
-		if dst, ok := known[name]; ok {
+		if dst := o.stringField(name); dst != nil {
 			s, ok := val.Value.(ast.String)
 			if !ok {
 				err = fmt.Errorf("field %s: want a string, got %s", name, ast.ValueName(val.Value))
@@ -223,25 +219,33 @@ func toOutput(v ast.Value) (Output, error) {
 			err = fmt.Errorf("unknown field %s (known: id, timestamp, data, sink, index, sourcetype, source, host, fields, dataset, table, partition)", name)
 		}
 	})
-	switch {
-	case err != nil:
+	if err == nil {
+		err = o.complete()
+	}
+	if err != nil {
 		return Output{}, err
+	}
+	return o, nil
+}
+
+// complete checks what every output needs and fills in a missing id: as in
+// Swarm, a stable hash of the data, so a redelivered record gets the same.
+func (o *Output) complete() error {
+	switch {
 	case o.Timestamp <= 0:
-		return Output{}, errors.New("field timestamp: required, epoch seconds greater than zero")
+		return errors.New("field timestamp: required, epoch seconds greater than zero")
 	case o.Data == nil:
-		return Output{}, errors.New("field data: required")
+		return errors.New("field data: required")
 	case !partitions[o.Partition]:
-		return Output{}, fmt.Errorf("field partition: %q, want hour, day, month or year", o.Partition)
+		return fmt.Errorf("field partition: %q, want hour, day, month or year", o.Partition)
 	case o.Table == "" && o.Dataset != "":
-		return Output{}, errors.New("field table: required when dataset is set")
+		return errors.New("field table: required when dataset is set")
 	}
 	if o.ID == "" {
-		// As in Swarm: a stable hash of the data, so a redelivered record
-		// gets the same id.
 		sum := sha256.Sum256(o.Data)
 		o.ID = hex.EncodeToString(sum[:16])
 	}
-	return o, nil
+	return nil
 }
 
 // toJSON encodes a Rego value as JSON, by hand: numbers keep their text,

@@ -3,8 +3,6 @@ package rego
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -642,16 +640,13 @@ func (r *planRun) output(head []headField) (*Output, error) {
 			return nil, errUnsure
 		}
 	}
-	if o.Timestamp <= 0 || o.Data == nil || !partitions[o.Partition] || (o.Table == "" && o.Dataset != "") {
+	if o.complete() != nil {
 		return nil, errUnsure
-	}
-	if o.ID == "" {
-		sum := sha256.Sum256(o.Data)
-		o.ID = hex.EncodeToString(sum[:16])
 	}
 	return &o, nil
 }
 
+// stringField is where an output's string field goes; nil for the others.
 func (o *Output) stringField(name string) *string {
 	switch name {
 	case "id":
