@@ -60,6 +60,7 @@ func newEmulateSLSCmd() *cobra.Command {
 	f.StringVar(&o.StateFile, "state", "", "file keeping consumer groups and checkpoints across restarts")
 	f.Float64Var(&rate, "rate", 0, "after preloading, keep appending sample logs at this many MB/s")
 	f.DurationVar(&rateFor, "rate-for", time.Minute, "how long --rate goes on")
+	f.DurationVar(&o.TrimConsumed, "trim-consumed", 0, "drop log groups every consumer group has checkpointed past, this often (keeps memory flat under --rate)")
 	return cmd
 }
 

@@ -37,6 +37,7 @@ func clusterBench(args []string) error {
 			return err
 		}
 		three = append(three, c)
+		fmt.Printf("  run %d: one node %.1f MB/s wall, three nodes %.1f MB/s wall\n", r+1, s.mbWall(), c.mbWall())
 	}
 	printRow("e2e, one node", single)
 	printRow("e2e, three nodes R3 (one box)", three)

@@ -4,6 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"path/filepath"
 	"time"
 )
@@ -14,6 +17,8 @@ import (
 func outageBench(args []string) error {
 	fs := flag.NewFlagSet("outage", flag.ExitOnError)
 	mb := fs.Int("mb", 200, "MB of 1 KB audit records (1000 = the issue's 1 GB)")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file while the backlog waits")
+	rate := fs.Float64("rate", 0, "MB/s: the SLS stand-in makes the records while they are fetched, instead of holding them all in memory (for backlogs of many GB)")
 	_ = fs.Parse(args)
 	tmp, bin, err := workspace("outage")
 	if err != nil {
@@ -22,7 +27,14 @@ func outageBench(args []string) error {
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, 4)
+	var slsCmd *exec.Cmd
+	var generating time.Duration
+	if *rate > 0 {
+		generating = time.Duration(float64(*mb) / *rate * float64(time.Second))
+		slsCmd, err = startSLS(bin, slsAddr, 0, 4, "--rate", fmt.Sprint(*rate), "--rate-for", generating.String(), "--trim-consumed", "10s")
+	} else {
+		slsCmd, err = startSLS(bin, slsAddr, records, 4)
+	}
 	if err != nil {
 		return err
 	}
@@ -33,6 +45,11 @@ func outageBench(args []string) error {
 	}
 	defer p.stop()
 	start := time.Now()
+	if *rate > 0 {
+		// The stand-in's records: all that the fetcher pulled once the
+		// generator stopped and the transform caught up.
+		records = waitSettled(p, start.Add(generating))
+	}
 	for p.metric("sluice_transform_records_total", nil) < float64(records) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -40,6 +57,17 @@ func outageBench(args []string) error {
 	time.Sleep(3 * time.Second) // let the backlog settle
 	backlog := p.metric("sluice_stream_bytes", map[string]string{"stream": "OUT"})
 	rss := currentRSS()
+	time.Sleep(30 * time.Second) // and once the runtime has returned what it freed
+	rssLater := currentRSS()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("while the backlog waits: Go heap in use %d MB, heap idle not returned %d MB, stacks %d MB, GC cycles %d\n",
+		ms.HeapInuse>>20, (ms.HeapIdle-ms.HeapReleased)>>20, ms.StackInuse>>20, ms.NumGC)
+	if *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			return err
+		}
+	}
 	hecCmd, err := startHEC(bin, hecAddr)
 	if err != nil {
 		return err
@@ -54,8 +82,35 @@ func outageBench(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("outage: %d records fetched and transformed in %.1fs with Splunk down; OUT backlog %.0f MB on disk; RSS while it waits %d MB\n",
-		records, fetched.Seconds(), backlog/1e6, rss>>20)
+	fmt.Printf("outage: %d records fetched and transformed in %.1fs with Splunk down; OUT backlog %.0f MB on disk; RSS while it waits %d MB, %d MB 30 s later\n",
+		records, fetched.Seconds(), backlog/1e6, rss>>20, rssLater>>20)
 	printRow("drain after the outage (event bytes)", []span{drain})
 	return nil
+}
+
+// waitSettled waits past until, then until fetching has stopped and the
+// transform has every fetched record; it returns how many there were.
+func waitSettled(p *pipeline, until time.Time) int {
+	last, still := -1.0, 0
+	for {
+		time.Sleep(time.Second)
+		n := p.metric("sluice_sls_records_total", nil)
+		if time.Now().After(until) && n == last && p.metric("sluice_transform_records_total", nil) >= n {
+			if still++; still >= 3 {
+				return int(n)
+			}
+		} else {
+			still = 0
+		}
+		last = n
+	}
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }

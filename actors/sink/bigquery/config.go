@@ -25,6 +25,9 @@ type Config struct {
 
 	BatchRows  int           `yaml:"batch_rows"`  // rows per AppendRows request; default 500
 	BatchBytes conf.ByteSize `yaml:"batch_bytes"` // data per request; default 4MiB (BigQuery takes at most 10 MB)
+	// BufferBytes bounds the OUT batches held in memory while their rows
+	// are written (decoded rows take several times this); default 32MiB.
+	BufferBytes conf.ByteSize `yaml:"buffer_bytes"`
 	AckWait    conf.Duration `yaml:"ack_wait"`    // default 2m
 	MaxBackoff conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
 
@@ -68,6 +71,9 @@ func (c *Config) SetDefaults() {
 	if c.BatchBytes == 0 {
 		c.BatchBytes = 4 << 20
 	}
+	if c.BufferBytes == 0 {
+		c.BufferBytes = max(32<<20, c.BatchBytes)
+	}
 	if c.PartitionField == "" {
 		c.PartitionField = c.TimestampColumn
 	}
@@ -91,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchRows < 1 || c.BatchRows > 50000 {
 		return conf.Errorf("batch_rows", "%d: want 1 to 50000", c.BatchRows)
+	}
+	if c.BufferBytes < c.BatchBytes {
+		return conf.Errorf("buffer_bytes", "%s: want at least batch_bytes (%s)", c.BufferBytes, c.BatchBytes)
 	}
 	if c.BatchBytes < 1024 || c.BatchBytes > 9<<20 {
 		return conf.Errorf("batch_bytes", "%s: want 1KiB to 9MiB (BigQuery refuses requests over 10 MB)", c.BatchBytes)

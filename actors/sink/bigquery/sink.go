@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/bigquery/storage/managedwriter"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -39,6 +40,11 @@ type Sink struct {
 	rules  Rules
 	tables *tables
 	mw     *managedwriter.Client
+
+	// held bounds the bytes of the OUT batches being written: the
+	// consumer's MaxAckPending alone let a fast OUT fill memory with
+	// decoded rows (a 1 GB bench peaked at 2.2 GB).
+	held *semaphore.Weighted
 
 	mu      sync.Mutex
 	writers map[tableKey]*tableWriter
@@ -66,7 +72,8 @@ func New(cfg *Config, deps Deps) (*Sink, error) {
 		return nil, fmt.Errorf("sink %q: metrics: %w", cfg.Name, err)
 	}
 	return &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), m: m, rules: cfg.rules(),
-		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{}}, nil
+		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{},
+		held: semaphore.NewWeighted(int64(cfg.BufferBytes))}, nil
 }
 
 // clients connects to BigQuery, or to the emulator the config names.
@@ -141,9 +148,18 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
 		}
 		for _, d := range ds {
+			if err := s.held.Acquire(ctx, s.weight(d)); err != nil {
+				return nil // stopping; the batch goes back unacked
+			}
+			s.m.buffered.Add(float64(s.weight(d)))
 			s.handle(wctx, &wg, d)
 		}
 	}
+}
+
+// weight is what a delivery takes of the buffer: its bytes, at most all.
+func (s *Sink) weight(d *queue.Delivery) int64 {
+	return min(int64(len(d.Data)), int64(s.cfg.BufferBytes))
 }
 
 // tracker counts a delivery's rows until each has ended.
@@ -246,6 +262,10 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
 // retries the store until it succeeds or the sink stops (then the batch
 // comes back and its rows are written again: at least once).
 func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
+	defer func() {
+		s.held.Release(s.weight(t.d))
+		s.m.buffered.Sub(float64(s.weight(t.d)))
+	}()
 	backoff := 100 * time.Millisecond
 	for store != nil {
 		err := store()
@@ -324,6 +344,7 @@ type metrics struct {
 	rows, bytes, schemaUpdates, retries *prometheus.CounterVec
 	dead                                *prometheus.CounterVec
 	waiting                             *prometheus.GaugeVec
+	buffered                            prometheus.Gauge
 	appendSeconds                       prometheus.Histogram
 	// What every sink exports (same names and help as the Splunk sink's),
 	// for sluice status, the dashboard and the alerts.
@@ -340,6 +361,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retries:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bigquery_retries_total", Help: "Appends retried after an error, by table."}, []string{"table"}),
 		dead:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bigquery_dlq_rows_total", Help: "Rows sent to the DLQ, by reason."}, []string{"reason"}),
 		waiting:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_bigquery_rows_waiting_for_schema", Help: "Rows held until a widened schema reaches the write API, by table."}, []string{"table"}),
+		buffered:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_bigquery_buffered_bytes", Help: "Bytes of OUT batches held in memory while their rows are written (at most buffer_bytes)."}),
 		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_bigquery_append_seconds", Help: "AppendRows latency.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		events:        prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_events_total", Help: "Events the destination accepted (or indexed, with acks on)."}),
 		eventBytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_bytes_total", Help: "Bytes of accepted events, before compression."}),
@@ -351,7 +373,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused"} {
 		m.dead.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.appendSeconds,
+	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.buffered, m.appendSeconds,
 		m.events, m.eventBytes, m.sinkRetries, m.dlq, m.state} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

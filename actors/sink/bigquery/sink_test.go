@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
@@ -24,10 +25,11 @@ import (
 )
 
 type fixture struct {
-	t  *testing.T
-	q  *queue.Queue
-	bq *bqtest.Server
-	n  int
+	t    *testing.T
+	q    *queue.Queue
+	bq   *bqtest.Server
+	n    int
+	sink *Sink
 }
 
 func newFixture(t *testing.T, opts bqtest.Options, mod ...func(*queue.Options)) *fixture {
@@ -70,16 +72,20 @@ func (f *fixture) publish(outs ...batch.Output) {
 	}
 }
 
-func (f *fixture) start() func() {
+func (f *fixture) start(tune ...func(*Config)) func() {
 	f.t.Helper()
 	cfg := &Config{Name: "bq", Type: "bigquery", Project: "proj", Dataset: "logs", Endpoint: f.bq.URL, WriteEndpoint: f.bq.GRPCAddr,
 		IntegerFields: []string{"count"}, MaxBackoff: conf.Duration(200 * time.Millisecond)}
+	for _, t := range tune {
+		t(cfg)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	s, err := New(cfg, Deps{Queue: f.q, Logger: log, Metrics: reg})
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.sink = s
 	rt, err := actors.NewRuntime(log, reg)
 	if err != nil {
 		f.t.Fatal(err)
@@ -299,5 +305,29 @@ func TestLargeBacklogIsSplitIntoRequests(t *testing.T) {
 	f.waitFor(30*time.Second, "2,000 rows of 8 KB", func() bool { return f.bq.RowCount("proj", "logs", "audit") == 2000 && f.acked() == 1 })
 	if f.bq.Appends() < 4 {
 		t.Fatalf("16 MB went in %d requests", f.bq.Appends())
+	}
+}
+
+func TestBufferBoundsTheBatchesHeldAndAllArrive(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.bq.Slow(20 * time.Millisecond)
+	for b := 0; b < 30; b++ {
+		var outs []batch.Output
+		for i := 0; i < 20; i++ { // ~2.4 KB a batch
+			outs = append(outs, out(fmt.Sprint(b, "-", i), "audit", fmt.Sprintf(`{"n":%d,"pad":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}`, i)))
+		}
+		f.publish(outs...)
+	}
+	f.start(func(c *Config) { c.BatchBytes = 4 << 10; c.BufferBytes = 8 << 10 })
+	peak := 0.0
+	f.waitFor(30*time.Second, "600 rows through an 8 KiB buffer", func() bool {
+		peak = max(peak, testutil.ToFloat64(f.sink.m.buffered))
+		return f.bq.RowCount("proj", "logs", "audit") == 600 && f.acked() == 30
+	})
+	if peak == 0 || peak > 8<<10 {
+		t.Fatalf("buffered bytes peaked at %.0f, want 1 to %d", peak, 8<<10)
+	}
+	if left := testutil.ToFloat64(f.sink.m.buffered); left != 0 {
+		t.Fatalf("%.0f bytes still counted as buffered after every batch was acked", left)
 	}
 }
