@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/conf"
 	"github.com/sluicehq/sluice/node"
 )
 
@@ -58,6 +60,7 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(os.Stderr, cfg.Node.LogLevel, cfg.Node.LogFormat)
+			setMemoryLimit(*cfg.Node.MemoryLimit, log)
 			ctx, stop := signalContext()
 			defer stop()
 			n, err := node.New(cfg, node.Options{Logger: log})
@@ -86,6 +89,19 @@ func newValidateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "sluice.yaml", "config file")
 	return cmd
+}
+
+// setMemoryLimit applies node.memory_limit to this process, unless the
+// environment's GOMEMLIMIT already did.
+func setMemoryLimit(limit conf.ByteSize, log *slog.Logger) {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("memory limit from GOMEMLIMIT; node.memory_limit ignored", "GOMEMLIMIT", env)
+		return
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(int64(limit))
+		log.Debug("soft memory limit set", "limit", limit.String())
+	}
 }
 
 // signalContext is done on SIGINT or SIGTERM.

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
+	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/node"
 )
 
 func runCLI(args ...string) (string, error) {
@@ -24,5 +28,29 @@ func TestValidateExitsNonZeroNamingTheField(t *testing.T) {
 	_, err = runCLI("validate", "--config", "testdata/config/missing-file.yaml")
 	if err == nil || !strings.Contains(err.Error(), "missing-file.yaml") {
 		t.Fatalf("missing file: err = %v", err)
+	}
+}
+
+func TestMemoryLimitFromConfigUnlessGOMEMLIMIT(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	log := slog.New(slog.DiscardHandler)
+
+	t.Setenv("GOMEMLIMIT", "")
+	setMemoryLimit(200<<20, log)
+	if got := debug.SetMemoryLimit(-1); got != 200<<20 {
+		t.Fatalf("limit %d, want %d from node.memory_limit", got, 200<<20)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	setMemoryLimit(100<<20, log)
+	if got := debug.SetMemoryLimit(-1); got != 200<<20 {
+		t.Fatalf("limit %d: node.memory_limit overrode GOMEMLIMIT", got)
+	}
+	cfg, err := node.Parse([]byte("node: {data_dir: /tmp/x}\npolicies: {dir: testdata/policies}\n"), node.KnownTypes(), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.Node.MemoryLimit != node.DefaultMemoryLimit {
+		t.Fatalf("default memory_limit %v", *cfg.Node.MemoryLimit)
 	}
 }

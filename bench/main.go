@@ -6,11 +6,18 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
+
+	"github.com/sluicehq/sluice/node"
 )
 
 func main() {
+	// Nodes run in this process: give it the limit `sluice run` sets.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(node.DefaultMemoryLimit))
+	}
 	scenarios := map[string]func([]string) error{
 		"queue":    queueBench,
 		"e2e":      e2eBench,

@@ -40,7 +40,18 @@ type NodeConfig struct {
 	LogFormat   string      `yaml:"log_format"`   // text or json; default text
 	// ShutdownTimeout bounds how long each stage may take to drain on stop.
 	ShutdownTimeout conf.Duration `yaml:"shutdown_timeout"`
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT) that
+	// `sluice run` sets: the collector works harder near it instead of
+	// letting the heap double, and hands freed memory back to the OS.
+	// Default DefaultMemoryLimit; 0 sets none; GOMEMLIMIT in the
+	// environment wins.
+	MemoryLimit *conf.ByteSize `yaml:"memory_limit"`
 }
+
+// DefaultMemoryLimit keeps a node under 300 MB of RSS with a large backlog
+// on disk (README, "Performance"): buffers live in JetStream's files, and
+// what the stages hold in memory is bounded well below it.
+const DefaultMemoryLimit conf.ByteSize = 256 << 20
 
 // QueueConfig is the durable buffer.
 type QueueConfig struct {
@@ -166,6 +177,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.Node.LogFormat == "" {
 		c.Node.LogFormat = "text"
+	}
+	if c.Node.MemoryLimit == nil {
+		l := DefaultMemoryLimit
+		c.Node.MemoryLimit = &l
 	}
 	if c.Node.ShutdownTimeout == 0 {
 		c.Node.ShutdownTimeout = conf.Duration(30e9)

@@ -28,8 +28,8 @@ type Config struct {
 	// BufferBytes bounds the OUT batches held in memory while their rows
 	// are written (decoded rows take several times this); default 32MiB.
 	BufferBytes conf.ByteSize `yaml:"buffer_bytes"`
-	AckWait    conf.Duration `yaml:"ack_wait"`    // default 2m
-	MaxBackoff conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
+	AckWait     conf.Duration `yaml:"ack_wait"`    // default 2m
+	MaxBackoff  conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
 
 	// For emulators and tests: the REST endpoint (http://host:port) and
 	// the Storage Write gRPC address (host:port, plaintext, no auth).
