@@ -80,7 +80,7 @@ func clusterRun(bin, dir string, records, shards int) (span, error) {
 			go func(i int) {
 				extra := fmt.Sprintf("cluster: {name: bench, listen: %q, peers: [%s], replicas: 3}\n", routes[i], strings.Join(routes, ", "))
 				var err error
-				nodes[i], err = startNode(filepath.Join(dir, fmt.Sprint("node-", i+1)), slsAddr, hecAddr, fmt.Sprint("node-", i+1), extra)
+				nodes[i], err = startNode(filepath.Join(dir, fmt.Sprint("node-", i+1)), slsAddr, hecAddr, fmt.Sprint("node-", i+1), extra, 0)
 				errs <- err
 			}(i)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sluicehq/sluice/conf"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/queue"
 )
@@ -26,20 +27,25 @@ type pipeline struct {
 	done   chan error
 }
 
-func startPipeline(dir, slsAddr, hecAddr string, shards int) (*pipeline, error) {
-	return startNode(dir, slsAddr, hecAddr, "bench", "")
+// startPipeline runs the node of the single-node scenarios; its buffer
+// holds maxBytes (0: 8 GiB).
+func startPipeline(dir, slsAddr, hecAddr string, maxBytes conf.ByteSize) (*pipeline, error) {
+	return startNode(dir, slsAddr, hecAddr, "bench", "", maxBytes)
 }
 
 // startNode runs one node named name; extra is appended to its config (a
 // cluster section).
-func startNode(dir, slsAddr, hecAddr, name, extra string) (*pipeline, error) {
+func startNode(dir, slsAddr, hecAddr, name, extra string, maxBytes conf.ByteSize) (*pipeline, error) {
+	if maxBytes == 0 {
+		maxBytes = 8 << 30
+	}
 	yaml := fmt.Sprintf(`node:
   name: %s
   data_dir: %q
   admin_listen: 127.0.0.1:0
   log_level: error
 queue:
-  max_bytes: 8GiB
+  max_bytes: %s
 policies:
   dir: testdata/policies
   watch: false
@@ -62,7 +68,7 @@ sinks:
     token: %s
     index: main
     max_backoff: 1s
-`, name, dir, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
+`, name, dir, maxBytes, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
 	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, err
@@ -188,7 +194,7 @@ func e2eRun(bin, dir string, records, shards int) (span, error) {
 	defer stop(hecCmd)
 	var p *pipeline
 	s, err := measure(func() (int64, int64, error) {
-		p, err = startPipeline(dir, slsAddr, hecAddr, shards)
+		p, err = startPipeline(dir, slsAddr, hecAddr, 0)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -217,7 +223,7 @@ func latencyRun(bin, dir string, mbps float64, shards int) error {
 		return err
 	}
 	defer stop(hecCmd)
-	p, err := startPipeline(dir, slsAddr, hecAddr, shards)
+	p, err := startPipeline(dir, slsAddr, hecAddr, 0)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"time"
+
+	"github.com/sluicehq/sluice/conf"
 )
 
 // outageBench: Splunk down while everything is fetched and transformed;
@@ -39,7 +41,8 @@ func outageBench(args []string) error {
 		return err
 	}
 	defer stop(slsCmd)
-	p, err := startPipeline(filepath.Join(tmp, "node"), slsAddr, hecAddr, 4) // nothing listens on hecAddr yet
+	// Room for the whole backlog in RAW and OUT; nothing listens on hecAddr yet.
+	p, err := startPipeline(filepath.Join(tmp, "node"), slsAddr, hecAddr, max(8<<30, conf.ByteSize(*mb)<<21))
 	if err != nil {
 		return err
 	}

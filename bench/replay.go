@@ -37,7 +37,7 @@ func replayBench(args []string) error {
 		return err
 	}
 	defer stop(hecCmd)
-	p, err := startPipeline(filepath.Join(tmp, "node"), slsAddr, hecAddr, 4)
+	p, err := startPipeline(filepath.Join(tmp, "node"), slsAddr, hecAddr, 0)
 	if err != nil {
 		return err
 	}

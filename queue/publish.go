@@ -54,7 +54,10 @@ func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
 			fail(i, errors.New("no Nats-Msg-Id header"))
 			continue
 		}
-		f, err := q.js.PublishMsgAsync(m)
+		// A full window waits (backpressure) rather than failing the
+		// whole pull after the default 200 ms, which made the source pull
+		// and publish everything again under load.
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishAckTimeout))
 		if err != nil {
 			fail(i, err)
 			continue
