@@ -33,9 +33,20 @@ func AppendBytes(dst []byte, s []byte) []byte {
 func appendEscaped[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
+		// Eight bytes at a time while none of them needs escaping: most
+		// strings are plain, and this runs for every key and value.
+		if i+8 <= len(s) {
+			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if !needsEscape(w) {
+				i += 8
+				continue
+			}
+		}
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
 			continue
 		}
 		dst = append(dst, s[start:i]...)
@@ -51,11 +62,29 @@ func appendEscaped[S string | []byte](dst []byte, s S) []byte {
 		default:
 			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		}
-		start = i + 1
+		i++
+		start = i
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// needsEscape reports whether any byte of w is below 0x20, '"' or '\\'
+// (bit tricks: a byte is zero, or below n, when subtracting sets its high
+// bit that was clear). It may say yes for a word that needs nothing; it
+// never says no for one that does.
+func needsEscape(w uint64) bool {
+	return ((w-ones*0x20)&^w|zeroByte(w^(ones*'"'))|zeroByte(w^(ones*'\\')))&highs != 0
+}
+
+// zeroByte has the high bit of every zero byte of x set (and maybe others
+// above one).
+func zeroByte(x uint64) uint64 { return (x - ones) &^ x }
 
 // ValidNumber reports whether s is a number as JSON's grammar has it:
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?

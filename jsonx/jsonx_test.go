@@ -2,6 +2,8 @@ package jsonx
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -56,4 +58,56 @@ func FuzzValidNumber(f *testing.F) {
 			t.Fatalf("ValidNumber(%q) = %v, encoding/json says %v", s, got, want)
 		}
 	})
+}
+
+// Every byte value at every position of a word: escaped exactly as the
+// byte-at-a-time rules say.
+func TestAppendStringEveryByteEveryPosition(t *testing.T) {
+	for c := 0; c < 0x100; c++ {
+		for pos := 0; pos < 20; pos++ {
+			b := []byte(strings.Repeat("a", 21))
+			b[pos] = byte(c)
+			if c >= 0x80 { // a valid two-byte rune around it
+				b[pos], b[pos+1] = 0xc3, byte(0x80|c&0x3f)
+			}
+			got := string(AppendString(nil, string(b)))
+			if want := string(escapeBytewise(b)); got != want {
+				t.Fatalf("byte %#x at %d: got %s, want %s", c, pos, got, want)
+			}
+			if string(AppendBytes(nil, b)) != got {
+				t.Fatalf("byte %#x at %d: AppendBytes differs from AppendString", c, pos)
+			}
+		}
+	}
+}
+
+// escapeBytewise is the rule, one byte at a time.
+func escapeBytewise(s []byte) []byte {
+	out := []byte{'"'}
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			out = append(out, '\\', c)
+		case c == '\n':
+			out = append(out, `\n`...)
+		case c == '\r':
+			out = append(out, `\r`...)
+		case c == '\t':
+			out = append(out, `\t`...)
+		case c < 0x20:
+			out = append(out, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			out = append(out, c)
+		}
+	}
+	return append(out, '"')
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	s := strings.Repeat("aliyun-cli/3.0.204 (linux; amd64) go/1.22 ", 10)
+	b.SetBytes(int64(len(s)))
+	var dst []byte
+	for b.Loop() {
+		dst = AppendString(dst[:0], s)
+	}
 }
