@@ -69,6 +69,11 @@ type request struct {
 	events     []event
 	bytes      int
 	oldest     time.Time // earliest fetch time of its records
+	// body holds the events rendered one after another: sent as it is
+	// when Splunk takes them all (the usual case), no copy. Each event's
+	// body is a slice of it (of an older array if body had to grow).
+	body  []byte
+	moved bool // body grew into a new array: events no longer slice it
 }
 
 // giveBack returns the request's batches to JetStream for delivery now, to
@@ -80,11 +85,13 @@ func (r *request) giveBack() {
 }
 
 type event struct {
-	body     []byte // the rendered HEC event
-	recordID string
-	record   []byte // the OUT record, for the DLQ
-	from     *queue.Delivery
+	body   []byte // the rendered HEC event
+	index  int    // of the record in its batch
+	record []byte // the OUT record, for the DLQ
+	from   *queue.Delivery
 }
+
+func (e *event) recordID() string { return batch.RecordID(e.from.ID, e.index) }
 
 // Run pulls the sink's batches and hands full requests to InFlight senders.
 // The loop owns the request being filled; each sender owns the request it
@@ -168,7 +175,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
 		}
 		if cur == nil {
-			cur = &request{}
+			cur = &request{body: make([]byte, 0, int(s.cfg.BatchBytes)+64<<10)}
 			lingerEnd = time.Now().Add(s.cfg.Linger.D())
 		}
 		if err := s.add(ctx, cur, d); err != nil {
@@ -198,14 +205,17 @@ func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
 	replay := d.Header.Get(batch.HeaderReplay)
 	var bad []queue.DeadRecord
 	for i, rec := range records {
-		id := batch.RecordID(d.ID, i)
-		body, err := s.render(nil, rec, replay)
+		start, before := len(r.body), cap(r.body)
+		var err error
+		r.body, err = s.render(r.body, rec, replay)
 		if err != nil {
-			bad = append(bad, s.dead(d, id, rec, err.Error()))
+			r.body = r.body[:start]
+			bad = append(bad, s.dead(d, batch.RecordID(d.ID, i), rec, err.Error()))
 			continue
 		}
-		r.events = append(r.events, event{body: body, recordID: id, record: rec, from: d})
-		r.bytes += len(body)
+		r.moved = r.moved || cap(r.body) != before
+		r.events = append(r.events, event{body: r.body[start:len(r.body):len(r.body)], index: i, record: rec, from: d})
+		r.bytes += len(r.body) - start
 	}
 	if len(bad) > 0 {
 		if err := s.q.DeadLetter(ctx, bad); err != nil {
@@ -245,9 +255,12 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events []event) bool {
 	fails := 0
 	for len(events) > 0 {
-		body := make([]byte, 0, r.bytes)
-		for _, e := range events {
-			body = append(body, e.body...)
+		body := r.body
+		if r.moved || len(events) != len(r.events) {
+			body = make([]byte, 0, r.bytes)
+			for _, e := range events {
+				body = append(body, e.body...)
+			}
 		}
 		start := time.Now()
 		// A request under way finishes even when the node stops (bounded by
@@ -339,13 +352,13 @@ func (s *Sink) accepted(h *actors.Health, events []event) {
 func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 	reason := fmt.Sprintf("Splunk HEC refused the event: %s", res)
 	for {
-		err := s.q.DeadLetter(ctx, []queue.DeadRecord{s.dead(e.from, e.recordID, e.record, reason)})
+		err := s.q.DeadLetter(ctx, []queue.DeadRecord{s.dead(e.from, e.recordID(), e.record, reason)})
 		if err == nil {
 			s.m.dlq.Inc()
-			s.log.Warn("event refused by HEC; sent to the DLQ", "record", e.recordID, "answer", res.String())
+			s.log.Warn("event refused by HEC; sent to the DLQ", "record", e.recordID(), "answer", res.String())
 			return true
 		}
-		s.log.Error("dead-lettering failed; retrying", "record", e.recordID, "err", err)
+		s.log.Error("dead-lettering failed; retrying", "record", e.recordID(), "err", err)
 		if !actors.Sleep(ctx, time.Second) {
 			return false
 		}
