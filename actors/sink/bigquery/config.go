@@ -26,7 +26,8 @@ type Config struct {
 	BatchRows  int           `yaml:"batch_rows"`  // rows per AppendRows request; default 500
 	BatchBytes conf.ByteSize `yaml:"batch_bytes"` // data per request; default 4MiB (BigQuery takes at most 10 MB)
 	// BufferBytes bounds the OUT batches held in memory while their rows
-	// are written (decoded rows take several times this); default 32MiB.
+	// are written (decoded rows take several times this); default 8MiB:
+	// twice a default request, measured as fast as 32MiB and far smaller.
 	BufferBytes conf.ByteSize `yaml:"buffer_bytes"`
 	AckWait     conf.Duration `yaml:"ack_wait"`    // default 2m
 	MaxBackoff  conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
@@ -72,7 +73,7 @@ func (c *Config) SetDefaults() {
 		c.BatchBytes = 4 << 20
 	}
 	if c.BufferBytes == 0 {
-		c.BufferBytes = max(32<<20, c.BatchBytes)
+		c.BufferBytes = max(8<<20, c.BatchBytes)
 	}
 	if c.PartitionField == "" {
 		c.PartitionField = c.TimestampColumn
