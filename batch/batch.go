@@ -166,3 +166,54 @@ func (o *Output) AppendJSON(dst []byte) ([]byte, error) {
 	}
 	return append(dst, '}'), nil
 }
+
+// ReadOutput reads an OUT record without decoding its data: Data is a
+// slice of record, Fields is left nil and fields returned as written.
+// It checks the record's framing, not the grammar of data and fields:
+// a caller that passes them on validates them, or decodes them anyway.
+func ReadOutput(record []byte) (o Output, fields []byte, err error) {
+	err = jsonx.Fields(record, func(key, v []byte) error {
+		var err error
+		switch string(key) {
+		case "id":
+			o.ID, err = outputString(v)
+		case "timestamp":
+			o.Timestamp, err = strconv.ParseFloat(string(v), 64)
+		case "data":
+			o.Data = v
+		case "fields":
+			fields = v
+		case "index":
+			o.Index, err = outputString(v)
+		case "sourcetype":
+			o.Sourcetype, err = outputString(v)
+		case "source":
+			o.Source, err = outputString(v)
+		case "host":
+			o.Host, err = outputString(v)
+		case "dataset":
+			o.Dataset, err = outputString(v)
+		case "table":
+			o.Table, err = outputString(v)
+		case "partition":
+			o.Partition, err = outputString(v)
+		}
+		if err != nil {
+			return fmt.Errorf("field %s: %w", key, err)
+		}
+		return nil
+	})
+	return o, fields, err
+}
+
+// outputString reads a string field; null reads as empty, as encoding/json
+// does.
+func outputString(v []byte) (string, error) {
+	if string(v) == "null" {
+		return "", nil
+	}
+	if len(v) == 0 || v[0] != '"' {
+		return "", fmt.Errorf("want a string, got %s", v)
+	}
+	return jsonx.Unquote(v)
+}

@@ -29,6 +29,7 @@ func bigqueryBench(args []string) error {
 	fs := flag.NewFlagSet("bigquery", flag.ExitOnError)
 	mb := fs.Int("mb", 200, "MB of rows in OUT")
 	runs := fs.Int("runs", 3, "runs; medians are printed")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the first run's drain to this file")
 	_ = fs.Parse(args)
 	tmp, bin, err := workspace("bigquery")
 	if err != nil {
@@ -37,7 +38,11 @@ func bigqueryBench(args []string) error {
 	defer os.RemoveAll(tmp)
 	var spans []span
 	for r := 0; r < *runs; r++ {
-		s, err := bigqueryRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), *mb)
+		p := ""
+		if r == 0 {
+			p = *profile
+		}
+		s, err := bigqueryRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), *mb, p)
 		if err != nil {
 			return err
 		}
@@ -49,7 +54,7 @@ func bigqueryBench(args []string) error {
 	return nil
 }
 
-func bigqueryRun(bin, dir string, mb int) (span, error) {
+func bigqueryRun(bin, dir string, mb int, profile string) (span, error) {
 	addr, grpcAddr := freeAddr(), freeAddr()
 	cmd, err := startProcess(bin, "emulate", "bigquery", "--listen", addr, "--grpc-listen", grpcAddr, "--project", "bench", "--discard")
 	if err != nil {
@@ -94,6 +99,11 @@ func bigqueryRun(bin, dir string, mb int) (span, error) {
 	if err != nil {
 		return span{}, err
 	}
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		return span{}, err
+	}
+	defer stopProfile()
 	s, err := r.run(actors.StageSink, "bigquery", sink,
 		func() bool {
 			return node.MetricSum(reg, "sluice_sink_events_total", nil)+node.MetricSum(reg, "sluice_sink_dlq_events_total", nil) >= float64(total)

@@ -1,6 +1,7 @@
 package bigquery
 
 import (
+	"github.com/valyala/fastjson"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/conf"
@@ -123,7 +124,8 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) rules() Rules {
-	r := Rules{IDColumn: c.IDColumn, TimestampColumn: c.TimestampColumn, Integer: map[string]bool{}, Timestamp: map[string]bool{}}
+	r := Rules{IDColumn: c.IDColumn, TimestampColumn: c.TimestampColumn, Integer: map[string]bool{}, Timestamp: map[string]bool{},
+		parsers: &fastjson.ParserPool{}}
 	for _, f := range c.IntegerFields {
 		r.Integer[f] = true
 	}

@@ -1,7 +1,10 @@
 package bigquery
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +110,22 @@ func TestWidenKeepsOrderAndFindsConflicts(t *testing.T) {
 	if err.Error() != "field rec.x: STRING in the table, INTEGER in the record" {
 		t.Fatalf("conflict text: %v", err)
 	}
+}
+
+// decodeData gives what encoding/json with UseNumber gives, for any input.
+func FuzzDecodeData(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[1.5,"x",null,true],"c":{"d":"\u00e9"}}`, `{"a":1,"a":2}`, `{"s":"bad\xffutf8"}`, `{"n":01}`, `{"n":nan}`, `{"k\ud800":1}`, `[1]`, `{"a":1} x`} {
+		f.Add([]byte(s))
+	}
+	r := Rules{}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, gotErr := r.decodeData(b)
+		var want any
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		wantErr := dec.Decode(&want)
+		if (gotErr == nil) != (wantErr == nil) || (gotErr == nil && !reflect.DeepEqual(got, want)) {
+			t.Fatalf("%q: got %#v, %v; encoding/json %#v, %v", b, got, gotErr, want, wantErr)
+		}
+	})
 }

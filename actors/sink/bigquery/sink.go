@@ -2,7 +2,6 @@ package bigquery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -186,8 +185,8 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 	perTable := map[tableKey][]pendingRow{}
 	for i, rec := range recs {
 		done := s.doneFunc(ctx, t, i)
-		var o batch.Output
-		if err := json.Unmarshal(rec, &o); err != nil {
+		o, _, err := batch.ReadOutput(rec)
+		if err != nil {
 			done("not an output record: " + err.Error())
 			continue
 		}
