@@ -221,9 +221,23 @@ func (r Rules) normalize(path string, v any) (any, error) {
 		return x, nil
 	case map[string]any:
 		out := map[string]any{}
+		var folded map[string]string // lower case → key, for keys with capitals
 		for k, e := range x {
 			if !validColumn(k) {
 				return nil, fmt.Errorf("data.%s: %q is not a valid BigQuery column name", join(path, k), k)
+			}
+			if lk := strings.ToLower(k); lk != k {
+				other, seen := folded[lk]
+				if _, lower := x[lk]; lower {
+					other, seen = lk, true
+				}
+				if seen {
+					return nil, fmt.Errorf("data.%s and data.%s: BigQuery column names ignore case, so one row cannot hold both", join(path, other), join(path, k))
+				}
+				if folded == nil {
+					folded = map[string]string{}
+				}
+				folded[lk] = k
 			}
 			n, err := r.normalize(join(path, k), e)
 			if err != nil {
@@ -368,7 +382,28 @@ func typeName(f *bigquery.FieldSchema) string {
 }
 
 // Fits says whether every field of row is a column of table already.
+// It runs for every row, so it looks fields up in place instead of building
+// the widened schema: the same answer as Widen giving no error and no
+// growth (TestFitsIsWidenWithoutGrowth).
 func Fits(table, row bigquery.Schema) bool {
-	_, grown, err := Widen(table, row)
-	return err == nil && !grown
+	for _, rf := range row {
+		tf := fieldNamed(table, rf.Name)
+		if tf == nil || tf.Type != rf.Type || tf.Repeated != rf.Repeated {
+			return false
+		}
+		if tf.Type == bigquery.RecordFieldType && !Fits(tf.Schema, rf.Schema) {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldNamed finds a column by name, as BigQuery does: ignoring case.
+func fieldNamed(s bigquery.Schema, name string) *bigquery.FieldSchema {
+	for _, f := range s {
+		if strings.EqualFold(f.Name, name) {
+			return f
+		}
+	}
+	return nil
 }

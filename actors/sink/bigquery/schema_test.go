@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"github.com/m-mizutani/bqs"
 
 	"github.com/sluicehq/sluice/batch"
 )
@@ -128,4 +130,84 @@ func FuzzDecodeData(f *testing.F) {
 			t.Fatalf("%q: got %#v, %v; encoding/json %#v, %v", b, got, gotErr, want, wantErr)
 		}
 	})
+}
+
+// Fits answers as Widen does (no error, nothing grown), over every pair of
+// schemas inferred from random rows, tables widened from several rows.
+func TestFitsIsWidenWithoutGrowth(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch r.IntN(5) {
+		case 0:
+			return "s"
+		case 1:
+			return 1.5
+		case 2:
+			return true
+		case 3:
+			if depth < 2 {
+				m := map[string]any{}
+				for range 1 + r.IntN(3) {
+					m[[]string{"a", "B", "c"}[r.IntN(3)]] = value(depth + 1)
+				}
+				return m
+			}
+		}
+		return []any{"x"}
+	}
+	var schemas []bigquery.Schema
+	for range 60 {
+		row := map[string]any{}
+		for range 1 + r.IntN(4) {
+			row[[]string{"x", "Y", "z", "w"}[r.IntN(4)]] = value(0)
+		}
+		s, err := bqs.Infer(row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		schemas = append(schemas, s)
+	}
+	var tables []bigquery.Schema
+	for i := 0; i+2 < len(schemas); i += 3 {
+		table := schemas[i]
+		for _, s := range schemas[i+1 : i+3] {
+			if w, _, err := Widen(table, s); err == nil {
+				table = w
+			}
+		}
+		tables = append(tables, table)
+	}
+	fits := 0
+	for _, table := range append(tables, schemas...) {
+		for _, row := range schemas {
+			_, grown, err := Widen(table, row)
+			want := err == nil && !grown
+			if got := Fits(table, row); got != want {
+				t.Fatalf("Fits = %v, Widen says %v (grown %v, err %v)\ntable %v\nrow %v", got, want, grown, err, table, row)
+			}
+			if want {
+				fits++
+			}
+		}
+	}
+	if fits < 20 {
+		t.Fatalf("only %d pairs fit: the test does not exercise Fits", fits)
+	}
+}
+
+func TestPrepareRefusesKeysThatDifferOnlyInCase(t *testing.T) {
+	o := batch.Output{ID: "a", Timestamp: 1, Data: []byte(`{"meta":{"Host":"a","host":"b"}}`)}
+	_, err := rules.Prepare(&o)
+	if err == nil || !strings.Contains(err.Error(), "data.meta.host and data.meta.Host") {
+		t.Fatalf("err %v", err)
+	}
+	o.Data = []byte(`{"User":"a","USER":"b"}`)
+	if _, err := rules.Prepare(&o); err == nil || !strings.Contains(err.Error(), "ignore case") {
+		t.Fatalf("err %v", err)
+	}
+	o.Data = []byte(`{"User":"a","Host":"b","n":{"User":1}}`)
+	if _, err := rules.Prepare(&o); err != nil {
+		t.Fatalf("distinct names refused: %v", err)
+	}
 }
