@@ -8,10 +8,9 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/bigquery/storage/managedwriter/adapt"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // rowType is a table schema's message type for the write API, and the
@@ -43,68 +42,82 @@ func newRowType(schema bigquery.Schema) (*rowType, error) {
 }
 
 // encode serializes a row's values as the write API wants them:
-// TIMESTAMP as int64 microseconds.
+// TIMESTAMP as int64 microseconds. It writes the wire format straight from
+// the values (protowire) instead of filling a dynamicpb message first: that
+// was a quarter of the sink's CPU. TestEncodeMatchesDynamicpb holds the two
+// to the same message.
 func (t *rowType) encode(values map[string]any) ([]byte, error) {
-	m := dynamicpb.NewMessage(t.md)
-	if err := setMessage(m, values, ""); err != nil {
-		return nil, err
-	}
-	return proto.Marshal(m)
+	return appendMessage(nil, t.md, values, "")
 }
 
-func setMessage(m protoreflect.Message, values map[string]any, prefix string) error {
-	fields := m.Descriptor().Fields()
+func appendMessage(dst []byte, md protoreflect.MessageDescriptor, values map[string]any, prefix string) ([]byte, error) {
+	fields := md.Fields()
 	for k, v := range values {
 		f := fields.ByName(protoreflect.Name(k))
 		if f == nil {
 			f = fields.ByName(protoreflect.Name(strings.ToLower(k)))
 		}
 		if f == nil {
-			return fmt.Errorf("field %s%s: not a column of the stream's schema", prefix, k)
+			return nil, fmt.Errorf("field %s%s: not a column of the stream's schema", prefix, k)
 		}
+		var err error
 		switch {
 		case f.IsList():
 			items, ok := v.([]any)
 			if !ok {
-				return fmt.Errorf("field %s%s: want a list, have %T", prefix, k, v)
+				return nil, fmt.Errorf("field %s%s: want a list, have %T", prefix, k, v)
 			}
-			l := m.Mutable(f).List()
 			for _, e := range items {
-				if f.Kind() == protoreflect.MessageKind {
-					el := l.NewElement()
-					sub, ok := e.(map[string]any)
-					if !ok {
-						return fmt.Errorf("field %s%s: want a record, have %T", prefix, k, e)
-					}
-					if err := setMessage(el.Message(), sub, prefix+k+"."); err != nil {
-						return err
-					}
-					l.Append(el)
-					continue
+				if dst, err = appendField(dst, f, e, prefix+k); err != nil {
+					return nil, err
 				}
-				pv, err := scalar(f, e)
-				if err != nil {
-					return fmt.Errorf("field %s%s: %w", prefix, k, err)
-				}
-				l.Append(pv)
-			}
-		case f.Kind() == protoreflect.MessageKind:
-			sub, ok := v.(map[string]any)
-			if !ok {
-				return fmt.Errorf("field %s%s: want a record, have %T", prefix, k, v)
-			}
-			if err := setMessage(m.Mutable(f).Message(), sub, prefix+k+"."); err != nil {
-				return err
 			}
 		default:
-			pv, err := scalar(f, v)
-			if err != nil {
-				return fmt.Errorf("field %s%s: %w", prefix, k, err)
+			if dst, err = appendField(dst, f, v, prefix+k); err != nil {
+				return nil, err
 			}
-			m.Set(f, pv)
 		}
 	}
-	return nil
+	return dst, nil
+}
+
+// appendField appends one value of field f (one element, for a list).
+func appendField(dst []byte, f protoreflect.FieldDescriptor, v any, path string) ([]byte, error) {
+	num := f.Number()
+	if f.Kind() == protoreflect.MessageKind {
+		sub, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("field %s: want a record, have %T", path, v)
+		}
+		b, err := appendMessage(nil, f.Message(), sub, path+".")
+		if err != nil {
+			return nil, err
+		}
+		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		return protowire.AppendBytes(dst, b), nil
+	}
+	pv, err := scalar(f, v)
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", path, err)
+	}
+	switch f.Kind() {
+	case protoreflect.Int64Kind, protoreflect.Int32Kind:
+		dst = protowire.AppendTag(dst, num, protowire.VarintType)
+		return protowire.AppendVarint(dst, uint64(pv.Int())), nil
+	case protoreflect.DoubleKind:
+		dst = protowire.AppendTag(dst, num, protowire.Fixed64Type)
+		return protowire.AppendFixed64(dst, math.Float64bits(pv.Float())), nil
+	case protoreflect.StringKind:
+		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		return protowire.AppendString(dst, pv.String()), nil
+	case protoreflect.BoolKind:
+		dst = protowire.AppendTag(dst, num, protowire.VarintType)
+		return protowire.AppendVarint(dst, protowire.EncodeBool(pv.Bool())), nil
+	case protoreflect.BytesKind:
+		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		return protowire.AppendBytes(dst, pv.Bytes()), nil
+	}
+	return nil, fmt.Errorf("field %s: a %s column is not supported", path, f.Kind())
 }
 
 func scalar(f protoreflect.FieldDescriptor, v any) (protoreflect.Value, error) {
