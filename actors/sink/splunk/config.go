@@ -47,17 +47,7 @@ type Config struct {
 }
 
 // DecodeConfig decodes and validates a sink's YAML.
-func DecodeConfig(n *yaml.Node) (any, error) {
-	var c Config
-	if err := conf.DecodeStrict(n, "", &c); err != nil {
-		return nil, err
-	}
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
+func DecodeConfig(n *yaml.Node) (any, error) { return conf.Decode[Config](n) }
 
 // SetDefaults fills in what the config left out.
 func (c *Config) SetDefaults() {
