@@ -85,22 +85,18 @@ func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]O
 	if !ok {
 		return nil, fmt.Errorf("schema %q: %w (have: %v)", schema, ErrNoSchema, set.schemaNames())
 	}
-	if p := set.plans[schema]; p != nil && !e.opts.FullEval {
-		if out, ok := e.runPlan(ctx, p, record); ok {
-			e.planned.Inc()
-			return out, nil
-		}
-	}
-	e.evaluated.Inc()
-	input, err := e.parse(record)
+	input, out, err := e.input(ctx, set.plans[schema], record)
 	if err != nil {
 		return nil, fmt.Errorf("record is not JSON: %w", err)
+	}
+	if input == nil {
+		return out, nil // the plan answered
 	}
 	rs, err := e.eval(ctx, set, q, input)
 	if err != nil {
 		return nil, fmt.Errorf("policy schema.%s, rule log: %w", schema, err)
 	}
-	out := make([]Output, 0, len(rs))
+	out = make([]Output, 0, len(rs))
 	for i, v := range rs {
 		o, err := toOutput(v)
 		if err != nil {
@@ -311,15 +307,24 @@ func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
 	return dst, fmt.Errorf("%s cannot be encoded as JSON", ast.ValueName(v))
 }
 
-// runPlan evaluates a record on the fast path; !ok hands it to OPA.
-func (e *Engine) runPlan(ctx context.Context, p *plan, record []byte) ([]Output, bool) {
+// input parses a record once: a plan (nil: none) answers with its
+// outputs, or the record becomes OPA's input.
+func (e *Engine) input(ctx context.Context, p *plan, record []byte) (ast.Value, []Output, error) {
 	parser := e.parsers.Get()
 	defer e.parsers.Put(parser)
 	v, err := parser.ParseBytes(record)
-	if err != nil {
-		return nil, false
+	if err == nil && p != nil && !e.opts.FullEval {
+		if out, ok := p.run(ctx, v, len(record)); ok {
+			e.planned.Inc()
+			return nil, out, nil
+		}
 	}
-	return p.run(ctx, v, len(record))
+	e.evaluated.Inc()
+	if err != nil {
+		return nil, nil, err
+	}
+	input, err := fromFastJSON(v)
+	return input, nil, err
 }
 
 // parse turns JSON into a Rego value directly, without map[string]any:

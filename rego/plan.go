@@ -358,29 +358,9 @@ type planRun struct {
 	size    int // of the record, in bytes
 }
 
+// step runs one expression of the body. False: the body does not hold
+// (an operand is undefined, a condition is false).
 func (r *planRun) step(s *step) (bool, error) {
-	switch s.kind {
-	case stepBind:
-		v, err := r.eval(s.args[0])
-		r.slots[s.out] = v
-		return v.defined(), err
-	case stepEqual:
-		a, err := r.eval(s.args[0])
-		if err != nil || !a.defined() {
-			return false, err
-		}
-		c, err := r.eval(s.args[1])
-		if err != nil || !c.defined() {
-			return false, err
-		}
-		return equalValues(a, c)
-	case stepTruth:
-		v, err := r.eval(s.args[0])
-		if err != nil || !v.defined() {
-			return false, err
-		}
-		return !isFalse(v), nil
-	}
 	var buf [4]value
 	args := buf[:0]
 	for _, op := range s.args {
@@ -389,6 +369,15 @@ func (r *planRun) step(s *step) (bool, error) {
 			return false, err
 		}
 		args = append(args, v)
+	}
+	switch s.kind {
+	case stepBind:
+		r.slots[s.out] = args[0]
+		return true, nil
+	case stepEqual:
+		return equalValues(args[0], args[1])
+	case stepTruth:
+		return !isFalse(args[0]), nil
 	}
 	res, err := r.call(s, args)
 	if err != nil || !res.defined() {
