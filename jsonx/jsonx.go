@@ -12,39 +12,39 @@ const hex = "0123456789abcdef"
 
 // AppendString appends s as a JSON string. Invalid UTF-8 is replaced as
 // encoding/json does.
-func AppendString(dst []byte, s string) []byte {
-	if !utf8.ValidString(s) {
-		b, _ := json.Marshal(s)
-		return append(dst, b...)
-	}
-	return appendEscaped(dst, s)
-}
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
 
 // AppendBytes is AppendString for a string held in a byte slice, without
 // converting it (a copy per string on the hottest path).
-func AppendBytes(dst []byte, s []byte) []byte {
-	if !utf8.Valid(s) {
-		b, _ := json.Marshal(string(s))
-		return append(dst, b...)
-	}
-	return appendEscaped(dst, s)
-}
+func AppendBytes(dst []byte, s []byte) []byte { return appendString(dst, s) }
 
-func appendEscaped[S string | []byte](dst []byte, s S) []byte {
+// appendString escapes and checks UTF-8 in one pass, eight bytes at a time
+// while they are plain ASCII: most strings are, and this runs for every key
+// and value of every record. A string that is not valid UTF-8 is written by
+// encoding/json instead, as it always was.
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	base := len(dst)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		// Eight bytes at a time while none of them needs escaping: most
-		// strings are plain, and this runs for every key and value.
 		if i+8 <= len(s) {
 			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-			if !needsEscape(w) {
+			if w&highs == 0 && !needsEscape(w) {
 				i += 8
 				continue
 			}
 		}
 		c := s[i]
+		if c >= utf8.RuneSelf {
+			n := runeLen(s, i)
+			if n == 0 {
+				b, _ := json.Marshal(string(s))
+				return append(dst[:base], b...)
+			}
+			i += n
+			continue
+		}
 		if c >= 0x20 && c != '"' && c != '\\' {
 			i++
 			continue
@@ -67,6 +67,23 @@ func appendEscaped[S string | []byte](dst []byte, s S) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// runeLen is the length of the valid UTF-8 sequence at s[i], 0 if there is
+// none (utf8.Valid's rules).
+func runeLen[S string | []byte](s S, i int) int {
+	var r rune
+	var n int
+	switch x := any(s).(type) {
+	case string:
+		r, n = utf8.DecodeRuneInString(x[i:])
+	case []byte:
+		r, n = utf8.DecodeRune(x[i:])
+	}
+	if r == utf8.RuneError && n <= 1 {
+		return 0
+	}
+	return n
 }
 
 const (

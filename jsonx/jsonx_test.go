@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
@@ -25,10 +26,25 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 
 func FuzzAppendString(f *testing.F) {
 	f.Add("a\"b\\c\n\x00")
+	f.Add("ünï😀 \xe2\x80\xa8 bad\xff\xc3 <&>")
+	f.Add("\xed\xa0\x80 surrogate, \xf4\x90\x80\x80 beyond U+10FFFF")
 	f.Fuzz(func(t *testing.T, s string) {
+		got := AppendString(nil, s)
 		var back string
-		if err := json.Unmarshal(AppendString(nil, s), &back); err != nil {
+		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatalf("%q: %v", s, err)
+		}
+		// Byte for byte what the two-pass rule gives: valid UTF-8 escaped
+		// byte by byte, anything else as encoding/json writes it.
+		want := escapeBytewise([]byte(s))
+		if !utf8.ValidString(s) {
+			want, _ = json.Marshal(s)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("%q: got %s, want %s", s, got, want)
+		}
+		if b := AppendBytes([]byte("x"), []byte(s)); string(b[1:]) != string(want) || b[0] != 'x' {
+			t.Fatalf("%q: AppendBytes gave %s, want %s after the prefix", s, b, want)
 		}
 	})
 }
@@ -109,5 +125,25 @@ func BenchmarkAppendString(b *testing.B) {
 	var dst []byte
 	for b.Loop() {
 		dst = AppendString(dst[:0], s)
+	}
+}
+
+// The keys and values of an audit record: short strings, where a second
+// pass over each costs more than its length suggests.
+func BenchmarkAppendShortStrings(b *testing.B) {
+	strs := []string{"seq", "42", "event_id", "9f2c4e1d7a6b3c58-1a2b3c4d", "event_time", "2026-11-24T00:00:00.042Z",
+		"user", "alice", "user_type", "RamUser", "action", "DeleteBucket", "source_ip", "203.0.113.7", "region", "cn-hangzhou",
+		"result", "success", "__time__", "1764000000", "__topic__", "audit_log", "__source__", "10.0.0.7"}
+	n := 0
+	for _, s := range strs {
+		n += len(s)
+	}
+	b.SetBytes(int64(n))
+	var dst []byte
+	for b.Loop() {
+		dst = dst[:0]
+		for _, s := range strs {
+			dst = AppendString(dst, s)
+		}
 	}
 }
