@@ -214,7 +214,8 @@ func profiled(dir, name string, f func() error) error {
 }
 
 // startProfile starts a CPU profile into path ("": none) and returns what
-// stops it.
+// stops it, which also writes the allocations so far (the run is most of
+// them) beside it, as <name>.allocs.pprof.
 func startProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
@@ -227,5 +228,12 @@ func startProfile(path string) (stop func(), err error) {
 		out.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); out.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+		if a, err := os.Create(strings.TrimSuffix(path, ".pprof") + ".allocs.pprof"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
+	}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -165,6 +166,7 @@ func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
 
 // work is one worker's loop.
 func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Consumer) error {
+	var arena []byte // the OUT records of a batch, kept from batch to batch
 	for ctx.Err() == nil {
 		d, err := cons.Next(ctx, time.Second)
 		switch {
@@ -175,7 +177,7 @@ func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Cons
 		case err != nil:
 			return fmt.Errorf("transform: %w", err)
 		}
-		if err := t.handle(ctx, h, d); err != nil {
+		if err := t.handle(ctx, h, d, &arena); err != nil {
 			_ = d.Nak(time.Second)
 			if ctx.Err() == nil {
 				return err
@@ -186,8 +188,9 @@ func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Cons
 }
 
 // handle transforms one RAW batch. A nil return means it is acked; an
-// error means it is not (it comes back later).
-func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery) error {
+// error means it is not (it comes back later). The OUT records are written
+// one after another into arena, which outMessages copies into the batches.
+func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery, arena *[]byte) error {
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		t.m.dlq.WithLabelValues("corrupt").Inc()
@@ -211,9 +214,12 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	}
 	perSink := map[string][][]byte{}
 	var dead []queue.DeadRecord
+	// Room for every record and its output's fields: the records already
+	// written keep aliasing the old array if it has to grow.
+	*arena = slices.Grow((*arena)[:0], len(d.Data)+len(recs)*256)
 	for i, rec := range recs {
 		id := batch.RecordID(d.ID, i)
-		routed, err := t.transformRecord(ctx, schemas, rec, perSink)
+		routed, err := t.transformRecord(ctx, schemas, rec, perSink, arena)
 		if err != nil {
 			reason := "policy_error"
 			if errors.Is(err, errInvalidOutput) {
@@ -268,9 +274,10 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Deli
 
 var errInvalidOutput = errors.New("invalid output")
 
-// transformRecord appends a record's outputs to perSink. It adds nothing
-// unless every output of the record is valid. False: no policy routed it.
-func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec []byte, perSink map[string][][]byte) (bool, error) {
+// transformRecord appends a record's outputs to perSink, written into
+// arena. It adds nothing unless every output of the record is valid. False:
+// no policy routed it.
+func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec []byte, perSink map[string][][]byte, arena *[]byte) (bool, error) {
 	type routed struct {
 		sink string
 		body []byte
@@ -292,11 +299,14 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 			if err != nil {
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}
-			body, err := o.Output.AppendJSON(nil)
+			start := len(*arena)
+			buf, err := o.Output.AppendJSON(*arena)
 			if err != nil {
+				*arena = (*arena)[:start]
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}
-			outs = append(outs, routed{sink, body})
+			*arena = buf
+			outs = append(outs, routed{sink, buf[start:len(buf):len(buf)]})
 		}
 	}
 	for _, o := range outs {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -226,12 +227,17 @@ func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil
 func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
 	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
 	base := fmt.Sprintf("sls/%s/%s/%d/%s/", f.cfg.Project, f.cfg.Logstore, shard, cursor)
+	// A group's records are written into one buffer, sliced once it stops
+	// growing, and copied into their batch; the buffer then serves the
+	// next group: no allocation a record, nor a group.
+	var arena []byte
+	var ends []int
 	for i, lg := range groups {
 		event := eventJSON(f.cfg.Project, f.cfg.Logstore, shard, lg)
-		// Every record of the group is written into one buffer, sliced
-		// once it stops growing: one allocation a group, not one a record.
-		arena := make([]byte, 0, groupSize(lg))
-		ends := make([]int, len(lg.Logs))
+		if n := groupSize(lg); cap(arena) < n {
+			arena = make([]byte, 0, n)
+		}
+		arena, ends = arena[:0], slices.Grow(ends[:0], len(lg.Logs))[:len(lg.Logs)]
 		for j, l := range lg.Logs {
 			arena = appendRecord(arena, lg, l)
 			ends[j] = len(arena)

@@ -34,6 +34,13 @@ type Sink struct {
 
 	heldMu sync.Mutex
 	held   map[*request]time.Time // requests in flight → their oldest fetch time
+
+	// bodies keeps request bodies (*[]byte, ~1 MB each) for the next
+	// requests. Only with gzip on: the compressor is then the body's only
+	// reader and is done with it when post returns, whereas an unzipped
+	// body is sent as it is, and net/http may still be reading it after the
+	// answer came.
+	bodies sync.Pool
 }
 
 // New builds a sink; Run runs it.
@@ -175,7 +182,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
 		}
 		if cur == nil {
-			cur = &request{body: make([]byte, 0, int(s.cfg.BatchBytes)+64<<10)}
+			cur = &request{body: s.newBody()}
 			lingerEnd = time.Now().Add(s.cfg.Linger.D())
 		}
 		if err := s.add(ctx, cur, d); err != nil {
@@ -187,6 +194,24 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 			}
 		}
 	}
+}
+
+func (s *Sink) newBody() []byte {
+	if b, ok := s.bodies.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, int(s.cfg.BatchBytes)+64<<10)
+}
+
+// recycle keeps a delivered request's body for a later request; nothing
+// refers to it any more (the DLQ is given the OUT records, not the events).
+func (s *Sink) recycle(r *request) {
+	if !*s.cfg.Gzip {
+		return
+	}
+	body := r.body[:0]
+	r.body, r.events = nil, nil
+	s.bodies.Put(&body)
 }
 
 // add renders a delivery's records into r. A record that cannot be rendered
@@ -236,6 +261,7 @@ func (s *Sink) dead(d *queue.Delivery, id string, rec []byte, reason string) que
 func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 	s.hold(r)
 	defer s.release(r)
+	defer s.recycle(r)
 	if !s.sendAll(ctx, h, r, r.events) {
 		r.giveBack()
 		return
