@@ -17,11 +17,11 @@ var ErrNotObject = errors.New("not a JSON object")
 // — quotes, brackets, commas — not the values' grammar: callers validate
 // what they pass on, or read records sluice wrote itself.
 func Fields(b []byte, f func(key, value []byte) error) error {
-	i := skipSpace(b, 0)
+	i := SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return fmt.Errorf("%w: does not start with {", ErrNotObject)
 	}
-	i = skipSpace(b, i+1)
+	i = SkipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return trailing(b, i+1)
 	}
@@ -37,11 +37,11 @@ func Fields(b []byte, f func(key, value []byte) error) error {
 		if err != nil {
 			return err
 		}
-		i = skipSpace(b, end)
+		i = SkipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
 			return fmt.Errorf("%w: want : after key %q", ErrNotObject, key)
 		}
-		start := skipSpace(b, i+1)
+		start := SkipSpace(b, i+1)
 		end, err = SkipValue(b, start)
 		if err != nil {
 			return fmt.Errorf("key %q: %w", key, err)
@@ -49,10 +49,10 @@ func Fields(b []byte, f func(key, value []byte) error) error {
 		if err := f(key, b[start:end]); err != nil {
 			return err
 		}
-		i = skipSpace(b, end)
+		i = SkipSpace(b, end)
 		switch {
 		case i < len(b) && b[i] == ',':
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 		case i < len(b) && b[i] == '}':
 			return trailing(b, i+1)
 		default:
@@ -62,7 +62,7 @@ func Fields(b []byte, f func(key, value []byte) error) error {
 }
 
 func trailing(b []byte, i int) error {
-	if skipSpace(b, i) != len(b) {
+	if SkipSpace(b, i) != len(b) {
 		return fmt.Errorf("%w: data after the object", ErrNotObject)
 	}
 	return nil
@@ -166,7 +166,9 @@ func isDelimiter(c byte) bool {
 	return false
 }
 
-func skipSpace(b []byte, i int) int {
+// SkipSpace returns the offset of the first byte at or after i that is not
+// JSON white space.
+func SkipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
 		i++
 	}

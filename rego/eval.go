@@ -314,7 +314,7 @@ func (e *Engine) input(ctx context.Context, p *plan, record []byte) (ast.Value, 
 	defer e.parsers.Put(parser)
 	v, err := parser.ParseBytes(record)
 	if err == nil && p != nil && !e.opts.FullEval {
-		if out, ok := p.run(ctx, v, len(record)); ok {
+		if out, ok := p.run(ctx, v, record); ok {
 			e.planned.Inc()
 			return nil, out, nil
 		}

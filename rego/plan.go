@@ -31,12 +31,10 @@ import (
 // the error) the policy has always given. TestPlanMatchesOPA holds the two
 // paths to byte-identical outputs.
 type plan struct {
-	steps []step
-	head  []headField
-	slots int
-	// scratch keeps the members of objects being encoded (*[]member),
-	// reused from record to record.
-	scratch sync.Pool
+	steps   []step
+	head    []headField
+	slots   int
+	scratch sync.Pool // *planScratch
 }
 
 type headField struct {
@@ -78,6 +76,8 @@ type step struct {
 	fn   topdown.BuiltinFunc
 	args []operand
 	out  int // slot for the result; -1 when the call is a condition
+	// removeKeys are object.remove's keys when they are a constant.
+	removeKeys []string
 }
 
 // pureBuiltins may run in a plan: they depend on their arguments alone.
@@ -215,6 +215,11 @@ func (b *planBuilder) expr(e *ast.Expr) error {
 		if out != "" {
 			s.out = b.newSlot(out)
 		}
+		if name == "object.remove" && s.args[1].kind == operandConst {
+			if keys, ok := constKeys(s.args[1].c); ok {
+				s.removeKeys = keys
+			}
+		}
 		b.plan.steps = append(b.plan.steps, s)
 		return nil
 	}
@@ -322,15 +327,21 @@ var errUnsure = errors.New("plan unsure")
 
 // run evaluates the plan for a parsed record. ok is false when OPA must
 // evaluate the record instead.
-func (p *plan) run(ctx context.Context, root *fastjson.Value, size int) (_ []Output, ok bool) {
+func (p *plan) run(ctx context.Context, root *fastjson.Value, record []byte) (_ []Output, ok bool) {
 	if !plainJSON(root) {
 		return nil, false
 	}
-	r := planRun{ctx: ctx, root: root, slots: make([]value, p.slots), size: size}
-	if m, ok := p.scratch.Get().(*[]member); ok {
-		r.members = (*m)[:0]
+	r := planRun{ctx: ctx, root: root, slots: make([]value, p.slots), record: record}
+	if s, ok := p.scratch.Get().(*planScratch); ok {
+		r.scratch = s
+	} else {
+		r.scratch = new(planScratch)
 	}
-	defer func() { clear(r.members[:cap(r.members)]); p.scratch.Put(&r.members) }()
+	defer func() {
+		clear(r.scratch.members[:cap(r.scratch.members)])
+		clear(r.scratch.raw[:cap(r.scratch.raw)])
+		p.scratch.Put(r.scratch)
+	}()
 	for i := range p.steps {
 		defined, err := r.step(&p.steps[i])
 		if err != nil {
@@ -353,14 +364,29 @@ func (p *plan) run(ctx context.Context, root *fastjson.Value, size int) (_ []Out
 type planRun struct {
 	ctx     context.Context
 	root    *fastjson.Value
+	record  []byte // root's text
 	slots   []value
-	members []member
-	size    int // of the record, in bytes
+	scratch *planScratch
+}
+
+// planScratch is what encoding an output needs, reused from record to
+// record.
+type planScratch struct {
+	members []member    // of the parsed objects being encoded
+	raw     []rawMember // of the record's top-level object
 }
 
 // step runs one expression of the body. False: the body does not hold
 // (an operand is undefined, a condition is false).
 func (r *planRun) step(s *step) (bool, error) {
+	if s.kind == stepCall {
+		if res, handled, err := r.native(s); handled {
+			if err != nil || !res.defined() {
+				return false, err
+			}
+			return r.result(s, res), nil
+		}
+	}
 	var buf [4]value
 	args := buf[:0]
 	for _, op := range s.args {
@@ -383,11 +409,77 @@ func (r *planRun) step(s *step) (bool, error) {
 	if err != nil || !res.defined() {
 		return false, err
 	}
+	return r.result(s, res), nil
+}
+
+// result keeps a call's result; false when the call is a condition that
+// does not hold.
+func (r *planRun) result(s *step, res value) bool {
 	if s.out < 0 {
-		return !isFalse(res), nil
+		return !isFalse(res)
 	}
 	r.slots[s.out] = res
-	return true, nil
+	return true
+}
+
+// native does the calls most routing policies make, sprintf of strings and
+// to_number of an integer's text, without converting their arguments to
+// OPA's values: the results are what OPA's built-ins give for the same
+// arguments (TestPlanMatchesOPA). handled is false for any other call or
+// argument; OPA's built-in then runs as usual.
+func (r *planRun) native(s *step) (res value, handled bool, err error) {
+	switch s.name {
+	case "sprintf":
+		format, ok := s.args[0].c.(ast.String)
+		if s.args[0].kind != operandConst || !ok || s.args[1].kind != operandArray {
+			return value{}, false, nil
+		}
+		var buf [4]any
+		strs := buf[:0]
+		for _, e := range s.args[1].elems {
+			v, err := r.eval(e)
+			if err != nil || !v.defined() {
+				return value{}, true, err
+			}
+			str, ok := v.string()
+			if !ok {
+				return value{}, false, nil
+			}
+			strs = append(strs, str)
+		}
+		return value{a: ast.String(fmt.Sprintf(string(format), strs...))}, true, nil
+	case "to_number":
+		v, err := r.eval(s.args[0])
+		if err != nil || !v.defined() {
+			return value{}, true, err
+		}
+		if v.j != nil && v.j.Type() == fastjson.TypeString {
+			if n := v.j.GetStringBytes(); plainInteger(n) {
+				return value{a: ast.Number(n)}, true, nil
+			}
+		}
+	}
+	return value{}, false, nil
+}
+
+// plainInteger reports whether to_number gives back s itself as the
+// number: -?[1-9][0-9]* or 0, short enough for an int64 ("-0" becomes 0).
+func plainInteger(s []byte) bool {
+	if len(s) > 0 && s[0] == '-' {
+		s = s[1:]
+		if len(s) == 1 && s[0] == '0' {
+			return false
+		}
+	}
+	if len(s) == 0 || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func isFalse(v value) bool {
@@ -524,7 +616,11 @@ func (r *planRun) call(s *step, args []value) (_ value, err error) {
 	switch s.name {
 	case "object.remove":
 		if obj := args[0]; obj.j != nil && obj.j.Type() == fastjson.TypeObject {
-			if keys, ok := constKeys(args[1].a); ok {
+			keys, ok := s.removeKeys, s.removeKeys != nil
+			if !ok {
+				keys, ok = constKeys(args[1].a)
+			}
+			if ok {
 				return value{j: obj.j, drop: append(slices.Clip(obj.drop), keys...)}, nil
 			}
 		}
@@ -610,8 +706,16 @@ func (r *planRun) output(head []headField) (*Output, error) {
 			}
 			o.Timestamp, _ = n.Float64()
 		case "data":
-			// Most data is the record less a few keys: one allocation.
-			if o.Data, err = v.appendJSON(make([]byte, 0, r.size+16), &r.members); err != nil {
+			// Most data is the record less a few keys: one allocation,
+			// mostly copied from the record as it stands.
+			dst := make([]byte, 0, len(r.record)+16)
+			if v.j == r.root {
+				if data, ok := appendRecordSorted(dst, r.record, r.root, v.drop, &r.scratch.raw, &r.scratch.members); ok {
+					o.Data = data
+					continue
+				}
+			}
+			if o.Data, err = v.appendJSON(dst, &r.scratch.members); err != nil {
 				return nil, err
 			}
 		case "fields":
