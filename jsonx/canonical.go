@@ -2,6 +2,7 @@ package jsonx
 
 import (
 	"bytes"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -11,9 +12,9 @@ import (
 // it is instead of being parsed and written again.
 
 // CanonicalValue reports where the value at b[i] ends and whether it is
-// canonical; b must be valid JSON. When it is not canonical, end is not
+// canonical, which includes being valid JSON. When it is not, end is not
 // meaningful: SkipValue finds it. A number's text is taken as it stands
-// (OPA writes a number as it was written).
+// (OPA writes a number as it was written), if it is valid and tame.
 func CanonicalValue(b []byte, i int) (end int, ok bool) {
 	if i >= len(b) {
 		return 0, false
@@ -26,18 +27,38 @@ func CanonicalValue(b []byte, i int) (end int, ok bool) {
 		return canonicalObject(b, i)
 	case c == '[':
 		return canonicalArray(b, i)
-	case c == 't' || c == 'n':
-		return i + 4, i+4 <= len(b)
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'n':
+		return literal(b, i, "null")
 	case c == 'f':
-		return i + 5, i+5 <= len(b)
+		return literal(b, i, "false")
 	case c == '-' || isDigit(c):
 		j := i + 1
 		for j < len(b) && (isDigit(b[j]) || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
 			j++
 		}
-		return j, true
+		n := string(b[i:j]) // not kept: no copy
+		return j, ValidNumber(n) && TameNumber(n)
 	}
 	return 0, false
+}
+
+func literal(b []byte, i int, lit string) (int, bool) {
+	end := i + len(lit)
+	return end, end <= len(b) && string(b[i:end]) == lit
+}
+
+// TameNumber reports whether a number's exponent is within ±1000: OPA's
+// arithmetic on 1e9999999 is ten million digits of big.Float work (20 s)
+// that a time limit cannot interrupt, so policies refuse such records.
+func TameNumber(n string) bool {
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return true
+	}
+	exp := strings.TrimLeft(n[i+1:], "+-0")
+	return len(exp) < 4 || (len(exp) == 4 && exp <= "1000")
 }
 
 func canonicalObject(b []byte, i int) (int, bool) {

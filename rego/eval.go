@@ -307,24 +307,41 @@ func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
 	return dst, fmt.Errorf("%s cannot be encoded as JSON", ast.ValueName(v))
 }
 
-// input parses a record once: a plan (nil: none) answers with its
-// outputs, or the record becomes OPA's input.
+// input parses a record at most once: a plan (nil: none) answers with its
+// outputs, often without parsing it, or the record becomes OPA's input.
 func (e *Engine) input(ctx context.Context, p *plan, record []byte) (ast.Value, []Output, error) {
-	parser := e.parsers.Get()
-	defer e.parsers.Put(parser)
-	v, err := parser.ParseBytes(record)
-	if err == nil && p != nil && !e.opts.FullEval {
-		if out, ok := p.run(ctx, v, record); ok {
+	lazy := lazyRecord{parser: e.parsers.Get(), text: record}
+	defer e.parsers.Put(lazy.parser)
+	if p != nil && !e.opts.FullEval {
+		if out, ok := p.run(ctx, &lazy); ok {
 			e.planned.Inc()
 			return nil, out, nil
 		}
 	}
 	e.evaluated.Inc()
+	v, err := lazy.parse()
 	if err != nil {
 		return nil, nil, err
 	}
 	input, err := fromFastJSON(v)
 	return input, nil, err
+}
+
+// lazyRecord is a record parsed when first needed, then kept.
+type lazyRecord struct {
+	parser *fastjson.Parser
+	text   []byte
+	parsed bool
+	v      *fastjson.Value
+	err    error
+}
+
+func (l *lazyRecord) parse() (*fastjson.Value, error) {
+	if !l.parsed {
+		l.v, l.err = l.parser.ParseBytes(l.text)
+		l.parsed = true
+	}
+	return l.v, l.err
 }
 
 // parse turns JSON into a Rego value directly, without map[string]any:

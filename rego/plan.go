@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -313,25 +312,28 @@ func (b *planBuilder) operand(t *ast.Term) (operand, error) {
 }
 
 // value is what an operand holds while a plan runs: a part of the record
-// (j, less the keys object.remove took out) or a value a built-in made.
+// (less the keys object.remove took out) or a value a built-in made. A part
+// of the record is a parsed value (j), or, when the record was not parsed
+// (see scanRecord), the record itself (root) or one of its top-level
+// members, whose text is canonical (member).
 type value struct {
-	j    *fastjson.Value
-	drop []string
-	a    ast.Value
+	j      *fastjson.Value
+	root   bool
+	member int // 1 + the member's index in planRun.members; 0: none
+	drop   []string
+	a      ast.Value
 }
 
-func (v value) defined() bool { return v.j != nil || v.a != nil }
+func (v value) defined() bool { return v.j != nil || v.a != nil || v.root || v.member != 0 }
 
 // errUnsure makes run hand the record to OPA.
 var errUnsure = errors.New("plan unsure")
 
-// run evaluates the plan for a parsed record. ok is false when OPA must
+// run evaluates the plan for a record, parsed only when the plan needs
+// more than the record's top-level members. ok is false when OPA must
 // evaluate the record instead.
-func (p *plan) run(ctx context.Context, root *fastjson.Value, record []byte) (_ []Output, ok bool) {
-	if !plainJSON(root) {
-		return nil, false
-	}
-	r := planRun{ctx: ctx, root: root, slots: make([]value, p.slots), record: record}
+func (p *plan) run(ctx context.Context, record *lazyRecord) (_ []Output, ok bool) {
+	r := planRun{ctx: ctx, slots: make([]value, p.slots), record: record.text, lazy: record}
 	if s, ok := p.scratch.Get().(*planScratch); ok {
 		r.scratch = s
 	} else {
@@ -339,9 +341,17 @@ func (p *plan) run(ctx context.Context, root *fastjson.Value, record []byte) (_ 
 	}
 	defer func() {
 		clear(r.scratch.members[:cap(r.scratch.members)])
-		clear(r.scratch.raw[:cap(r.scratch.raw)])
 		p.scratch.Put(r.scratch)
 	}()
+	if r.members, r.scanned = scanRecord(r.record, r.scratch.raw[:0]); r.scanned {
+		r.scratch.raw = r.members
+	} else {
+		root, err := record.parse()
+		if err != nil || !plainJSON(root) {
+			return nil, false
+		}
+		r.root = root
+	}
 	for i := range p.steps {
 		defined, err := r.step(&p.steps[i])
 		if err != nil {
@@ -362,9 +372,15 @@ func (p *plan) run(ctx context.Context, root *fastjson.Value, record []byte) (_ 
 }
 
 type planRun struct {
-	ctx     context.Context
+	ctx    context.Context
+	record []byte
+	// When every top-level member of the record is canonical (scanned,
+	// see scanRecord), members are they, sorted by key, and root is parsed
+	// only if a step needs it. Else root is the parsed record.
+	scanned bool
+	members []rawMember
 	root    *fastjson.Value
-	record  []byte // root's text
+	lazy    *lazyRecord
 	slots   []value
 	scratch *planScratch
 }
@@ -401,9 +417,9 @@ func (r *planRun) step(s *step) (bool, error) {
 		r.slots[s.out] = args[0]
 		return true, nil
 	case stepEqual:
-		return equalValues(args[0], args[1])
+		return r.equal(args[0], args[1])
 	case stepTruth:
-		return !isFalse(args[0]), nil
+		return !r.isFalse(args[0]), nil
 	}
 	res, err := r.call(s, args)
 	if err != nil || !res.defined() {
@@ -416,7 +432,7 @@ func (r *planRun) step(s *step) (bool, error) {
 // does not hold.
 func (r *planRun) result(s *step, res value) bool {
 	if s.out < 0 {
-		return !isFalse(res)
+		return !r.isFalse(res)
 	}
 	r.slots[s.out] = res
 	return true
@@ -434,20 +450,27 @@ func (r *planRun) native(s *step) (res value, handled bool, err error) {
 		if s.args[0].kind != operandConst || !ok || s.args[1].kind != operandArray {
 			return value{}, false, nil
 		}
-		var buf [4]any
+		var buf [4]string
 		strs := buf[:0]
 		for _, e := range s.args[1].elems {
 			v, err := r.eval(e)
 			if err != nil || !v.defined() {
 				return value{}, true, err
 			}
-			str, ok := v.string()
+			str, ok := r.string(v)
 			if !ok {
 				return value{}, false, nil
 			}
 			strs = append(strs, str)
 		}
-		return value{a: ast.String(fmt.Sprintf(string(format), strs...))}, true, nil
+		if out, ok := sprintfStrings(string(format), strs); ok {
+			return value{a: ast.String(out)}, true, nil
+		}
+		args := make([]any, len(strs))
+		for i, str := range strs {
+			args[i] = str
+		}
+		return value{a: ast.String(fmt.Sprintf(string(format), args...))}, true, nil
 	case "to_number":
 		v, err := r.eval(s.args[0])
 		if err != nil || !v.defined() {
@@ -458,8 +481,51 @@ func (r *planRun) native(s *step) (res value, handled bool, err error) {
 				return value{a: ast.Number(n)}, true, nil
 			}
 		}
+		if t := r.text(v); len(t) > 2 && t[0] == '"' {
+			if n := t[1 : len(t)-1]; plainInteger(n) {
+				return value{a: ast.Number(n)}, true, nil
+			}
+		}
 	}
 	return value{}, false, nil
+}
+
+// sprintfStrings is fmt.Sprintf(format, args...) for a format of plain
+// text, %% and one %s for each argument; false for any other format.
+func sprintfStrings(format string, args []string) (string, bool) {
+	n := len(format)
+	for _, a := range args {
+		n += len(a)
+	}
+	out := make([]byte, 0, n)
+	next := 0
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' {
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(format) {
+			return "", false
+		}
+		i++
+		switch format[i] {
+		case '%':
+			out = append(out, '%')
+		case 's':
+			if next == len(args) {
+				return "", false
+			}
+			out = append(out, args[next]...)
+			next++
+		default:
+			return "", false
+		}
+	}
+	if next != len(args) {
+		return "", false
+	}
+	return string(out), true
 }
 
 // plainInteger reports whether to_number gives back s itself as the
@@ -482,44 +548,113 @@ func plainInteger(s []byte) bool {
 	return true
 }
 
-func isFalse(v value) bool {
+func (r *planRun) isFalse(v value) bool {
 	if v.j != nil {
 		return v.j.Type() == fastjson.TypeFalse
+	}
+	if v.member != 0 {
+		return string(r.text(v)) == "false"
 	}
 	b, ok := v.a.(ast.Boolean)
 	return ok && !bool(b)
 }
 
-func equalValues(a, c value) (bool, error) {
+func (r *planRun) equal(a, c value) (bool, error) {
 	if a.j != nil && c.j != nil && a.drop == nil && c.drop == nil && a.j == c.j {
 		return true, nil
 	}
-	if sa, ok := a.string(); ok {
-		if sc, ok := c.string(); ok {
+	if sa, ok := r.string(a); ok {
+		if sc, ok := r.string(c); ok {
 			return sa == sc, nil
 		}
 	}
-	x, err := a.ast()
+	x, err := r.ast(a)
 	if err != nil {
 		return false, err
 	}
-	y, err := c.ast()
+	y, err := r.ast(c)
 	if err != nil {
 		return false, err
 	}
 	return x.Compare(y) == 0, nil
 }
 
+// text is a member's canonical text; nil for any other value.
+func (r *planRun) text(v value) []byte {
+	if v.member == 0 {
+		return nil
+	}
+	m := &r.members[v.member-1]
+	return r.record[m.val:m.valTo]
+}
+
 // string returns the value if it is a string, without converting it.
-func (v value) string() (string, bool) {
+func (r *planRun) string(v value) (string, bool) {
 	if v.j != nil {
 		if v.j.Type() != fastjson.TypeString {
 			return "", false
 		}
 		return string(v.j.GetStringBytes()), true
 	}
+	if t := r.text(v); t != nil {
+		if t[0] != '"' {
+			return "", false
+		}
+		s, err := jsonx.Unquote(t)
+		return s, err == nil
+	}
 	s, ok := v.a.(ast.String)
 	return string(s), ok
+}
+
+func (r *planRun) number(v value) (ast.Number, bool) {
+	if v.j != nil {
+		if v.j.Type() != fastjson.TypeNumber {
+			return "", false
+		}
+		return ast.Number(v.j.String()), true
+	}
+	if t := r.text(v); t != nil {
+		if t[0] != '-' && (t[0] < '0' || t[0] > '9') {
+			return "", false
+		}
+		return ast.Number(t), true
+	}
+	n, ok := v.a.(ast.Number)
+	return n, ok
+}
+
+// parsed turns the record itself or a member of it into the parsed value,
+// for what only the parsed value does (nested paths, OPA's built-ins).
+func (r *planRun) parsed(v value) (value, error) {
+	if !v.root && v.member == 0 {
+		return v, nil
+	}
+	if r.root == nil {
+		root, err := r.lazy.parse()
+		if err != nil {
+			return value{}, errUnsure
+		}
+		r.root = root
+	}
+	if v.root {
+		return value{j: r.root, drop: v.drop}, nil
+	}
+	m := &r.members[v.member-1]
+	o, _ := r.root.Object()
+	j := o.Get(string(r.record[m.key:m.keyTo]))
+	if j == nil {
+		return value{}, errUnsure
+	}
+	return value{j: j}, nil
+}
+
+func (r *planRun) ast(v value) (ast.Value, error) {
+	v, err := r.parsed(v)
+	if err != nil {
+		return nil, err
+	}
+	return v.ast()
 }
 
 func (v value) ast() (ast.Value, error) {
@@ -551,6 +686,21 @@ func (r *planRun) eval(op operand) (value, error) {
 	case operandSlot:
 		return r.slots[op.slot], nil
 	case operandInput:
+		if r.scanned {
+			if len(op.path) == 0 {
+				return value{root: true}, nil
+			}
+			if len(op.path) == 1 {
+				key, ok := op.path[0].(ast.String)
+				if !ok { // input[0]: the record is an object
+					return value{}, nil
+				}
+				return value{member: findMember(r.record, r.members, string(key))}, nil
+			}
+			if _, err := r.parsed(value{root: true}); err != nil {
+				return value{}, err
+			}
+		}
 		j := r.root
 		for _, c := range op.path {
 			if j = child(j, c); j == nil {
@@ -565,7 +715,7 @@ func (r *planRun) eval(op operand) (value, error) {
 		if err != nil || !v.defined() {
 			return value{}, err
 		}
-		x, err := v.ast()
+		x, err := r.ast(v)
 		if err != nil {
 			return value{}, err
 		}
@@ -615,16 +765,26 @@ func (r *planRun) call(s *step, args []value) (_ value, err error) {
 	}()
 	switch s.name {
 	case "object.remove":
-		if obj := args[0]; obj.j != nil && obj.j.Type() == fastjson.TypeObject {
+		if obj := args[0]; obj.root || (obj.j != nil && obj.j.Type() == fastjson.TypeObject) {
 			keys, ok := s.removeKeys, s.removeKeys != nil
 			if !ok {
 				keys, ok = constKeys(args[1].a)
 			}
 			if ok {
-				return value{j: obj.j, drop: append(slices.Clip(obj.drop), keys...)}, nil
+				return value{j: obj.j, root: obj.root, drop: append(slices.Clip(obj.drop), keys...)}, nil
 			}
 		}
 	case "object.get":
+		if obj := args[0]; obj.root {
+			if key, ok := args[1].a.(ast.String); ok {
+				if !slices.Contains(obj.drop, string(key)) {
+					if m := findMember(r.record, r.members, string(key)); m != 0 {
+						return value{member: m}, nil
+					}
+				}
+				return args[2], nil
+			}
+		}
 		if obj := args[0]; obj.j != nil && obj.j.Type() == fastjson.TypeObject {
 			if key, ok := args[1].a.(ast.String); ok {
 				if !slices.Contains(obj.drop, string(key)) {
@@ -638,7 +798,7 @@ func (r *planRun) call(s *step, args []value) (_ value, err error) {
 	}
 	terms := make([]*ast.Term, len(args))
 	for i, a := range args {
-		x, err := a.ast()
+		x, err := r.ast(a)
 		if err != nil {
 			return value{}, err
 		}
@@ -691,7 +851,7 @@ func (r *planRun) output(head []headField) (*Output, error) {
 			return nil, nil // an undefined value: the rule produces nothing
 		}
 		if dst := o.stringField(f.key); dst != nil {
-			s, ok := v.string()
+			s, ok := r.string(v)
 			if !ok {
 				return nil, errUnsure
 			}
@@ -700,7 +860,7 @@ func (r *planRun) output(head []headField) (*Output, error) {
 		}
 		switch f.key {
 		case "timestamp":
-			n, ok := v.number()
+			n, ok := r.number(v)
 			if !ok {
 				return nil, errUnsure
 			}
@@ -709,7 +869,17 @@ func (r *planRun) output(head []headField) (*Output, error) {
 			// Most data is the record less a few keys: one allocation,
 			// mostly copied from the record as it stands.
 			dst := make([]byte, 0, len(r.record)+16)
-			if v.j == r.root {
+			switch {
+			case v.root:
+				o.Data = appendMembers(dst, r.record, r.members, v.drop)
+				continue
+			case v.member != 0:
+				if t := r.text(v); string(t) != "null" { // toOutput refuses a null data: OPA's path says so
+					o.Data = append(dst, t...)
+					continue
+				}
+				return nil, errUnsure
+			case v.j != nil && v.j == r.root:
 				if data, ok := appendRecordSorted(dst, r.record, r.root, v.drop, &r.scratch.raw, &r.scratch.members); ok {
 					o.Data = data
 					continue
@@ -719,7 +889,7 @@ func (r *planRun) output(head []headField) (*Output, error) {
 				return nil, err
 			}
 		case "fields":
-			x, err := v.ast()
+			x, err := r.ast(v)
 			fo, ok := x.(ast.Object)
 			if err != nil || !ok {
 				return nil, errUnsure
@@ -762,17 +932,6 @@ func (o *Output) stringField(name string) *string {
 		return &o.Partition
 	}
 	return nil
-}
-
-func (v value) number() (ast.Number, bool) {
-	if v.j != nil {
-		if v.j.Type() != fastjson.TypeNumber {
-			return "", false
-		}
-		return ast.Number(v.j.String()), true
-	}
-	n, ok := v.a.(ast.Number)
-	return n, ok
 }
 
 // appendJSON encodes the value as appendJSON encodes OPA's: object keys
@@ -895,15 +1054,4 @@ func plainJSON(j *fastjson.Value) bool {
 	return true
 }
 
-// tame reports whether OPA can do arithmetic on a number quickly: 1e9999999
-// / 1000 is ten million digits of big.Float work (20 s) that the per-record
-// time limit cannot interrupt. Records with such a number are refused on
-// both paths (fromFastJSON).
-func tame(n string) bool {
-	i := strings.IndexAny(n, "eE")
-	if i < 0 {
-		return true
-	}
-	exp := strings.TrimLeft(n[i+1:], "+-0")
-	return len(exp) < 4 || (len(exp) == 4 && exp <= "1000")
-}
+func tame(n string) bool { return jsonx.TameNumber(n) }

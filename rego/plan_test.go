@@ -171,6 +171,19 @@ func planCorpus(r *rand.Rand, n int) [][]byte {
 		[]byte(`{"__topic__":"audit_log","__time__":"1","n":01}`),
 		[]byte(`[1,2]`), []byte(`"audit_log"`), []byte(`{"a":`), []byte(`null`),
 		[]byte(` { "__time__" : "1732480000" , "__topic__":"audit_log",	"b": { "y": 1, "x": [ 1 , 2 ] }, "a":{"b":1} } `),
+		// Not JSON, each in a way a plan's own scan of the text must see.
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":trux}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":fals3}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1"} x`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1"}}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1",}`),
+		[]byte(`{"__topic__":"audit_log" "__time__":"1"}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":[1,]}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":{"a":1,}}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":"\x"}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":"` + "\x01" + `"}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":1.}`),
+		[]byte(`{"__topic__":"audit_log","__time__":"1","x":-}`),
 	}
 	for len(records) < n {
 		rec := []byte(randomRecord(r))
@@ -272,3 +285,25 @@ func randomValue(r *rand.Rand, k string, depth int) string {
 }
 
 func pick(r *rand.Rand, options ...string) string { return options[r.IntN(len(options))] }
+
+// sprintfStrings gives what fmt.Sprintf gives, or declines.
+func FuzzSprintfStrings(f *testing.F) {
+	f.Add("sls:%s", "10.0.0.7", "x")
+	f.Add("%s-%s %% done", "a", "b")
+	f.Add("%d%", "a", "")
+	f.Fuzz(func(t *testing.T, format, a, b string) {
+		for _, args := range [][]string{nil, {a}, {a, b}} {
+			got, ok := sprintfStrings(format, args)
+			if !ok {
+				continue
+			}
+			anys := make([]any, len(args))
+			for i, s := range args {
+				anys[i] = s
+			}
+			if want := fmt.Sprintf(format, anys...); got != want {
+				t.Fatalf("sprintfStrings(%q, %q) = %q, fmt.Sprintf gives %q", format, args, got, want)
+			}
+		}
+	})
+}

@@ -80,23 +80,7 @@ func appendRecordSorted(dst, raw []byte, root *fastjson.Value, drop []string, sc
 			i = jsonx.SkipSpace(raw, i+1)
 		}
 	}
-	// Insertion sort: a record has a few dozen keys, most told apart by
-	// their first eight bytes.
-	if len(ms) > 64 {
-		slices.SortFunc(ms, func(a, b rawMember) int {
-			if a.less(&b, raw) {
-				return -1
-			}
-			return 1 // keys are unique (plainJSON)
-		})
-	}
-	for a := 1; a < len(ms); a++ {
-		m, b := ms[a], a
-		for ; b > 0 && m.less(&ms[b-1], raw); b-- {
-			ms[b] = ms[b-1]
-		}
-		ms[b] = m
-	}
+	sortMembers(ms, raw)
 	dst = append(dst, '{')
 	for n := range ms {
 		m := &ms[n]
@@ -122,4 +106,127 @@ func dropped(drop []string, key []byte) bool {
 		}
 	}
 	return false
+}
+
+// scanRecord splits a record into its top-level members, sorted by key, if
+// the record is an object whose keys have no escapes and whose every value
+// is canonical (jsonx.CanonicalValue: which includes valid JSON, tame
+// numbers and, within, no repeated keys). A plan can then answer from the
+// record's text without parsing it (an SLS record, whose fields the fetcher
+// writes, always is such a record). False: anything else; the record is
+// parsed.
+func scanRecord(raw []byte, ms []rawMember) ([]rawMember, bool) {
+	i := jsonx.SkipSpace(raw, 0)
+	if len(raw) > math.MaxInt32 || i >= len(raw) || raw[i] != '{' {
+		return ms, false
+	}
+	i = jsonx.SkipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		return ms, jsonx.SkipSpace(raw, i+1) == len(raw)
+	}
+	for {
+		if i >= len(raw) || raw[i] != '"' {
+			return ms, false
+		}
+		end, escaped, ok := jsonx.CanonicalString(raw, i)
+		if !ok || escaped {
+			return ms, false
+		}
+		m := rawMember{prefix: keyPrefix(raw[i+1 : end-1]), key: int32(i + 1), keyTo: int32(end - 1)}
+		i = jsonx.SkipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ':' {
+			return ms, false
+		}
+		start := jsonx.SkipSpace(raw, i+1)
+		if end, ok = jsonx.CanonicalValue(raw, start); !ok {
+			return ms, false
+		}
+		m.val, m.valTo = int32(start), int32(end)
+		ms = append(ms, m)
+		i = jsonx.SkipSpace(raw, end)
+		if i >= len(raw) {
+			return ms, false
+		}
+		if raw[i] == '}' {
+			break
+		}
+		if raw[i] != ',' {
+			return ms, false
+		}
+		i = jsonx.SkipSpace(raw, i+1)
+	}
+	if jsonx.SkipSpace(raw, i+1) != len(raw) {
+		return ms, false
+	}
+	sortMembers(ms, raw)
+	for n := 1; n < len(ms); n++ { // a repeated key: OPA keeps the last, the plan leaves it to OPA
+		if !ms[n-1].less(&ms[n], raw) {
+			return ms, false
+		}
+	}
+	return ms, true
+}
+
+// sortMembers sorts members by key: by insertion, as a record has a few
+// dozen keys, most told apart by their first eight bytes.
+func sortMembers(ms []rawMember, raw []byte) {
+	if len(ms) > 64 {
+		slices.SortStableFunc(ms, func(a, b rawMember) int {
+			switch {
+			case a.less(&b, raw):
+				return -1
+			case b.less(&a, raw):
+				return 1
+			}
+			return 0
+		})
+		return
+	}
+	for a := 1; a < len(ms); a++ {
+		m, b := ms[a], a
+		for ; b > 0 && m.less(&ms[b-1], raw); b-- {
+			ms[b] = ms[b-1]
+		}
+		ms[b] = m
+	}
+}
+
+// findMember is 1 + the index of the member with key, 0 if there is none.
+func findMember(raw []byte, ms []rawMember, key string) int {
+	prefix := keyPrefix([]byte(key))
+	lo, hi := 0, len(ms)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		m := &ms[mid]
+		if m.prefix < prefix || (m.prefix == prefix && string(raw[m.key:m.keyTo]) < key) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(ms) && string(raw[ms[lo].key:ms[lo].keyTo]) == key {
+		return lo + 1
+	}
+	return 0
+}
+
+// appendMembers writes the sorted members less the keys in drop: exactly
+// what appendSorted writes for the parsed record.
+func appendMembers(dst, raw []byte, ms []rawMember, drop []string) []byte {
+	dst = append(dst, '{')
+	first := true
+	for n := range ms {
+		m := &ms[n]
+		if dropped(drop, raw[m.key:m.keyTo]) {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, raw[m.key-1:m.keyTo+1]...) // with its quotes
+		dst = append(dst, ':')
+		dst = append(dst, raw[m.val:m.valTo]...)
+	}
+	return append(dst, '}')
 }
