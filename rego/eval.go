@@ -45,6 +45,17 @@ func (e *Engine) EventSources(ctx context.Context, event []byte) ([]Source, erro
 	if set.event == nil {
 		return nil, errors.New("no event policy (package event with a src rule)")
 	}
+	if srcs, ok := set.events.get(event); ok {
+		return srcs, nil
+	}
+	srcs, err := e.eventSources(ctx, set, event)
+	if err == nil {
+		set.events.put(event, srcs)
+	}
+	return srcs, err
+}
+
+func (e *Engine) eventSources(ctx context.Context, set *policySet, event []byte) ([]Source, error) {
 	input, err := e.parse(event)
 	if err != nil {
 		return nil, fmt.Errorf("event input: %w", err)

@@ -13,8 +13,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
@@ -33,6 +35,10 @@ type policySet struct {
 	plans    map[string]*plan  // schema policies with a fast path
 	noPlans  map[string]string // the others, and why
 	files    []string
+	// events caches the event policy's answers (nil: it calls a built-in
+	// whose answer may change, such as time.now_ns or http.send). Every
+	// batch of a source carries its event, and most are alike.
+	events *eventCache
 }
 
 // readDir reads the .rego and data files of dir, tests included.
@@ -158,6 +164,9 @@ func (s *policySet) prepare() error {
 	s.schemas = map[string]ast.Body{}
 	s.plans = map[string]*plan{}
 	s.noPlans = map[string]string{}
+	if deterministic(s.modules) {
+		s.events = &eventCache{answers: map[string][]Source{}}
+	}
 	for _, m := range s.modules {
 		path := m.Package.Path.String() // data.schema.github_audit
 		name, ok := strings.CutPrefix(path, "data.schema.")
@@ -187,6 +196,61 @@ func (s *policySet) prepare() error {
 		}
 	}
 	return nil
+}
+
+// deterministic reports whether no policy calls a built-in whose answer may
+// change from call to call, so that an answer may be reused.
+func deterministic(modules map[string]*ast.Module) bool {
+	ok := true
+	check := func(op string) {
+		if bi := ast.BuiltinMap[op]; bi != nil && bi.Nondeterministic {
+			ok = false
+		}
+	}
+	for _, m := range modules {
+		ast.NewGenericVisitor(func(x any) bool {
+			switch x := x.(type) {
+			case *ast.Expr: // f(x, y) in a body
+				if x.IsCall() {
+					check(x.Operator().String())
+				}
+			case ast.Call: // f(x) inside a term, a rule's head say
+				check(x[0].String())
+			}
+			return !ok
+		}).Walk(m)
+	}
+	return ok
+}
+
+// eventCache holds the event policy's answers by event, up to a bound.
+type eventCache struct {
+	mu      sync.Mutex
+	answers map[string][]Source
+}
+
+const eventCacheSize = 4096
+
+func (c *eventCache) get(event []byte) ([]Source, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	srcs, ok := c.answers[string(event)]
+	return slices.Clone(srcs), ok
+}
+
+func (c *eventCache) put(event []byte, srcs []Source) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.answers) >= eventCacheSize {
+		clear(c.answers) // GCS events are each new: start over rather than track age
+	}
+	c.answers[string(event)] = slices.Clone(srcs)
 }
 
 func hasRule(m *ast.Module, name string) bool {

@@ -217,3 +217,48 @@ func TestOutputsJSONShape(t *testing.T) {
 		t.Fatal(string(b))
 	}
 }
+
+// The event policy's answer for an event is reused while the same policies
+// run, unless a policy calls a built-in whose answer may change.
+func TestEventAnswersReused(t *testing.T) {
+	event := func(topic string) []byte { return []byte(`{"topic":"` + topic + `"}`) }
+	dir := writePolicies(t, map[string]string{"event.rego": "package event\n\nsrc contains {\"schema\": input.topic} if true\n"})
+	e, err := Load(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 2 {
+		for _, topic := range []string{"a", "b"} {
+			srcs, err := e.EventSources(ctx, event(topic))
+			if err != nil || len(srcs) != 1 || srcs[0].Schema != topic {
+				t.Fatalf("topic %s: %+v %v", topic, srcs, err)
+			}
+			srcs[0].Schema = "changed by the caller" // must not reach the cache
+		}
+	}
+	if n := len(e.current().events.answers); n != 2 {
+		t.Fatalf("%d answers kept, want 2", n)
+	}
+	// A reload starts afresh: the same event, the new policy's answer.
+	if err := os.WriteFile(filepath.Join(dir, "event.rego"), []byte("package event\n\nsrc contains {\"schema\": concat(\"-\", [input.topic, \"v2\"])} if true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if srcs, err := e.EventSources(ctx, event("a")); err != nil || srcs[0].Schema != "a-v2" {
+		t.Fatalf("after reload: %+v %v", srcs, err)
+	}
+
+	clock := writePolicies(t, map[string]string{"event.rego": "package event\n\nsrc contains {\"schema\": sprintf(\"s%d\", [time.now_ns() % 2])} if true\n"})
+	if e, err = Load(clock, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.EventSources(ctx, event("a")); err != nil {
+		t.Fatal(err)
+	}
+	if e.current().events != nil {
+		t.Fatal("answers of a policy that reads the clock are kept")
+	}
+}
