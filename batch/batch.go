@@ -43,6 +43,10 @@ const (
 	HeaderReplay = "Sluice-Replay"
 	// HeaderReplaySink limits a replay through the transform to one sink.
 	HeaderReplaySink = "Sluice-Replay-Sink"
+	// HeaderEncoded marks an OUT batch whose records the transform wrote
+	// with its own JSON encoders: a sink need not validate them again (a
+	// record that is not JSON anyway is refused by Splunk, and dead-lettered).
+	HeaderEncoded = "Sluice-Encoded"
 )
 
 const version = 1

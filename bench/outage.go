@@ -20,6 +20,7 @@ func outageBench(args []string) error {
 	fs := flag.NewFlagSet("outage", flag.ExitOnError)
 	mb := fs.Int("mb", 200, "MB of 1 KB audit records (1000 = the issue's 1 GB)")
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file while the backlog waits")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain to this file")
 	rate := fs.Float64("rate", 0, "MB/s: the SLS stand-in makes the records while they are fetched, instead of holding them all in memory (for backlogs of many GB)")
 	_ = fs.Parse(args)
 	tmp, bin, err := workspace("outage")
@@ -76,12 +77,17 @@ func outageBench(args []string) error {
 		return err
 	}
 	defer stop(hecCmd)
+	stopProfile, err := startProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
 	drain, err := measure(func() (int64, int64, error) {
 		for !p.drained(records) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		return int64(p.metric("sluice_sink_bytes_total", nil)), int64(p.metric("sluice_sink_events_total", nil)), nil
 	})
+	stopProfile()
 	if err != nil {
 		return err
 	}

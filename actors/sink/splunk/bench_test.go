@@ -27,7 +27,7 @@ func body(tb testing.TB) []byte {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if b, err = s.render(b, rec, ""); err != nil {
+		if b, err = s.render(b, rec, "", true); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -37,7 +37,7 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"id":"\u2028","timestamp":-1e308,"data":[1,2],"host":"\u0000"}`), "r\"x")
 	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}}
 	f.Fuzz(func(t *testing.T, record []byte, replay string) {
-		out, err := s.render(nil, record, replay)
+		out, err := s.render(nil, record, replay, false)
 		if err != nil {
 			return
 		}

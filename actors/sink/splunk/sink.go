@@ -228,11 +228,12 @@ func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
 		return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a record batch: "+err.Error())
 	}
 	replay := d.Header.Get(batch.HeaderReplay)
+	encoded := d.Header.Get(batch.HeaderEncoded) == "transform"
 	var bad []queue.DeadRecord
 	for i, rec := range records {
 		start, before := len(r.body), cap(r.body)
 		var err error
-		r.body, err = s.render(r.body, rec, replay)
+		r.body, err = s.render(r.body, rec, replay, encoded)
 		if err != nil {
 			r.body = r.body[:start]
 			bad = append(bad, s.dead(d, batch.RecordID(d.ID, i), rec, err.Error()))

@@ -243,6 +243,52 @@ func TestPoisonEventGoesToDLQOthersArrive(t *testing.T) {
 	}
 }
 
+// A record that is not JSON goes to the DLQ and the others arrive, whether
+// the sink checks it (a batch from elsewhere) or the transform vouched for
+// it (then Splunk refuses it, and the sink finds which one).
+func TestRecordThatIsNotJSONGoesToDLQ(t *testing.T) {
+	for _, encoded := range []bool{false, true} {
+		t.Run(fmt.Sprint("encoded=", encoded), func(t *testing.T) {
+			f := newFixture(t, hectest.Options{})
+			var recs [][]byte
+			for i := range 20 {
+				rec, _ := json.Marshal(batch.Output{ID: fmt.Sprint("r", i), Timestamp: 1732480000.5, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+				if i == 7 {
+					rec = []byte(`{"id":"r7","timestamp":1732480000.5,"data":{"n":7,"x":tru}}`)
+				}
+				recs = append(recs, rec)
+			}
+			h := nats.Header{}
+			h.Set(batch.HeaderMsgID, "raw-0/splunk")
+			if encoded {
+				h.Set(batch.HeaderEncoded, "transform")
+			}
+			if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+				t.Fatal(err)
+			}
+			f.start(nil)
+			f.waitDelivered(19, 20*time.Second)
+			f.assertEachOnce(20, 7)
+			dlq, err := f.q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: "dlq.>"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := dlq.Next(context.Background(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := batch.Decode(d.Data)
+			want := "not an output record"
+			if encoded {
+				want = "Invalid data format"
+			}
+			if len(got) != 1 || string(got[0]) != string(recs[7]) || !strings.Contains(d.Header.Get(batch.HeaderReason), want) {
+				t.Fatalf("DLQ: %q, reason %q, want %q", got, d.Header.Get(batch.HeaderReason), want)
+			}
+		})
+	}
+}
+
 func TestWrongTokenPausesWithoutLeakingThenRestartDelivers(t *testing.T) {
 	f := newFixture(t, hectest.Options{})
 	f.publish(300, 30)
