@@ -45,12 +45,15 @@ func (e *Engine) EventSources(ctx context.Context, event []byte) ([]Source, erro
 	if set.event == nil {
 		return nil, errors.New("no event policy (package event with a src rule)")
 	}
-	if srcs, ok := set.events.get(event); ok {
-		return srcs, nil
+	key, cacheable := set.events.key(&e.parsers, event)
+	if cacheable {
+		if srcs, ok := set.events.get(key); ok {
+			return srcs, nil
+		}
 	}
 	srcs, err := e.eventSources(ctx, set, event)
-	if err == nil {
-		set.events.put(event, srcs)
+	if err == nil && cacheable {
+		set.events.put(key, srcs)
 	}
 	return srcs, err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/valyala/fastjson"
 	"gopkg.in/yaml.v3"
 )
 
@@ -165,7 +166,7 @@ func (s *policySet) prepare() error {
 	s.plans = map[string]*plan{}
 	s.noPlans = map[string]string{}
 	if deterministic(s.modules) {
-		s.events = &eventCache{answers: map[string][]Source{}}
+		s.events = &eventCache{answers: map[string][]Source{}, paths: eventInputPaths(s.modules)}
 	}
 	for _, m := range s.modules {
 		path := m.Package.Path.String() // data.schema.github_audit
@@ -223,25 +224,29 @@ func deterministic(modules map[string]*ast.Module) bool {
 	return ok
 }
 
-// eventCache holds the event policy's answers by event, up to a bound.
+// eventCache holds the event policy's answers, up to a bound, by the parts
+// of the event the policy reads (paths; nil: all of it). An SLS event
+// differs from batch to batch (its tags carry the receive time) while the
+// policy reads only its logstore, say.
 type eventCache struct {
 	mu      sync.Mutex
 	answers map[string][]Source
+	paths   [][]ast.Value
 }
 
 const eventCacheSize = 4096
 
-func (c *eventCache) get(event []byte) ([]Source, bool) {
+func (c *eventCache) get(key string) ([]Source, bool) {
 	if c == nil {
 		return nil, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	srcs, ok := c.answers[string(event)]
+	srcs, ok := c.answers[key]
 	return slices.Clone(srcs), ok
 }
 
-func (c *eventCache) put(event []byte, srcs []Source) {
+func (c *eventCache) put(key string, srcs []Source) {
 	if c == nil {
 		return
 	}
@@ -250,7 +255,93 @@ func (c *eventCache) put(event []byte, srcs []Source) {
 	if len(c.answers) >= eventCacheSize {
 		clear(c.answers) // GCS events are each new: start over rather than track age
 	}
-	c.answers[string(event)] = slices.Clone(srcs)
+	c.answers[key] = slices.Clone(srcs)
+}
+
+// key is what the policy's answer for event depends on: the values at
+// paths, else the whole event. ok is false when the event is not JSON the
+// way OPA would read it (the policy then says so; nothing is kept).
+func (c *eventCache) key(parsers *fastjson.ParserPool, event []byte) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	if c.paths == nil {
+		return string(event), true
+	}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	root, err := p.ParseBytes(event)
+	if err != nil || !plainJSON(root) {
+		return "", false
+	}
+	var key []byte
+	for _, path := range c.paths {
+		j := root
+		for _, step := range path {
+			if j = child(j, step); j == nil {
+				break
+			}
+		}
+		if j == nil {
+			key = append(key, '-') // undefined
+		} else {
+			key = j.MarshalTo(append(key, '='))
+		}
+		key = append(key, '\n')
+	}
+	return string(key), true
+}
+
+// eventInputPaths lists the paths into input that the event policy reads
+// (input.logstore, input.data.name): its answer depends on nothing else.
+// nil: the policy reads input as a whole or by a computed key, reads other
+// packages (which may read input) or rebinds input with `with`; then the
+// whole event is the key.
+func eventInputPaths(modules map[string]*ast.Module) [][]ast.Value {
+	var paths [][]ast.Value
+	whole := false
+	bareInputs, inputRefs := 0, 0
+	for _, m := range modules {
+		if !m.Package.Path.Equal(ast.MustParseRef("data.event")) {
+			continue
+		}
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			whole = whole || len(e.With) > 0
+			return false
+		})
+		ast.WalkVars(m, func(v ast.Var) bool {
+			if v.Equal(ast.InputRootDocument.Value) {
+				bareInputs++
+			}
+			return false
+		})
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			switch {
+			case r[0].Equal(ast.InputRootDocument):
+				inputRefs++
+				var path []ast.Value
+				for _, t := range r[1:] {
+					switch t.Value.(type) {
+					case ast.String, ast.Number:
+						path = append(path, t.Value)
+						continue
+					}
+					break
+				}
+				if len(path) == 0 {
+					whole = true
+				}
+				paths = append(paths, path)
+			case r[0].Equal(ast.DefaultRootDocument) && !r.HasPrefix(ast.MustParseRef("data.event")):
+				whole = true
+			}
+			return false
+		})
+	}
+	if whole || bareInputs != inputRefs || len(paths) == 0 {
+		return nil
+	}
+	return paths
 }
 
 func hasRule(m *ast.Module, name string) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,7 +222,13 @@ func TestOutputsJSONShape(t *testing.T) {
 // The event policy's answer for an event is reused while the same policies
 // run, unless a policy calls a built-in whose answer may change.
 func TestEventAnswersReused(t *testing.T) {
-	event := func(topic string) []byte { return []byte(`{"topic":"` + topic + `"}`) }
+	// The received time differs from batch to batch; the policy reads only
+	// the topic, so two answers are kept for the two topics.
+	n := 0
+	event := func(topic string) []byte {
+		n++
+		return []byte(fmt.Sprintf(`{"topic":%q,"tags":{"__receive_time__":"%d"}}`, topic, 1764000000+n))
+	}
 	dir := writePolicies(t, map[string]string{"event.rego": "package event\n\nsrc contains {\"schema\": input.topic} if true\n"})
 	e, err := Load(dir, Options{})
 	if err != nil {
@@ -260,5 +267,37 @@ func TestEventAnswersReused(t *testing.T) {
 	}
 	if e.current().events != nil {
 		t.Fatal("answers of a policy that reads the clock are kept")
+	}
+}
+
+// The key of a kept answer is what the event policy reads, or the whole
+// event when that cannot be told.
+func TestEventInputPaths(t *testing.T) {
+	for _, c := range []struct {
+		policy string
+		want   string // the paths, or "" for the whole event
+	}{
+		{`src contains {"schema": "s"} if input.logstore == "audit"`, `["logstore"]`},
+		{`src contains {"schema": "s"} if { input.data.bucket == "b"; startswith(input.data.name, "x/") }`, `["data" "bucket"] ["data" "name"]`},
+		{`src contains {"schema": "s"} if input.tags[k] == "v"`, `["tags"]`},
+		{`src contains {"schema": "s"} if input.items[0] == "v"`, `["items" 0]`},
+		{`src contains {"schema": "s"} if count(object.keys(input)) > 1`, ""},
+		{`src contains {"schema": "s"} if input[k] == "v"`, ""},
+		{`src contains {"schema": "s"} if data.lib.ok`, ""},
+		{`src contains {"schema": "s"} if { x := input.a with input as {"a": 1}; x == 1 }`, ""},
+		{`src contains {"schema": "s"} if true`, ""},
+	} {
+		dir := writePolicies(t, map[string]string{"event.rego": "package event\n\n" + c.policy + "\n", "lib.rego": "package lib\n\nok if input.z\n"})
+		e, err := Load(dir, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", c.policy, err)
+		}
+		var got []string
+		for _, p := range e.current().events.paths {
+			got = append(got, fmt.Sprint(p))
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s: paths %q, want %q", c.policy, strings.Join(got, " "), c.want)
+		}
 	}
 }
