@@ -214,8 +214,8 @@ func profiled(dir, name string, f func() error) error {
 }
 
 // startProfile starts a CPU profile into path ("": none) and returns what
-// stops it, which also writes the allocations so far (the run is most of
-// them) beside it, as <name>.allocs.pprof.
+// stops it, which also writes what was allocated since the process started
+// beside it, as <name>.allocs.pprof (for the first run or stage, that run).
 func startProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
