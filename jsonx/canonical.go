@@ -127,13 +127,9 @@ func canonicalArray(b []byte, i int) (int, bool) {
 func CanonicalString(b []byte, i int) (end int, escaped, ok bool) {
 	j := i + 1
 	for j < len(b) {
-		if j+8 <= len(b) {
-			w := uint64(b[j]) | uint64(b[j+1])<<8 | uint64(b[j+2])<<16 | uint64(b[j+3])<<24 |
-				uint64(b[j+4])<<32 | uint64(b[j+5])<<40 | uint64(b[j+6])<<48 | uint64(b[j+7])<<56
-			if w&highs == 0 && !needsEscape(w) {
-				j += 8
-				continue
-			}
+		if j+8 <= len(b) && plain8(b[j:]) {
+			j += 8
+			continue
 		}
 		switch c := b[j]; {
 		case c == '"':

@@ -4,41 +4,40 @@
 package jsonx
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 )
 
 const hex = "0123456789abcdef"
 
 // AppendString appends s as a JSON string. Invalid UTF-8 is replaced as
 // encoding/json does.
-func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+func AppendString(dst []byte, s string) []byte {
+	// Read in place: AppendBytes only reads its argument.
+	return AppendBytes(dst, unsafe.Slice(unsafe.StringData(s), len(s)))
+}
 
 // AppendBytes is AppendString for a string held in a byte slice, without
-// converting it (a copy per string on the hottest path).
-func AppendBytes(dst []byte, s []byte) []byte { return appendString(dst, s) }
-
-// appendString escapes and checks UTF-8 in one pass, eight bytes at a time
-// while they are plain ASCII: most strings are, and this runs for every key
-// and value of every record. A string that is not valid UTF-8 is written by
-// encoding/json instead, as it always was.
-func appendString[S string | []byte](dst []byte, s S) []byte {
+// converting it (a copy per string on the hottest path). It escapes and
+// checks UTF-8 in one pass, eight bytes at a time while they are plain
+// ASCII: most strings are, and this runs for every key and value of every
+// record. A string that is not valid UTF-8 is written by encoding/json
+// instead, as it always was.
+func AppendBytes(dst []byte, s []byte) []byte {
 	base := len(dst)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) {
-			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-			if w&highs == 0 && !needsEscape(w) {
-				i += 8
-				continue
-			}
+		if i+8 <= len(s) && plain8(s[i:]) {
+			i += 8
+			continue
 		}
 		c := s[i]
 		if c >= utf8.RuneSelf {
-			n := runeLen(s, i)
-			if n == 0 {
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n <= 1 {
 				b, _ := json.Marshal(string(s))
 				return append(dst[:base], b...)
 			}
@@ -69,21 +68,11 @@ func appendString[S string | []byte](dst []byte, s S) []byte {
 	return append(dst, '"')
 }
 
-// runeLen is the length of the valid UTF-8 sequence at s[i], 0 if there is
-// none (utf8.Valid's rules).
-func runeLen[S string | []byte](s S, i int) int {
-	var r rune
-	var n int
-	switch x := any(s).(type) {
-	case string:
-		r, n = utf8.DecodeRuneInString(x[i:])
-	case []byte:
-		r, n = utf8.DecodeRune(x[i:])
-	}
-	if r == utf8.RuneError && n <= 1 {
-		return 0
-	}
-	return n
+// plain8 reports whether the first eight bytes of b are ASCII that needs no
+// escape.
+func plain8(b []byte) bool {
+	w := binary.LittleEndian.Uint64(b)
+	return w&highs == 0 && !needsEscape(w)
 }
 
 const (

@@ -150,6 +150,21 @@ func (f *fixture) waitDelivered(n int, within time.Duration) {
 	}
 }
 
+// nextDeadLetter reads the DLQ's next message, waiting up to 5 s, and
+// returns the consumer to read on.
+func (f *fixture) nextDeadLetter() (*queue.Delivery, *queue.Consumer) {
+	f.t.Helper()
+	dlq, err := f.q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: "dlq.>"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	d, err := dlq.Next(context.Background(), 5*time.Second)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return d, dlq
+}
+
 func (f *fixture) assertEachOnce(n int, except ...int) {
 	f.t.Helper()
 	skip := map[int]bool{}
@@ -222,14 +237,7 @@ func TestPoisonEventGoesToDLQOthersArrive(t *testing.T) {
 	f.start(nil)
 	f.waitDelivered(399, 20*time.Second)
 	f.assertEachOnce(400, 137)
-	dlq, err := f.q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: "dlq.>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dlq.Next(context.Background(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, dlq := f.nextDeadLetter()
 	recs, _ := batch.Decode(d.Data)
 	reason := d.Header.Get(batch.HeaderReason)
 	if !bytes.Contains(recs[0], []byte(`"n":137,`)) || !strings.Contains(reason, "code 6: Invalid data format") || d.Subject != "dlq.sink.splunk" {
@@ -269,14 +277,7 @@ func TestRecordThatIsNotJSONGoesToDLQ(t *testing.T) {
 			f.start(nil)
 			f.waitDelivered(19, 20*time.Second)
 			f.assertEachOnce(20, 7)
-			dlq, err := f.q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: "dlq.>"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := dlq.Next(context.Background(), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
+			d, _ := f.nextDeadLetter()
 			got, _ := batch.Decode(d.Data)
 			want := "not an output record"
 			if encoded {
