@@ -63,6 +63,7 @@ func newRunCmd() *cobra.Command {
 			setMemoryLimit(*cfg.Node.MemoryLimit, log)
 			ctx, stop := signalContext()
 			defer stop()
+			go node.ReleaseMemoryWhenIdle(ctx, log)
 			n, err := node.New(cfg, node.Options{Logger: log})
 			if err != nil {
 				return err

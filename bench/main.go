@@ -4,7 +4,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -18,6 +20,7 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(node.DefaultMemoryLimit))
 	}
+	go node.ReleaseMemoryWhenIdle(context.Background(), slog.New(slog.DiscardHandler))
 	scenarios := map[string]func([]string) error{
 		"queue":    queueBench,
 		"e2e":      e2eBench,
