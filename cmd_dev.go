@@ -167,7 +167,8 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	if err != nil {
 		return fmt.Errorf("%s: %w", cfgPath, err)
 	}
-	n, err := node.New(cfg, node.Options{Logger: newLogger(stderr, o.logLevel, "text")})
+	log := newLogger(stderr, o.logLevel, "text")
+	n, err := node.New(cfg, node.Options{Logger: log})
 	if err != nil {
 		return err
 	}
@@ -175,6 +176,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go node.ReleaseMemoryWhenIdle(ctx, log)
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(ctx) }()
 	select {
