@@ -314,7 +314,7 @@ func (b *planBuilder) operand(t *ast.Term) (operand, error) {
 // value is what an operand holds while a plan runs: a part of the record
 // (less the keys object.remove took out) or a value a built-in made. A part
 // of the record is a parsed value (j), or, when the record was not parsed
-// (see scanRecord), the record itself (root) or one of its top-level
+// (see scanMembers), the record itself (root) or one of its top-level
 // members, whose text is canonical (member).
 type value struct {
 	j      *fastjson.Value
@@ -343,9 +343,13 @@ func (p *plan) run(ctx context.Context, record *lazyRecord) (_ []Output, ok bool
 		clear(r.scratch.members[:cap(r.scratch.members)])
 		p.scratch.Put(r.scratch)
 	}()
-	if r.members, r.scanned = scanRecord(r.record, r.scratch.raw[:0]); r.scanned {
-		r.scratch.raw = r.members
-	} else {
+	members, split, canonical := scanMembers(r.record, r.scratch.raw[:0])
+	r.scratch.raw = members
+	if split {
+		r.members = members
+	}
+	r.scanned = split && canonical
+	if !r.scanned {
 		root, err := record.parse()
 		if err != nil || !plainJSON(root) {
 			return nil, false
@@ -374,9 +378,9 @@ func (p *plan) run(ctx context.Context, record *lazyRecord) (_ []Output, ok bool
 type planRun struct {
 	ctx    context.Context
 	record []byte
-	// When every top-level member of the record is canonical (scanned,
-	// see scanRecord), members are they, sorted by key, and root is parsed
-	// only if a step needs it. Else root is the parsed record.
+	// members are the record's top-level members sorted by key, if it could
+	// be split (scanMembers). When every one is canonical (scanned), root is
+	// parsed only if a step needs it; else root is the parsed record.
 	scanned bool
 	members []rawMember
 	root    *fastjson.Value
@@ -871,7 +875,7 @@ func (r *planRun) output(head []headField) (*Output, error) {
 			dst := make([]byte, 0, len(r.record)+16)
 			switch {
 			case v.root:
-				o.Data = appendMembers(dst, r.record, r.members, v.drop)
+				o.Data = appendMembers(dst, r.record, r.members, v.drop, nil, nil)
 				continue
 			case v.member != 0:
 				if t := r.text(v); string(t) != "null" { // toOutput refuses a null data: OPA's path says so
@@ -879,11 +883,9 @@ func (r *planRun) output(head []headField) (*Output, error) {
 					continue
 				}
 				return nil, errUnsure
-			case v.j != nil && v.j == r.root:
-				if data, ok := appendRecordSorted(dst, r.record, r.root, v.drop, &r.scratch.raw, &r.scratch.members); ok {
-					o.Data = data
-					continue
-				}
+			case v.j != nil && v.j == r.root && r.members != nil:
+				o.Data = appendMembers(dst, r.record, r.members, v.drop, r.root, &r.scratch.members)
+				continue
 			}
 			if o.Data, err = v.appendJSON(dst, &r.scratch.members); err != nil {
 				return nil, err

@@ -33,138 +33,68 @@ func keyPrefix(k []byte) uint64 {
 	return binary.BigEndian.Uint64(p[:])
 }
 
-// appendRecordSorted writes the record less the keys in drop exactly as
-// appendSorted writes its parsed value, but copies each member's value
-// from the record where it is already written that way (jsonx's canonical
-// form: what an SLS record's fields, written by the fetcher, always are),
-// and has only the top-level keys to sort. A member whose value is not
-// canonical is written from its parsed value. False: a key has an escape,
-// and appendSorted must do it all.
-func appendRecordSorted(dst, raw []byte, root *fastjson.Value, drop []string, scratch *[]rawMember, members *[]member) ([]byte, bool) {
-	ms := (*scratch)[:0]
-	defer func() { *scratch = ms[:0] }()
+// scanMembers splits a record into its top-level members, sorted by key,
+// each value's text kept where it is canonical (jsonx.CanonicalValue: the
+// form OPA's output takes, which includes valid JSON, tame numbers and,
+// within, no repeated keys). ok is false unless the record is a JSON
+// object whose keys have no escapes. canonical: every value is canonical
+// and no key repeats — a plan can then answer from the record's text
+// without parsing it (an SLS record, whose fields the fetcher writes,
+// always is such a record).
+func scanMembers(raw []byte, ms []rawMember) (_ []rawMember, ok, canonical bool) {
 	i := jsonx.SkipSpace(raw, 0)
 	if len(raw) > math.MaxInt32 || i >= len(raw) || raw[i] != '{' {
-		return dst, false
+		return ms, false, false
 	}
 	i = jsonx.SkipSpace(raw, i+1)
-	for i < len(raw) && raw[i] != '}' {
-		if raw[i] != '"' {
-			return dst, false
-		}
-		i0 := i
-		end, escaped, ok := jsonx.CanonicalString(raw, i)
-		if !ok || escaped {
-			return dst, false
-		}
-		key := raw[i+1 : end-1]
-		i = jsonx.SkipSpace(raw, end)
-		if i >= len(raw) || raw[i] != ':' {
-			return dst, false
-		}
-		start := jsonx.SkipSpace(raw, i+1)
-		m := rawMember{prefix: keyPrefix(key), key: int32(i0 + 1), keyTo: int32(end - 1)}
-		if end, ok := jsonx.CanonicalValue(raw, start); ok {
-			m.val, m.valTo, i = int32(start), int32(end), end
-		} else {
-			var err error
-			if i, err = jsonx.SkipValue(raw, start); err != nil {
-				return dst, false
-			}
-		}
-		if !dropped(drop, key) {
-			ms = append(ms, m)
-		}
-		i = jsonx.SkipSpace(raw, i)
-		if i < len(raw) && raw[i] == ',' {
-			i = jsonx.SkipSpace(raw, i+1)
-		}
+	if i < len(raw) && raw[i] == '}' { // {}
+		ok = jsonx.SkipSpace(raw, i+1) == len(raw)
+		return ms, ok, ok
 	}
-	sortMembers(ms, raw)
-	dst = append(dst, '{')
-	for n := range ms {
-		m := &ms[n]
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, raw[m.key-1:m.keyTo+1]...) // with its quotes
-		dst = append(dst, ':')
-		if m.valTo != 0 {
-			dst = append(dst, raw[m.val:m.valTo]...)
-			continue
-		}
-		o, _ := root.Object()
-		dst = appendSorted(dst, o.Get(string(raw[m.key:m.keyTo])), nil, members)
-	}
-	return append(dst, '}'), true
-}
-
-func dropped(drop []string, key []byte) bool {
-	for _, d := range drop {
-		if string(key) == d {
-			return true
-		}
-	}
-	return false
-}
-
-// scanRecord splits a record into its top-level members, sorted by key, if
-// the record is an object whose keys have no escapes and whose every value
-// is canonical (jsonx.CanonicalValue: which includes valid JSON, tame
-// numbers and, within, no repeated keys). A plan can then answer from the
-// record's text without parsing it (an SLS record, whose fields the fetcher
-// writes, always is such a record). False: anything else; the record is
-// parsed.
-func scanRecord(raw []byte, ms []rawMember) ([]rawMember, bool) {
-	i := jsonx.SkipSpace(raw, 0)
-	if len(raw) > math.MaxInt32 || i >= len(raw) || raw[i] != '{' {
-		return ms, false
-	}
-	i = jsonx.SkipSpace(raw, i+1)
-	if i < len(raw) && raw[i] == '}' {
-		return ms, jsonx.SkipSpace(raw, i+1) == len(raw)
-	}
+	canonical = true
 	for {
 		if i >= len(raw) || raw[i] != '"' {
-			return ms, false
+			return ms, false, false
 		}
 		end, escaped, ok := jsonx.CanonicalString(raw, i)
 		if !ok || escaped {
-			return ms, false
+			return ms, false, false
 		}
 		m := rawMember{prefix: keyPrefix(raw[i+1 : end-1]), key: int32(i + 1), keyTo: int32(end - 1)}
 		i = jsonx.SkipSpace(raw, end)
 		if i >= len(raw) || raw[i] != ':' {
-			return ms, false
+			return ms, false, false
 		}
 		start := jsonx.SkipSpace(raw, i+1)
-		if end, ok = jsonx.CanonicalValue(raw, start); !ok {
-			return ms, false
+		if end, ok = jsonx.CanonicalValue(raw, start); ok {
+			m.val, m.valTo = int32(start), int32(end)
+		} else {
+			canonical = false
+			var err error
+			if end, err = jsonx.SkipValue(raw, start); err != nil {
+				return ms, false, false
+			}
 		}
-		m.val, m.valTo = int32(start), int32(end)
 		ms = append(ms, m)
 		i = jsonx.SkipSpace(raw, end)
-		if i >= len(raw) {
-			return ms, false
-		}
-		if raw[i] == '}' {
+		if i < len(raw) && raw[i] == '}' {
 			break
 		}
-		if raw[i] != ',' {
-			return ms, false
+		if i >= len(raw) || raw[i] != ',' {
+			return ms, false, false
 		}
 		i = jsonx.SkipSpace(raw, i+1)
 	}
 	if jsonx.SkipSpace(raw, i+1) != len(raw) {
-		return ms, false
+		return ms, false, false
 	}
 	sortMembers(ms, raw)
 	for n := 1; n < len(ms); n++ { // a repeated key: OPA keeps the last, the plan leaves it to OPA
 		if !ms[n-1].less(&ms[n], raw) {
-			return ms, false
+			canonical = false
 		}
 	}
-	return ms, true
+	return ms, true, canonical
 }
 
 // sortMembers sorts members by key: by insertion, as a record has a few
@@ -210,14 +140,17 @@ func findMember(raw []byte, ms []rawMember, key string) int {
 	return 0
 }
 
-// appendMembers writes the sorted members less the keys in drop: exactly
-// what appendSorted writes for the parsed record.
-func appendMembers(dst, raw []byte, ms []rawMember, drop []string) []byte {
+// appendMembers writes the sorted members less the keys in drop exactly as
+// appendSorted writes the parsed record: a canonical value's text as it
+// stands, any other from root, the parsed record (with no repeated key:
+// plainJSON), which only such a value needs.
+func appendMembers(dst, raw []byte, ms []rawMember, drop []string, root *fastjson.Value, members *[]member) []byte {
 	dst = append(dst, '{')
 	first := true
 	for n := range ms {
 		m := &ms[n]
-		if dropped(drop, raw[m.key:m.keyTo]) {
+		key := raw[m.key:m.keyTo]
+		if dropped(drop, key) {
 			continue
 		}
 		if !first {
@@ -226,7 +159,21 @@ func appendMembers(dst, raw []byte, ms []rawMember, drop []string) []byte {
 		first = false
 		dst = append(dst, raw[m.key-1:m.keyTo+1]...) // with its quotes
 		dst = append(dst, ':')
-		dst = append(dst, raw[m.val:m.valTo]...)
+		if m.valTo != 0 {
+			dst = append(dst, raw[m.val:m.valTo]...)
+			continue
+		}
+		o, _ := root.Object()
+		dst = appendSorted(dst, o.Get(string(key)), nil, members)
 	}
 	return append(dst, '}')
+}
+
+func dropped(drop []string, key []byte) bool {
+	for _, d := range drop {
+		if string(key) == d {
+			return true
+		}
+	}
+	return false
 }
