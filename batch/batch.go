@@ -171,6 +171,30 @@ func (o *Output) AppendJSON(dst []byte) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
+// StringField is where the output's string field name goes; nil for the
+// others.
+func (o *Output) StringField(name string) *string {
+	switch name {
+	case "id":
+		return &o.ID
+	case "index":
+		return &o.Index
+	case "sourcetype":
+		return &o.Sourcetype
+	case "source":
+		return &o.Source
+	case "host":
+		return &o.Host
+	case "dataset":
+		return &o.Dataset
+	case "table":
+		return &o.Table
+	case "partition":
+		return &o.Partition
+	}
+	return nil
+}
+
 // ReadOutput reads an OUT record without decoding its data: Data is a
 // slice of record, Fields is left nil and fields returned as written.
 // It checks the record's framing, not the grammar of data and fields:
@@ -178,29 +202,16 @@ func (o *Output) AppendJSON(dst []byte) ([]byte, error) {
 func ReadOutput(record []byte) (o Output, fields []byte, err error) {
 	err = jsonx.Fields(record, func(key, v []byte) error {
 		var err error
+		if dst := o.StringField(string(key)); dst != nil {
+			*dst, err = outputString(v)
+		}
 		switch string(key) {
-		case "id":
-			o.ID, err = outputString(v)
 		case "timestamp":
 			o.Timestamp, err = strconv.ParseFloat(string(v), 64)
 		case "data":
 			o.Data = v
 		case "fields":
 			fields = v
-		case "index":
-			o.Index, err = outputString(v)
-		case "sourcetype":
-			o.Sourcetype, err = outputString(v)
-		case "source":
-			o.Source, err = outputString(v)
-		case "host":
-			o.Host, err = outputString(v)
-		case "dataset":
-			o.Dataset, err = outputString(v)
-		case "table":
-			o.Table, err = outputString(v)
-		case "partition":
-			o.Partition, err = outputString(v)
 		}
 		if err != nil {
 			return fmt.Errorf("field %s: %w", key, err)

@@ -410,7 +410,7 @@ func fromFastJSON(v *fastjson.Value) (ast.Value, error) {
 		if !jsonx.ValidNumber(n) {
 			return nil, fmt.Errorf("invalid number %q", n)
 		}
-		if !tame(n) {
+		if !jsonx.TameNumber(n) {
 			return nil, fmt.Errorf("number %q: exponent beyond ±1000, which policies cannot compute with in bounded time", n)
 		}
 		return ast.Number(n), nil

@@ -913,27 +913,10 @@ func (r *planRun) output(head []headField) (*Output, error) {
 
 // stringField is where an output's string field goes; nil for the others.
 func (o *Output) stringField(name string) *string {
-	switch name {
-	case "id":
-		return &o.ID
-	case "sink":
+	if name == "sink" {
 		return &o.Sink
-	case "index":
-		return &o.Index
-	case "sourcetype":
-		return &o.Sourcetype
-	case "source":
-		return &o.Source
-	case "host":
-		return &o.Host
-	case "dataset":
-		return &o.Dataset
-	case "table":
-		return &o.Table
-	case "partition":
-		return &o.Partition
 	}
-	return nil
+	return o.StringField(name)
 }
 
 // appendJSON encodes the value as appendJSON encodes OPA's: object keys
@@ -1051,9 +1034,7 @@ func plainJSON(j *fastjson.Value) bool {
 		}
 	case fastjson.TypeNumber:
 		n := j.String()
-		return jsonx.ValidNumber(n) && tame(n)
+		return jsonx.ValidNumber(n) && jsonx.TameNumber(n)
 	}
 	return true
 }
-
-func tame(n string) bool { return jsonx.TameNumber(n) }
