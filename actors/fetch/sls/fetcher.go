@@ -107,6 +107,9 @@ func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 	if !presetTimeouts(worker, 60*time.Second, 90*time.Second) {
 		f.log.Warn("could not preset the SLS client's timeouts (consumer library layout changed?)")
 	}
+	if !decodePulls(worker) {
+		f.log.Warn("pulls are decoded by the SLS SDK, not sluice's faster decoder (consumer library layout changed?)")
+	}
 	worker.Start()
 	f.log.Info("joined the SLS consumer group", "project", f.cfg.Project, "logstore", f.cfg.Logstore, "group", f.cfg.ConsumerGroup, "consumer", f.consumer)
 	h.SetHealthy()

@@ -18,19 +18,63 @@ import (
 // also makes the timeouts ours. If the library's layout changes, it does
 // nothing and says so.
 func presetTimeouts(w *consumerLibrary.ConsumerWorker, request, retry time.Duration) bool {
-	cc := reflect.ValueOf(w).Elem().FieldByName("client")
-	if !cc.IsValid() || cc.Kind() != reflect.Pointer || cc.IsNil() {
+	field, ok := sdkClient(w)
+	if !ok {
 		return false
 	}
-	iface := cc.Elem().FieldByName("client")
-	if !iface.IsValid() || iface.Kind() != reflect.Interface || iface.IsNil() {
-		return false
-	}
-	iface = reflect.NewAt(iface.Type(), unsafe.Pointer(iface.UnsafeAddr())).Elem()
-	c, ok := iface.Interface().(*sdk.Client)
+	c, ok := field.Interface().(*sdk.Client)
 	if !ok {
 		return false
 	}
 	c.RequestTimeOut, c.RetryTimeOut = request, retry
 	return true
+}
+
+// decodePulls makes the consumer library's pulls decode through
+// decodeLogGroups, by wrapping the client it pulls with (reached as
+// presetTimeouts reaches it; call that first). If the library's layout
+// changes, it does nothing and says so: pulls are then decoded by the SDK.
+func decodePulls(w *consumerLibrary.ConsumerWorker) bool {
+	field, ok := sdkClient(w)
+	if !ok {
+		return false
+	}
+	c, ok := field.Interface().(sdk.ClientInterface)
+	if !ok {
+		return false
+	}
+	field.Set(reflect.ValueOf(sdk.ClientInterface(pullClient{c})))
+	return true
+}
+
+// sdkClient is the worker's ConsumerClient's "client" field (an
+// sdk.ClientInterface), made settable.
+func sdkClient(w *consumerLibrary.ConsumerWorker) (reflect.Value, bool) {
+	cc := reflect.ValueOf(w).Elem().FieldByName("client")
+	if !cc.IsValid() || cc.Kind() != reflect.Pointer || cc.IsNil() {
+		return reflect.Value{}, false
+	}
+	iface := cc.Elem().FieldByName("client")
+	if !iface.IsValid() || iface.Kind() != reflect.Interface || iface.IsNil() || iface.Type() != reflect.TypeFor[sdk.ClientInterface]() {
+		return reflect.Value{}, false
+	}
+	return reflect.NewAt(iface.Type(), unsafe.Pointer(iface.UnsafeAddr())).Elem(), true
+}
+
+// pullClient is the SDK client with PullLogsWithQuery decoding through
+// decodeLogGroups. The SDK's own also records each log group's cursor,
+// which only LogGroup.GetCursor reads: neither the consumer library nor
+// sluice calls it (a pull's checkpoint is the tracker's cursor).
+type pullClient struct{ sdk.ClientInterface }
+
+func (c pullClient) PullLogsWithQuery(plr *sdk.PullLogRequest) (*sdk.LogGroupList, *sdk.PullLogMeta, error) {
+	out, meta, err := c.GetLogsBytesWithQuery(plr)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := decodeLogGroups(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return list, meta, nil
 }

@@ -1,0 +1,148 @@
+package sls
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	sdk "github.com/aliyun/aliyun-log-go-sdk"
+	consumerLibrary "github.com/aliyun/aliyun-log-go-sdk/consumer"
+	"github.com/gogo/protobuf/proto"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+)
+
+// pull is a PullLogs response body as the SLS stand-in sends it (after
+// lz4): a LogGroupList of generated audit log groups.
+func pull(t testing.TB, logs int) []byte {
+	b, err := proto.Marshal(&sdk.LogGroupList{LogGroups: slstest.AuditLogGroups(11, logs, time.Unix(1795000000, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// oddPull has everything the fast decoder handles that generated groups
+// lack: category, machine UUID, a tag, TimeNs, empty strings, a log with no
+// contents, repeated optional fields (the last wins), a group with no logs.
+func oddPull(t testing.TB) []byte {
+	list := &sdk.LogGroupList{LogGroups: []*sdk.LogGroup{
+		{Category: proto.String("c"), MachineUUID: proto.String(""), Topic: proto.String("t"),
+			LogTags: []*sdk.LogTag{{Key: proto.String(""), Value: proto.String("v\xff")}},
+			Logs: []*sdk.Log{
+				{Time: proto.Uint32(1), TimeNs: proto.Uint32(7), Contents: []*sdk.LogContent{{Key: proto.String("k"), Value: proto.String("")}}},
+				{Time: proto.Uint32(0)},
+			}},
+		{},
+	}}
+	b, err := proto.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Field 3 (topic) of the second group, twice: the SDK keeps the last.
+	group := protowire.AppendTag(nil, 3, protowire.BytesType)
+	group = protowire.AppendString(group, "first")
+	group = protowire.AppendTag(group, 3, protowire.BytesType)
+	group = protowire.AppendString(group, "second")
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	return protowire.AppendBytes(b, group)
+}
+
+// sameAsSDK fails unless decodeLogGroups and the SDK's decoder agree on
+// data: both fail, or both return the same values, nil slices and pointers
+// included. Unexported fields are not compared: the SDK keeps a key's and a
+// value's copies in its LogContent, which the exported pointers point at.
+func sameAsSDK(t *testing.T, data []byte) {
+	t.Helper()
+	got, gotErr := decodeLogGroups(data)
+	want, wantErr := sdk.LogsBytesDecode(data)
+	if (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("decodeLogGroups error %v, the SDK's %v (input %x)", gotErr, wantErr, data)
+	}
+	exported := cmpopts.IgnoreUnexported(sdk.LogGroup{}, sdk.LogContent{}, sdk.LogTag{})
+	if gotErr == nil && !cmp.Equal(want, got, exported) {
+		t.Fatalf("decodeLogGroups and the SDK differ on %x (-sdk +sluice):\n%s", data, cmp.Diff(want, got, exported))
+	}
+}
+
+func TestDecodeLogGroupsTakesTheFastPath(t *testing.T) {
+	for name, data := range map[string][]byte{"generated": pull(t, 130), "odd": oddPull(t), "empty": nil} {
+		t.Run(name, func(t *testing.T) {
+			if _, ok := newDecoder(data).list(); !ok {
+				t.Fatal("the fast decoder gave up on a well-formed pull")
+			}
+			sameAsSDK(t, data)
+		})
+	}
+}
+
+func TestDecodeLogGroupsLeavesTheRestToTheSDK(t *testing.T) {
+	good := pull(t, 3)
+	unknown := protowire.AppendTag(append([]byte(nil), good...), 9, protowire.VarintType)
+	unknown = protowire.AppendVarint(unknown, 1)
+	content := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "k")
+	noValue := protowire.AppendTag(nil, 1, protowire.VarintType)
+	noValue = protowire.AppendVarint(noValue, 1)
+	noValue = protowire.AppendBytes(protowire.AppendTag(noValue, 2, protowire.BytesType), content)
+	content = protowire.AppendString(protowire.AppendTag(content, 2, protowire.BytesType), "v")
+	noTime := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), content)
+	wrap := func(log []byte) []byte { // in a group in a list
+		group := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), log)
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), group)
+	}
+	for name, data := range map[string][]byte{
+		"unknown field": unknown, // kept by the SDK in XXX_unrecognized
+		"truncated":     good[:len(good)-5],
+		"no time":       wrap(noTime),  // required: the SDK fails
+		"no value":      wrap(noValue), // required: the SDK fails
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, ok := newDecoder(data).list(); ok {
+				t.Fatal("the fast decoder accepted what it should leave to the SDK")
+			}
+			sameAsSDK(t, data)
+		})
+	}
+}
+
+func FuzzDecodeLogGroups(f *testing.F) {
+	f.Add(pull(f, 2))
+	f.Add(oddPull(f))
+	f.Fuzz(sameAsSDK)
+}
+
+func TestDecodePullsWrapsTheConsumersClient(t *testing.T) {
+	w := consumerLibrary.InitConsumerWorkerWithProcessor(consumerLibrary.LogHubConfig{
+		Endpoint: "127.0.0.1:1", AccessKeyID: "id", AccessKeySecret: "secret", Project: "p", Logstore: "l",
+		ConsumerGroupName: "g", ConsumerName: "c", HeartbeatIntervalInSecond: 5, CursorPosition: consumerLibrary.BEGIN_CURSOR,
+		Logger: kitLogger{slog.New(slog.DiscardHandler)}, // it tries to reach SLS at once
+	}, consumerLibrary.ProcessFunc(func(int, *sdk.LogGroupList, consumerLibrary.CheckPointTracker) (string, error) { return "", nil }))
+	if !presetTimeouts(w, time.Second, time.Second) || !decodePulls(w) {
+		t.Fatal("the consumer library's client could not be reached")
+	}
+	field, _ := sdkClient(w)
+	if _, ok := field.Interface().(pullClient); !ok {
+		t.Fatalf("the consumer pulls through %T, not pullClient", field.Interface())
+	}
+}
+
+func BenchmarkDecodeLogGroups(b *testing.B) {
+	data := pull(b, 64*16)
+	for _, d := range []struct {
+		name   string
+		decode func([]byte) (*sdk.LogGroupList, error)
+	}{{"sdk", sdk.LogsBytesDecode}, {"sluice", decodeLogGroups}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
