@@ -1,6 +1,8 @@
 package sls
 
 import (
+	"unsafe"
+
 	sdk "github.com/aliyun/aliyun-log-go-sdk"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -9,11 +11,15 @@ import (
 // returns, value for value. The SDK's generated decoder allocates three
 // objects per field (the LogContent and copies of its key and value), ~2,500
 // per log group of 64 audit logs: with the collections they cause, a third
-// of the fetch stage's CPU. This one copies the pull once into a string,
-// slices every key and value out of it and takes the structs from a few
-// large slices. Whatever it does not expect (an unknown field, a missing
-// required one, a malformed length) is left to the SDK's decoder, so odd
-// input and errors behave exactly as before.
+// of the fetch stage's CPU. This one slices every key and value out of the
+// pull's bytes and takes the structs from a few large slices. Whatever it
+// does not expect (an unknown field, a missing required one, a malformed
+// length) is left to the SDK's decoder, so odd input and errors behave
+// exactly as before.
+//
+// The keys and values share data's memory: data must not change afterwards.
+// decodeLogGroups owns it: the SDK allocates a pull's buffer per response
+// (decompressResponse) and keeps no reference.
 func decodeLogGroups(data []byte) (*sdk.LogGroupList, error) {
 	if gl, ok := newDecoder(data).list(); ok {
 		return gl, nil
@@ -23,7 +29,7 @@ func decodeLogGroups(data []byte) (*sdk.LogGroupList, error) {
 
 type decoder struct {
 	data []byte // cap == len, so a subslice's offset is cap(data)-cap(sub)
-	text string // data, copied once: keys and values are substrings of it
+	text string // data's memory as a string: keys and values are substrings of it
 
 	groups   slab[sdk.LogGroup]
 	logs     slab[sdk.Log]
@@ -45,7 +51,7 @@ type decoder struct {
 }
 
 func newDecoder(data []byte) *decoder {
-	return &decoder{data: data[:len(data):len(data)], text: string(data)}
+	return &decoder{data: data[:len(data):len(data)], text: unsafe.String(unsafe.SliceData(data), len(data))}
 }
 
 // list decodes a LogGroupList: field 1, its log groups.
@@ -192,7 +198,7 @@ func (d *decoder) pair(b []byte) (key, value *string, ok bool) {
 	return key, value, key != nil && value != nil
 }
 
-// str is v as a substring of the copied pull.
+// str is v as a substring of the pull.
 func (d *decoder) str(v []byte) *string {
 	off := cap(d.data) - cap(v)
 	s := d.strs.one()
