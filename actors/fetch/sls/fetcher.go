@@ -241,8 +241,9 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (ms
 			arena = make([]byte, 0, n)
 		}
 		arena, ends = arena[:0], slices.Grow(ends[:0], len(lg.Logs))[:len(lg.Logs)]
+		tail := recordTail(lg)
 		for j, l := range lg.Logs {
-			arena = appendRecord(arena, lg, l)
+			arena = appendRecord(arena, tail, l)
 			ends[j] = len(arena)
 		}
 		var parts [][][]byte

@@ -10,34 +10,50 @@ import (
 )
 
 // appendRecord appends one log as a JSON object of strings, as SLS stores
-// it: the contents, __time__, __time_ns_part__, __topic__, __source__ and
-// each tag of its group as __tag__:<key>. Built by hand: this runs for
-// every record.
-func appendRecord(dst []byte, lg *sdk.LogGroup, l *sdk.Log) []byte {
+// it: the contents, __time__, __time_ns_part__, then tail (recordTail: the
+// group's topic, source and tags). Built by hand: this runs for every
+// record.
+func appendRecord(dst, tail []byte, l *sdk.Log) []byte {
 	dst = append(dst, '{')
-	first := true
-	field := func(k, v string) {
-		if !first {
+	for i, c := range l.Contents {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
-		first = false
-		dst = jsonx.AppendString(dst, k)
+		dst = jsonx.AppendString(dst, c.GetKey())
 		dst = append(dst, ':')
-		dst = jsonx.AppendString(dst, v)
+		dst = jsonx.AppendString(dst, c.GetValue())
 	}
-	for _, c := range l.Contents {
-		field(c.GetKey(), c.GetValue())
+	if len(l.Contents) > 0 {
+		dst = append(dst, ',')
 	}
-	field("__time__", strconv.FormatUint(uint64(l.GetTime()), 10))
+	dst = append(dst, `"__time__":"`...)
+	dst = strconv.AppendUint(dst, uint64(l.GetTime()), 10)
+	dst = append(dst, '"')
 	if l.TimeNs != nil {
-		field("__time_ns_part__", strconv.FormatUint(uint64(l.GetTimeNs()), 10))
+		dst = append(dst, `,"__time_ns_part__":"`...)
+		dst = strconv.AppendUint(dst, uint64(l.GetTimeNs()), 10)
+		dst = append(dst, '"')
+	}
+	return append(dst, tail...)
+}
+
+// recordTail is how every record of lg ends: __topic__, __source__ and
+// each tag as __tag__:<key>, then the closing brace. The same for the whole
+// group, so it is written once a group, not once a record.
+func recordTail(lg *sdk.LogGroup) []byte {
+	var b []byte
+	field := func(k, v string) {
+		b = append(b, ',')
+		b = jsonx.AppendString(b, k)
+		b = append(b, ':')
+		b = jsonx.AppendString(b, v)
 	}
 	field("__topic__", lg.GetTopic())
 	field("__source__", lg.GetSource())
 	for _, t := range lg.LogTags {
 		field("__tag__:"+t.GetKey(), t.GetValue())
 	}
-	return append(dst, '}')
+	return append(b, '}')
 }
 
 // groupSize estimates the JSON of a group's records, to size their buffer:
