@@ -324,10 +324,14 @@ func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
 // input parses a record at most once: a plan (nil: none) answers with its
 // outputs, often without parsing it, or the record becomes OPA's input.
 func (e *Engine) input(ctx context.Context, p *plan, record []byte) (ast.Value, []Output, error) {
-	lazy := lazyRecord{parser: e.parsers.Get(), text: record}
-	defer e.parsers.Put(lazy.parser)
+	lazy, _ := e.records.Get().(*lazyRecord)
+	if lazy == nil {
+		lazy = &lazyRecord{parser: new(fastjson.Parser)}
+	}
+	*lazy = lazyRecord{parser: lazy.parser, text: record}
+	defer e.records.Put(lazy)
 	if p != nil && !e.opts.FullEval {
-		if out, ok := p.run(ctx, &lazy); ok {
+		if out, ok := p.run(ctx, lazy); ok {
 			e.planned.Inc()
 			return nil, out, nil
 		}

@@ -333,14 +333,17 @@ var errUnsure = errors.New("plan unsure")
 // more than the record's top-level members. ok is false when OPA must
 // evaluate the record instead.
 func (p *plan) run(ctx context.Context, record *lazyRecord) (_ []Output, ok bool) {
-	r := planRun{ctx: ctx, slots: make([]value, p.slots), record: record.text, lazy: record}
+	r := planRun{ctx: ctx, record: record.text, lazy: record}
 	if s, ok := p.scratch.Get().(*planScratch); ok {
 		r.scratch = s
 	} else {
 		r.scratch = new(planScratch)
 	}
+	r.slots = slices.Grow(r.scratch.slots[:0], p.slots)[:p.slots]
 	defer func() {
 		clear(r.scratch.members[:cap(r.scratch.members)])
+		clear(r.slots) // they point into this record
+		r.scratch.slots = r.slots
 		p.scratch.Put(r.scratch)
 	}()
 	members, split, canonical := scanMembers(r.record, r.scratch.raw[:0])
@@ -365,14 +368,14 @@ func (p *plan) run(ctx context.Context, record *lazyRecord) (_ []Output, ok bool
 			return nil, true // the body does not hold: no output
 		}
 	}
-	o, err := r.output(p.head)
+	o, has, err := r.output(p.head)
 	if err != nil {
 		return nil, false
 	}
-	if o == nil {
+	if !has {
 		return nil, true
 	}
-	return []Output{*o}, true
+	return []Output{o}, true
 }
 
 type planRun struct {
@@ -394,6 +397,7 @@ type planRun struct {
 type planScratch struct {
 	members []member    // of the parsed objects being encoded
 	raw     []rawMember // of the record's top-level object
+	slots   []value     // planRun.slots, cleared after each record
 }
 
 // step runs one expression of the body. False: the body does not hold
@@ -775,7 +779,15 @@ func (r *planRun) call(s *step, args []value) (_ value, err error) {
 				keys, ok = constKeys(args[1].a)
 			}
 			if ok {
-				return value{j: obj.j, root: obj.root, drop: append(slices.Clip(obj.drop), keys...)}, nil
+				drop := obj.drop
+				switch {
+				case len(keys) == 0:
+				case len(drop) == 0:
+					drop = slices.Clip(keys) // shared: a drop list is only ever appended to through Clip
+				default:
+					drop = append(slices.Clip(drop), keys...)
+				}
+				return value{j: obj.j, root: obj.root, drop: drop}, nil
 			}
 		}
 	case "object.get":
@@ -844,20 +856,19 @@ func constKeys(v ast.Value) ([]string, bool) {
 
 // output builds the output as toOutput would from OPA's object. Any field
 // toOutput would refuse is left to OPA, which reports it.
-func (r *planRun) output(head []headField) (*Output, error) {
-	var o Output
+func (r *planRun) output(head []headField) (o Output, has bool, err error) {
 	for _, f := range head {
 		v, err := r.eval(f.val)
 		if err != nil {
-			return nil, err
+			return Output{}, false, err
 		}
 		if !v.defined() {
-			return nil, nil // an undefined value: the rule produces nothing
+			return Output{}, false, nil // an undefined value: the rule produces nothing
 		}
 		if dst := o.stringField(f.key); dst != nil {
 			s, ok := r.string(v)
 			if !ok {
-				return nil, errUnsure
+				return Output{}, false, errUnsure
 			}
 			*dst = s
 			continue
@@ -866,7 +877,7 @@ func (r *planRun) output(head []headField) (*Output, error) {
 		case "timestamp":
 			n, ok := r.number(v)
 			if !ok {
-				return nil, errUnsure
+				return Output{}, false, errUnsure
 			}
 			o.Timestamp, _ = n.Float64()
 		case "data":
@@ -882,33 +893,33 @@ func (r *planRun) output(head []headField) (*Output, error) {
 					o.Data = append(dst, t...)
 					continue
 				}
-				return nil, errUnsure
+				return Output{}, false, errUnsure
 			case v.j != nil && v.j == r.root && r.members != nil:
 				o.Data = appendMembers(dst, r.record, r.members, v.drop, r.root, &r.scratch.members)
 				continue
 			}
 			if o.Data, err = v.appendJSON(dst, &r.scratch.members); err != nil {
-				return nil, err
+				return Output{}, false, err
 			}
 		case "fields":
 			x, err := r.ast(v)
 			fo, ok := x.(ast.Object)
 			if err != nil || !ok {
-				return nil, errUnsure
+				return Output{}, false, errUnsure
 			}
 			m, err := ast.JSON(fo)
 			if err != nil {
-				return nil, errUnsure
+				return Output{}, false, errUnsure
 			}
 			o.Fields, _ = m.(map[string]any)
 		default: // an unknown field: OPA's path words the error
-			return nil, errUnsure
+			return Output{}, false, errUnsure
 		}
 	}
 	if o.complete() != nil {
-		return nil, errUnsure
+		return Output{}, false, errUnsure
 	}
-	return &o, nil
+	return o, true, nil
 }
 
 // stringField is where an output's string field goes; nil for the others.
