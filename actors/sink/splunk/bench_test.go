@@ -2,13 +2,16 @@ package splunk
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/batch"
 )
 
@@ -43,25 +46,64 @@ func params(r *rand.Rand) string {
 	return b.String()
 }
 
-// BenchmarkGzip compares the levels the sink could use on a request body:
-// MB/s of input per core, and the ratio it gets (reported as ratio).
-func BenchmarkGzip(b *testing.B) {
-	in := body(b)
-	for _, level := range []struct {
-		name  string
-		level int
-	}{{"huffman-only", gzip.HuffmanOnly}, {"stateless", gzip.StatelessCompression}, {"1-best-speed", gzip.BestSpeed}, {"2", 2}, {"5-default", gzip.DefaultCompression}} {
-		b.Run(level.name, func(b *testing.B) {
-			var out bytes.Buffer
-			zw, _ := gzip.NewWriterLevel(&out, level.level)
-			b.SetBytes(int64(len(in)))
-			for b.Loop() {
-				out.Reset()
-				zw.Reset(&out)
-				_, _ = zw.Write(in)
-				_ = zw.Close()
+// auditBody is a HEC request of 500 events made of the records the SLS
+// stand-in generates for the benches (~600 bytes of random hex each, as
+// bench's e2e and outage send), or, repetitive, of the same records with
+// that hex replaced by a constant, as audit logs that repeat themselves.
+func auditBody(tb testing.TB, repetitive bool) []byte {
+	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sls:audit"}}
+	r := rand.New(rand.NewPCG(3, 4))
+	var b []byte
+	for i := range 500 {
+		l := slstest.AuditLog(r, i, time.Unix(1764000000, 0).Add(time.Duration(i)*time.Millisecond))
+		m := map[string]string{"__topic__": "audit_log", "__source__": "10.1.2.3"}
+		for _, c := range l.Contents {
+			m[c.GetKey()] = c.GetValue()
+			if repetitive && c.GetKey() == "request_params" {
+				m[c.GetKey()] = "bucket=logs;acl=private;versioning=enabled;storage_class=standard"
 			}
-			b.ReportMetric(float64(len(in))/float64(out.Len()), "ratio")
-		})
+		}
+		data, err := json.Marshal(m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		o := batch.Output{ID: fmt.Sprintf("sls/p/audit/0/MTcz/%d/%d", i/100, i%100), Timestamp: 1764000000 + float64(i), Data: data, Source: "sls:10.0.0.7"}
+		rec, err := o.AppendJSON(nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if b, err = s.render(b, rec, "", true); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return b
+}
+
+// BenchmarkGzip compares the levels the sink could use on a request body:
+// MB/s of input per core, and the ratio it gets (reported as ratio), on
+// three kinds of events.
+func BenchmarkGzip(b *testing.B) {
+	bodies := []struct {
+		name string
+		body []byte
+	}{{"varied", body(b)}, {"bench", auditBody(b, false)}, {"repetitive", auditBody(b, true)}}
+	for _, in := range bodies {
+		for _, level := range []struct {
+			name  string
+			level int
+		}{{"huffman-only", gzip.HuffmanOnly}, {"stateless", gzip.StatelessCompression}, {"1-best-speed", gzip.BestSpeed}, {"2", 2}, {"5-default", gzip.DefaultCompression}} {
+			b.Run(in.name+"/"+level.name, func(b *testing.B) {
+				var out bytes.Buffer
+				zw, _ := gzip.NewWriterLevel(&out, level.level)
+				b.SetBytes(int64(len(in.body)))
+				for b.Loop() {
+					out.Reset()
+					zw.Reset(&out)
+					_, _ = zw.Write(in.body)
+					_ = zw.Close()
+				}
+				b.ReportMetric(float64(len(in.body))/float64(out.Len()), "ratio")
+			})
+		}
 	}
 }
