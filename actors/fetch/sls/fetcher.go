@@ -237,11 +237,11 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (ms
 	var ends []int
 	for i, lg := range groups {
 		event := eventJSON(f.cfg.Project, f.cfg.Logstore, shard, lg)
-		if n := groupSize(lg); cap(arena) < n {
+		tail := recordTail(lg)
+		if n := groupSize(lg, tail); cap(arena) < n {
 			arena = make([]byte, 0, n)
 		}
 		arena, ends = arena[:0], slices.Grow(ends[:0], len(lg.Logs))[:len(lg.Logs)]
-		tail := recordTail(lg)
 		for j, l := range lg.Logs {
 			arena = appendRecord(arena, tail, l)
 			ends[j] = len(arena)

@@ -57,15 +57,13 @@ func recordTail(lg *sdk.LogGroup) []byte {
 }
 
 // groupSize estimates the JSON of a group's records, to size their buffer:
-// keys, values and quotes, and the fields every record repeats.
-func groupSize(lg *sdk.LogGroup) int {
-	perRecord := 96 + len(lg.GetTopic()) + len(lg.GetSource())
-	for _, t := range lg.LogTags {
-		perRecord += len(t.GetKey()) + len(t.GetValue()) + 16
-	}
+// each record's keys, values and quotes, its time fields, and the group's
+// tail (recordTail) it ends with.
+func groupSize(lg *sdk.LogGroup, tail []byte) int {
+	const timeFields = 64 // {"__time__":"…","__time_ns_part__":"…"
 	n := 0
 	for _, l := range lg.Logs {
-		n += perRecord
+		n += timeFields + len(tail)
 		for _, c := range l.Contents {
 			n += len(c.GetKey()) + len(c.GetValue()) + 6
 		}
