@@ -15,17 +15,13 @@ import (
 	"github.com/sluicehq/sluice/batch"
 )
 
-// body is a HEC request as the sink sends it: 500 rendered ~1.2 KB audit
-// events, varied as real ones are.
-func body(tb testing.TB) []byte {
+// renderBody is a HEC request as the sink sends it: 500 events, the i-th
+// with data(i) as its data.
+func renderBody(tb testing.TB, data func(i int) []byte) []byte {
 	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sls:audit"}}
 	var b []byte
-	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 500 {
-		o := batch.Output{ID: fmt.Sprintf("sls/p/audit/0/MTcz/%d/%d", i/100, i%100), Timestamp: 1764000000 + float64(i),
-			Data: []byte(fmt.Sprintf(`{"__source__":"10.0.%d.7","__topic__":"audit_log","action":"%s","event_id":"9f2c4e1d%08x","request_params":"%s","source_ip":"203.0.113.%d","user":"user-%d","user_agent":"aliyun-cli/3.0.204 (linux; amd64) go/1.22"}`,
-				i%7, []string{"DeleteBucket", "PutObject", "GetObject"}[i%3], i*7919, params(r), i%250, i%97)),
-			Source: "sls:10.0.0.7"}
+		o := batch.Output{ID: fmt.Sprintf("sls/p/audit/0/MTcz/%d/%d", i/100, i%100), Timestamp: 1764000000 + float64(i), Data: data(i), Source: "sls:10.0.0.7"}
 		rec, err := o.AppendJSON(nil)
 		if err != nil {
 			tb.Fatal(err)
@@ -37,6 +33,15 @@ func body(tb testing.TB) []byte {
 	return b
 }
 
+// body is a HEC request of ~1.2 KB audit events, varied as real ones are.
+func body(tb testing.TB) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	return renderBody(tb, func(i int) []byte {
+		return []byte(fmt.Sprintf(`{"__source__":"10.0.%d.7","__topic__":"audit_log","action":"%s","event_id":"9f2c4e1d%08x","request_params":"%s","source_ip":"203.0.113.%d","user":"user-%d","user_agent":"aliyun-cli/3.0.204 (linux; amd64) go/1.22"}`,
+			i%7, []string{"DeleteBucket", "PutObject", "GetObject"}[i%3], i*7919, params(r), i%250, i%97))
+	})
+}
+
 // params: 40 key=value pairs, the values random hex like request IDs.
 func params(r *rand.Rand) string {
 	var b strings.Builder
@@ -46,15 +51,13 @@ func params(r *rand.Rand) string {
 	return b.String()
 }
 
-// auditBody is a HEC request of 500 events made of the records the SLS
+// auditBody is a HEC request of events made of the records the SLS
 // stand-in generates for the benches (~600 bytes of random hex each, as
 // bench's e2e and outage send), or, repetitive, of the same records with
 // that hex replaced by a constant, as audit logs that repeat themselves.
 func auditBody(tb testing.TB, repetitive bool) []byte {
-	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sls:audit"}}
 	r := rand.New(rand.NewPCG(3, 4))
-	var b []byte
-	for i := range 500 {
+	return renderBody(tb, func(i int) []byte {
 		l := slstest.AuditLog(r, i, time.Unix(1764000000, 0).Add(time.Duration(i)*time.Millisecond))
 		m := map[string]string{"__topic__": "audit_log", "__source__": "10.1.2.3"}
 		for _, c := range l.Contents {
@@ -67,16 +70,8 @@ func auditBody(tb testing.TB, repetitive bool) []byte {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		o := batch.Output{ID: fmt.Sprintf("sls/p/audit/0/MTcz/%d/%d", i/100, i%100), Timestamp: 1764000000 + float64(i), Data: data, Source: "sls:10.0.0.7"}
-		rec, err := o.AppendJSON(nil)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if b, err = s.render(b, rec, "", true); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return b
+		return data
+	})
 }
 
 // BenchmarkGzip compares the levels the sink could use on a request body:
