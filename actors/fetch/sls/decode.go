@@ -8,46 +8,46 @@ import (
 )
 
 // decodeLogGroups decodes a pull's bytes into what the SDK's LogsBytesDecode
-// returns, value for value. The SDK's generated decoder allocates three
-// objects per field (the LogContent and copies of its key and value), ~2,500
-// per log group of 64 audit logs: with the collections they cause, a third
-// of the fetch stage's CPU. This one slices every key and value out of the
-// pull's bytes and takes the structs from a few large slices. Whatever it
-// does not expect (an unknown field, a missing required one, a malformed
-// length) is left to the SDK's decoder, so odd input and errors behave
-// exactly as before.
+// returns, value for value, but for each group's Logs: those stay on the
+// wire, logs[i][j] being the protobuf of group i's log j, which
+// appendRecord turns into a record as it reads it. The SDK's generated
+// decoder allocates a Log and, per field, a LogContent and copies of its
+// key and value, ~2,500 objects per log group of 64 audit logs, only for
+// them to be written out as JSON at once. This one checks each log as the
+// SDK would and slices it out of the pull; the rest of a group (topic,
+// source, tags) it decodes as the SDK does, slicing every string out of the
+// pull and taking the structs from a few large slices. Whatever it does not
+// expect (an unknown field, a missing required one, a malformed length) is
+// left to the SDK's decoder, so odd input and errors behave exactly as
+// before: it then returns the SDK's list, whose logs are whole, and nil logs.
 //
-// The keys and values share data's memory: data must not change afterwards.
-// decodeLogGroups owns it: the SDK allocates a pull's buffer per response
-// (decompressResponse) and keeps no reference.
-func decodeLogGroups(data []byte) (*sdk.LogGroupList, error) {
-	if gl, ok := newDecoder(data).list(); ok {
-		return gl, nil
+// The strings and logs share data's memory: data must not change
+// afterwards. decodeLogGroups owns it: the SDK allocates a pull's buffer per
+// response (decompressResponse) and keeps no reference.
+func decodeLogGroups(data []byte) (list *sdk.LogGroupList, logs [][][]byte, err error) {
+	if gl, logs, ok := newDecoder(data).list(); ok {
+		return gl, logs, nil
 	}
-	return sdk.LogsBytesDecode(data)
+	gl, err := sdk.LogsBytesDecode(data)
+	return gl, nil, err
 }
 
 type decoder struct {
 	data []byte // cap == len, so a subslice's offset is cap(data)-cap(sub)
 	text string // data's memory as a string: keys and values are substrings of it
 
-	groups   slab[sdk.LogGroup]
-	logs     slab[sdk.Log]
-	contents slab[sdk.LogContent]
-	tags     slab[sdk.LogTag]
-	strs     slab[string]
-	nums     slab[uint32]
+	groups slab[sdk.LogGroup]
+	tags   slab[sdk.LogTag]
+	strs   slab[string]
+	logs   slab[[]byte]
 
-	groupPtrs   slab[*sdk.LogGroup]
-	logPtrs     slab[*sdk.Log]
-	contentPtrs slab[*sdk.LogContent]
-	tagPtrs     slab[*sdk.LogTag]
+	groupPtrs slab[*sdk.LogGroup]
+	tagPtrs   slab[*sdk.LogTag]
 
-	// A message's repeated field is collected here, then copied into its
-	// slab once its length is known.
-	logScratch     []*sdk.Log
-	contentScratch []*sdk.LogContent
-	tagScratch     []*sdk.LogTag
+	// A group's logs and tags are collected here, then copied into their
+	// slab once their number is known.
+	logScratch [][]byte
+	tagScratch []*sdk.LogTag
 }
 
 func newDecoder(data []byte) *decoder {
@@ -55,49 +55,49 @@ func newDecoder(data []byte) *decoder {
 }
 
 // list decodes a LogGroupList: field 1, its log groups.
-func (d *decoder) list() (*sdk.LogGroupList, bool) {
+func (d *decoder) list() (*sdk.LogGroupList, [][][]byte, bool) {
 	var groups []*sdk.LogGroup
+	var logs [][][]byte
 	for b := d.data; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num != 1 || typ != protowire.BytesType {
-			return nil, false
+			return nil, nil, false
 		}
 		msg, m := protowire.ConsumeBytes(b[n:])
 		if m < 0 {
-			return nil, false
+			return nil, nil, false
 		}
 		b = b[n+m:]
-		g, ok := d.group(msg)
+		g, gl, ok := d.group(msg)
 		if !ok {
-			return nil, false
+			return nil, nil, false
 		}
-		groups = append(groups, g)
+		groups, logs = append(groups, g), append(logs, gl)
 	}
-	return &sdk.LogGroupList{LogGroups: copyInto(&d.groupPtrs, groups)}, true
+	return &sdk.LogGroupList{LogGroups: copyInto(&d.groupPtrs, groups)}, logs, true
 }
 
-// group decodes a LogGroup: 1 logs, 2 category, 3 topic, 4 source,
-// 5 machine UUID, 6 tags; every field is length-delimited.
-func (d *decoder) group(b []byte) (*sdk.LogGroup, bool) {
+// group decodes a LogGroup but its logs: 1 logs, 2 category, 3 topic,
+// 4 source, 5 machine UUID, 6 tags; every field is length-delimited.
+func (d *decoder) group(b []byte) (*sdk.LogGroup, [][]byte, bool) {
 	g := d.groups.one()
 	logs, tags := d.logScratch[:0], d.tagScratch[:0]
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || typ != protowire.BytesType {
-			return nil, false
+			return nil, nil, false
 		}
 		v, m := protowire.ConsumeBytes(b[n:])
 		if m < 0 {
-			return nil, false
+			return nil, nil, false
 		}
 		b = b[n+m:]
 		switch num {
 		case 1:
-			l, ok := d.log(v)
-			if !ok {
-				return nil, false
+			if !validLog(v) {
+				return nil, nil, false
 			}
-			logs = append(logs, l)
+			logs = append(logs, v)
 		case 2:
 			g.Category = d.str(v)
 		case 3:
@@ -109,73 +109,70 @@ func (d *decoder) group(b []byte) (*sdk.LogGroup, bool) {
 		case 6:
 			key, value, ok := d.pair(v)
 			if !ok {
-				return nil, false
+				return nil, nil, false
 			}
 			t := d.tags.one()
 			t.Key, t.Value = key, value
 			tags = append(tags, t)
 		default:
-			return nil, false
+			return nil, nil, false
 		}
 	}
-	g.Logs, g.LogTags = copyInto(&d.logPtrs, logs), copyInto(&d.tagPtrs, tags)
+	g.LogTags = copyInto(&d.tagPtrs, tags)
 	d.logScratch, d.tagScratch = logs[:0], tags[:0]
-	return g, true
+	return g, copyInto(&d.logs, logs), true
 }
 
-// log decodes a Log: 1 time (varint, required), 2 contents, 4 time's
-// nanoseconds (fixed32).
-func (d *decoder) log(b []byte) (*sdk.Log, bool) {
-	l := d.logs.one()
-	contents := d.contentScratch[:0]
+// validLog says whether the SDK would decode b as a Log holding nothing it
+// does not know: 1 time (varint, required), 2 contents (each a key and a
+// value), 4 time's nanoseconds (fixed32).
+func validLog(b []byte) bool {
+	hasTime := false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, false
+			return false
 		}
 		b = b[n:]
+		var m int
 		switch {
 		case num == 1 && typ == protowire.VarintType:
-			x, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return nil, false
-			}
-			b = b[m:]
-			l.Time = d.num(uint32(x)) // the SDK keeps the low 32 bits too
+			_, m = protowire.ConsumeVarint(b)
+			hasTime = true
 		case num == 2 && typ == protowire.BytesType:
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return nil, false
+			var v []byte
+			if v, m = protowire.ConsumeBytes(b); m >= 0 {
+				if _, _, ok := pairBytes(v); !ok {
+					return false
+				}
 			}
-			b = b[m:]
-			key, value, ok := d.pair(v)
-			if !ok {
-				return nil, false
-			}
-			c := d.contents.one()
-			c.Key, c.Value = key, value
-			contents = append(contents, c)
 		case num == 4 && typ == protowire.Fixed32Type:
-			x, m := protowire.ConsumeFixed32(b)
-			if m < 0 {
-				return nil, false
-			}
-			b = b[m:]
-			l.TimeNs = d.num(x)
+			_, m = protowire.ConsumeFixed32(b)
 		default:
-			return nil, false
+			return false
 		}
+		if m < 0 {
+			return false
+		}
+		b = b[m:]
 	}
-	if l.Time == nil {
-		return nil, false // required: the SDK's decoder says so
-	}
-	l.Contents = copyInto(&d.contentPtrs, contents)
-	d.contentScratch = contents[:0]
-	return l, true
+	return hasTime // required: the SDK's decoder says so
 }
 
-// pair decodes a LogContent or a LogTag: 1 key, 2 value, both required.
+// pair decodes a LogTag into strings of the pull.
 func (d *decoder) pair(b []byte) (key, value *string, ok bool) {
+	k, v, ok := pairBytes(b)
+	if !ok {
+		return nil, nil, false
+	}
+	return d.str(k), d.str(v), true
+}
+
+// pairBytes is a LogContent's or LogTag's key and value (the last of each,
+// as the SDK keeps): 1 key, 2 value, both required. ok is false unless it
+// holds both and nothing else.
+func pairBytes(b []byte) (key, value []byte, ok bool) {
+	var hasKey, hasValue bool
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || typ != protowire.BytesType {
@@ -188,14 +185,14 @@ func (d *decoder) pair(b []byte) (key, value *string, ok bool) {
 		b = b[n+m:]
 		switch num {
 		case 1:
-			key = d.str(v)
+			key, hasKey = v, true
 		case 2:
-			value = d.str(v)
+			value, hasValue = v, true
 		default:
 			return nil, nil, false
 		}
 	}
-	return key, value, key != nil && value != nil
+	return key, value, hasKey && hasValue
 }
 
 // str is v as a substring of the pull.
@@ -204,12 +201,6 @@ func (d *decoder) str(v []byte) *string {
 	s := d.strs.one()
 	*s = d.text[off : off+len(v)]
 	return s
-}
-
-func (d *decoder) num(x uint32) *uint32 {
-	p := d.nums.one()
-	*p = x
-	return p
 }
 
 // slab hands out values from a few large slices instead of one allocation

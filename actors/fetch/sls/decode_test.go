@@ -2,6 +2,7 @@ package sls
 
 import (
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -53,25 +54,58 @@ func oddPull(t testing.TB) []byte {
 
 // sameAsSDK fails unless decodeLogGroups and the SDK's decoder agree on
 // data: both fail, or both return the same values, nil slices and pointers
-// included. Unexported fields are not compared: the SDK keeps a key's and a
-// value's copies in its LogContent, which the exported pointers point at.
+// included, once the logs decodeLogGroups left on the wire are decoded by
+// the SDK into their groups; and the records of every log are the same
+// bytes whether written from those logs or from the SDK's (wireLogs).
+// Unexported fields are not compared: the SDK keeps a key's and a value's
+// copies in its LogContent, which the exported pointers point at.
 func sameAsSDK(t *testing.T, data []byte) {
 	t.Helper()
-	got, gotErr := decodeLogGroups(data)
+	got, logs, gotErr := decodeLogGroups(data)
 	want, wantErr := sdk.LogsBytesDecode(data)
 	if (gotErr == nil) != (wantErr == nil) {
 		t.Fatalf("decodeLogGroups error %v, the SDK's %v (input %x)", gotErr, wantErr, data)
 	}
+	if gotErr != nil {
+		return
+	}
+	if logs == nil {
+		logs = wireLogs(got.LogGroups) // the SDK decoded it
+	} else {
+		for i, g := range got.LogGroups {
+			if g.Logs != nil {
+				t.Fatalf("group %d kept its logs decoded, and on the wire too", i)
+			}
+			for _, b := range logs[i] {
+				l := &sdk.Log{}
+				if err := proto.Unmarshal(b, l); err != nil {
+					t.Fatalf("group %d: a log left on the wire does not decode: %v (input %x)", i, err, data)
+				}
+				g.Logs = append(g.Logs, l)
+			}
+		}
+	}
 	exported := cmpopts.IgnoreUnexported(sdk.LogGroup{}, sdk.LogContent{}, sdk.LogTag{})
-	if gotErr == nil && !cmp.Equal(want, got, exported) {
+	if !cmp.Equal(want, got, exported) {
 		t.Fatalf("decodeLogGroups and the SDK differ on %x (-sdk +sluice):\n%s", data, cmp.Diff(want, got, exported))
+	}
+	sdkLogs := wireLogs(want.LogGroups)
+	for i, lg := range want.LogGroups {
+		tail := recordTail(lg)
+		for j := range lg.Logs {
+			rec, tm := appendRecord(nil, tail, logs[i][j])
+			wantRec, wantTime := appendRecord(nil, tail, sdkLogs[i][j])
+			if string(rec) != string(wantRec) || !tm.Equal(wantTime) {
+				t.Fatalf("group %d log %d: record %s at %v from the wire, %s at %v from the SDK's log (input %x)", i, j, rec, tm, wantRec, wantTime, data)
+			}
+		}
 	}
 }
 
 func TestDecodeLogGroupsTakesTheFastPath(t *testing.T) {
 	for name, data := range map[string][]byte{"generated": pull(t, 130), "odd": oddPull(t), "empty": nil} {
 		t.Run(name, func(t *testing.T) {
-			if _, ok := newDecoder(data).list(); !ok {
+			if _, _, ok := newDecoder(data).list(); !ok {
 				t.Fatal("the fast decoder gave up on a well-formed pull")
 			}
 			sameAsSDK(t, data)
@@ -100,7 +134,7 @@ func TestDecodeLogGroupsLeavesTheRestToTheSDK(t *testing.T) {
 		"no value":      wrap(noValue), // required: the SDK fails
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, ok := newDecoder(data).list(); ok {
+			if _, _, ok := newDecoder(data).list(); ok {
 				t.Fatal("the fast decoder accepted what it should leave to the SDK")
 			}
 			sameAsSDK(t, data)
@@ -120,7 +154,7 @@ func TestDecodePullsWrapsTheConsumersClient(t *testing.T) {
 		ConsumerGroupName: "g", ConsumerName: "c", HeartbeatIntervalInSecond: 5, CursorPosition: consumerLibrary.BEGIN_CURSOR,
 		Logger: kitLogger{slog.New(slog.DiscardHandler)}, // it tries to reach SLS at once
 	}, consumerLibrary.ProcessFunc(func(int, *sdk.LogGroupList, consumerLibrary.CheckPointTracker) (string, error) { return "", nil }))
-	if !presetTimeouts(w, time.Second, time.Second) || !decodePulls(w) {
+	if !presetTimeouts(w, time.Second, time.Second) || !decodePulls(w, newPullLogs()) {
 		t.Fatal("the consumer library's client could not be reached")
 	}
 	field, _ := sdkClient(w)
@@ -129,20 +163,77 @@ func TestDecodePullsWrapsTheConsumersClient(t *testing.T) {
 	}
 }
 
+// BenchmarkDecodeLogGroups decodes a pull and writes its records, by the
+// SDK's decoder and by sluice's.
 func BenchmarkDecodeLogGroups(b *testing.B) {
 	data := pull(b, 64*16)
 	for _, d := range []struct {
 		name   string
-		decode func([]byte) (*sdk.LogGroupList, error)
-	}{{"sdk", sdk.LogsBytesDecode}, {"sluice", decodeLogGroups}} {
+		decode func([]byte) (*sdk.LogGroupList, [][][]byte, error)
+	}{
+		{"sdk", func(data []byte) (*sdk.LogGroupList, [][][]byte, error) {
+			list, err := sdk.LogsBytesDecode(data)
+			if err != nil {
+				return nil, nil, err
+			}
+			return list, wireLogs(list.LogGroups), nil
+		}},
+		{"sluice", decodeLogGroups},
+	} {
 		b.Run(d.name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
+			var arena []byte
 			for b.Loop() {
-				if _, err := d.decode(data); err != nil {
+				list, logs, err := d.decode(data)
+				if err != nil {
 					b.Fatal(err)
+				}
+				for i, lg := range list.LogGroups {
+					tail := recordTail(lg)
+					arena = arena[:0]
+					for _, l := range logs[i] {
+						arena, _ = appendRecord(arena, tail, l)
+					}
 				}
 			}
 		})
+	}
+}
+
+// A pull's logs are found by the list handed to the library while it holds
+// the list, and forgotten once it let go; a list the SDK decoded gets its
+// own logs back.
+func TestPullLogsFollowTheirList(t *testing.T) {
+	p := newPullLogs()
+	data := pull(t, 70)
+	list, logs, err := decodeLogGroups(data)
+	if err != nil || logs == nil {
+		t.Fatalf("decodeLogGroups: %v (fast path: %v)", err, logs != nil)
+	}
+	p.put(list, logs)
+	if got := p.get(list); len(got) != 2 || &got[1][0][0] != &logs[1][0][0] {
+		t.Fatal("the logs kept for a list are not the ones put")
+	}
+	sdkList, err := sdk.LogsBytesDecode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.get(sdkList), wireLogs(sdkList.LogGroups); !cmp.Equal(got, want) {
+		t.Fatalf("a list the SDK decoded got other logs than its own:\n%s", cmp.Diff(want, got))
+	}
+	list = nil
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		runtime.GC()
+		p.mu.Lock()
+		n := len(p.logs)
+		p.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pulls still kept after their list was collected", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

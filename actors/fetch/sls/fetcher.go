@@ -40,6 +40,7 @@ type Fetcher struct {
 	consumer string
 	ctx      atomic.Pointer[context.Context] // the running Run's context, for Process
 	health   atomic.Pointer[actors.Health]
+	wire     *pullLogs // the pulls' logs, left on the wire by decodeLogGroups
 }
 
 // New builds a fetcher; Run runs it.
@@ -65,7 +66,7 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 		// The group needs distinct names; a restarted process is a new consumer.
 		name = fmt.Sprintf("%s-%d-%04x", deps.NodeName, os.Getpid(), rand.IntN(1<<16))
 	}
-	return &Fetcher{cfg: cfg, q: deps.Queue, log: log.With("source", cfg.Name), m: m, consumer: name}, nil
+	return &Fetcher{cfg: cfg, q: deps.Queue, log: log.With("source", cfg.Name), m: m, consumer: name, wire: newPullLogs()}, nil
 }
 
 // ConsumerName is this fetcher's name in the consumer group.
@@ -107,7 +108,7 @@ func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 	if !presetTimeouts(worker, 60*time.Second, 90*time.Second) {
 		f.log.Warn("could not preset the SLS client's timeouts (consumer library layout changed?)")
 	}
-	if !decodePulls(worker) {
+	if !decodePulls(worker, f.wire) {
 		f.log.Warn("pulls are decoded by the SLS SDK, not sluice's faster decoder (consumer library layout changed?)")
 	}
 	worker.Start()
@@ -191,7 +192,7 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		f.m.lag.WithLabelValues(labels).Set(0)
 		return "", tracker.SaveCheckPoint(false)
 	}
-	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups)
+	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups, f.wire.get(list))
 	if err := f.q.Publish(ctx, msgs); err != nil {
 		f.m.publishErrors.WithLabelValues(labels).Inc()
 		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {
@@ -225,9 +226,10 @@ var errStopping = errors.New("stopping")
 func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil }
 
 // messages turns a pull into RAW messages: one per log group, or per part
-// of a log group larger than MaxBatchBytes. IDs depend only on the pull's
-// start cursor and positions, so a re-pull after a crash gives the same IDs.
-func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
+// of a log group larger than MaxBatchBytes. logs are the groups' logs on the
+// wire (decodeLogGroups). IDs depend only on the pull's start cursor and
+// positions, so a re-pull after a crash gives the same IDs.
+func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
 	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
 	base := fmt.Sprintf("sls/%s/%s/%d/%s/", f.cfg.Project, f.cfg.Logstore, shard, cursor)
 	// A group's records are written into one buffer, sliced once it stops
@@ -238,13 +240,21 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (ms
 	for i, lg := range groups {
 		event := eventJSON(f.cfg.Project, f.cfg.Logstore, shard, lg)
 		tail := recordTail(lg)
-		if n := groupSize(lg, tail); cap(arena) < n {
+		if n := groupSize(logs[i], tail); cap(arena) < n {
 			arena = make([]byte, 0, n)
 		}
-		arena, ends = arena[:0], slices.Grow(ends[:0], len(lg.Logs))[:len(lg.Logs)]
-		for j, l := range lg.Logs {
-			arena = appendRecord(arena, tail, l)
+		arena, ends = arena[:0], slices.Grow(ends[:0], len(logs[i]))[:len(logs[i])]
+		var first, last time.Time
+		for j, l := range logs[i] {
+			var t time.Time
+			arena, t = appendRecord(arena, tail, l)
 			ends[j] = len(arena)
+			if j == 0 || t.Before(first) {
+				first = t
+			}
+			if t.After(last) {
+				last = t
+			}
 		}
 		var parts [][][]byte
 		var cur [][]byte
@@ -260,7 +270,6 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (ms
 			bytes += len(rec)
 		}
 		parts = append(parts, cur)
-		first, last := groupTimes(lg)
 		if last.After(newest) {
 			newest = last
 		}
@@ -286,17 +295,4 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup) (ms
 		}
 	}
 	return msgs, records, bytes, newest
-}
-
-func groupTimes(lg *sdk.LogGroup) (first, last time.Time) {
-	for i, l := range lg.Logs {
-		t := time.Unix(int64(l.GetTime()), int64(l.GetTimeNs()))
-		if i == 0 || t.Before(first) {
-			first = t
-		}
-		if t.After(last) {
-			last = t
-		}
-	}
-	return first, last
 }

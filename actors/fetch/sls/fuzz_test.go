@@ -31,8 +31,12 @@ func FuzzLogGroupRecords(f *testing.F) {
 			return
 		}
 		tail := recordTail(lg)
-		for _, l := range lg.Logs {
-			rec := appendRecord(nil, tail, l)
+		for j, wire := range wireLogs([]*sdk.LogGroup{lg})[0] {
+			l := lg.Logs[j]
+			rec, tm := appendRecord(nil, tail, wire)
+			if want := time.Unix(int64(l.GetTime()), int64(l.GetTimeNs())); !tm.Equal(want) {
+				t.Fatalf("record %q: time %v, want %v", rec, tm, want)
+			}
 			var got map[string]string
 			if err := json.Unmarshal(rec, &got); err != nil {
 				t.Fatalf("record %q is not a JSON object of strings: %v", rec, err)

@@ -2,8 +2,11 @@ package sls
 
 import (
 	"reflect"
+	"runtime"
+	"sync"
 	"time"
 	"unsafe"
+	"weak"
 
 	sdk "github.com/aliyun/aliyun-log-go-sdk"
 	consumerLibrary "github.com/aliyun/aliyun-log-go-sdk/consumer"
@@ -32,9 +35,10 @@ func presetTimeouts(w *consumerLibrary.ConsumerWorker, request, retry time.Durat
 
 // decodePulls makes the consumer library's pulls decode through
 // decodeLogGroups, by wrapping the client it pulls with (reached as
-// presetTimeouts reaches it; call that first). If the library's layout
-// changes, it does nothing and says so: pulls are then decoded by the SDK.
-func decodePulls(w *consumerLibrary.ConsumerWorker) bool {
+// presetTimeouts reaches it; call that first); each pull's logs are kept in
+// wire for Process. If the library's layout changes, it does nothing and
+// says so: pulls are then decoded by the SDK.
+func decodePulls(w *consumerLibrary.ConsumerWorker, wire *pullLogs) bool {
 	field, ok := sdkClient(w)
 	if !ok {
 		return false
@@ -43,7 +47,7 @@ func decodePulls(w *consumerLibrary.ConsumerWorker) bool {
 	if !ok {
 		return false
 	}
-	field.Set(reflect.ValueOf(sdk.ClientInterface(pullClient{c})))
+	field.Set(reflect.ValueOf(sdk.ClientInterface(pullClient{c, wire})))
 	return true
 }
 
@@ -65,16 +69,60 @@ func sdkClient(w *consumerLibrary.ConsumerWorker) (reflect.Value, bool) {
 // decodeLogGroups. The SDK's own also records each log group's cursor,
 // which only LogGroup.GetCursor reads: neither the consumer library nor
 // sluice calls it (a pull's checkpoint is the tracker's cursor).
-type pullClient struct{ sdk.ClientInterface }
+type pullClient struct {
+	sdk.ClientInterface
+	wire *pullLogs
+}
 
 func (c pullClient) PullLogsWithQuery(plr *sdk.PullLogRequest) (*sdk.LogGroupList, *sdk.PullLogMeta, error) {
 	out, meta, err := c.GetLogsBytesWithQuery(plr)
 	if err != nil {
 		return nil, nil, err
 	}
-	list, err := decodeLogGroups(out)
+	list, logs, err := decodeLogGroups(out)
 	if err != nil {
 		return nil, nil, err
 	}
+	if logs != nil {
+		c.wire.put(list, logs)
+	}
 	return list, meta, nil
+}
+
+// pullLogs holds the logs decodeLogGroups left on the wire, by the list the
+// consumer library was handed in their place, until the library lets go of
+// that list: Process gets the list back and asks for its logs.
+type pullLogs struct {
+	mu   sync.Mutex
+	logs map[weak.Pointer[sdk.LogGroupList]][][][]byte
+}
+
+func newPullLogs() *pullLogs {
+	return &pullLogs{logs: map[weak.Pointer[sdk.LogGroupList]][][][]byte{}}
+}
+
+func (p *pullLogs) put(list *sdk.LogGroupList, logs [][][]byte) {
+	key := weak.Make(list)
+	p.mu.Lock()
+	p.logs[key] = logs
+	p.mu.Unlock()
+	runtime.AddCleanup(list, p.forget, key)
+}
+
+func (p *pullLogs) forget(key weak.Pointer[sdk.LogGroupList]) {
+	p.mu.Lock()
+	delete(p.logs, key)
+	p.mu.Unlock()
+}
+
+// get is list's logs on the wire, log group by log group: those kept at
+// the pull, else the SDK's (wireLogs), for a list the SDK decoded.
+func (p *pullLogs) get(list *sdk.LogGroupList) [][][]byte {
+	p.mu.Lock()
+	logs, ok := p.logs[weak.Make(list)]
+	p.mu.Unlock()
+	if !ok {
+		logs = wireLogs(list.LogGroups)
+	}
+	return logs
 }
