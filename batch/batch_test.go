@@ -98,3 +98,34 @@ func TestOutputAppendJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// A released body comes back for a batch it can hold, holding exactly that
+// batch; one too small is not used.
+func TestBodiesRecycle(t *testing.T) {
+	big := [][]byte{bytes.Repeat([]byte("a"), 1000), []byte("b")}
+	small := [][]byte{[]byte(`{"x":1}`), []byte(`{"y":2}`)}
+	reused := false
+	for range 100 { // sync.Pool may drop what it is handed (the race detector makes it)
+		var b Bodies
+		first := b.Encode(big)
+		b.Release(first)
+		body := b.Encode(small)
+		got, err := Decode(body)
+		if err != nil || len(got) != 2 || string(got[0]) != `{"x":1}` || string(got[1]) != `{"y":2}` {
+			t.Fatalf("a recycled body decodes as %q, %v", got, err)
+		}
+		reused = reused || &body[0] == &first[0]
+
+		var c Bodies
+		tiny := c.Encode(small)
+		c.Release(tiny)
+		if larger := c.Encode(big); &larger[0] == &tiny[0] {
+			t.Fatal("a body too small for the batch was used")
+		} else if got, err := Decode(larger); err != nil || !bytes.Equal(got[0], big[0]) {
+			t.Fatalf("the big batch decodes as %q, %v", got, err)
+		}
+	}
+	if !reused {
+		t.Fatal("no released body was ever used again")
+	}
+}

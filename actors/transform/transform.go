@@ -96,6 +96,7 @@ type Transform struct {
 	log    *slog.Logger
 	m      *metrics
 	byKind map[string][]string // sink type → sink names
+	bodies batch.Bodies        // OUT batch bodies, recycled once acked
 }
 
 // New builds the transform.
@@ -245,6 +246,9 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		if err := t.publish(ctx, h, d, msgs); err != nil {
 			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
+		for _, m := range msgs {
+			t.bodies.Release(m.Data)
+		}
 	}
 	return d.Ack()
 }
@@ -388,7 +392,7 @@ func (t *Transform) outMessages(d *queue.Delivery, perSink map[string][][]byte) 
 				h.Set(k, v)
 			}
 		}
-		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject(sink), Header: h, Data: batch.Encode(recs)})
+		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject(sink), Header: h, Data: t.bodies.Encode(recs)})
 	}
 	return msgs
 }

@@ -41,6 +41,7 @@ type Fetcher struct {
 	ctx      atomic.Pointer[context.Context] // the running Run's context, for Process
 	health   atomic.Pointer[actors.Health]
 	wire     *pullLogs // the pulls' logs, left on the wire by decodeLogGroups
+	bodies   batch.Bodies
 }
 
 // New builds a fetcher; Run runs it.
@@ -207,6 +208,9 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		}
 		return "", err
 	}
+	for _, m := range msgs {
+		f.bodies.Release(m.Data)
+	}
 	if h := f.health.Load(); h != nil {
 		h.SetHealthy()
 	}
@@ -290,7 +294,7 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, log
 			h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
 			h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
 			h.Set(batch.HeaderFetchedAt, fetched)
-			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject(f.cfg.Name), Header: h, Data: batch.Encode(recs)})
+			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject(f.cfg.Name), Header: h, Data: f.bodies.Encode(recs)})
 			records += len(recs)
 		}
 	}
