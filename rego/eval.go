@@ -94,12 +94,20 @@ func (e *Engine) eventSources(ctx context.Context, set *policySet, event []byte)
 // Outputs evaluates data.schema.<schema>.log for one record (JSON) and
 // validates every output. No output means the policy drops the record.
 func (e *Engine) Outputs(ctx context.Context, schema string, record []byte) ([]Output, error) {
+	return e.OutputsInto(ctx, schema, record, nil)
+}
+
+// OutputsInto is Outputs, but the data of an output that a plan makes is
+// written into *data (grown as needed), which the next call overwrites: for
+// a caller that copies each output away at once, as the transform does, so
+// that the data needs no buffer of its own. A nil data is Outputs.
+func (e *Engine) OutputsInto(ctx context.Context, schema string, record []byte, data *[]byte) ([]Output, error) {
 	set := e.current()
 	q, ok := set.schemas[schema]
 	if !ok {
 		return nil, fmt.Errorf("schema %q: %w (have: %v)", schema, ErrNoSchema, set.schemaNames())
 	}
-	input, out, err := e.input(ctx, set.plans[schema], record)
+	input, out, err := e.input(ctx, set.plans[schema], record, data)
 	if err != nil {
 		return nil, fmt.Errorf("record is not JSON: %w", err)
 	}
@@ -323,7 +331,7 @@ func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
 
 // input parses a record at most once: a plan (nil: none) answers with its
 // outputs, often without parsing it, or the record becomes OPA's input.
-func (e *Engine) input(ctx context.Context, p *plan, record []byte) (ast.Value, []Output, error) {
+func (e *Engine) input(ctx context.Context, p *plan, record []byte, data *[]byte) (ast.Value, []Output, error) {
 	lazy, _ := e.records.Get().(*lazyRecord)
 	if lazy == nil {
 		lazy = &lazyRecord{parser: new(fastjson.Parser)}
@@ -331,7 +339,7 @@ func (e *Engine) input(ctx context.Context, p *plan, record []byte) (ast.Value, 
 	*lazy = lazyRecord{parser: lazy.parser, text: record}
 	defer e.records.Put(lazy)
 	if p != nil && !e.opts.FullEval {
-		if out, ok := p.run(ctx, lazy); ok {
+		if out, ok := p.run(ctx, lazy, data); ok {
 			e.planned.Inc()
 			return nil, out, nil
 		}

@@ -332,8 +332,8 @@ var errUnsure = errors.New("plan unsure")
 // run evaluates the plan for a record, parsed only when the plan needs
 // more than the record's top-level members. ok is false when OPA must
 // evaluate the record instead.
-func (p *plan) run(ctx context.Context, record *lazyRecord) (_ []Output, ok bool) {
-	r := planRun{ctx: ctx, record: record.text, lazy: record}
+func (p *plan) run(ctx context.Context, record *lazyRecord, data *[]byte) (_ []Output, ok bool) {
+	r := planRun{ctx: ctx, record: record.text, lazy: record, data: data}
 	if s, ok := p.scratch.Get().(*planScratch); ok {
 		r.scratch = s
 	} else {
@@ -390,6 +390,7 @@ type planRun struct {
 	lazy    *lazyRecord
 	slots   []value
 	scratch *planScratch
+	data    *[]byte // where the output's data is written (nil: a buffer of its own)
 }
 
 // planScratch is what encoding an output needs, reused from record to
@@ -881,25 +882,27 @@ func (r *planRun) output(head []headField) (o Output, has bool, err error) {
 			}
 			o.Timestamp, _ = n.Float64()
 		case "data":
-			// Most data is the record less a few keys: one allocation,
-			// mostly copied from the record as it stands.
-			dst := make([]byte, 0, len(r.record)+16)
+			// Most data is the record less a few keys, mostly copied from
+			// the record as it stands.
+			dst := r.dataBuffer()
 			switch {
 			case v.root:
 				o.Data = appendMembers(dst, r.record, r.members, v.drop, nil, nil)
-				continue
 			case v.member != 0:
-				if t := r.text(v); string(t) != "null" { // toOutput refuses a null data: OPA's path says so
-					o.Data = append(dst, t...)
-					continue
+				t := r.text(v)
+				if string(t) == "null" { // toOutput refuses a null data: OPA's path says so
+					return Output{}, false, errUnsure
 				}
-				return Output{}, false, errUnsure
+				o.Data = append(dst, t...)
 			case v.j != nil && v.j == r.root && r.members != nil:
 				o.Data = appendMembers(dst, r.record, r.members, v.drop, r.root, &r.scratch.members)
-				continue
+			default:
+				if o.Data, err = v.appendJSON(dst, &r.scratch.members); err != nil {
+					return Output{}, false, err
+				}
 			}
-			if o.Data, err = v.appendJSON(dst, &r.scratch.members); err != nil {
-				return Output{}, false, err
+			if r.data != nil {
+				*r.data = o.Data[:0] // kept, grown, for the next record's data
 			}
 		case "fields":
 			x, err := r.ast(v)
@@ -920,6 +923,15 @@ func (r *planRun) output(head []headField) (o Output, has bool, err error) {
 		return Output{}, false, errUnsure
 	}
 	return o, true, nil
+}
+
+// dataBuffer is an empty buffer for the output's data, with room for the
+// whole record: the caller's, or one of its own.
+func (r *planRun) dataBuffer() []byte {
+	if r.data == nil {
+		return make([]byte, 0, len(r.record)+16)
+	}
+	return slices.Grow((*r.data)[:0], len(r.record)+16)
 }
 
 // stringField is where an output's string field goes; nil for the others.

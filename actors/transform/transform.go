@@ -167,7 +167,7 @@ func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
 
 // work is one worker's loop.
 func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Consumer) error {
-	var arena []byte // the OUT records of a batch, kept from batch to batch
+	var s scratch
 	for ctx.Err() == nil {
 		d, err := cons.Next(ctx, time.Second)
 		switch {
@@ -178,7 +178,7 @@ func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Cons
 		case err != nil:
 			return fmt.Errorf("transform: %w", err)
 		}
-		if err := t.handle(ctx, h, d, &arena); err != nil {
+		if err := t.handle(ctx, h, d, &s); err != nil {
 			_ = d.Nak(time.Second)
 			if ctx.Err() == nil {
 				return err
@@ -188,10 +188,15 @@ func (t *Transform) work(ctx context.Context, h *actors.Health, cons *queue.Cons
 	return nil
 }
 
+// scratch is a worker's buffers, kept from batch to batch.
+type scratch struct {
+	arena []byte // a batch's OUT records, one after another, which outMessages copies into the batches
+	data  []byte // an output's data, as the policy wrote it, until it is copied into arena
+}
+
 // handle transforms one RAW batch. A nil return means it is acked; an
-// error means it is not (it comes back later). The OUT records are written
-// one after another into arena, which outMessages copies into the batches.
-func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery, arena *[]byte) error {
+// error means it is not (it comes back later).
+func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery, s *scratch) error {
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		t.m.dlq.WithLabelValues("corrupt").Inc()
@@ -217,10 +222,10 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	var dead []queue.DeadRecord
 	// Room for every record and its output's fields: the records already
 	// written keep aliasing the old array if it has to grow.
-	*arena = slices.Grow((*arena)[:0], len(d.Data)+len(recs)*256)
+	s.arena = slices.Grow(s.arena[:0], len(d.Data)+len(recs)*256)
 	for i, rec := range recs {
 		id := batch.RecordID(d.ID, i)
-		routed, err := t.transformRecord(ctx, schemas, rec, perSink, arena)
+		routed, err := t.transformRecord(ctx, schemas, rec, perSink, s)
 		if err != nil {
 			reason := "policy_error"
 			if errors.Is(err, errInvalidOutput) {
@@ -279,9 +284,9 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Deli
 var errInvalidOutput = errors.New("invalid output")
 
 // transformRecord appends a record's outputs to perSink, written into
-// arena. It adds nothing unless every output of the record is valid. False:
-// no policy routed it.
-func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec []byte, perSink map[string][][]byte, arena *[]byte) (bool, error) {
+// s.arena. It adds nothing unless every output of the record is valid.
+// False: no policy routed it.
+func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec []byte, perSink map[string][][]byte, s *scratch) (bool, error) {
 	type routed struct {
 		sink string
 		body []byte
@@ -289,10 +294,10 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 	var outs []routed
 	for _, schema := range schemas {
 		start := time.Now()
-		res, err := t.deps.Engine.Outputs(ctx, schema, rec)
+		res, err := t.deps.Engine.OutputsInto(ctx, schema, rec, &s.data)
 		if errors.Is(err, rego.ErrTimeout) {
 			t.m.evalTimeouts.Inc()
-			res, err = t.deps.Engine.Outputs(ctx, schema, rec) // once more before calling it the policy's fault
+			res, err = t.deps.Engine.OutputsInto(ctx, schema, rec, &s.data) // once more before calling it the policy's fault
 		}
 		t.m.evalSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
@@ -303,13 +308,13 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 			if err != nil {
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}
-			start := len(*arena)
-			buf, err := o.Output.AppendJSON(*arena)
+			start := len(s.arena)
+			buf, err := o.Output.AppendJSON(s.arena)
 			if err != nil {
-				*arena = (*arena)[:start]
+				s.arena = s.arena[:start]
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}
-			*arena = buf
+			s.arena = buf
 			outs = append(outs, routed{sink, buf[start:len(buf):len(buf)]})
 		}
 	}
