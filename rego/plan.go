@@ -346,7 +346,7 @@ func (p *plan) run(ctx context.Context, record *lazyRecord, data *[]byte) (_ []O
 		r.scratch.slots = r.slots
 		p.scratch.Put(r.scratch)
 	}()
-	members, split, canonical := scanMembers(r.record, r.scratch.raw[:0])
+	members, split, canonical := scanMembers(r.record, r.scratch.raw[:0], &r.scratch.order)
 	r.scratch.raw = members
 	if split {
 		r.members = members
@@ -399,6 +399,7 @@ type planScratch struct {
 	members []member    // of the parsed objects being encoded
 	raw     []rawMember // of the record's top-level object
 	slots   []value     // planRun.slots, cleared after each record
+	order   keyOrder    // how the last record's keys sorted
 }
 
 // step runs one expression of the body. False: the body does not hold

@@ -41,7 +41,10 @@ func keyPrefix(k []byte) uint64 {
 // and no key repeats — a plan can then answer from the record's text
 // without parsing it (an SLS record, whose fields the fetcher writes,
 // always is such a record).
-func scanMembers(raw []byte, ms []rawMember) (_ []rawMember, ok, canonical bool) {
+//
+// order sorts the members (keyOrder: as the last record's, when the keys
+// are the same); nil sorts them afresh.
+func scanMembers(raw []byte, ms []rawMember, order *keyOrder) (_ []rawMember, ok, canonical bool) {
 	i := jsonx.SkipSpace(raw, 0)
 	if len(raw) > math.MaxInt32 || i >= len(raw) || raw[i] != '{' {
 		return ms, false, false
@@ -88,7 +91,11 @@ func scanMembers(raw []byte, ms []rawMember) (_ []rawMember, ok, canonical bool)
 	if jsonx.SkipSpace(raw, i+1) != len(raw) {
 		return ms, false, false
 	}
-	sortMembers(ms, raw)
+	if order != nil {
+		order.sort(ms, raw)
+	} else {
+		sortMembers(ms, raw)
+	}
 	for n := 1; n < len(ms); n++ { // a repeated key: OPA keeps the last, the plan leaves it to OPA
 		if !ms[n-1].less(&ms[n], raw) {
 			canonical = false
@@ -119,6 +126,56 @@ func sortMembers(ms []rawMember, raw []byte) {
 		}
 		ms[b] = m
 	}
+}
+
+// keyOrder remembers a record's keys, in the record's order, and how they
+// sort: the records of a source mostly repeat their keys in the same order
+// (an SLS log's contents, then the fields of its group), so that the next
+// record's members are put in order by comparing its keys with these
+// instead of sorting them.
+type keyOrder struct {
+	keys []byte  // the keys, one after another
+	ends []int32 // where each key ends in keys
+	perm []int32 // perm[i]: the record-order index of the i-th member sorted
+	tmp  []rawMember
+}
+
+// sort sorts members (in their record's order) by key, as sortMembers does.
+func (o *keyOrder) sort(ms []rawMember, raw []byte) {
+	if o.same(ms, raw) {
+		o.tmp = append(o.tmp[:0], ms...)
+		for i, j := range o.perm {
+			ms[i] = o.tmp[j]
+		}
+		return
+	}
+	o.keys, o.ends = o.keys[:0], o.ends[:0]
+	for _, m := range ms {
+		o.keys = append(o.keys, raw[m.key:m.keyTo]...)
+		o.ends = append(o.ends, int32(len(o.keys)))
+	}
+	o.tmp = append(o.tmp[:0], ms...) // in record order: their key offsets ascend
+	sortMembers(ms, raw)
+	o.perm = o.perm[:0]
+	for _, m := range ms {
+		j, _ := slices.BinarySearchFunc(o.tmp, m.key, func(x rawMember, key int32) int { return int(x.key - key) })
+		o.perm = append(o.perm, int32(j))
+	}
+}
+
+// same reports whether ms's keys are the remembered ones, in that order.
+func (o *keyOrder) same(ms []rawMember, raw []byte) bool {
+	if len(ms) != len(o.ends) || len(ms) == 0 {
+		return false
+	}
+	start := int32(0)
+	for i, m := range ms {
+		if string(raw[m.key:m.keyTo]) != string(o.keys[start:o.ends[i]]) {
+			return false
+		}
+		start = o.ends[i]
+	}
+	return true
 }
 
 // findMember is 1 + the index of the member with key, 0 if there is none.
