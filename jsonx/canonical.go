@@ -127,9 +127,13 @@ func canonicalArray(b []byte, i int) (int, bool) {
 func CanonicalString(b []byte, i int) (end int, escaped, ok bool) {
 	j := i + 1
 	for j < len(b) {
-		if j+8 <= len(b) && plain8(b[j:]) {
-			j += 8
-			continue
+		if j+8 <= len(b) {
+			m := specials(b[j:])
+			if m == 0 {
+				j += 8
+				continue
+			}
+			j += firstSpecial(m) // b[j] is one
 		}
 		switch c := b[j]; {
 		case c == '"':

@@ -6,6 +6,7 @@ package jsonx
 import (
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -30,9 +31,15 @@ func AppendBytes(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) && plain8(s[i:]) {
-			i += 8
-			continue
+		if i+8 <= len(s) {
+			m := specials(s[i:])
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += firstSpecial(m) // s[i] is one
+		} else if i > 0 && len(s) >= 8 && specials(s[len(s)-8:]) == 0 {
+			break // the last eight bytes overlap those already read: all plain
 		}
 		c := s[i]
 		if c >= utf8.RuneSelf {
@@ -68,25 +75,23 @@ func AppendBytes(dst []byte, s []byte) []byte {
 	return append(dst, '"')
 }
 
-// plain8 reports whether the first eight bytes of b are ASCII that needs no
-// escape.
-func plain8(b []byte) bool {
-	w := binary.LittleEndian.Uint64(b)
-	return w&highs == 0 && !needsEscape(w)
-}
-
 const (
 	ones  = 0x0101010101010101
 	highs = 0x8080808080808080
 )
 
-// needsEscape reports whether any byte of w is below 0x20, '"' or '\\'
-// (bit tricks: a byte is zero, or below n, when subtracting sets its high
-// bit that was clear). It may say yes for a word that needs nothing; it
-// never says no for one that does.
-func needsEscape(w uint64) bool {
-	return ((w-ones*0x20)&^w|zeroByte(w^(ones*'"'))|zeroByte(w^(ones*'\\')))&highs != 0
+// specials flags, by its high bit, each of the first eight bytes of b that
+// is not ASCII needing no escape: 0 when all eight are plain. Bit tricks: a
+// byte is zero, or below n, when subtracting sets its high bit that was
+// clear. A borrow only runs from a byte that is itself flagged into those
+// above it, so the first flagged byte is always a true one.
+func specials(b []byte) uint64 {
+	w := binary.LittleEndian.Uint64(b)
+	return ((w-ones*0x20)&^w | zeroByte(w^(ones*'"')) | zeroByte(w^(ones*'\\')) | w) & highs
 }
+
+// firstSpecial is the index of the first byte specials flagged in m != 0.
+func firstSpecial(m uint64) int { return bits.TrailingZeros64(m) >> 3 }
 
 // zeroByte has the high bit of every zero byte of x set (and maybe others
 // above one).
