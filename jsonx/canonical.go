@@ -127,13 +127,8 @@ func canonicalArray(b []byte, i int) (int, bool) {
 func CanonicalString(b []byte, i int) (end int, escaped, ok bool) {
 	j := i + 1
 	for j < len(b) {
-		if j+8 <= len(b) {
-			m := specials(b[j:])
-			if m == 0 {
-				j += 8
-				continue
-			}
-			j += firstSpecial(m) // b[j] is one
+		if j = plainRun(b, j); j >= len(b) {
+			break
 		}
 		switch c := b[j]; {
 		case c == '"':

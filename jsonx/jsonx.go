@@ -93,6 +93,19 @@ func specials(b []byte) uint64 {
 // firstSpecial is the index of the first byte specials flagged in m != 0.
 func firstSpecial(m uint64) int { return bits.TrailingZeros64(m) >> 3 }
 
+// plainRun is the offset of the first byte at or after i that may need a
+// look (specials), read eight bytes at a time: i itself once fewer than
+// eight bytes are left.
+func plainRun(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if m := specials(b[i:]); m != 0 {
+			return i + firstSpecial(m)
+		}
+		i += 8
+	}
+	return i
+}
+
 // zeroByte has the high bit of every zero byte of x set (and maybe others
 // above one).
 func zeroByte(x uint64) uint64 { return (x - ones) &^ x }
