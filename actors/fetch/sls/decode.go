@@ -10,7 +10,8 @@ import (
 // decodeLogGroups decodes a pull's bytes into what the SDK's LogsBytesDecode
 // returns, value for value, but for each group's Logs: those stay on the
 // wire, logs[i][j] being the protobuf of group i's log j, which
-// appendRecord turns into a record as it reads it. The SDK's generated
+// appendRecord turns into a record as it reads it, and the group's Logs is
+// left empty but not nil (hollow), which the SDK never leaves it. The SDK's generated
 // decoder allocates a Log and, per field, a LogContent and copies of its
 // key and value, ~2,500 objects per log group of 64 audit logs, only for
 // them to be written out as JSON at once. This one checks each log as the
@@ -119,6 +120,9 @@ func (d *decoder) group(b []byte) (*sdk.LogGroup, [][]byte, bool) {
 		}
 	}
 	g.LogTags = copyInto(&d.tagPtrs, tags)
+	if len(logs) > 0 {
+		g.Logs = []*sdk.Log{} // hollow: the SDK leaves no logs nil, never empty
+	}
 	d.logScratch, d.tagScratch = logs[:0], tags[:0]
 	return g, copyInto(&d.logs, logs), true
 }

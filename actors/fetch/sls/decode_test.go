@@ -73,9 +73,10 @@ func sameAsSDK(t *testing.T, data []byte) {
 		logs = wireLogs(got.LogGroups) // the SDK decoded it
 	} else {
 		for i, g := range got.LogGroups {
-			if g.Logs != nil {
-				t.Fatalf("group %d kept its logs decoded, and on the wire too", i)
+			if hollow := g.Logs != nil && len(g.Logs) == 0; hollow != (len(logs[i]) > 0) {
+				t.Fatalf("group %d: Logs %v with %d logs on the wire: want an empty, non-nil Logs when there are some, else nil", i, g.Logs, len(logs[i]))
 			}
+			g.Logs = nil
 			for _, b := range logs[i] {
 				l := &sdk.Log{}
 				if err := proto.Unmarshal(b, l); err != nil {
@@ -211,16 +212,19 @@ func TestPullLogsFollowTheirList(t *testing.T) {
 	if err != nil || logs == nil {
 		t.Fatalf("decodeLogGroups: %v (fast path: %v)", err, logs != nil)
 	}
+	if _, ok := p.get(list); ok {
+		t.Fatal("a hollow list whose logs are not kept gave logs")
+	}
 	p.put(list, logs)
-	if got := p.get(list); len(got) != 2 || &got[1][0][0] != &logs[1][0][0] {
+	if got, ok := p.get(list); !ok || len(got) != 2 || &got[1][0][0] != &logs[1][0][0] {
 		t.Fatal("the logs kept for a list are not the ones put")
 	}
 	sdkList, err := sdk.LogsBytesDecode(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := p.get(sdkList), wireLogs(sdkList.LogGroups); !cmp.Equal(got, want) {
-		t.Fatalf("a list the SDK decoded got other logs than its own:\n%s", cmp.Diff(want, got))
+	if got, ok := p.get(sdkList); !ok || !cmp.Equal(got, wireLogs(sdkList.LogGroups)) {
+		t.Fatalf("a list the SDK decoded got other logs than its own:\n%s", cmp.Diff(wireLogs(sdkList.LogGroups), got))
 	}
 	list = nil
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -235,5 +239,32 @@ func TestPullLogsFollowTheirList(t *testing.T) {
 			t.Fatalf("%d pulls still kept after their list was collected", n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rollbackTracker is a CheckPointTracker whose pull started at cursor "c1"
+// and that records saves.
+type rollbackTracker struct{ saves int }
+
+func (t *rollbackTracker) GetCheckPoint() string     { return "c0" }
+func (t *rollbackTracker) SaveCheckPoint(bool) error { t.saves++; return nil }
+func (t *rollbackTracker) GetCurrentCursor() string  { return "c1" }
+func (t *rollbackTracker) GetNextCursor() string     { return "c2" }
+func (t *rollbackTracker) GetShardId() int           { return 0 }
+
+// A hollow list whose logs are not kept is pulled again from its start,
+// neither published (the fetcher has no queue here) nor checkpointed.
+func TestProcessPullsAgainWhenTheLogsAreLost(t *testing.T) {
+	list, logs, err := decodeLogGroups(pull(t, 10))
+	if err != nil || logs == nil {
+		t.Fatalf("decodeLogGroups: %v (fast path: %v)", err, logs != nil)
+	}
+	f := &Fetcher{log: slog.New(slog.DiscardHandler), wire: newPullLogs()}
+	ctx := t.Context()
+	f.ctx.Store(&ctx)
+	tracker := &rollbackTracker{}
+	rollback, err := f.Process(0, list, tracker)
+	if err != nil || rollback != "c1" || tracker.saves != 0 {
+		t.Fatalf("Process = %q, %v with %d checkpoints saved; want a roll back to c1 and none saved", rollback, err, tracker.saves)
 	}
 }

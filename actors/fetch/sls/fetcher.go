@@ -193,7 +193,14 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		f.m.lag.WithLabelValues(labels).Set(0)
 		return "", tracker.SaveCheckPoint(false)
 	}
-	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups, f.wire.get(list))
+	logs, ok := f.wire.get(list)
+	if !ok {
+		// Pulled again from its start: rather than publish nothing and
+		// checkpoint past the records.
+		f.log.Error("a pull's logs were not kept (a bug in sluice); pulling it again", "shard", shard)
+		return tracker.GetCurrentCursor(), nil
+	}
+	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups, logs)
 	if err := f.q.Publish(ctx, msgs); err != nil {
 		f.m.publishErrors.WithLabelValues(labels).Inc()
 		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {

@@ -116,13 +116,20 @@ func (p *pullLogs) forget(key weak.Pointer[sdk.LogGroupList]) {
 }
 
 // get is list's logs on the wire, log group by log group: those kept at
-// the pull, else the SDK's (wireLogs), for a list the SDK decoded.
-func (p *pullLogs) get(list *sdk.LogGroupList) [][][]byte {
+// the pull, else the SDK's (wireLogs), for a list the SDK decoded. ok is
+// false for a hollow list (decodeLogGroups) whose logs are not kept, which
+// only a bug in sluice would cause: its records are not to be had.
+func (p *pullLogs) get(list *sdk.LogGroupList) (_ [][][]byte, ok bool) {
 	p.mu.Lock()
 	logs, ok := p.logs[weak.Make(list)]
 	p.mu.Unlock()
-	if !ok {
-		logs = wireLogs(list.LogGroups)
+	if ok {
+		return logs, true
 	}
-	return logs
+	for _, g := range list.LogGroups {
+		if g.Logs != nil && len(g.Logs) == 0 {
+			return nil, false
+		}
+	}
+	return wireLogs(list.LogGroups), true
 }
