@@ -15,8 +15,9 @@ import (
 // a JSON object of strings, as SLS stores it: the contents, __time__,
 // __time_ns_part__, then tail (recordTail: the group's topic, source and
 // tags). It returns the log's time too. Built by hand from the protobuf:
-// this runs for every record. The log is one decodeLogGroups or wireLog
-// checked, so it holds nothing but a time, contents and the nanoseconds.
+// this runs for every record. The log is one decodeLogGroups checked or
+// wireLogs wrote, so it holds nothing but a time, contents and the
+// nanoseconds.
 func appendRecord(dst, tail, log []byte) ([]byte, time.Time) {
 	dst = append(dst, '{')
 	var sec, ns uint32
