@@ -47,7 +47,18 @@ const (
 	// HeaderEncoded marks an OUT batch whose records the transform wrote
 	// with its own JSON encoders: a sink need not validate them again (a
 	// record that is not JSON anyway is refused by Splunk, and dead-lettered).
+	// Its values: EncodedTransform, EncodedDataLast.
 	HeaderEncoded = "Sluice-Encoded"
+)
+
+// Values of HeaderEncoded.
+const (
+	// EncodedTransform: the transform wrote the records (versions before
+	// data-last records; their batches may still wait in OUT).
+	EncodedTransform = "transform"
+	// EncodedDataLast: the transform wrote the records, each with its data
+	// as the last member (ReadOutputDataLast).
+	EncodedDataLast = "transform-data-last"
 )
 
 const version = 1
@@ -144,37 +155,35 @@ func RecordID(batchID string, n int) string {
 }
 
 // Output is one record of an OUT batch: what a policy produced for one sink.
+// Data comes last, in this struct and in AppendJSON's output, so a reader of
+// records the transform wrote takes it without scanning it (ReadOutputDataLast).
 type Output struct {
-	ID        string          `json:"id"`
-	Timestamp float64         `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
+	ID        string  `json:"id"`
+	Timestamp float64 `json:"timestamp"`
 
 	// Splunk HEC metadata; empty means the sink's default.
-	Index      string         `json:"index,omitempty"`
-	Sourcetype string         `json:"sourcetype,omitempty"`
-	Source     string         `json:"source,omitempty"`
-	Host       string         `json:"host,omitempty"`
-	Fields     map[string]any `json:"fields,omitempty"`
+	Index      string `json:"index,omitempty"`
+	Sourcetype string `json:"sourcetype,omitempty"`
+	Source     string `json:"source,omitempty"`
+	Host       string `json:"host,omitempty"`
 
 	// BigQuery destination, as in Swarm.
 	Dataset   string `json:"dataset,omitempty"`
 	Table     string `json:"table,omitempty"`
 	Partition string `json:"partition,omitempty"`
+
+	Fields map[string]any  `json:"fields,omitempty"` // Splunk indexed fields
+	Data   json.RawMessage `json:"data"`
 }
 
 // AppendJSON appends o as JSON, the same as encoding/json would but
-// without re-validating Data (the policy engine produced it).
+// without re-validating Data (the policy engine produced it). Data is the
+// last member.
 func (o *Output) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `{"id":`...)
 	dst = jsonx.AppendString(dst, o.ID)
 	dst = append(dst, `,"timestamp":`...)
 	dst = strconv.AppendFloat(dst, o.Timestamp, 'f', -1, 64)
-	dst = append(dst, `,"data":`...)
-	if len(o.Data) == 0 {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, o.Data...)
-	}
 	for _, f := range [...]struct{ k, v string }{
 		{"index", o.Index}, {"sourcetype", o.Sourcetype}, {"source", o.Source}, {"host", o.Host},
 		{"dataset", o.Dataset}, {"table", o.Table}, {"partition", o.Partition},
@@ -193,6 +202,12 @@ func (o *Output) AppendJSON(dst []byte) ([]byte, error) {
 		}
 		dst = append(dst, `,"fields":`...)
 		dst = append(dst, b...)
+	}
+	dst = append(dst, `,"data":`...)
+	if len(o.Data) == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, o.Data...)
 	}
 	return append(dst, '}'), nil
 }
@@ -226,7 +241,21 @@ func (o *Output) StringField(name string) *string {
 // It checks the record's framing, not the grammar of data and fields:
 // a caller that passes them on validates them, or decodes them anyway.
 func ReadOutput(record []byte) (o Output, fields []byte, err error) {
-	err = jsonx.Fields(record, func(key, v []byte) error {
+	return readOutput(record, "")
+}
+
+// ReadOutputDataLast is ReadOutput for a record whose data is its last
+// member (AppendJSON wrote it, in a batch marked EncodedDataLast): data is
+// taken as the rest of the record, not scanned, which was most of reading
+// a record in a drain. A record whose data is not last gets Data with the
+// members after it attached: not JSON, so Splunk refuses it and it is
+// dead-lettered, as for any other record the transform's mark vouched for.
+func ReadOutputDataLast(record []byte) (o Output, fields []byte, err error) {
+	return readOutput(record, "data")
+}
+
+func readOutput(record []byte, last string) (o Output, fields []byte, err error) {
+	err = jsonx.FieldsLast(record, last, func(key, v []byte) error {
 		var err error
 		if dst := o.StringField(string(key)); dst != nil {
 			*dst, err = outputString(v)

@@ -17,6 +17,15 @@ var ErrNotObject = errors.New("not a JSON object")
 // — quotes, brackets, commas — not the values' grammar: callers validate
 // what they pass on, or read records sluice wrote itself.
 func Fields(b []byte, f func(key, value []byte) error) error {
+	return FieldsLast(b, "", f)
+}
+
+// FieldsLast is Fields for an object whose writer puts the member named
+// last at its end: that member's value is taken as the rest of the object,
+// up to its closing brace, without being scanned, and is the last one f
+// sees. last "" is Fields. On an object whose member last is not at the
+// end, f gets that value with the members after it attached.
+func FieldsLast(b []byte, last string, f func(key, value []byte) error) error {
 	i := SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return fmt.Errorf("%w: does not start with {", ErrNotObject)
@@ -42,6 +51,13 @@ func Fields(b []byte, f func(key, value []byte) error) error {
 			return fmt.Errorf("%w: want : after key %q", ErrNotObject, key)
 		}
 		start := SkipSpace(b, i+1)
+		if last != "" && string(key) == last {
+			v := rest(b, start)
+			if len(v) == 0 {
+				return fmt.Errorf("%w: key %q: no value, or no } at the end", ErrNotObject, key)
+			}
+			return f(key, v)
+		}
 		end, err = SkipValue(b, start)
 		if err != nil {
 			return fmt.Errorf("key %q: %w", key, err)
@@ -60,6 +76,24 @@ func Fields(b []byte, f func(key, value []byte) error) error {
 		}
 	}
 }
+
+// rest is b[start:] without the object's closing brace and the white
+// space around it; nil when b does not end with a brace.
+func rest(b []byte, start int) []byte {
+	j := len(b)
+	for j > start && isSpace(b[j-1]) {
+		j--
+	}
+	if j <= start || b[j-1] != '}' {
+		return nil
+	}
+	for j--; j > start && isSpace(b[j-1]); {
+		j--
+	}
+	return b[start:j]
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func trailing(b []byte, i int) error {
 	if SkipSpace(b, i) != len(b) {
@@ -169,7 +203,7 @@ func isDelimiter(c byte) bool {
 // SkipSpace returns the offset of the first byte at or after i that is not
 // JSON white space.
 func SkipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i

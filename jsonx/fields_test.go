@@ -3,6 +3,7 @@ package jsonx
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -28,7 +29,28 @@ func TestFields(t *testing.T) {
 	}
 }
 
-// For any JSON object, Fields finds what encoding/json finds.
+func TestFieldsLast(t *testing.T) {
+	var got []string
+	b := []byte(` { "id" : "a\"b", "n":-1.5e3, "data" : {"x":[1,"]}"],"y":{}} , "bad":1 } `)
+	err := FieldsLast(b, "data", func(k, v []byte) error {
+		got = append(got, string(k)+"="+string(v))
+		return nil
+	})
+	// data is not last here: the members after it come with it.
+	want := []string{`id="a\"b"`, `n=-1.5e3`, `data={"x":[1,"]}"],"y":{}} , "bad":1`}
+	if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+	for _, bad := range []string{`{"data":}`, `{"data":1`, `{"data": }  `, `{"id":1,"data"`} {
+		if err := FieldsLast([]byte(bad), "data", func(k, v []byte) error { return nil }); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// For any JSON object, Fields finds what encoding/json finds, and
+// FieldsLast, told the name of the last member, finds what Fields finds.
+
 func FuzzFields(f *testing.F) {
 	f.Add([]byte(`{"id":"a/1","timestamp":1795000000.5,"data":{"user":"alice"},"fields":{"k":"v"}}`))
 	f.Add([]byte(`{"a\\":"\\\"","b":[{"c":"}"}],"d":-0.0e+1}`))
@@ -46,6 +68,26 @@ func FuzzFields(f *testing.F) {
 		}
 		if len(got) != len(want) {
 			t.Fatalf("%q: %d keys, want %d", b, len(got), len(want))
+		}
+		var seq []string
+		_ = Fields(b, func(k, v []byte) error {
+			seq = append(seq, string(k), string(v))
+			return nil
+		})
+		if n := len(seq); n > 0 {
+			last, once := seq[n-2], 0
+			for i := 0; i < n; i += 2 {
+				if seq[i] == last {
+					once++
+				}
+			}
+			var seqLast []string
+			if err := FieldsLast(b, last, func(k, v []byte) error {
+				seqLast = append(seqLast, string(k), string(v))
+				return nil
+			}); once == 1 && (err != nil || strings.Join(seqLast, "\x00") != strings.Join(seq, "\x00")) {
+				t.Fatalf("%q: FieldsLast(%q) %q, %v; Fields %q", b, last, seqLast, err, seq)
+			}
 		}
 		for k, w := range want {
 			if !bytes.Equal(bytes.TrimSpace(got[k]), bytes.TrimSpace(w)) {

@@ -391,7 +391,7 @@ func (t *Transform) outMessages(d *queue.Delivery, perSink map[string][][]byte) 
 		h.Set(batch.HeaderRawID, d.ID)
 		h.Set(batch.HeaderSink, sink)
 		h.Set(batch.HeaderCount, strconv.Itoa(len(recs)))
-		h.Set(batch.HeaderEncoded, "transform")
+		h.Set(batch.HeaderEncoded, batch.EncodedDataLast)
 		for _, k := range []string{batch.HeaderSource, batch.HeaderFirstTime, batch.HeaderLastTime, batch.HeaderFetchedAt, batch.HeaderReplay} {
 			if v := d.Header.Get(k); v != "" {
 				h.Set(k, v)

@@ -139,7 +139,7 @@ func TestTwoSinkOutputsLandOnceEvenWhenRAWComesTwice(t *testing.T) {
 	if len(a) != 1 || len(b) != 1 {
 		t.Fatalf("out.a has %d batches, out.b %d; want 1 each", len(a), len(b))
 	}
-	if a[0].ID != "raw-1/a" || a[0].Header.Get(batch.HeaderRawID) != "raw-1" || a[0].Header.Get(batch.HeaderCount) != "2" || a[0].Header.Get(batch.HeaderEncoded) != "transform" {
+	if a[0].ID != "raw-1/a" || a[0].Header.Get(batch.HeaderRawID) != "raw-1" || a[0].Header.Get(batch.HeaderCount) != "2" || a[0].Header.Get(batch.HeaderEncoded) != batch.EncodedDataLast {
 		t.Fatalf("out.a headers: %v", a[0].Header)
 	}
 	recs, _ := batch.Decode(a[0].Data)

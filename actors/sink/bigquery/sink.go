@@ -183,9 +183,15 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 	s.open[t] = true
 	s.mu.Unlock()
 	perTable := map[tableKey][]pendingRow{}
+	// Rows decode their data anyway: one whose data was not last after
+	// all fails there and is dead-lettered.
+	read := batch.ReadOutput
+	if d.Header.Get(batch.HeaderEncoded) == batch.EncodedDataLast {
+		read = batch.ReadOutputDataLast
+	}
 	for i, rec := range recs {
 		done := s.doneFunc(ctx, t, i)
-		o, _, err := batch.ReadOutput(rec)
+		o, _, err := read(rec)
 		if err != nil {
 			done("not an output record: " + err.Error())
 			continue

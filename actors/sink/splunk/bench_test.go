@@ -26,7 +26,7 @@ func renderBody(tb testing.TB, data func(i int) []byte) []byte {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if b, err = s.render(b, rec, "", true); err != nil {
+		if b, err = s.render(b, rec, "", batch.EncodedDataLast); err != nil {
 			tb.Fatal(err)
 		}
 	}

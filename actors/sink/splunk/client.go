@@ -145,27 +145,35 @@ func newHECClient(cfg *Config, log *slog.Logger) (*hecClient, error) {
 	return c, nil
 }
 
-// post sends concatenated events.
-func (c *hecClient) post(ctx context.Context, body []byte) result {
-	var hdr = http.Header{}
-	if c.gzip {
-		// Room for what gzip makes of high-entropy events (a third to a
-		// half of them) up front: growing it copied the body again.
-		var buf bytes.Buffer
-		buf.Grow(len(body)/2 + 4<<10)
-		zw, _ := c.zippers.Get().(*gzip.Writer)
-		if zw == nil {
-			zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		} else {
-			zw.Reset(&buf)
-		}
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		c.zippers.Put(zw)
-		body = buf.Bytes()
-		hdr.Set("Content-Encoding", "gzip")
+// encode makes a request's payload of concatenated events: gzip'd when
+// the sink compresses.
+func (c *hecClient) encode(body []byte) []byte {
+	if !c.gzip {
+		return body
 	}
-	return c.do(ctx, "/services/collector/event", body, hdr)
+	// Room for what gzip makes of high-entropy events (a third to a half
+	// of them) up front: growing it copied the body again.
+	var buf bytes.Buffer
+	buf.Grow(len(body)/2 + 4<<10)
+	zw, _ := c.zippers.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	} else {
+		zw.Reset(&buf)
+	}
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	c.zippers.Put(zw)
+	return buf.Bytes()
+}
+
+// post sends a payload encode made.
+func (c *hecClient) post(ctx context.Context, payload []byte) result {
+	var hdr http.Header
+	if c.gzip {
+		hdr = http.Header{"Content-Encoding": {"gzip"}}
+	}
+	return c.do(ctx, "/services/collector/event", payload, hdr)
 }
 
 func (c *hecClient) do(ctx context.Context, path string, body []byte, hdr http.Header) result {

@@ -1,8 +1,12 @@
 package splunk
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
+
+	"github.com/sluicehq/sluice/batch"
 )
 
 // Whatever a HEC endpoint (or a proxy in front of it) answers, the sink
@@ -37,7 +41,7 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"id":"\u2028","timestamp":-1e308,"data":[1,2],"host":"\u0000"}`), "r\"x")
 	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}}
 	f.Fuzz(func(t *testing.T, record []byte, replay string) {
-		out, err := s.render(nil, record, replay, false)
+		out, err := s.render(nil, record, replay, "")
 		if err != nil {
 			return
 		}
@@ -47,6 +51,33 @@ func FuzzRender(f *testing.F) {
 		}
 		if e := ev["event"]; len(e) == 0 || string(e) == "null" {
 			t.Fatalf("rendered %q without an event", out)
+		}
+	})
+}
+
+// A record the transform wrote (AppendJSON: data last) renders the same
+// through the data-last shortcut as through the checked path.
+func FuzzRenderDataLast(f *testing.F) {
+	f.Add("a/1", 1795000000.5, []byte(`{"user":"alice","x":{"y":[1,"}"]}}`), "sec", "h\"ost", "k", "v", "")
+	f.Add("", -1.0, []byte(` "text" `), "", "", "", "", "replay-1")
+	f.Add("\u2028", 0.0, []byte(`[1,2]`), "", "", "a", "", "")
+	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}}
+	f.Fuzz(func(t *testing.T, id string, ts float64, data []byte, index, host, fk, fv, replay string) {
+		if !json.Valid(data) || math.IsNaN(ts) || math.IsInf(ts, 0) {
+			return
+		}
+		o := batch.Output{ID: id, Timestamp: ts, Data: data, Index: index, Host: host}
+		if fk != "" {
+			o.Fields = map[string]any{fk: fv}
+		}
+		rec, err := o.AppendJSON(nil)
+		if err != nil {
+			return
+		}
+		want, wantErr := s.render(nil, rec, replay, "")
+		got, err := s.render(nil, rec, replay, batch.EncodedDataLast)
+		if (err == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("record %s: data-last %q, %v; checked %q, %v", rec, got, err, want, wantErr)
 		}
 	})
 }

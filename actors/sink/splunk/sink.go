@@ -228,7 +228,7 @@ func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
 		return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a record batch: "+err.Error())
 	}
 	replay := d.Header.Get(batch.HeaderReplay)
-	encoded := d.Header.Get(batch.HeaderEncoded) == "transform"
+	encoded := d.Header.Get(batch.HeaderEncoded)
 	var bad []queue.DeadRecord
 	for i, rec := range records {
 		start, before := len(r.body), cap(r.body)
@@ -281,18 +281,26 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 // sendAll delivers events, splitting around refused ones. False when ctx ended.
 func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events []event) bool {
 	fails := 0
+	// The request's payload is made (and compressed) once for a set of
+	// events: while Splunk is down, every retry compressing it again cost
+	// a twentieth of a core per request held.
+	var payload []byte
+	var sent []event
 	for len(events) > 0 {
-		body := r.body
-		if r.moved || len(events) != len(r.events) {
-			body = make([]byte, 0, r.bytes)
-			for _, e := range events {
-				body = append(body, e.body...)
+		if payload == nil || len(sent) != len(events) || &sent[0] != &events[0] {
+			body := r.body
+			if r.moved || len(events) != len(r.events) {
+				body = make([]byte, 0, r.bytes)
+				for _, e := range events {
+					body = append(body, e.body...)
+				}
 			}
+			payload, sent = s.hec.encode(body), events
 		}
 		start := time.Now()
 		// A request under way finishes even when the node stops (bounded by
 		// the request timeout), so what Splunk took is acked, not sent twice.
-		res := s.hec.post(context.WithoutCancel(ctx), body)
+		res := s.hec.post(context.WithoutCancel(ctx), payload)
 		s.m.latency.Observe(time.Since(start).Seconds())
 		out := classify(res)
 		if ctx.Err() != nil && out != accepted {

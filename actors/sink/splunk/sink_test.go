@@ -255,21 +255,26 @@ func TestPoisonEventGoesToDLQOthersArrive(t *testing.T) {
 // the sink checks it (a batch from elsewhere) or the transform vouched for
 // it (then Splunk refuses it, and the sink finds which one).
 func TestRecordThatIsNotJSONGoesToDLQ(t *testing.T) {
-	for _, encoded := range []bool{false, true} {
-		t.Run(fmt.Sprint("encoded=", encoded), func(t *testing.T) {
+	for _, c := range []struct{ encoded, bad, reason string }{
+		{"", `{"id":"r7","timestamp":1732480000.5,"data":{"n":7,"x":tru}}`, "not an output record"},
+		{batch.EncodedTransform, `{"id":"r7","timestamp":1732480000.5,"data":{"n":7,"x":tru}}`, "Invalid data format"},
+		{batch.EncodedDataLast, `{"id":"r7","timestamp":1732480000.5,"data":{"n":7,"x":tru}}`, "Invalid data format"},
+	} {
+		t.Run(fmt.Sprintf("encoded=%q", c.encoded), func(t *testing.T) {
 			f := newFixture(t, hectest.Options{})
 			var recs [][]byte
 			for i := range 20 {
-				rec, _ := json.Marshal(batch.Output{ID: fmt.Sprint("r", i), Timestamp: 1732480000.5, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+				o := batch.Output{ID: fmt.Sprint("r", i), Timestamp: 1732480000.5, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+				rec, _ := o.AppendJSON(nil)
 				if i == 7 {
-					rec = []byte(`{"id":"r7","timestamp":1732480000.5,"data":{"n":7,"x":tru}}`)
+					rec = []byte(c.bad)
 				}
 				recs = append(recs, rec)
 			}
 			h := nats.Header{}
 			h.Set(batch.HeaderMsgID, "raw-0/splunk")
-			if encoded {
-				h.Set(batch.HeaderEncoded, "transform")
+			if c.encoded != "" {
+				h.Set(batch.HeaderEncoded, c.encoded)
 			}
 			if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 				t.Fatal(err)
@@ -279,12 +284,8 @@ func TestRecordThatIsNotJSONGoesToDLQ(t *testing.T) {
 			f.assertEachOnce(20, 7)
 			d, _ := f.nextDeadLetter()
 			got, _ := batch.Decode(d.Data)
-			want := "not an output record"
-			if encoded {
-				want = "Invalid data format"
-			}
-			if len(got) != 1 || string(got[0]) != string(recs[7]) || !strings.Contains(d.Header.Get(batch.HeaderReason), want) {
-				t.Fatalf("DLQ: %q, reason %q, want %q", got, d.Header.Get(batch.HeaderReason), want)
+			if len(got) != 1 || string(got[0]) != string(recs[7]) || !strings.Contains(d.Header.Get(batch.HeaderReason), c.reason) {
+				t.Fatalf("DLQ: %q, reason %q, want %q", got, d.Header.Get(batch.HeaderReason), c.reason)
 			}
 		})
 	}
