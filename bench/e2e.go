@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ type pipeline struct {
 	n      *node.Node
 	cancel context.CancelFunc
 	done   chan error
+	stages []jetstream.Consumer // the transform's and the sink's, once looked up
 }
 
 // startPipeline runs the node of the single-node scenarios; its buffer
@@ -95,15 +97,28 @@ func (p *pipeline) metric(name string, match map[string]string) float64 {
 }
 
 // drained: every record pulled, and nothing waiting or unacked anywhere.
+// It runs every 50 ms inside the measured process, so the cheap check
+// comes first: the two stages' consumers (a request each). Gathering the
+// metrics asks JetStream about every stream and consumer (~15 requests),
+// which polled this often was ~4 % of a drain's CPU.
 func (p *pipeline) drained(records int) bool {
-	if p.metric("sluice_sls_records_total", nil) < float64(records) {
-		return false
-	}
 	ctx := context.Background()
-	for _, c := range [][2]string{{queue.StreamRaw, "transform"}, {queue.StreamOut, "sink-splunk"}} {
-		if _, err := p.n.Queue.JetStream().Consumer(ctx, c[0], c[1]); err != nil {
+	if p.stages == nil {
+		for _, c := range [][2]string{{queue.StreamRaw, "transform"}, {queue.StreamOut, "sink-splunk"}} {
+			cons, err := p.n.Queue.JetStream().Consumer(ctx, c[0], c[1])
+			if err != nil {
+				return false
+			}
+			p.stages = append(p.stages, cons)
+		}
+	}
+	for _, c := range p.stages {
+		if ci, err := c.Info(ctx); err != nil || ci.NumPending > 0 || ci.NumAckPending > 0 {
 			return false
 		}
+	}
+	if p.metric("sluice_sls_records_total", nil) < float64(records) {
+		return false
 	}
 	idle, err := p.n.Queue.Idle(ctx)
 	return err == nil && idle

@@ -104,10 +104,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			continue
 		}
-		info := s.CachedInfo()
-		if fresh, err := s.Info(ctx); err == nil {
-			info = fresh
-		}
+		info := s.CachedInfo() // js.Stream just asked for it
 		infos = append(infos, info)
 		ch <- prometheus.MustNewConstMetric(streamBytesDesc, prometheus.GaugeValue, float64(info.State.Bytes), name)
 		ch <- prometheus.MustNewConstMetric(streamMsgsDesc, prometheus.GaugeValue, float64(info.State.Msgs), name)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluicehq/sluice/batch"
 )
 
@@ -552,4 +553,41 @@ func TestClientTokenGuardsTheListener(t *testing.T) {
 		t.Fatalf("a client with the token: %v", err)
 	}
 	nc.Close()
+}
+
+// The stream gauges say what each stream holds now: a scrape after a
+// publish sees it.
+func TestStreamMetricsFollowTheStreams(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.Metrics = reg })
+	defer q.Close()
+	gauge := func(name, stream string) float64 {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				if f.GetName() == name && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == stream {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no %s{stream=%q}", name, stream)
+		return 0
+	}
+	for n := 1; n <= 3; n++ {
+		if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("s", fmt.Sprint("b", n), "a", "b")}); err != nil {
+			t.Fatal(err)
+		}
+		if got := gauge("sluice_stream_messages", StreamRaw); got != float64(n) {
+			t.Fatalf("after %d publishes: sluice_stream_messages{RAW} %v", n, got)
+		}
+		if got := gauge("sluice_stream_bytes", StreamRaw); got <= 0 {
+			t.Fatalf("after %d publishes: sluice_stream_bytes{RAW} %v", n, got)
+		}
+	}
+	if got := gauge("sluice_stream_messages", StreamOut); got != 0 {
+		t.Fatalf("sluice_stream_messages{OUT} %v", got)
+	}
 }
