@@ -54,6 +54,7 @@ type Delivery struct {
 	ID        string // the batch ID (Nats-Msg-Id)
 	Delivered uint64 // 1 on the first delivery
 	Seq       uint64 // stream sequence
+	Pending   uint64 // messages waiting for the consumer behind this one when it was sent
 	Time      time.Time
 	msg       jetstream.Msg
 	c         *Consumer
@@ -188,6 +189,37 @@ func (c *Consumer) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]*
 	}
 }
 
+// FetchReady returns the next delivery, waiting at most maxWait for it
+// (ErrNoMessage), and with it up to n-1 more, but only ones already waiting
+// when it was sent: a stage that takes several at once (the Splunk sink
+// fills a request with them) needs two pull requests for n deliveries
+// instead of n, and none of them waits for a message yet to come. A pull
+// request costs a subscription and its removal on both sides, ~4 % of a
+// drain's CPU when made per delivery.
+func (c *Consumer) FetchReady(ctx context.Context, n int, maxWait time.Duration) ([]*Delivery, error) {
+	ds, err := c.Fetch(ctx, 1, maxWait)
+	if err != nil || n <= 1 || ds[len(ds)-1].Pending == 0 {
+		return ds, err
+	}
+	more := int(min(uint64(n-1), ds[len(ds)-1].Pending))
+	batch, err := c.cons.FetchNoWait(more)
+	if err != nil {
+		return ds, nil // the first is the caller's; the rest comes next time
+	}
+	for msg := range batch.Messages() {
+		if d := c.accept(ctx, msg); d != nil {
+			ds = append(ds, d)
+		}
+	}
+	if ctx.Err() != nil {
+		for _, d := range ds {
+			_ = d.Nak(0) // the caller is gone and will not handle them
+		}
+		return nil, ctx.Err()
+	}
+	return ds, nil
+}
+
 // pullSlice bounds one pull request, and so how long Fetch takes to notice
 // a cancelled ctx.
 const pullSlice = time.Second
@@ -198,7 +230,7 @@ func (c *Consumer) accept(ctx context.Context, msg jetstream.Msg) *Delivery {
 	d := &Delivery{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data(), msg: msg, c: c}
 	d.ID = d.Header.Get(batch.HeaderMsgID)
 	if md, err := msg.Metadata(); err == nil {
-		d.Delivered, d.Seq, d.Time = md.NumDelivered, md.Sequence.Stream, md.Timestamp
+		d.Delivered, d.Seq, d.Time, d.Pending = md.NumDelivered, md.Sequence.Stream, md.Timestamp, md.NumPending
 	}
 	if d.Delivered > 1 {
 		c.q.metrics.redelivered.WithLabelValues(c.cfg.Stream, c.cfg.Durable).Inc()

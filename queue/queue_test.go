@@ -591,3 +591,47 @@ func TestStreamMetricsFollowTheStreams(t *testing.T) {
 		t.Fatalf("sluice_stream_messages{OUT} %v", got)
 	}
 }
+
+// FetchReady takes the next delivery and those already waiting behind it,
+// up to n, and never waits for more to come.
+func TestFetchReadyTakesWhatIsWaiting(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	var msgs []*nats.Msg
+	for i := range 10 {
+		msgs = append(msgs, rawMsg("s", fmt.Sprint("b", i), "r"))
+	}
+	if err := q.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, want := range []int{4, 6} {
+		start := time.Now()
+		ds, err := c.FetchReady(ctx, 4+2*len(got), 5*time.Second)
+		if err != nil || len(ds) != want {
+			t.Fatalf("after %d: %d deliveries, %v; want %d", len(got), len(ds), err, want)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("took %s: waited for messages that were not there", took)
+		}
+		for _, d := range ds {
+			got = append(got, d.ID)
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, id := range got {
+		if id != fmt.Sprint("b", i) {
+			t.Fatalf("deliveries %q: not each batch once, in order", got)
+		}
+	}
+	if ds, err := c.FetchReady(ctx, 4, 200*time.Millisecond); !errors.Is(err, ErrNoMessage) {
+		t.Fatalf("nothing left: %d deliveries, %v", len(ds), err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -85,11 +86,7 @@ type request struct {
 
 // giveBack returns the request's batches to JetStream for delivery now, to
 // this node after a restart or to another node.
-func (r *request) giveBack() {
-	for _, d := range r.deliveries {
-		_ = d.Nak(0)
-	}
-}
+func (r *request) giveBack() { giveBack(r.deliveries) }
 
 type event struct {
 	body   []byte // the rendered HEC event
@@ -142,8 +139,9 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	var cur *request
 	var lingerEnd time.Time
 	// dispatch hands cur to a sender, keeping its batches alive while every
-	// sender is busy (Splunk down): held batches must not be redelivered.
-	dispatch := func() bool {
+	// sender is busy (Splunk down): held batches must not be redelivered,
+	// nor those fetched for the next request (next).
+	dispatch := func(next []*queue.Delivery) bool {
 		keep := time.NewTicker(s.cfg.AckWait.D() / 3)
 		defer keep.Stop()
 		for {
@@ -152,11 +150,12 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 				cur = nil
 				return true
 			case <-keep.C:
-				for _, d := range cur.deliveries {
+				for _, d := range slices.Concat(cur.deliveries, next) {
 					_ = d.InProgress()
 				}
 			case <-ctx.Done():
 				cur.giveBack()
+				giveBack(next)
 				return false
 			}
 		}
@@ -166,33 +165,49 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 		if cur != nil {
 			wait = max(time.Until(lingerEnd), time.Millisecond)
 		}
-		d, err := cons.Next(ctx, wait)
+		ds, err := cons.FetchReady(ctx, fetchAtOnce, wait)
 		switch {
 		case ctx.Err() != nil:
 			if cur != nil {
 				cur.giveBack()
 			}
+			giveBack(ds)
 			return nil
 		case errors.Is(err, queue.ErrNoMessage):
-			if cur != nil && !time.Now().Before(lingerEnd) && !dispatch() {
+			if cur != nil && !time.Now().Before(lingerEnd) && !dispatch(nil) {
 				return nil
 			}
 			continue
 		case err != nil:
 			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
 		}
-		if cur == nil {
-			cur = &request{body: s.newBody()}
-			lingerEnd = time.Now().Add(s.cfg.Linger.D())
-		}
-		if err := s.add(ctx, cur, d); err != nil {
-			return err
-		}
-		if len(cur.events) >= s.cfg.BatchEvents || cur.bytes >= int(s.cfg.BatchBytes) {
-			if !dispatch() {
-				return nil
+		for i, d := range ds {
+			if cur == nil {
+				cur = &request{body: s.newBody()}
+				lingerEnd = time.Now().Add(s.cfg.Linger.D())
+			}
+			if err := s.add(ctx, cur, d); err != nil {
+				giveBack(ds[i+1:])
+				return err
+			}
+			if len(cur.events) >= s.cfg.BatchEvents || cur.bytes >= int(s.cfg.BatchBytes) {
+				if !dispatch(ds[i+1:]) {
+					return nil
+				}
 			}
 		}
+	}
+}
+
+// fetchAtOnce bounds the deliveries the sink takes per pull: about a
+// request's worth (500 events at ~40 a batch), only ever ones already
+// waiting (queue.Consumer.FetchReady).
+const fetchAtOnce = 16
+
+// giveBack returns deliveries for redelivery at once.
+func giveBack(ds []*queue.Delivery) {
+	for _, d := range ds {
+		_ = d.Nak(0)
 	}
 }
 
