@@ -164,20 +164,11 @@ func (c *Consumer) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]*
 			}
 			return nil, fmt.Errorf("queue: consumer %s: %w", c.cfg.Durable, err)
 		}
-		var out []*Delivery
-		for msg := range batch.Messages() {
-			if d := c.accept(ctx, msg); d != nil {
-				out = append(out, d)
-			}
+		out, err := c.take(ctx, batch, nil)
+		if err != nil {
+			return nil, err
 		}
-		err = batch.Error()
-		if ctx.Err() != nil {
-			for _, d := range out {
-				_ = d.Nak(0) // the caller is gone and will not handle them
-			}
-			return nil, ctx.Err()
-		}
-		if err != nil && len(out) == 0 && !errors.Is(err, jetstream.ErrNoMessages) && !isTimeout(err) {
+		if err := batch.Error(); err != nil && len(out) == 0 && !errors.Is(err, jetstream.ErrNoMessages) && !isTimeout(err) {
 			return nil, fmt.Errorf("queue: consumer %s: %w", c.cfg.Durable, err)
 		}
 		if len(out) > 0 {
@@ -198,26 +189,38 @@ func (c *Consumer) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]*
 // drain's CPU when made per delivery.
 func (c *Consumer) FetchReady(ctx context.Context, n int, maxWait time.Duration) ([]*Delivery, error) {
 	ds, err := c.Fetch(ctx, 1, maxWait)
-	if err != nil || n <= 1 || ds[len(ds)-1].Pending == 0 {
+	if err != nil || n <= 1 || ds[0].Pending == 0 {
 		return ds, err
 	}
-	more := int(min(uint64(n-1), ds[len(ds)-1].Pending))
-	batch, err := c.cons.FetchNoWait(more)
+	batch, err := c.cons.FetchNoWait(int(min(uint64(n-1), ds[0].Pending)))
 	if err != nil {
 		return ds, nil // the first is the caller's; the rest comes next time
 	}
+	return c.take(ctx, batch, ds)
+}
+
+// take appends a pull's messages to ds, but those dead-lettered (accept).
+// When ctx ended meanwhile, it gives all of ds back, as the caller is gone
+// and will not handle them, and returns ctx's error.
+func (c *Consumer) take(ctx context.Context, batch jetstream.MessageBatch, ds []*Delivery) ([]*Delivery, error) {
 	for msg := range batch.Messages() {
 		if d := c.accept(ctx, msg); d != nil {
 			ds = append(ds, d)
 		}
 	}
-	if ctx.Err() != nil {
-		for _, d := range ds {
-			_ = d.Nak(0) // the caller is gone and will not handle them
-		}
-		return nil, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		GiveBack(ds)
+		return nil, err
 	}
 	return ds, nil
+}
+
+// GiveBack returns deliveries to JetStream for delivery now: to this stage
+// again, to this node after a restart, or to another node.
+func GiveBack(ds []*Delivery) {
+	for _, d := range ds {
+		_ = d.Nak(0)
+	}
 }
 
 // pullSlice bounds one pull request, and so how long Fetch takes to notice

@@ -86,7 +86,7 @@ type request struct {
 
 // giveBack returns the request's batches to JetStream for delivery now, to
 // this node after a restart or to another node.
-func (r *request) giveBack() { giveBack(r.deliveries) }
+func (r *request) giveBack() { queue.GiveBack(r.deliveries) }
 
 type event struct {
 	body   []byte // the rendered HEC event
@@ -155,7 +155,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 				}
 			case <-ctx.Done():
 				cur.giveBack()
-				giveBack(next)
+				queue.GiveBack(next)
 				return false
 			}
 		}
@@ -171,7 +171,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 			if cur != nil {
 				cur.giveBack()
 			}
-			giveBack(ds)
+			queue.GiveBack(ds)
 			return nil
 		case errors.Is(err, queue.ErrNoMessage):
 			if cur != nil && !time.Now().Before(lingerEnd) && !dispatch(nil) {
@@ -187,7 +187,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 				lingerEnd = time.Now().Add(s.cfg.Linger.D())
 			}
 			if err := s.add(ctx, cur, d); err != nil {
-				giveBack(ds[i+1:])
+				queue.GiveBack(ds[i+1:])
 				return err
 			}
 			if len(cur.events) >= s.cfg.BatchEvents || cur.bytes >= int(s.cfg.BatchBytes) {
@@ -203,13 +203,6 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 // request's worth (500 events at ~40 a batch), only ever ones already
 // waiting (queue.Consumer.FetchReady).
 const fetchAtOnce = 16
-
-// giveBack returns deliveries for redelivery at once.
-func giveBack(ds []*queue.Delivery) {
-	for _, d := range ds {
-		_ = d.Nak(0)
-	}
-}
 
 func (s *Sink) newBody() []byte {
 	if b, ok := s.bodies.Get().(*[]byte); ok {
