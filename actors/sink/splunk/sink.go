@@ -290,12 +290,12 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events []event) bool {
 	fails := 0
 	// The request's payload is made (and compressed) once for a set of
-	// events: while Splunk is down, every retry compressing it again cost
-	// a twentieth of a core per request held.
+	// events, made again only when events changes: while Splunk is down,
+	// every retry compressing it again cost a twentieth of a core per
+	// request held.
 	var payload []byte
-	var sent []event
 	for len(events) > 0 {
-		if payload == nil || len(sent) != len(events) || &sent[0] != &events[0] {
+		if payload == nil {
 			body := r.body
 			if r.moved || len(events) != len(r.events) {
 				body = make([]byte, 0, r.bytes)
@@ -303,7 +303,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 					body = append(body, e.body...)
 				}
 			}
-			payload, sent = s.hec.encode(body), events
+			payload = s.hec.encode(body)
 		}
 		start := time.Now()
 		// A request under way finishes even when the node stops (bounded by
@@ -336,7 +336,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 				if !s.deadLetter(ctx, events[*n], res) {
 					return false
 				}
-				events = events[*n+1:]
+				events, payload = events[*n+1:], nil
 				continue
 			}
 			if len(events) == 1 {
