@@ -50,7 +50,6 @@ func TestFieldsLast(t *testing.T) {
 
 // For any JSON object, Fields finds what encoding/json finds, and
 // FieldsLast, told the name of the last member, finds what Fields finds.
-
 func FuzzFields(f *testing.F) {
 	f.Add([]byte(`{"id":"a/1","timestamp":1795000000.5,"data":{"user":"alice"},"fields":{"k":"v"}}`))
 	f.Add([]byte(`{"a\\":"\\\"","b":[{"c":"}"}],"d":-0.0e+1}`))

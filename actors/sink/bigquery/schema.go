@@ -81,8 +81,8 @@ func (r Rules) Prepare(o *batch.Output) (*Row, error) {
 // decodeData decodes a row's data as encoding/json's Unmarshal with
 // UseNumber does (nothing may follow the value), through fastjson:
 // encoding/json was a fifth of the sink's CPU. What fastjson would read
-// differently (invalid UTF-8, numbers JSON does not
-// allow, any error) goes through encoding/json, which also words the error.
+// differently (invalid UTF-8, numbers JSON does not allow, any error) goes
+// through encoding/json, which also words the error.
 func (r Rules) decodeData(b []byte) (any, error) {
 	p := &fastjson.Parser{}
 	if r.parsers != nil {
