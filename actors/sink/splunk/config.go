@@ -27,7 +27,7 @@ type Config struct {
 	// Splunk says it is indexed.
 	Ack         bool          `yaml:"ack"`
 	AckTimeout  conf.Duration `yaml:"ack_timeout"`  // resend a batch whose ack never came; default 2m
-	BatchEvents int           `yaml:"batch_events"` // default 500
+	BatchEvents int           `yaml:"batch_events"` // default 2000: 1 MiB (batch_bytes) bounds a request of ~1 KB events first
 	BatchBytes  conf.ByteSize `yaml:"batch_bytes"`  // default 1MiB (before gzip)
 	Linger      conf.Duration `yaml:"linger"`       // default 200ms
 	InFlight    int           `yaml:"in_flight"`    // requests in flight; default 4
@@ -59,7 +59,7 @@ func (c *Config) SetDefaults() {
 		c.AckTimeout = conf.Duration(120e9)
 	}
 	if c.BatchEvents == 0 {
-		c.BatchEvents = 500
+		c.BatchEvents = 2000
 	}
 	if c.BatchBytes == 0 {
 		c.BatchBytes = 1 << 20
