@@ -102,3 +102,40 @@ func BenchmarkGzip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRender is the sink's work on a record before gzip: reading an
+// OUT record the transform wrote and appending its HEC event.
+func BenchmarkRender(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var records [][]byte
+	size := 0
+	for i := range 500 {
+		l := slstest.AuditLog(r, i, time.Unix(1764000000, 0).Add(time.Duration(i)*time.Millisecond))
+		m := map[string]string{"__topic__": "audit_log", "__source__": "10.1.2.3"}
+		for _, c := range l.Contents {
+			m[c.GetKey()] = c.GetValue()
+		}
+		data, _ := json.Marshal(m)
+		o := batch.Output{ID: fmt.Sprintf("sls/p/audit/0/MTcz/%d/%d", i/100, i%100), Timestamp: 1764000000.123 + float64(i), Data: data, Sourcetype: "sls:audit"}
+		rec, err := o.AppendJSON(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		records = append(records, rec)
+		size += len(rec)
+	}
+	s := &Sink{cfg: &Config{Name: "splunk", Index: "main"}}
+	var dst []byte
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = dst[:0]
+		for _, rec := range records {
+			var err error
+			if dst, err = s.render(dst, rec, "", batch.EncodedDataLast); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(records)), "ns/record")
+}

@@ -88,12 +88,13 @@ func classify(r result) outcome {
 
 // hecClient posts to one HEC endpoint.
 type hecClient struct {
-	base    string
-	auth    string // "Splunk <token>": kept out of every log and error
-	gzip    bool
-	zippers sync.Pool // *gzip.Writer: each holds ~1 MB of state, too much to make per request
-	channel string
-	http    *retryablehttp.Client
+	base     string
+	auth     string // "Splunk <token>": kept out of every log and error
+	gzip     bool
+	zippers  sync.Pool // *gzip.Writer: each holds ~1 MB of state, too much to make per request
+	payloads sync.Pool // *[]byte: compressed bodies (payload)
+	channel  string
+	http     *retryablehttp.Client
 }
 
 func newHECClient(cfg *Config, log *slog.Logger) (*hecClient, error) {
@@ -146,37 +147,45 @@ func newHECClient(cfg *Config, log *slog.Logger) (*hecClient, error) {
 }
 
 // encode makes a request's payload of concatenated events: gzip'd when
-// the sink compresses.
-func (c *hecClient) encode(body []byte) []byte {
+// the sink compresses, into a buffer of the pool. The caller releases it.
+func (c *hecClient) encode(body []byte) *payload {
 	if !c.gzip {
-		return body
+		return newPayload(body, nil) // the events' body is the sink's, recycled by it
 	}
 	// Room for what gzip makes of high-entropy events (a third to a half
 	// of them) up front: growing it copied the body again.
-	var buf bytes.Buffer
+	var buf *bytes.Buffer
+	if b, ok := c.payloads.Get().(*[]byte); ok {
+		buf = bytes.NewBuffer(*b)
+	} else {
+		buf = new(bytes.Buffer)
+	}
 	buf.Grow(len(body)/2 + 4<<10)
 	zw, _ := c.zippers.Get().(*gzip.Writer)
 	if zw == nil {
-		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		zw, _ = gzip.NewWriterLevel(buf, gzip.BestSpeed)
 	} else {
-		zw.Reset(&buf)
+		zw.Reset(buf)
 	}
 	_, _ = zw.Write(body)
 	_ = zw.Close()
 	c.zippers.Put(zw)
-	return buf.Bytes()
+	return newPayload(buf.Bytes(), c.recyclePayload)
 }
 
+func (c *hecClient) recyclePayload(buf []byte) { c.payloads.Put(&buf) }
+
 // post sends a payload encode made.
-func (c *hecClient) post(ctx context.Context, payload []byte) result {
+func (c *hecClient) post(ctx context.Context, p *payload) result {
 	var hdr http.Header
 	if c.gzip {
 		hdr = http.Header{"Content-Encoding": {"gzip"}}
 	}
-	return c.do(ctx, "/services/collector/event", payload, hdr)
+	return c.do(ctx, "/services/collector/event", retryablehttp.ReaderFunc(p.reader), hdr)
 }
 
-func (c *hecClient) do(ctx context.Context, path string, body []byte, hdr http.Header) result {
+// do sends body: []byte, or a ReaderFunc whose readers net/http closes when done.
+func (c *hecClient) do(ctx context.Context, path string, body any, hdr http.Header) result {
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, c.base+path, body)
 	if err != nil {
 		return result{err: err}

@@ -199,9 +199,9 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	}
 }
 
-// fetchAtOnce bounds the deliveries the sink takes per pull: about a
-// request's worth (500 events at ~40 a batch), only ever ones already
-// waiting (queue.Consumer.FetchReady).
+// fetchAtOnce bounds the deliveries the sink takes per pull: most of a
+// request's worth (1 MiB is ~800 audit events at ~40 a batch), only ever
+// ones already waiting (queue.Consumer.FetchReady).
 const fetchAtOnce = 16
 
 func (s *Sink) newBody() []byte {
@@ -293,9 +293,14 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 	// events, made again only when events changes: while Splunk is down,
 	// every retry compressing it again cost a twentieth of a core per
 	// request held.
-	var payload []byte
+	var encoded *payload
+	defer func() {
+		if encoded != nil {
+			encoded.release()
+		}
+	}()
 	for len(events) > 0 {
-		if payload == nil {
+		if encoded == nil {
 			body := r.body
 			if r.moved || len(events) != len(r.events) {
 				body = make([]byte, 0, r.bytes)
@@ -303,12 +308,12 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 					body = append(body, e.body...)
 				}
 			}
-			payload = s.hec.encode(body)
+			encoded = s.hec.encode(body)
 		}
 		start := time.Now()
 		// A request under way finishes even when the node stops (bounded by
 		// the request timeout), so what Splunk took is acked, not sent twice.
-		res := s.hec.post(context.WithoutCancel(ctx), payload)
+		res := s.hec.post(context.WithoutCancel(ctx), encoded)
 		s.m.latency.Observe(time.Since(start).Seconds())
 		out := classify(res)
 		if ctx.Err() != nil && out != accepted {
@@ -336,7 +341,9 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 				if !s.deadLetter(ctx, events[*n], res) {
 					return false
 				}
-				events, payload = events[*n+1:], nil
+				events = events[*n+1:]
+				encoded.release()
+				encoded = nil
 				continue
 			}
 			if len(events) == 1 {
