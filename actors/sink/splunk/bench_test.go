@@ -18,7 +18,8 @@ import (
 // renderBody is a HEC request as the sink sends it: 500 events, the i-th
 // with data(i) as its data.
 func renderBody(tb testing.TB, data func(i int) []byte) []byte {
-	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sls:audit"}}
+	cfg := &Config{Name: "splunk", Index: "main", Sourcetype: "sls:audit"}
+	s := &Sink{cfg: cfg, defaults: newDefaults(cfg)}
 	var b []byte
 	for i := range 500 {
 		o := batch.Output{ID: fmt.Sprintf("sls/p/audit/0/MTcz/%d/%d", i/100, i%100), Timestamp: 1764000000 + float64(i), Data: data(i), Source: "sls:10.0.0.7"}
@@ -124,7 +125,8 @@ func BenchmarkRender(b *testing.B) {
 		records = append(records, rec)
 		size += len(rec)
 	}
-	s := &Sink{cfg: &Config{Name: "splunk", Index: "main"}}
+	cfg := &Config{Name: "splunk", Index: "main"}
+	s := &Sink{cfg: cfg, defaults: newDefaults(cfg)}
 	var dst []byte
 	b.SetBytes(int64(size))
 	b.ReportAllocs()

@@ -39,7 +39,8 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"id":"a/2","timestamp":1,"data":"text"}`), "replay-1")
 	f.Add([]byte(`{"id":"a/3","timestamp":1,"data":null}`), "")
 	f.Add([]byte(`{"id":"\u2028","timestamp":-1e308,"data":[1,2],"host":"\u0000"}`), "r\"x")
-	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}}
+	cfg := &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}
+	s := &Sink{cfg: cfg, defaults: newDefaults(cfg)}
 	f.Fuzz(func(t *testing.T, record []byte, replay string) {
 		out, err := s.render(nil, record, replay, "")
 		if err != nil {
@@ -61,7 +62,8 @@ func FuzzRenderDataLast(f *testing.F) {
 	f.Add("a/1", 1795000000.5, []byte(`{"user":"alice","x":{"y":[1,"}"]}}`), "sec", "h\"ost", "k", "v", "")
 	f.Add("", -1.0, []byte(` "text" `), "", "", "", "", "replay-1")
 	f.Add("\u2028", 0.0, []byte(`[1,2]`), "", "", "a", "", "")
-	s := &Sink{cfg: &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}}
+	cfg := &Config{Name: "splunk", Index: "main", Sourcetype: "sluice"}
+	s := &Sink{cfg: cfg, defaults: newDefaults(cfg)}
 	f.Fuzz(func(t *testing.T, id string, ts float64, data []byte, index, host, fk, fv, replay string) {
 		if !json.Valid(data) || math.IsNaN(ts) || math.IsInf(ts, 0) {
 			return

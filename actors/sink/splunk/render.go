@@ -1,6 +1,7 @@
 package splunk
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -31,64 +32,170 @@ func parseOutput(record []byte, encoded string) (batch.Output, []byte, error) {
 	return batch.ReadOutput(record)
 }
 
+// members are an OUT record's members as the sink writes them into an
+// event: each as JSON, nil when absent or empty.
+type members struct {
+	id, timestamp, index, sourcetype, source, host, fields, data []byte
+}
+
+// readWritten takes the members of a record the transform wrote
+// (AppendJSON, in a batch marked EncodedDataLast) as they are written,
+// instead of decoding them to encode them again, which was half of
+// rendering a record. That is byte-identical for what AppendJSON wrote: a
+// string with no backslash in it is valid UTF-8 that needs no escape (so
+// AppendString writes it again as it is), and a number in Go's shortest
+// form prints again to itself. A string with escapes is decoded and
+// encoded again (FuzzRenderDataLast checks the sameness).
+func readWritten(record []byte) (m members, err error) {
+	err = jsonx.FieldsLast(record, "data", func(key, v []byte) error {
+		var dst *[]byte
+		switch string(key) {
+		case "id":
+			m.id = v
+			return nil
+		case "timestamp":
+			if !jsonx.ValidNumber(string(v)) {
+				return fmt.Errorf("field timestamp: want a number, got %s", v)
+			}
+			m.timestamp = v
+			return nil
+		case "data":
+			m.data = v
+			return nil
+		case "fields":
+			m.fields = v
+			return nil
+		case "index":
+			dst = &m.index
+		case "sourcetype":
+			dst = &m.sourcetype
+		case "source":
+			dst = &m.source
+		case "host":
+			dst = &m.host
+		default:
+			return nil
+		}
+		if len(v) < 2 || v[0] != '"' {
+			return fmt.Errorf("field %s: want a string, got %s", key, v)
+		}
+		if len(v) == 2 {
+			return nil // "": the sink's default
+		}
+		if bytes.IndexByte(v, '\\') < 0 {
+			*dst = v
+			return nil
+		}
+		str, err := jsonx.Unquote(v)
+		if err != nil {
+			return fmt.Errorf("field %s: %w", key, err)
+		}
+		*dst = jsonx.AppendString(nil, str)
+		return nil
+	})
+	return m, err
+}
+
+// readChecked reads any other record (parseOutput) into members.
+func readChecked(record []byte, encoded string) (members, error) {
+	o, fields, err := parseOutput(record, encoded)
+	if err != nil {
+		return members{}, err
+	}
+	return members{
+		id: quoted(o.ID), timestamp: strconv.AppendFloat(nil, o.Timestamp, 'f', -1, 64),
+		index: quoted(o.Index), sourcetype: quoted(o.Sourcetype), source: quoted(o.Source), host: quoted(o.Host),
+		fields: fields, data: o.Data,
+	}, nil
+}
+
+// idText is the record's ID, for errors.
+func (m members) idText() string {
+	id, _ := jsonx.Unquote(m.id)
+	return id
+}
+
 // render appends one HEC event for an OUT record to dst. The policy's data
 // goes in as it is (no re-encoding); the sink's defaults fill in metadata the
 // policy left empty.
 func (s *Sink) render(dst []byte, record []byte, replay, encoded string) ([]byte, error) {
-	o, fields, err := parseOutput(record, encoded)
+	var m members
+	var err error
+	if encoded == batch.EncodedDataLast {
+		m, err = readWritten(record)
+	} else {
+		m, err = readChecked(record, encoded)
+	}
 	if err != nil {
 		return dst, fmt.Errorf("not an output record: %w", err)
 	}
-	if len(o.Data) == 0 || string(o.Data) == "null" {
-		return dst, fmt.Errorf("output %q has no data", o.ID)
+	if len(m.data) == 0 || string(m.data) == "null" {
+		return dst, fmt.Errorf("output %q has no data", m.idText())
 	}
 	dst = append(dst, `{"time":`...)
-	dst = strconv.AppendFloat(dst, o.Timestamp, 'f', -1, 64)
-	dst = appendField(dst, "host", first(o.Host, s.cfg.Host))
-	dst = appendField(dst, "source", first(o.Source, s.cfg.Source))
-	dst = appendField(dst, "sourcetype", first(o.Sourcetype, s.cfg.Sourcetype))
-	dst = appendField(dst, "index", first(o.Index, s.cfg.Index))
+	if len(m.timestamp) == 0 {
+		dst = append(dst, '0')
+	} else {
+		dst = append(dst, m.timestamp...)
+	}
+	dst = appendField(dst, `,"host":`, m.host, s.defaults.host)
+	dst = appendField(dst, `,"source":`, m.source, s.defaults.source)
+	dst = appendField(dst, `,"sourcetype":`, m.sourcetype, s.defaults.sourcetype)
+	dst = appendField(dst, `,"index":`, m.index, s.defaults.index)
+	fields := m.fields
 	if string(fields) == "null" || string(fields) == "{}" {
 		fields = nil
 	}
 	if replay != "" {
 		// A replayed copy says so in an indexed field: rare enough to decode.
-		m := map[string]any{}
+		f := map[string]any{}
 		if len(fields) > 0 {
-			if err := json.Unmarshal(fields, &m); err != nil {
-				return dst, fmt.Errorf("output %q: fields: %w", o.ID, err)
+			if err := json.Unmarshal(fields, &f); err != nil {
+				return dst, fmt.Errorf("output %q: fields: %w", m.idText(), err)
 			}
 		}
-		m["sluice_replay"] = replay
-		if fields, err = json.Marshal(m); err != nil {
-			return dst, fmt.Errorf("output %q: fields: %w", o.ID, err)
+		f["sluice_replay"] = replay
+		if fields, err = json.Marshal(f); err != nil {
+			return dst, fmt.Errorf("output %q: fields: %w", m.idText(), err)
 		}
 	}
 	if len(fields) > 0 {
 		if fields[0] != '{' {
-			return dst, fmt.Errorf("output %q: fields: want an object, got %s", o.ID, fields)
+			return dst, fmt.Errorf("output %q: fields: want an object, got %s", m.idText(), fields)
 		}
 		dst = append(dst, `,"fields":`...)
 		dst = append(dst, fields...)
 	}
 	dst = append(dst, `,"event":`...)
-	dst = append(dst, o.Data...)
+	dst = append(dst, m.data...)
 	return append(dst, '}'), nil
 }
 
-func appendField(dst []byte, key, value string) []byte {
-	if value == "" {
-		return dst
-	}
-	dst = append(dst, ',', '"')
-	dst = append(dst, key...)
-	dst = append(dst, '"', ':')
-	return jsonx.AppendString(dst, value)
+// defaults are the sink's metadata for events whose policy gave none,
+// encoded once.
+type defaults struct{ host, source, sourcetype, index []byte }
+
+func newDefaults(c *Config) defaults {
+	return defaults{host: quoted(c.Host), source: quoted(c.Source), sourcetype: quoted(c.Sourcetype), index: quoted(c.Index)}
 }
 
-func first(a, b string) string {
-	if a != "" {
-		return a
+// appendField appends a member (prefix: its comma and key) with the
+// record's value, else the default, else nothing.
+func appendField(dst []byte, prefix string, value, def []byte) []byte {
+	if len(value) == 0 {
+		value = def
 	}
-	return b
+	if len(value) == 0 {
+		return dst
+	}
+	dst = append(dst, prefix...)
+	return append(dst, value...)
+}
+
+// quoted is s as a JSON string; nil for "".
+func quoted(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return jsonx.AppendString(nil, s)
 }

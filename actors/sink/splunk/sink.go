@@ -27,11 +27,12 @@ type Deps struct {
 
 // Sink is one Splunk HEC sink actor.
 type Sink struct {
-	cfg *Config
-	q   *queue.Queue
-	log *slog.Logger
-	hec *hecClient
-	m   *metrics
+	cfg      *Config
+	defaults defaults
+	q        *queue.Queue
+	log      *slog.Logger
+	hec      *hecClient
+	m        *metrics
 
 	heldMu sync.Mutex
 	held   map[*request]time.Time // requests in flight → their oldest fetch time
@@ -54,7 +55,7 @@ func New(cfg *Config, deps Deps) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), held: map[*request]time.Time{}}
+	s := &Sink{cfg: cfg, defaults: newDefaults(cfg), q: deps.Queue, log: log.With("sink", cfg.Name), held: map[*request]time.Time{}}
 	hec, err := newHECClient(cfg, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: %w", cfg.Name, err)
