@@ -7,12 +7,12 @@ import (
 	"sync/atomic"
 )
 
-// payload is a compressed request body whose buffer goes back to a pool
-// for the next request once nothing can read it any more: not the sink,
-// which is done with it when it makes another or delivered the request,
-// nor net/http, which may still be reading a request's body after the
-// answer came and says it is done by closing it. Allocating the buffer
-// per request (half a megabyte) was a third of a drain's allocation.
+// payload is a request body. A compressed one's buffer goes back to a
+// pool for the next request once nothing can read it any more: not the
+// sink, which is done with it when it makes another or delivered the
+// request, nor net/http, which may still be reading a request's body
+// after the answer came and says it is done by closing it. It was
+// allocated per request before: half a megabyte for 1 MiB of events.
 type payload struct {
 	buf  []byte
 	refs atomic.Int32 // the sink's reference and every reader not yet closed
