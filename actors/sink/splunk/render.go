@@ -12,26 +12,6 @@ import (
 	"github.com/sluicehq/sluice/jsonx"
 )
 
-// parseOutput reads an OUT record. Unless the transform wrote it (encoded
-// says how, batch.HeaderEncoded), the record is validated first (fast, no
-// allocation), so what goes into the event is JSON; then its fields are
-// sliced out instead of decoded: an encoding/json decode of every record
-// was a third of the sink's CPU, validating what the transform's encoders
-// wrote an eighth of a drain, and scanning the data to find the members
-// after it a twentieth.
-func parseOutput(record []byte, encoded string) (batch.Output, []byte, error) {
-	switch encoded {
-	case batch.EncodedDataLast:
-		return batch.ReadOutputDataLast(record)
-	case batch.EncodedTransform:
-		return batch.ReadOutput(record)
-	}
-	if err := fastjson.ValidateBytes(record); err != nil {
-		return batch.Output{}, nil, err
-	}
-	return batch.ReadOutput(record)
-}
-
 // members are an OUT record's members as the sink writes them into an
 // event: each as JSON, nil when absent or empty.
 type members struct {
@@ -96,9 +76,19 @@ func readWritten(record []byte) (m members, err error) {
 	return m, err
 }
 
-// readChecked reads any other record (parseOutput) into members.
+// readChecked reads any other record into members. Unless the transform
+// wrote it (EncodedTransform), the record is validated first (fast, no
+// allocation), so what goes into the event is JSON; then its fields are
+// sliced out instead of decoded: an encoding/json decode of every record
+// was a third of the sink's CPU, and validating what the transform's
+// encoders wrote an eighth of a drain.
 func readChecked(record []byte, encoded string) (members, error) {
-	o, fields, err := parseOutput(record, encoded)
+	if encoded != batch.EncodedTransform {
+		if err := fastjson.ValidateBytes(record); err != nil {
+			return members{}, err
+		}
+	}
+	o, fields, err := batch.ReadOutput(record)
 	if err != nil {
 		return members{}, err
 	}
