@@ -215,7 +215,8 @@ func profiled(dir, name string, f func() error) error {
 
 // startProfile starts a CPU profile into path ("": none) and returns what
 // stops it, which also writes what was allocated since the process started
-// beside it, as <name>.allocs.pprof (for the first run or stage, that run).
+// beside it, as <name>.allocs.pprof (for the first run or stage, that run),
+// and prints the profile's CPU by owner.
 func startProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
@@ -234,6 +235,9 @@ func startProfile(path string) (stop func(), err error) {
 		if a, err := os.Create(strings.TrimSuffix(path, ".pprof") + ".allocs.pprof"); err == nil {
 			_ = pprof.Lookup("allocs").WriteTo(a, 0)
 			a.Close()
+		}
+		if err := printCPUByOwner(os.Stdout, path); err != nil {
+			fmt.Fprintln(os.Stderr, "CPU by owner:", err)
 		}
 	}, nil
 }
