@@ -47,7 +47,7 @@ var generic = []string{
 	"bytes.", "strings.", "strconv.", "unicode/", "sort.", "slices.", "maps.",
 	"bufio.", "reflect.", "hash/", "crypto/", "encoding/", "math/", "math.",
 	"errors.", "fmt.", "time.", "context.", "container/", "weak.", "unique.",
-	"indexbytebody", "memeqbody", "aeshashbody", "cmpbody", "gosave_systemstack_switch",
+	"indexbytebody", "memeqbody", "aeshashbody", "cmpbody", "gcWriteBarrier", "gosave_systemstack_switch",
 }
 
 // ownerOf charges a sample, whose frames run innermost first.
