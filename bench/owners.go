@@ -27,6 +27,7 @@ var owners = []ownerRule{
 	{"github.com/minio/highwayhash", "JetStream server (nats-server)"},
 	{"github.com/nats-io/nats.go", "NATS client (nats.go)"},
 	{"github.com/nats-io/nats%2ego", "NATS client (nats.go)"},
+	{"github.com/nats-io/nuid", "NATS client (nats.go)"},
 	{"github.com/klauspost/compress", "gzip (klauspost/compress)"},
 	{"github.com/aliyun/aliyun-log-go-sdk", "SLS SDK (pull, lz4, protobuf)"},
 	{"github.com/pierrec/lz4", "SLS SDK (pull, lz4, protobuf)"},
@@ -41,8 +42,9 @@ var owners = []ownerRule{
 }
 
 // generic are packages that work for their caller: their time is the
-// caller's.
+// caller's (fastjson is the parser sluice's own code chose).
 var generic = []string{
+	"github.com/valyala/fastjson",
 	"runtime.", "internal/", "syscall.", "os.", "io.", "io/", "sync.", "sync/",
 	"bytes.", "strings.", "strconv.", "unicode/", "sort.", "slices.", "maps.",
 	"bufio.", "reflect.", "hash/", "crypto/", "encoding/", "math/", "math.",
