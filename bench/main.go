@@ -31,6 +31,7 @@ func main() {
 		"cluster":  clusterBench,
 		"chaos":    chaosBench,
 		"bigquery": bigqueryBench,
+		"owners":   ownersCmd,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

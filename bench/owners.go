@@ -17,6 +17,20 @@ import (
 // nats-server's, the SHA-256 of a policy output is the policy's). This is
 // what decides how fast sluice can get by changing its own code.
 
+// ownersCmd prints the CPU by owner of CPU profiles written before:
+// go run ./bench owners FILE.pprof...
+func ownersCmd(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: go run ./bench owners FILE.pprof...")
+	}
+	for _, path := range args {
+		if err := printCPUByOwner(os.Stdout, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ownerRule names the owner of functions whose name starts with prefix.
 type ownerRule struct{ prefix, owner string }
 
