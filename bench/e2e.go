@@ -185,6 +185,11 @@ func e2eBench(args []string) error {
 		if err != nil {
 			return err
 		}
+		if r == 0 && *profile != "" {
+			if err := printBound(os.Stdout, *profile, s, goal{mb: 100}); err != nil {
+				fmt.Fprintln(os.Stderr, "bound:", err)
+			}
+		}
 		spans = append(spans, s)
 	}
 	printRow("e2e (bytes pulled from SLS)", spans)

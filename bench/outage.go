@@ -97,6 +97,11 @@ func outageBench(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *cpuProfile != "" {
+		if err := printBound(os.Stdout, *cpuProfile, drain, goal{mb: 150}); err != nil {
+			fmt.Fprintln(os.Stderr, "bound:", err)
+		}
+	}
 	fmt.Printf("outage: %d records fetched and transformed in %.1fs with Splunk down; OUT backlog %.0f MB on disk; RSS while it waits %d MB, %d MB 30 s later\n",
 		records, fetched.Seconds(), backlog/1e6, rss>>20, rssLater>>20)
 	printRow("drain after the outage (event bytes)", []span{drain})

@@ -161,32 +161,103 @@ func cpuByOwner(p *profile.Profile) (shares []ownerShare, total int64) {
 	return shares, total
 }
 
-// printCPUByOwner prints the profile at path by owner, with sluice's own
-// code added up.
-func printCPUByOwner(w io.Writer, path string) error {
+// readProfile parses the CPU profile at path.
+func readProfile(path string) (*profile.Profile, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	p, err := profile.Parse(f)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// ownShare is the part of a profile's CPU that sluice's own code takes.
+func ownShare(shares []ownerShare, total int64) float64 {
+	var own int64
+	for _, s := range shares {
+		if strings.HasPrefix(s.owner, "sluice: ") {
+			own += s.nanos
+		}
+	}
+	return float64(own) / float64(total)
+}
+
+// printCPUByOwner prints the profile at path by owner, with sluice's own
+// code added up.
+func printCPUByOwner(w io.Writer, path string) error {
+	p, err := readProfile(path)
+	if err != nil {
+		return err
 	}
 	shares, total := cpuByOwner(p)
 	if total == 0 {
 		return fmt.Errorf("%s: no samples", path)
 	}
-	var own int64
 	fmt.Fprintf(w, "CPU by owner (%s, %.2fs sampled; a copy, allocation or syscall counts for the code that asked for it):\n", path, float64(total)/1e9)
 	for _, s := range shares {
-		if strings.HasPrefix(s.owner, "sluice: ") {
-			own += s.nanos
-		}
 		if pct := 100 * float64(s.nanos) / float64(total); pct >= 0.5 {
 			fmt.Fprintf(w, "  %5.1f %%  %s\n", pct, s.owner)
 		}
 	}
-	fmt.Fprintf(w, "  %5.1f %%  all of sluice's own code together\n", 100*float64(own)/float64(total))
+	fmt.Fprintf(w, "  %5.1f %%  all of sluice's own code together\n", 100*ownShare(shares, total))
 	return nil
+}
+
+// printBound prints what the profiled run s would have done per core had
+// sluice's own code cost nothing: the CPU of everything else (JetStream,
+// gzip, the SDK, the runtime) a record, against what a target rate
+// allows a record. No change to sluice's code gets a run past this bound.
+func printBound(w io.Writer, path string, s span, target goal) error {
+	p, err := readProfile(path)
+	if err != nil {
+		return err
+	}
+	shares, total := cpuByOwner(p)
+	if total == 0 || s.records == 0 || s.bytes == 0 {
+		return fmt.Errorf("%s: no samples or no records", path)
+	}
+	b := boundOf(s, ownShare(shares, total))
+	fmt.Fprintf(w, "were sluice's own code (%.1f %%) free: %.1f MB/s per core, %.0f records/s per core (now %.1f and %.0f); the rest takes %.2f µs of CPU a record, %s allows %.2f\n",
+		100*b.own, b.mbPerCore, b.recPerCore, s.mbPerCore(), s.recPerCore(), b.restMicros, target, target.microsPerRecord(s))
+	return nil
+}
+
+// bound is a run's rate with sluice's own code taken out.
+type bound struct {
+	own                   float64 // sluice's share of the run's CPU
+	mbPerCore, recPerCore float64
+	restMicros            float64 // everything else's CPU a record
+}
+
+func boundOf(s span, own float64) bound {
+	rest := s.cpu.Seconds() * (1 - own)
+	return bound{
+		own:        own,
+		mbPerCore:  float64(s.bytes) / 1e6 / rest,
+		recPerCore: float64(s.records) / rest,
+		restMicros: rest / float64(s.records) * 1e6,
+	}
+}
+
+// goal is a target rate per core: MB/s or, if mb is zero, records/s.
+type goal struct{ mb, records float64 }
+
+func (r goal) String() string {
+	if r.mb > 0 {
+		return fmt.Sprintf("%g MB/s per core", r.mb)
+	}
+	return fmt.Sprintf("%g records/s per core", r.records)
+}
+
+// microsPerRecord is the CPU a record the target allows, for the records
+// of run s (their size sets it for a target in MB/s).
+func (r goal) microsPerRecord(s span) float64 {
+	if r.mb > 0 {
+		return float64(s.bytes) / float64(s.records) / (r.mb * 1e6) * 1e6
+	}
+	return 1e6 / r.records
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/pprof/profile"
 )
@@ -47,6 +48,21 @@ func synthetic(stacks []stack) *profile.Profile {
 		p.Sample = append(p.Sample, s)
 	}
 	return p
+}
+
+// writeSynthetic writes a synthetic profile to a file and returns its path.
+func writeSynthetic(t *testing.T, stacks []stack) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := synthetic(stacks).Write(f); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestCPUByOwnerChargesTheCodeThatAsked(t *testing.T) {
@@ -99,19 +115,10 @@ func TestCPUByOwnerChargesTheCodeThatAsked(t *testing.T) {
 }
 
 func TestPrintCPUByOwnerReadsAWrittenProfile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cpu.pprof")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := synthetic([]stack{
+	path := writeSynthetic(t, []stack{
 		{[]string{"github.com/sluicehq/sluice/jsonx.AppendBytes"}, 30e6},
 		{[]string{"github.com/klauspost/compress/flate.(*fastEncL1).Encode"}, 70e6},
 	})
-	if err := p.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	var out bytes.Buffer
 	if err := printCPUByOwner(&out, path); err != nil {
 		t.Fatal(err)
@@ -120,5 +127,28 @@ func TestPrintCPUByOwnerReadsAWrittenProfile(t *testing.T) {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("output lacks %q:\n%s", line, out.String())
 		}
+	}
+}
+
+func TestPrintBoundTakesSluiceOutOfTheRun(t *testing.T) {
+	// A quarter of the run in sluice's code, the rest in JetStream.
+	path := writeSynthetic(t, []stack{
+		{[]string{"github.com/sluicehq/sluice/rego.(*planRun).output"}, 25e6},
+		{[]string{"github.com/nats-io/nats-server/v2/server.(*fileStore).StoreMsg"}, 75e6},
+	})
+	// 90 MB of 90,000 records in 1.2 s of CPU: 75 MB/s per core. Without
+	// sluice's quarter: 0.9 s, 100 MB/s per core, 10 µs a record, where
+	// 120 MB/s per core allows 1,000 bytes / 120 MB/s = 8.33 µs.
+	run := span{cpu: 1200 * time.Millisecond, bytes: 90e6, records: 90_000}
+	var out bytes.Buffer
+	if err := printBound(&out, path, run, goal{mb: 120}); err != nil {
+		t.Fatal(err)
+	}
+	want := "were sluice's own code (25.0 %) free: 100.0 MB/s per core, 100000 records/s per core (now 75.0 and 75000); the rest takes 10.00 µs of CPU a record, 120 MB/s per core allows 8.33\n"
+	if out.String() != want {
+		t.Errorf("got  %q\nwant %q", out.String(), want)
+	}
+	if got := (goal{records: 200_000}).microsPerRecord(run); got != 5 {
+		t.Errorf("200,000 records/s per core allows %v µs a record, want 5", got)
 	}
 }

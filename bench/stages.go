@@ -188,6 +188,11 @@ func stagesRun(bin, dir string, records int, gz bool, profileDir string) ([]span
 	if err != nil {
 		return nil, err
 	}
+	if profileDir != "" {
+		if err := printBound(os.Stdout, filepath.Join(profileDir, "transform.pprof"), t, goal{records: 200_000}); err != nil {
+			fmt.Fprintln(os.Stderr, "bound:", err)
+		}
+	}
 	err = profiled(profileDir, "sink", func() (err error) { s, err = r.sink(hecAddr, gz); return err })
 	if err != nil {
 		return nil, err
