@@ -635,3 +635,56 @@ func TestFetchReadyTakesWhatIsWaiting(t *testing.T) {
 		t.Fatalf("nothing left: %d deliveries, %v", len(ds), err)
 	}
 }
+
+// A pull of many large messages must not bring more at once than the
+// server lets wait for the node's in-process connection: past that (64 MB)
+// the server closed the connection as a slow consumer, and what it had
+// sent waited unacked for AckWait (the queue bench, 800 messages of 130 KB
+// pulled 1,024 at a time, stalled for ten seconds and failed).
+func TestFetchReadyCapsAPullInBytes(t *testing.T) {
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 512 << 20 })
+	defer q.Close()
+	ctx := context.Background()
+	recs := make([]string, 128)
+	for i := range recs {
+		recs[i] = strings.Repeat("x", 1000)
+	}
+	const n = 800 // 104 MB
+	for i := 0; i < n; i += 100 {
+		var msgs []*nats.Msg
+		for j := i; j < i+100; j++ {
+			msgs = append(msgs, rawMsg("s", fmt.Sprint("b", j), recs...))
+		}
+		if err := q.Publish(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "bulk", Subject: "raw.>", MaxAckPending: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); want <= n; {
+		ds, err := c.FetchReady(ctx, 1024, 2*time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d: %v (reconnects %d)", want-1, n, err, q.nc.Stats().Reconnects)
+		}
+		size := 0
+		for _, d := range ds {
+			if d.Seq != want {
+				t.Fatalf("delivery of seq %d, want %d: some were lost on the way", d.Seq, want)
+			}
+			want++
+			size += len(d.Data)
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The first delivery comes by a pull of its own.
+		if rest := size - len(ds[0].Data); rest > q.pullBytes() {
+			t.Fatalf("a pull brought %d bytes, over its cap of %d", rest, q.pullBytes())
+		}
+	}
+	if r := q.nc.Stats().Reconnects; r != 0 {
+		t.Fatalf("the in-process connection was closed %d times", r)
+	}
+}

@@ -68,7 +68,7 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
 	}
 	defer q.dropOrdered(o.Stream, oc)
-	it, err := oc.Messages(jetstream.PullMaxBytes(int(max(8<<20, 2*q.opts.MaxPayload))))
+	it, err := oc.Messages(jetstream.PullMaxBytes(q.pullBytes()))
 	if err != nil {
 		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
 	}

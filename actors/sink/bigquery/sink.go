@@ -136,7 +136,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	defer func() { stopWriters(); wg.Wait() }()
 	go s.keepAlive(wctx)
 	for {
-		ds, err := cons.Fetch(ctx, 64, time.Second)
+		ds, err := cons.FetchReady(ctx, 64, time.Second)
 		if ctx.Err() != nil {
 			return nil
 		}
