@@ -161,18 +161,23 @@ func cpuByOwner(p *profile.Profile) (shares []ownerShare, total int64) {
 	return shares, total
 }
 
-// readProfile parses the CPU profile at path.
-func readProfile(path string) (*profile.Profile, error) {
+// ownersOf reads the CPU profile at path and adds it up by owner
+// (cpuByOwner); a profile with no samples is an error.
+func ownersOf(path string) (shares []ownerShare, total int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	p, err := profile.Parse(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	return p, nil
+	shares, total = cpuByOwner(p)
+	if total == 0 {
+		return nil, 0, fmt.Errorf("%s: no samples", path)
+	}
+	return shares, total, nil
 }
 
 // ownShare is the part of a profile's CPU that sluice's own code takes.
@@ -189,13 +194,9 @@ func ownShare(shares []ownerShare, total int64) float64 {
 // printCPUByOwner prints the profile at path by owner, with sluice's own
 // code added up.
 func printCPUByOwner(w io.Writer, path string) error {
-	p, err := readProfile(path)
+	shares, total, err := ownersOf(path)
 	if err != nil {
 		return err
-	}
-	shares, total := cpuByOwner(p)
-	if total == 0 {
-		return fmt.Errorf("%s: no samples", path)
 	}
 	fmt.Fprintf(w, "CPU by owner (%s, %.2fs sampled; a copy, allocation or syscall counts for the code that asked for it):\n", path, float64(total)/1e9)
 	for _, s := range shares {
@@ -212,23 +213,22 @@ func printCPUByOwner(w io.Writer, path string) error {
 // gzip, the SDK, the runtime) a record, against what a target rate
 // allows a record. No change to sluice's code gets a run past this bound.
 func printBound(w io.Writer, path string, s span, target goal) error {
-	p, err := readProfile(path)
+	if s.records == 0 || s.bytes == 0 {
+		return fmt.Errorf("%s: the run moved no records", path)
+	}
+	shares, total, err := ownersOf(path)
 	if err != nil {
 		return err
 	}
-	shares, total := cpuByOwner(p)
-	if total == 0 || s.records == 0 || s.bytes == 0 {
-		return fmt.Errorf("%s: no samples or no records", path)
-	}
-	b := boundOf(s, ownShare(shares, total))
+	own := ownShare(shares, total)
+	b := boundOf(s, own)
 	fmt.Fprintf(w, "were sluice's own code (%.1f %%) free: %.1f MB/s per core, %.0f records/s per core (now %.1f and %.0f); the rest takes %.2f µs of CPU a record, %s allows %.2f\n",
-		100*b.own, b.mbPerCore, b.recPerCore, s.mbPerCore(), s.recPerCore(), b.restMicros, target, target.microsPerRecord(s))
+		100*own, b.mbPerCore, b.recPerCore, s.mbPerCore(), s.recPerCore(), b.restMicros, target, target.microsPerRecord(s))
 	return nil
 }
 
 // bound is a run's rate with sluice's own code taken out.
 type bound struct {
-	own                   float64 // sluice's share of the run's CPU
 	mbPerCore, recPerCore float64
 	restMicros            float64 // everything else's CPU a record
 }
@@ -236,7 +236,6 @@ type bound struct {
 func boundOf(s span, own float64) bound {
 	rest := s.cpu.Seconds() * (1 - own)
 	return bound{
-		own:        own,
 		mbPerCore:  float64(s.bytes) / 1e6 / rest,
 		recPerCore: float64(s.records) / rest,
 		restMicros: rest / float64(s.records) * 1e6,
