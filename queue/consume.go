@@ -202,8 +202,8 @@ func (c *Consumer) FetchReady(ctx context.Context, n int, maxWait time.Duration)
 	if err != nil || n <= 1 || ds[0].Pending == 0 {
 		return ds, err
 	}
-	more := min(uint64(n-1), ds[0].Pending, uint64(max(1, c.q.pullBytes()/max(1, len(ds[0].Data)))))
-	batch, err := c.cons.FetchNoWait(int(more))
+	fit := max(1, c.q.pullBytes()/max(1, len(ds[0].Data))) // deliveries of the first one's size in pullBytes
+	batch, err := c.cons.FetchNoWait(int(min(uint64(n-1), ds[0].Pending, uint64(fit))))
 	if err != nil {
 		return ds, nil // the first is the caller's; the rest comes next time
 	}
