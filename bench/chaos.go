@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
+	"github.com/sluicehq/sluice/queue"
 )
 
 // chaosBench runs the real sluice binary as separate processes between an
@@ -42,7 +44,15 @@ func chaosBench(args []string) error {
 	if *nodes != 1 && *nodes != 3 {
 		return fmt.Errorf("--nodes %d: want 1 or 3", *nodes)
 	}
-	o := chaosOpts{nodes: *nodes, duration: *duration, rate: *rate, seed: *seed, faults: kinds, out: *out, maxBytes: *maxBytes, drain: *drain, logLevel: *logLevel}
+	o := chaosOpts{nodes: *nodes, duration: *duration, rate: *rate, seed: *seed, out: *out, maxBytes: *maxBytes, drain: *drain, logLevel: *logLevel}
+	for _, k := range kinds {
+		switch {
+		case k == "second-source":
+			o.secondSource = true
+		case !slices.Contains(setupFaults, k):
+			o.faults = append(o.faults, k)
+		}
+	}
 	if o.maxBytes == 0 {
 		o.maxBytes = max(48<<20, int64(o.rate*1e6*20))
 	}
@@ -66,6 +76,9 @@ type chaosOpts struct {
 	maxBytes int64
 	drain    time.Duration
 	logLevel string
+	// secondSource adds a second source on the same logstore (its own
+	// consumer group and fixed schema) whose records go to a second sink.
+	secondSource bool
 }
 
 type chaosRun struct {
@@ -74,14 +87,17 @@ type chaosRun struct {
 	policyDir string
 	sls       *slstest.Server
 	hec       *hectest.Server
+	hec2      *hectest.Server // the second source's sink, when there is one
 	ledger    *ledger
+	splunk    *book // what the first sink owes
 	nodes     []*chaosNode
 	env       []string
 	start     time.Time
 	schedule  []fault
 
-	mu      sync.Mutex
-	events  []chaosEvent
+	mu           sync.Mutex
+	events       []chaosEvent
+	faultResults []faultResult
 	begun   int // faults of the schedule injected so far
 	crashes int
 	stopped bool // the run is over: node exits are expected
@@ -147,6 +163,7 @@ func runChaos(o chaosOpts) (*chaosResult, error) {
 	}
 
 	c.start = time.Now()
+	c.ledger.start = c.start
 	sampler := newSampler(c)
 	go sampler.run()
 	w, err := startWriter(c)
@@ -174,7 +191,9 @@ func (c *chaosRun) setup() error {
 		return err
 	}
 	c.ledger = newLedger(c.cause)
-	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.ledger, Discard: true})
+	c.splunk = c.ledger.book("splunk", queue.RawSubject("audit"), queue.OutSubject("splunk"))
+	c.splunk.refuses = true
+	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.splunk, Discard: true})
 	if err != nil {
 		return err
 	}
@@ -182,6 +201,11 @@ func (c *chaosRun) setup() error {
 	c.policyDir = filepath.Join(c.dir, "policies")
 	if err := os.CopyFS(c.policyDir, os.DirFS("testdata/policies")); err != nil {
 		return fmt.Errorf("copy testdata/policies (run from the repository root): %w", err)
+	}
+	if c.opts.secondSource {
+		if err := c.setupSecondSource(); err != nil {
+			return err
+		}
 	}
 	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken)
 	var routes []string
@@ -207,6 +231,42 @@ func (c *chaosRun) setup() error {
 		}
 	}
 	return nil
+}
+
+// setupSecondSource starts the second sink's stand-in and its book, and
+// writes the policies: the shipped schema names its sink (two Splunk sinks
+// are configured now), the second source's schema sends every audit
+// record to the second sink.
+func (c *chaosRun) setupSecondSource() error {
+	var err error
+	second := c.ledger.book("splunk2", queue.RawSubject("second"), queue.OutSubject("splunk2"))
+	if c.hec2, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: second, Discard: true}); err != nil {
+		return err
+	}
+	path := filepath.Join(c.policyDir, "schema", "sls_audit.rego")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	named := strings.Replace(string(b), `"sourcetype": "sls:audit",`, `"sourcetype": "sls:audit",
+	"sink": "splunk",`, 1)
+	if named == string(b) {
+		return fmt.Errorf("%s: found no sourcetype to name the sink beside", path)
+	}
+	if err := os.WriteFile(path, []byte(named), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.policyDir, "schema", "chaos_second.rego"), []byte(`package schema.chaos_second
+
+log contains {
+	"timestamp": to_number(input.__time__),
+	"data": object.remove(input, ["__time__"]),
+	"sourcetype": "sls:audit",
+	"sink": "splunk2",
+} if {
+	input.__topic__ == "audit_log"
+}
+`), 0o644)
 }
 
 func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int) string {
@@ -245,6 +305,34 @@ sinks:
     ack_wait: 20s
     max_backoff: 2s
 `, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, c.opts.maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL)
+	if c.hec2 != nil {
+		fmt.Fprintf(&b, `  - name: splunk2
+    type: splunk_hec
+    url: %s
+    token: ${SPLUNK_HEC_TOKEN}
+    index: second
+    timeout: 10s
+    ack_wait: 20s
+    max_backoff: 2s
+`, c.hec2.URL)
+		// sources: is a list above sinks:, so the second source is put in it.
+		s := b.String()
+		second := fmt.Sprintf(`  - name: second
+    type: sls
+    endpoint: %s
+    project: chaos
+    logstore: audit
+    consumer_group: sluice-second
+    schema: chaos_second
+    access_key_id: %s
+    access_key_secret: ${SLS_AK_KEY}
+    heartbeat_interval: 2s
+    checkpoint_interval: 1s
+`, c.sls.Endpoint, benchAKID)
+		i := strings.Index(s, "sinks:\n")
+		b.Reset()
+		b.WriteString(s[:i] + second + s[i:])
+	}
 	if len(routes) > 1 {
 		fmt.Fprintf(&b, "cluster:\n  name: chaos\n  listen: %s\n  peers: [%s]\n  replicas: 3\n", routes[i], strings.Join(routes, ", "))
 	}
@@ -361,27 +449,41 @@ func (c *chaosRun) runFaults() {
 		c.begun = i + 1
 		c.mu.Unlock()
 		c.eventf("fault: %s", f)
+		requests, accepted := c.hec.Requests(), c.splunk.accepts()
 		heal := c.inject(f)
 		time.Sleep(time.Until(c.start.Add(f.end())))
 		heal()
+		c.mu.Lock()
+		c.faultResults = append(c.faultResults, faultResult{f: f, requests: c.hec.Requests() - requests, accepted: c.splunk.accepts() - accepted})
+		c.mu.Unlock()
 		c.eventf("healed: %s", f.Kind)
 	}
 	time.Sleep(time.Until(c.start.Add(c.opts.duration)))
 }
 
-// waitDrained waits until every produced record reached Splunk or was
-// refused by it (and so is owed to the DLQ).
+// waitDrained waits until every produced record reached Splunk, was
+// refused by it (and so is owed to the DLQ), or is in the DLQ: records a
+// fault sent there on purpose (an oversized record, a policy timeout)
+// never reach Splunk, so once few are left it reads the DLQ now and then.
 func (c *chaosRun) waitDrained() bool {
 	deadline := time.Now().Add(c.opts.drain)
+	var dead map[string]map[int]bool
+	var lastRead time.Time
 	for {
-		left := c.ledger.outstanding()
+		left := c.ledger.outstanding(dead)
 		if left == 0 {
-			c.eventf("drained: every produced record reached Splunk or was refused by it")
+			c.eventf("drained: every produced record reached Splunk, was refused by it, or is in the DLQ")
 			return true
 		}
 		if time.Now().After(deadline) {
-			c.eventf("drain timeout: %d records still not at Splunk", left)
+			c.eventf("drain timeout: %d records still not at Splunk nor in the DLQ", left)
 			return false
+		}
+		if left < 5000 && time.Since(lastRead) > 10*time.Second {
+			if d, _, err := c.readDLQ(); err == nil {
+				dead = d
+			}
+			lastRead = time.Now()
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -411,6 +513,9 @@ func (c *chaosRun) cleanup() {
 	}
 	if c.hec != nil {
 		c.hec.Close()
+	}
+	if c.hec2 != nil {
+		c.hec2.Close()
 	}
 	if c.sls != nil {
 		c.sls.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -9,6 +10,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/queue"
 )
 
 // The fault kinds a chaos run injects, each healed at the end of its window.
@@ -22,7 +28,13 @@ var faultKinds = []string{
 	"sls-5xx",      // SLS answers pulls with 500
 	"sls-slow",     // SLS takes seconds per pull
 	"policy-break", // a broken policy file in the policy directory
+	"policy-slow",  // a policy rule that runs past eval_timeout on a few records in a row
+	"operator-consumer", // an operator's durable consumer on OUT with no filter, acking everything
+	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
+
+// setupFaults are faults that shape the whole run instead of a window.
+var setupFaults = []string{"second-source"}
 
 // fault is one scheduled injection.
 type fault struct {
@@ -170,6 +182,14 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 	case "sls-slow":
 		c.sls.SlowPulls(time.Duration(f.Param * float64(time.Second)))
 		return func() { c.sls.SlowPulls(0) }
+	case "policy-slow":
+		path := filepath.Join(c.policyDir, "zz_chaos_slow.rego")
+		if err := os.WriteFile(path, []byte(slowPolicy), 0o644); err != nil {
+			c.eventf("policy-slow: %v", err)
+		}
+		return func() { _ = os.Remove(path) }
+	case "operator-consumer":
+		return c.operatorConsumer()
 	case "policy-break":
 		path := filepath.Join(c.policyDir, "zz_chaos_broken.rego")
 		// A syntax error: the reload must fail and the old set keep running.
@@ -180,6 +200,19 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 	}
 	panic("unknown fault " + f.Kind)
 }
+
+// slowPolicy adds to the shipped schema a rule that yields nothing but
+// takes seconds (past the transform's eval_timeout) on three records in a
+// row out of 20,000: they are in one RAW batch, whose work outlasts the
+// transform's ack_wait. Only those records may go to the DLQ.
+const slowPolicy = `package schema.sls_audit
+
+log contains x if {
+	to_number(input.seq) % 20000 < 3
+	count([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); i + j < 0]) > 0
+	x := {}
+}
+`
 
 // every runs fn on a ticker until the returned stop is called; its random
 // numbers come from the seed and the fault, so a run repeats.
@@ -199,4 +232,65 @@ func (c *chaosRun) every(f fault, d time.Duration, fn func(*rand.Rand)) (stop fu
 		}
 	}()
 	return func() { close(done) }
+}
+
+// operatorConsumer does what an operator's `nats consumer add OUT debug`
+// and a reader that acks everything do, on a node's NATS port: a durable
+// consumer with no filter on OUT. The trimmer must not take its ack floor
+// for the sinks'; the returned func deletes it.
+func (c *chaosRun) operatorConsumer() (stop func()) {
+	var addr string
+	for _, n := range c.nodes {
+		if n.pid() != 0 {
+			addr = n.nats
+			break
+		}
+	}
+	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1))
+	if err != nil {
+		c.eventf("operator-consumer: connect to %s: %v", addr, err)
+		return func() {}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		c.eventf("operator-consumer: %v", err)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cons, err := js.CreateOrUpdateConsumer(ctx, queue.StreamOut, jetstream.ConsumerConfig{Durable: "chaos-operator", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		cancel()
+		nc.Close()
+		c.eventf("operator-consumer: %v", err)
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		acked := 0
+		for ctx.Err() == nil {
+			msgs, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			for m := range msgs.Messages() {
+				if m.Ack() == nil {
+					acked++
+				}
+			}
+		}
+		c.eventf("operator-consumer acked %d OUT messages", acked)
+	}()
+	return func() {
+		cancel()
+		<-done
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		if err := js.DeleteConsumer(dctx, queue.StreamOut, "chaos-operator"); err != nil {
+			c.eventf("operator-consumer: delete: %v", err)
+		}
+		nc.Close()
+	}
 }

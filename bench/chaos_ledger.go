@@ -9,8 +9,10 @@ import (
 )
 
 // A chaos run's books: every record the writer produced carries a unique
-// "seq" and its send time ("sent_ms"); the ledger learns from the HEC
-// stand-in which seqs Splunk accepted, how often and how late.
+// "seq" and its send time ("sent_ms"); the ledger learns from each HEC
+// stand-in which seqs that Splunk accepted, how often and how late. Each
+// sink the records are owed to keeps its own book (a second source on the
+// same logstore sends every record to a second sink too).
 
 const (
 	seqUnsent   = 0
@@ -21,21 +23,44 @@ const (
 
 type ledger struct {
 	mu        sync.Mutex
+	start     time.Time
 	state     []uint8  // by seq
-	delivered []uint16 // times Splunk accepted each seq (saturating)
+	sentAt    []uint32 // by seq: milliseconds after start when handed to the producer
 	refused   map[int]bool
 	produced  int
 	prodBytes int64
-	unique    int // seqs delivered at least once
-	dups      map[string]int
-	foreign   int // accepted events with no seq of ours
-	lat       latencyHist
+	books     []*book
+	lat       latencyHist // of the first book
 	window    latencyHist // since the last sample
 	cause     func() string
 }
 
+// book is what one sink owes: every produced seq, delivered or in the DLQ.
+type book struct {
+	l        *ledger
+	name     string   // the sink
+	origins  []string // DLQ origin subjects whose records it owes
+	refuses  bool     // the refuse fault applies to its stand-in
+	accepted int      // events accepted, copies included
+	unique   int      // seqs delivered at least once
+	foreign  int      // accepted events with no seq of ours
+	dups     map[string]int
+	// delivered counts the times Splunk accepted each seq (saturating).
+	delivered []uint16
+}
+
 func newLedger(cause func() string) *ledger {
-	return &ledger{refused: map[int]bool{}, dups: map[string]int{}, cause: cause}
+	return &ledger{refused: map[int]bool{}, cause: cause}
+}
+
+// book adds a sink the records are owed to; the first one's latency is
+// the run's.
+func (l *ledger) book(name string, origins ...string) *book {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := &book{l: l, name: name, origins: origins, dups: map[string]int{}, delivered: make([]uint16, len(l.state))}
+	l.books = append(l.books, b)
+	return b
 }
 
 // sent reserves seqs [from, to) as handed to the producer.
@@ -43,8 +68,10 @@ func (l *ledger) sent(from, to int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.grow(to)
+	at := uint32(time.Since(l.start).Milliseconds())
 	for s := from; s < to; s++ {
 		l.state[s] = seqInFlight
+		l.sentAt[s] = at
 	}
 }
 
@@ -68,7 +95,10 @@ func (l *ledger) confirm(from, to int, ok bool, bytes int64) {
 func (l *ledger) grow(n int) {
 	for len(l.state) < n {
 		l.state = append(l.state, 0)
-		l.delivered = append(l.delivered, 0)
+		l.sentAt = append(l.sentAt, 0)
+		for _, b := range l.books {
+			b.delivered = append(b.delivered, 0)
+		}
 	}
 }
 
@@ -79,9 +109,10 @@ func (l *ledger) refuse(seq int) {
 	l.mu.Unlock()
 }
 
-// Write takes the HEC stand-in's accepted events, one JSON line each.
-func (l *ledger) Write(p []byte) (int, error) {
+// Write takes a HEC stand-in's accepted events, one JSON line each.
+func (b *book) Write(p []byte) (int, error) {
 	now := time.Now()
+	l := b.l
 	for _, line := range bytes.Split(p, []byte{'\n'}) {
 		if len(line) == 0 {
 			continue
@@ -89,25 +120,35 @@ func (l *ledger) Write(p []byte) (int, error) {
 		seq, ok1 := fieldInt(line, `"seq":"`)
 		sent, ok2 := fieldInt(line, `"sent_ms":"`)
 		l.mu.Lock()
+		b.accepted++
 		if !ok1 || !ok2 || seq >= len(l.state) {
-			l.foreign++
+			b.foreign++
 			l.mu.Unlock()
 			continue
 		}
-		if l.delivered[seq] == 0 {
-			l.unique++
-			d := now.Sub(time.UnixMilli(int64(sent)))
-			l.lat.add(d)
-			l.window.add(d)
+		if b.delivered[seq] == 0 {
+			b.unique++
+			if b == l.books[0] {
+				d := now.Sub(time.UnixMilli(int64(sent)))
+				l.lat.add(d)
+				l.window.add(d)
+			}
 		} else {
-			l.dups[l.cause()]++
+			b.dups[l.cause()]++
 		}
-		if l.delivered[seq] < math.MaxUint16 {
-			l.delivered[seq]++
+		if b.delivered[seq] < math.MaxUint16 {
+			b.delivered[seq]++
 		}
 		l.mu.Unlock()
 	}
 	return len(p), nil
+}
+
+// accepts is how many events b's stand-in accepted so far, copies included.
+func (b *book) accepts() int {
+	b.l.mu.Lock()
+	defer b.l.mu.Unlock()
+	return b.accepted
 }
 
 // fieldInt reads the digits of a string field that follows key.
@@ -125,15 +166,22 @@ func fieldInt(b []byte, key string) (int, bool) {
 	return n, err == nil && n >= 0
 }
 
-// outstanding counts produced seqs that are neither delivered nor refused
-// (a refused one is owed to the DLQ, checked at the end).
-func (l *ledger) outstanding() int {
+// outstanding counts produced seqs that some sink has neither delivered
+// nor refused (a refused one is owed to the DLQ, checked at the end), nor
+// has in dead (the DLQ as last read, by origin subject).
+func (l *ledger) outstanding(dead map[string]map[int]bool) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
 	for s, st := range l.state {
-		if st == seqProduced && l.delivered[s] == 0 && !l.refused[s] {
-			n++
+		if st != seqProduced {
+			continue
+		}
+		for _, b := range l.books {
+			if b.delivered[s] == 0 && !(b.refuses && l.refused[s]) && !b.inDLQ(dead, s) {
+				n++
+				break
+			}
 		}
 	}
 	return n
@@ -147,7 +195,7 @@ type ledgerSnapshot struct {
 func (l *ledger) snapshot() ledgerSnapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := ledgerSnapshot{produced: l.produced, unique: l.unique, p99: l.window.quantile(0.99)}
+	s := ledgerSnapshot{produced: l.produced, unique: l.books[0].unique, p99: l.window.quantile(0.99)}
 	l.window = latencyHist{}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,59 +22,78 @@ import (
 type chaosResult struct {
 	produced, produceFailed int
 	prodBytes               int64
-	delivered, duplicated   int
-	dups                    map[string]int
-	foreign                 int
-	dlq                     int // produced records found in the DLQ and never delivered
-	dlqAlsoDelivered        int
+	sinks                   []sinkResult
 	dlqReasons              map[string]int
 	dlqErr                  error
 	refused                 int
-	missing                 int
-	missingSample           []int
+	missing                 int // over every sink
 	p50, p99, maxLat        time.Duration
 	crashes                 int
 	drained                 bool
 	bufferFull, reloadFail  float64
 	actorRestarts           float64
 	peakRSS                 map[string]int64
+	faults                  []faultResult
+}
+
+// sinkResult settles one sink's book.
+type sinkResult struct {
+	name                  string
+	delivered, duplicated int
+	dups                  map[string]int
+	foreign               int
+	dlq                   int // produced records found in the DLQ and never delivered
+	dlqAlsoDelivered      int
+	missing               int
+	missingSample         []int
+	missingAt             []uint32 // when each missing seq was sent, ms after the start
+	dlqAt                 []uint32 // when each DLQ'd seq was sent
 }
 
 // result settles the books: each produced seq delivered, dead-lettered or
-// missing.
+// missing, for every sink it is owed to.
 func (c *chaosRun) result(s *sampler, w *writer, drained bool) *chaosResult {
 	inDLQ, reasons, dlqErr := c.readDLQ()
 	l := c.ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := &chaosResult{produced: l.produced, prodBytes: l.prodBytes, delivered: l.unique, dups: l.dups, foreign: l.foreign,
+	r := &chaosResult{produced: l.produced, prodBytes: l.prodBytes,
 		dlqReasons: reasons, dlqErr: dlqErr, refused: len(l.refused), drained: drained, peakRSS: map[string]int64{},
 		p50: l.lat.quantile(0.5), p99: l.lat.quantile(0.99), maxLat: l.lat.max}
 	w.mu.Lock()
 	r.produceFailed = w.failed
 	w.mu.Unlock()
-	for seq, st := range l.state {
-		if st != seqProduced {
-			continue
-		}
-		if d := l.delivered[seq]; d > 1 {
-			r.duplicated += int(d) - 1
-		}
-		switch {
-		case l.delivered[seq] > 0 && inDLQ[seq]:
-			r.dlqAlsoDelivered++
-		case l.delivered[seq] > 0:
-		case inDLQ[seq]:
-			r.dlq++
-		default:
-			r.missing++
-			if len(r.missingSample) < 20 {
-				r.missingSample = append(r.missingSample, seq)
+	for _, b := range l.books {
+		sr := sinkResult{name: b.name, delivered: b.unique, dups: b.dups, foreign: b.foreign}
+		for seq, st := range l.state {
+			if st != seqProduced {
+				continue
+			}
+			if d := b.delivered[seq]; d > 1 {
+				sr.duplicated += int(d) - 1
+			}
+			dead := b.inDLQ(inDLQ, seq)
+			switch {
+			case b.delivered[seq] > 0 && dead:
+				sr.dlqAlsoDelivered++
+			case b.delivered[seq] > 0:
+			case dead:
+				sr.dlq++
+				sr.dlqAt = append(sr.dlqAt, l.sentAt[seq])
+			default:
+				sr.missing++
+				sr.missingAt = append(sr.missingAt, l.sentAt[seq])
+				if len(sr.missingSample) < 20 {
+					sr.missingSample = append(sr.missingSample, seq)
+				}
 			}
 		}
+		r.missing += sr.missing
+		r.sinks = append(r.sinks, sr)
 	}
 	c.mu.Lock()
 	r.crashes = c.crashes
+	r.faults = slices.Clone(c.faultResults)
 	c.mu.Unlock()
 	r.bufferFull, r.reloadFail, r.actorRestarts = s.total("buffer_full"), s.total("reload_failed"), s.total("actor_restarts")
 	for _, n := range c.nodes {
@@ -84,12 +104,22 @@ func (c *chaosRun) result(s *sampler, w *writer, drained bool) *chaosResult {
 	return r
 }
 
+// inDLQ says whether seq is in the DLQ on a path that b owes it on.
+func (b *book) inDLQ(dead map[string]map[int]bool, seq int) bool {
+	for _, o := range b.origins {
+		if dead[o][seq] {
+			return true
+		}
+	}
+	return false
+}
+
 var digits = regexp.MustCompile(`[0-9]+`)
 
 // readDLQ reads the whole DLQ stream through a node's NATS port, as the
-// nats CLI would: which seqs are there, and why.
-func (c *chaosRun) readDLQ() (map[int]bool, map[string]int, error) {
-	seqs, reasons := map[int]bool{}, map[string]int{}
+// nats CLI would: which seqs are there, by the subject they were on, and why.
+func (c *chaosRun) readDLQ() (map[string]map[int]bool, map[string]int, error) {
+	seqs, reasons := map[string]map[int]bool{}, map[string]int{}
 	var addr string
 	for _, n := range c.nodes {
 		if n.pid() != 0 {
@@ -146,9 +176,13 @@ func (c *chaosRun) readDLQ() (map[int]bool, map[string]int, error) {
 			if err != nil {
 				continue
 			}
+			origin := m.Headers().Get(batch.HeaderOrigin)
+			if seqs[origin] == nil {
+				seqs[origin] = map[int]bool{}
+			}
 			for _, rec := range recs {
 				if seq, ok := fieldInt(rec, `"seq":"`); ok {
-					seqs[seq] = true
+					seqs[origin][seq] = true
 				}
 			}
 			if md != nil && md.Sequence.Stream >= info.State.LastSeq {
@@ -172,6 +206,7 @@ func (r *chaosResult) write(c *chaosRun, s *sampler) error {
 	defer f.Close()
 	out := io.MultiWriter(os.Stdout, f)
 	r.table(out, c)
+	r.faultTable(out)
 	s.resources(out)
 	fmt.Fprintln(out, "\ntimeline:")
 	c.mu.Lock()
@@ -202,6 +237,9 @@ func (r *chaosResult) table(w io.Writer, c *chaosRun) {
 			injected = append(injected, fmt.Sprintf("%s×%d", k, kinds[k]))
 		}
 	}
+	if o.secondSource {
+		injected = append(injected, "second-source (all run long)")
+	}
 	if len(injected) == 0 {
 		injected = []string{"none"}
 	}
@@ -210,24 +248,37 @@ func (r *chaosResult) table(w io.Writer, c *chaosRun) {
 	fmt.Fprintf(w, "faults:    %s\n\n", strings.Join(injected, ", "))
 	row := func(name string, n int, note string) { fmt.Fprintf(w, "  %-22s %12s  %s\n", name, commas(n), note) }
 	row("produced", r.produced, fmt.Sprintf("records confirmed by SLS (%.0f MB); %d the producer gave up on are not counted", float64(r.prodBytes)/1e6, r.produceFailed))
-	row("delivered", r.delivered, "accepted by Splunk at least once")
-	row("DLQ'd", r.dlq, fmt.Sprintf("never delivered, in the DLQ (%d refused by Splunk with 400; %d also in the DLQ but delivered later)", r.refused, r.dlqAlsoDelivered))
+	for _, sr := range r.sinks {
+		if len(r.sinks) > 1 {
+			fmt.Fprintf(w, "  sink %s:\n", sr.name)
+		}
+		row("delivered", sr.delivered, "accepted by Splunk at least once")
+		note := fmt.Sprintf("never delivered, in the DLQ (%d also in the DLQ but delivered later)", sr.dlqAlsoDelivered)
+		if sr.name == r.sinks[0].name {
+			note = fmt.Sprintf("never delivered, in the DLQ (%d refused by Splunk with 400; %d also in the DLQ but delivered later)", r.refused, sr.dlqAlsoDelivered)
+		}
+		row("DLQ'd", sr.dlq, note)
+		verdict := "ok"
+		if sr.missing > 0 {
+			verdict = fmt.Sprintf("LOST, e.g. seqs %v", sr.missingSample)
+		}
+		row("missing", sr.missing, "must be 0: "+verdict)
+		var causes []string
+		for _, k := range sortedKeys(sr.dups) {
+			causes = append(causes, fmt.Sprintf("%s %s", k, commas(sr.dups[k])))
+		}
+		row("duplicated", sr.duplicated, fmt.Sprintf("extra copies at Splunk (%.3f %% of produced); by fault: %s", 100*float64(sr.duplicated)/math.Max(1, float64(r.produced)), strings.Join(causes, ", ")))
+		if sr.foreign > 0 {
+			fmt.Fprintf(w, "  %-22s %12s  events at Splunk that no confirmed write produced (a write the producer thought failed)\n", "unexpected", commas(sr.foreign))
+		}
+	}
+	fmt.Fprintln(w, "  DLQ by reason:")
 	for _, reason := range sortedKeys(r.dlqReasons) {
 		fmt.Fprintf(w, "  %-22s %12s    %s\n", "", commas(r.dlqReasons[reason]), reason)
 	}
 	if r.dlqErr != nil {
 		fmt.Fprintf(w, "  %-22s %12s    reading the DLQ failed: %v\n", "", "", r.dlqErr)
 	}
-	verdict := "ok"
-	if r.missing > 0 {
-		verdict = fmt.Sprintf("LOST, e.g. seqs %v", r.missingSample)
-	}
-	row("missing", r.missing, "must be 0: "+verdict)
-	var causes []string
-	for _, k := range sortedKeys(r.dups) {
-		causes = append(causes, fmt.Sprintf("%s %s", k, commas(r.dups[k])))
-	}
-	row("duplicated", r.duplicated, fmt.Sprintf("extra copies at Splunk (%.3f %% of produced); by fault: %s", 100*float64(r.duplicated)/math.Max(1, float64(r.produced)), strings.Join(causes, ", ")))
 	fmt.Fprintf(w, "  %-22s %12s  p50 %s, p99 %s, max %s\n", "latency SLS→Splunk", "", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.maxLat.Round(time.Millisecond))
 	var rss []string
 	for _, n := range c.nodes {
@@ -236,9 +287,6 @@ func (r *chaosResult) table(w io.Writer, c *chaosRun) {
 	fmt.Fprintf(w, "  %-22s %12s  %s\n", "peak RSS", "", strings.Join(rss, ", "))
 	fmt.Fprintf(w, "  %-22s %12s  %.0f publishes refused with buffer full (the source paused and retried), %.0f failed policy reloads (old set kept), %.0f actor restarts, %d unplanned node exits\n",
 		"seen inside", "", r.bufferFull, r.reloadFail, r.actorRestarts, r.crashes)
-	if r.foreign > 0 {
-		fmt.Fprintf(w, "  %-22s %12s  events at Splunk that no confirmed write produced (a write the producer thought failed)\n", "unexpected", commas(r.foreign))
-	}
 	if !r.drained {
 		fmt.Fprintf(w, "  the backlog did not drain within %s\n", o.drain)
 	}
@@ -325,4 +373,53 @@ func (s *sampler) writeCSV(path string) error {
 		b.WriteByte('\n')
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// faultResult is what one injected fault did: the HEC requests and the
+// events Splunk accepted while it lasted, and what became of the records
+// sent from its start to the next fault's.
+type faultResult struct {
+	f                  fault
+	requests, accepted int
+}
+
+// faultTable prints a row per injected fault. Records are charged to the
+// last fault that began before they were sent (a kill's copies and a
+// full buffer's waits come after its window).
+func (r *chaosResult) faultTable(w io.Writer) {
+	if len(r.faults) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nper fault (records charged to the last fault begun before they were sent; missing must be 0):")
+	fmt.Fprintf(w, "  %-7s %-44s %9s %8s %9s %9s %7s %7s\n", "at", "fault", "HEC req", "req/s", "accepted", "req/event", "DLQ'd", "missing")
+	count := func(at []uint32, from, to time.Duration) int {
+		n := 0
+		for _, t := range at {
+			if d := time.Duration(t) * time.Millisecond; d >= from && d < to {
+				n++
+			}
+		}
+		return n
+	}
+	for i, fr := range r.faults {
+		to := time.Duration(math.MaxInt64)
+		if i+1 < len(r.faults) {
+			to = r.faults[i+1].f.At
+		}
+		var dlq, missing int
+		for _, sr := range r.sinks {
+			dlq += count(sr.dlqAt, fr.f.At, to)
+			missing += count(sr.missingAt, fr.f.At, to)
+		}
+		perEvent := "-"
+		if fr.accepted > 0 {
+			perEvent = fmt.Sprintf("%.4f", float64(fr.requests)/float64(fr.accepted))
+		}
+		name := fr.f.String()
+		if len(name) > 44 {
+			name = name[:43] + "…"
+		}
+		fmt.Fprintf(w, "  %-7s %-44s %9s %8.1f %9s %9s %7s %7s\n", fmtOffset(fr.f.At), name, commas(fr.requests),
+			float64(fr.requests)/max(fr.f.For.Seconds(), 1), commas(fr.accepted), perEvent, commas(dlq), commas(missing))
+	}
 }
