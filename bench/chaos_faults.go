@@ -29,7 +29,7 @@ var faultKinds = []string{
 	"sls-slow",     // SLS takes seconds per pull
 	"policy-break", // a broken policy file in the policy directory
 	"policy-slow",  // a policy rule that runs past eval_timeout on a few records in a row
-	"operator-consumer", // an operator's durable consumer on OUT with no filter, acking everything
+	"operator-consumer", // an operator's durable consumer on OUT with no filter, acking everything, while Splunk is down and OUT fills
 	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
 
@@ -99,7 +99,7 @@ func schedule(seed uint64, kinds []string, nodes int, duration, fillTime time.Du
 			f.For, f.Param = between(10*time.Second, 25*time.Second), 1+2*r.Float64()
 		case "hec-refuse":
 			f.For, f.Param = between(10*time.Second, 20*time.Second), float64(20+r.IntN(80))
-		case "buffer-full":
+		case "buffer-full", "operator-consumer":
 			f.For = fillTime + between(5*time.Second, 15*time.Second)
 		default:
 			f.For = between(10*time.Second, 30*time.Second)
@@ -189,7 +189,17 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 		}
 		return func() { _ = os.Remove(path) }
 	case "operator-consumer":
-		return c.operatorConsumer()
+		// With Splunk down until OUT is past the trimmer's high-water
+		// mark: the trimmer then removes every delivered record, and
+		// must not count the operator's acks as the sink's.
+		c.hec.Down()
+		stop := c.operatorConsumer()
+		return func() {
+			stop()
+			if err := c.hec.Up(); err != nil {
+				c.eventf("HEC stand-in could not listen again: %v", err)
+			}
+		}
 	case "policy-break":
 		path := filepath.Join(c.policyDir, "zz_chaos_broken.rego")
 		// A syntax error: the reload must fail and the old set keep running.
