@@ -98,9 +98,9 @@ type chaosRun struct {
 	mu           sync.Mutex
 	events       []chaosEvent
 	faultResults []faultResult
-	begun   int // faults of the schedule injected so far
-	crashes int
-	stopped bool // the run is over: node exits are expected
+	begun        int // faults of the schedule injected so far
+	crashes      int
+	stopped      bool // the run is over: node exits are expected
 }
 
 type chaosEvent struct {

@@ -19,16 +19,16 @@ import (
 
 // The fault kinds a chaos run injects, each healed at the end of its window.
 var faultKinds = []string{
-	"kill",         // SIGKILL a random node, restart it after the window
-	"hec-down",     // Splunk refuses connections
-	"hec-busy",     // Splunk answers 503 "server is busy" in bursts
-	"hec-slow",     // Splunk takes seconds per request
-	"hec-refuse",   // Splunk refuses single events (400): they must reach the DLQ
-	"buffer-full",  // Splunk down until the backlog outgrows queue.max_bytes
-	"sls-5xx",      // SLS answers pulls with 500
-	"sls-slow",     // SLS takes seconds per pull
-	"policy-break", // a broken policy file in the policy directory
-	"policy-slow",  // a policy rule that runs past eval_timeout on a few records in a row
+	"kill",              // SIGKILL a random node, restart it after the window
+	"hec-down",          // Splunk refuses connections
+	"hec-busy",          // Splunk answers 503 "server is busy" in bursts
+	"hec-slow",          // Splunk takes seconds per request
+	"hec-refuse",        // Splunk refuses single events (400): they must reach the DLQ
+	"buffer-full",       // Splunk down until the backlog outgrows queue.max_bytes
+	"sls-5xx",           // SLS answers pulls with 500
+	"sls-slow",          // SLS takes seconds per pull
+	"policy-break",      // a broken policy file in the policy directory
+	"policy-slow",       // a policy rule that runs past eval_timeout on a few records in a row
 	"operator-consumer", // an operator's durable consumer on OUT with no filter, acking everything, while Splunk is down and OUT fills
 	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
