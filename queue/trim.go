@@ -3,6 +3,9 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,34 +79,24 @@ func (q *Queue) Trim(ctx context.Context) error {
 func (q *Queue) trimStream(ctx context.Context, name string) error {
 	s, err := q.js.Stream(ctx, name)
 	if err != nil {
-		return err
+		return fmt.Errorf("queue: trim %s: %w", name, err)
 	}
-	info, err := s.Info(ctx)
+	// Every subject stored, with the stream's state: purges go per
+	// concrete subject, whatever filters the consumers use.
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
 	if err != nil {
-		return err
+		return fmt.Errorf("queue: trim %s: stream info: %w", name, err)
 	}
+	consumers, err := q.listConsumers(ctx, name)
+	if err != nil {
+		return fmt.Errorf("queue: trim %s: %w", name, err)
+	}
+	floors := deliveredFloors(info.State.Subjects, durableReaders(consumers))
 	short := info.Config.MaxBytes > 0 && float64(info.State.Bytes) > trimHighWater*float64(info.Config.MaxBytes)
-	// The delivered floor of each filter subject: the lowest ack floor of
-	// the durable consumers reading it.
-	floors := map[string]uint64{}
-	consumers := s.ListConsumers(ctx)
-	for ci := range consumers.Info() {
-		if ci.Config.Durable == "" {
-			continue // replays and other ephemeral readers do not hold records
-		}
-		subj := ci.Config.FilterSubject
-		if subj == "" {
-			subj = ">"
-		}
-		if f, ok := floors[subj]; !ok || ci.AckFloor.Stream < f {
-			floors[subj] = ci.AckFloor.Stream
-		}
-	}
-	if err := consumers.Err(); err != nil {
-		return err
-	}
 	cutoff := time.Now().Add(-q.opts.RetainDelivered)
-	for subj, floor := range floors {
+	var errs []error
+	for _, subj := range slices.Sorted(maps.Keys(floors)) {
+		floor := floors[subj]
 		if floor == 0 {
 			continue
 		}
@@ -119,14 +112,16 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 			continue
 		}
 		if err := q.markTrimmed(ctx, s, name, subj, upTo); err != nil {
-			return err // no purge without the mark: a replay must know what is gone
+			errs = append(errs, err) // no purge without the mark: a replay must know what is gone
+			continue
 		}
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(upTo)); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("queue: trim %s %s below %d: %w", name, subj, upTo, err))
+			continue
 		}
 		q.log.Debug("trimmed delivered records", "stream", name, "subject", subj, "below_seq", upTo, "short_of_space", short)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // firstSeqSince is the sequence of the first message on subj stored at or
