@@ -56,6 +56,11 @@ type Options struct {
 	Cluster *ClusterOptions
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+
+	// trimLookupWait bounds the trimmer's wait for the answer to "which is
+	// the first record stored since the replay window began"; default 1s.
+	// Tests shorten it to make the answer not come.
+	trimLookupWait time.Duration
 }
 
 // ClusterOptions join the embedded server to other nodes (see cluster/).
@@ -101,6 +106,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.PublishInFlight <= 0 {
 		o.PublishInFlight = 256
+	}
+	if o.trimLookupWait <= 0 {
+		o.trimLookupWait = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

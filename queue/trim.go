@@ -136,7 +136,7 @@ func (q *Queue) firstSeqSince(ctx context.Context, stream, subj string, t time.T
 		return 0, err
 	}
 	defer q.dropOrdered(stream, oc)
-	batch, err := oc.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	batch, err := oc.Fetch(1, jetstream.FetchMaxWait(q.opts.trimLookupWait))
 	if err != nil {
 		return 0, err
 	}
