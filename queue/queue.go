@@ -58,7 +58,8 @@ type Options struct {
 	Metrics prometheus.Registerer
 
 	// trimLookupWait bounds the trimmer's wait for the answer to "which is
-	// the first record stored since the replay window began"; default 1s.
+	// the first record stored since the replay window began"; default
+	// apiTimeout. Without an answer the subject waits for the next round.
 	// Tests shorten it to make the answer not come.
 	trimLookupWait time.Duration
 }
@@ -108,7 +109,7 @@ func (o *Options) setDefaults() error {
 		o.PublishInFlight = 256
 	}
 	if o.trimLookupWait <= 0 {
-		o.trimLookupWait = time.Second
+		o.trimLookupWait = apiTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -2,12 +2,14 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -104,7 +106,9 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 		if !short {
 			first, err := q.firstSeqSince(ctx, name, subj, cutoff)
 			if err != nil {
-				return err
+				// No definite answer: leave the subject for the next round.
+				q.log.Warn("not trimming a subject this round: no answer on its replay window", "stream", name, "subject", subj, "err", err)
+				continue
 			}
 			upTo = min(upTo, first)
 		}
@@ -125,45 +129,47 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 }
 
 // firstSeqSince is the sequence of the first message on subj stored at or
-// after t, or the last sequence plus one when there is none.
+// after t, or the highest sequence there is when the stream says it holds
+// none. Only a message or the stream leader's definite "no message found"
+// (404) is an answer: a timeout, no responders or any other error is an
+// error, and the caller then leaves the subject alone — read as "nothing
+// newer", it would purge the whole replay window.
+//
+// It asks the stream leader through the JetStream API's message get with a
+// start time (not the direct get, which any replica may answer, nor a
+// consumer, whose empty fetch cannot tell a 408 from "none").
 func (q *Queue) firstSeqSince(ctx context.Context, stream, subj string, t time.Time) (uint64, error) {
-	oc, err := q.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subj},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &t,
-	})
+	ctx, cancel := context.WithTimeout(ctx, q.opts.trimLookupWait)
+	defer cancel()
+	m, err := q.msgGet(ctx, stream, server.JSApiMsgGetRequest{StartTime: &t, NextFor: subj, NoHeaders: true})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return ^uint64(0), nil
+	}
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("queue: first record on %s %s since %s: %w", stream, subj, t.UTC().Format(time.RFC3339), err)
 	}
-	defer q.dropOrdered(stream, oc)
-	batch, err := oc.Fetch(1, jetstream.FetchMaxWait(q.opts.trimLookupWait))
-	if err != nil {
-		return 0, err
-	}
-	for m := range batch.Messages() {
-		md, err := m.Metadata()
-		if err != nil {
-			return 0, err
-		}
-		return md.Sequence.Stream, nil
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-		return 0, err
-	}
-	return ^uint64(0), nil
+	return m.Sequence, nil
 }
 
-// dropOrdered deletes an ordered consumer that is done: the server would
-// otherwise keep it, with three goroutines, for its 5-minute inactivity
-// threshold — and the trimmer makes one per subject each run.
-func (q *Queue) dropOrdered(stream string, oc jetstream.Consumer) {
-	info := oc.CachedInfo()
-	if info == nil {
-		return
+// msgGet asks the stream leader for one stored message. A "no message
+// found" answer is jetstream.ErrMsgNotFound.
+func (q *Queue) msgGet(ctx context.Context, stream string, req server.JSApiMsgGetRequest) (*server.StoredMsg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("message get: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := q.js.DeleteConsumer(ctx, stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		q.log.Debug("deleting a finished reader failed; the server drops it when idle", "stream", stream, "err", err)
+	var resp server.JSApiMsgGetResponse
+	if err := q.apiRequest(ctx, fmt.Sprintf(server.JSApiMsgGetT, stream), body, &resp); err != nil {
+		return nil, err
 	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == uint16(server.JSNoMessageFoundErr) {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, fmt.Errorf("message get on %s: %w", stream, resp.Error)
+	}
+	if resp.Message == nil {
+		return nil, fmt.Errorf("message get on %s: an answer with neither message nor error", stream)
+	}
+	return resp.Message, nil
 }

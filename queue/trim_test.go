@@ -177,3 +177,28 @@ func TestDeliveredFloorsErrOnKeeping(t *testing.T) {
 		})
 	}
 }
+
+// Issue case 3: when the answer to "which is the first record stored since
+// the replay window began" does not come in time (a server 408 under load,
+// the client's own timer), the trimmer must not read it as "none": every
+// delivered record is inside the window and must stay.
+func TestTrimKeepsTheWindowWhenTheLookupGetsNoAnswer(t *testing.T) {
+	q := startQueue(t, t.TempDir(), func(o *Options) {
+		o.RetainDelivered = time.Hour
+		o.trimLookupWait = time.Nanosecond // the answer cannot come in time
+	})
+	defer q.Close()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliverAll(t, q, 5)
+	if err := q.Trim(ctx); err != nil {
+		t.Logf("trim: %v", err) // an error is fine; a purge is not
+	}
+	if n := streamMsgs(t, q, StreamRaw); n != 5 {
+		t.Fatalf("RAW holds %d of 5 delivered records stored a moment ago, inside the 1h replay window: a lookup without an answer was read as \"nothing newer\"", n)
+	}
+}
