@@ -44,14 +44,21 @@ func (q *Queue) markTrimmed(ctx context.Context, s jetstream.Stream, stream, sub
 	if err != nil {
 		return fmt.Errorf("queue: trim marks: %w", err)
 	}
-	key := trimKey(stream, subject)
+	if err := raiseMark(ctx, kv, trimKey(stream, subject), bound); err != nil {
+		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+	}
+	return nil
+}
+
+// raiseMark sets the mark at key to bound unless it is already later.
+func raiseMark(ctx context.Context, kv jetstream.KeyValue, key string, bound time.Time) error {
 	if e, err := kv.Get(ctx, key); err == nil {
 		if old, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && !old.Before(bound) {
 			return nil
 		}
 	}
 	if _, err := kv.Put(ctx, key, []byte(bound.UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+		return err
 	}
 	return nil
 }
