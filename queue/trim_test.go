@@ -202,3 +202,88 @@ func TestTrimKeepsTheWindowWhenTheLookupGetsNoAnswer(t *testing.T) {
 		t.Fatalf("RAW holds %d of 5 delivered records stored a moment ago, inside the 1h replay window: a lookup without an answer was read as \"nothing newer\"", n)
 	}
 }
+
+// interleavingKV runs between, once, after its first Get: another writer
+// that acts between this writer's read and its write.
+type interleavingKV struct {
+	jetstream.KeyValue
+	between func()
+}
+
+func (kv *interleavingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	e, err := kv.KeyValue.Get(ctx, key)
+	if f := kv.between; f != nil {
+		kv.between = nil
+		f()
+	}
+	return e, err
+}
+
+func markAt(t *testing.T, kv jetstream.KeyValue, key string) time.Time {
+	t.Helper()
+	e, err := kv.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Issue case 12: two nodes raise the same trim mark; the one with the
+// earlier bound read the mark before the other wrote a later one. The mark
+// must end at the later bound, whether the key was absent or not.
+func TestTrimMarkNeverMovesBackwards(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	kv, err := q.trimMarks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	early, late := base.Add(time.Hour), base.Add(2*time.Hour)
+	for _, tc := range []struct {
+		name    string
+		initial *time.Time
+	}{
+		{"absent", nil},
+		{"present", &base},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := trimKey(StreamOut, "out."+tc.name)
+			if tc.initial != nil {
+				if err := raiseMark(ctx, kv, key, *tc.initial); err != nil {
+					t.Fatal(err)
+				}
+			}
+			racing := &interleavingKV{KeyValue: kv, between: func() {
+				if err := raiseMark(ctx, kv, key, late); err != nil {
+					t.Error(err)
+				}
+			}}
+			if err := raiseMark(ctx, racing, key, early); err != nil {
+				t.Fatal(err)
+			}
+			if m := markAt(t, kv, key); !m.Equal(late) {
+				t.Fatalf("mark %s after writers of %s and %s: it moved backwards", m.Format(time.RFC3339), early.Format(time.RFC3339), late.Format(time.RFC3339))
+			}
+		})
+	}
+	// And writers that really run at once end at the latest bound.
+	key := trimKey(StreamOut, "out.concurrent")
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() { errs <- raiseMark(ctx, kv, key, base.Add(time.Duration(i)*time.Minute)) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := markAt(t, kv, key); !m.Equal(base.Add(7 * time.Minute)) {
+		t.Fatalf("mark %s after 8 concurrent writers, want the latest %s", m.Format(time.RFC3339), base.Add(7*time.Minute).Format(time.RFC3339))
+	}
+}

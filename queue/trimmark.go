@@ -50,18 +50,40 @@ func (q *Queue) markTrimmed(ctx context.Context, s jetstream.Stream, stream, sub
 	return nil
 }
 
-// raiseMark sets the mark at key to bound unless it is already later.
+// raiseMark sets the mark at key to bound unless it is already as late.
+// Nodes trim at once, so it writes by compare-and-swap on the key's
+// revision (Create when absent, Update at the revision it read) and, when
+// another writer got there first, reads again: the mark never moves back.
 func raiseMark(ctx context.Context, kv jetstream.KeyValue, key string, bound time.Time) error {
-	if e, err := kv.Get(ctx, key); err == nil {
+	value := []byte(bound.UTC().Format(time.RFC3339Nano))
+	for range markAttempts {
+		e, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = kv.Create(ctx, key, value)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // another writer created it: compare with theirs
+			}
+			return err
+		case err != nil:
+			return err
+		}
+		// A mark that does not parse is overwritten: it says nothing.
 		if old, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && !old.Before(bound) {
 			return nil
 		}
-	}
-	if _, err := kv.Put(ctx, key, []byte(bound.UTC().Format(time.RFC3339Nano))); err != nil {
+		_, err = kv.Update(ctx, key, value, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			continue // another writer moved it: compare with theirs
+		}
 		return err
 	}
-	return nil
+	return fmt.Errorf("key %s: still changed by other writers after %d attempts", key, markAttempts)
 }
+
+// markAttempts bounds raiseMark's reads and writes. Each conflict means
+// another node moved the mark, so a few are plenty.
+const markAttempts = 16
 
 // TrimmedBefore is the store time before which records on subject (or on a
 // filter that overlaps it) were removed; zero when nothing was.
