@@ -18,10 +18,13 @@ import (
 // window, drop delivered ones first when short of space", so the streams use
 // Limits retention with DiscardNew (nothing stored is ever dropped by
 // JetStream) and this loop removes delivered records itself: a record is
-// delivered once every durable consumer on its subject has acked past it (the
-// consumer's ack floor). Delivered records go when older than
-// RetainDelivered, or all of them, oldest first, when a stream is over
-// trimHighWater of its limit.
+// delivered once every durable consumer whose filters match its subject has
+// acked past it (the consumer's ack floor), sluice's own or not
+// (trimreaders.go). Delivered records go when older than RetainDelivered,
+// or all of them, oldest first, when a stream is over trimHighWater of its
+// limit. Whenever the trimmer lacks a definite answer (a consumer list with
+// consumers missing, a replay-window lookup that timed out) it keeps the
+// records and tries again next round.
 const trimHighWater = 0.8
 
 // TrimInterval is how often the trimmer runs. A publish refused for a full
@@ -67,7 +70,8 @@ func (q *Queue) kickTrim() {
 
 // Trim removes delivered records that fell out of the replay window, or all
 // delivered records of a stream that is short of space. Safe to run on every
-// node of a cluster at once: a purge below the ack floor is idempotent.
+// node of a cluster at once: a purge below the ack floor is idempotent and
+// trim marks only move forward (raiseMark).
 func (q *Queue) Trim(ctx context.Context) error {
 	var errs []error
 	for _, name := range []string{StreamRaw, StreamOut} {
