@@ -38,14 +38,14 @@ func (q *Queue) markTrimmed(ctx context.Context, s jetstream.Stream, stream, sub
 	case err == nil:
 		bound = m.Time
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+		return fmt.Errorf("queue: trim mark for %s %s: first record kept, from %d: %w", stream, subject, upTo, err)
 	}
 	kv, err := q.trimMarks(ctx)
 	if err != nil {
 		return fmt.Errorf("queue: trim marks: %w", err)
 	}
 	if err := raiseMark(ctx, kv, trimKey(stream, subject), bound); err != nil {
-		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+		return fmt.Errorf("queue: trim mark for %s %s: writing %s: %w", stream, subject, bound.UTC().Format(time.RFC3339Nano), err)
 	}
 	return nil
 }
