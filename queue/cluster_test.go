@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/cluster"
 )
@@ -36,6 +37,12 @@ func startCluster(t *testing.T, n int) []*Queue {
 
 func startClusterWith(t *testing.T, n int, tls func(i int) *ClusterTLS) []*Queue {
 	t.Helper()
+	return startClusterOpts(t, n, tls, nil)
+}
+
+// startClusterOpts is startClusterWith with mod applied to every node's options.
+func startClusterOpts(t *testing.T, n int, tls func(i int) *ClusterTLS, mod func(*Options)) []*Queue {
+	t.Helper()
 	ports := freePorts(t, n)
 	peers := make([]string, n)
 	for i, p := range ports {
@@ -47,10 +54,14 @@ func startClusterWith(t *testing.T, n int, tls func(i int) *ClusterTLS) []*Queue
 		go func(i int) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			q, err := Start(ctx, Options{
+			opts := Options{
 				DataDir: t.TempDir(), ServerName: fmt.Sprintf("node-%d", i+1), MaxBytes: 64 << 20, Replicas: 3,
 				Cluster: &ClusterOptions{Name: "test", Listen: peers[i], Peers: peers},
-			}.withTLS(tls, i))
+			}.withTLS(tls, i)
+			if mod != nil {
+				mod(&opts)
+			}
+			q, err := Start(ctx, opts)
 			qs[i] = q
 			errs <- err
 		}(i)
@@ -70,11 +81,15 @@ func startClusterWith(t *testing.T, n int, tls func(i int) *ClusterTLS) []*Queue
 	return qs
 }
 
+// The trimmer runs on every node at once; in a cluster the consumer list
+// comes from the meta leader, the replay-window lookup from the stream
+// leader and the trim marks are an R3 bucket. Checked here, on the records
+// this test delivers, to save starting another cluster.
 func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	qs := startCluster(t, 3)
+	qs := startClusterOpts(t, 3, nil, func(o *Options) { o.RetainDelivered = time.Nanosecond })
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
 		q := qs[i%3] // publish through every node
@@ -112,6 +127,58 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 	}
 	if r := info.CachedInfo().Config.Replicas; r != 3 {
 		t.Fatalf("RAW has %d replicas", r)
+	}
+
+	waitFor(t, func() bool {
+		info, err := cs[0].Info(ctx)
+		return err == nil && info.AckFloor.Stream == 20
+	})
+	// An operator's durable without a filter that acked only 2 holds the rest.
+	op, err := qs[0].js.CreateOrUpdateConsumer(ctx, StreamRaw, jetstream.ConsumerConfig{Durable: "debug", AckPolicy: jetstream.AckAllPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := op.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last jetstream.Msg
+	for m := range b.Messages() {
+		last = m
+	}
+	if last == nil {
+		t.Fatalf("the operator's durable got nothing: %v", b.Error())
+	}
+	if err := last.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		// The first trim creates the R3 marks bucket: until its replicas
+		// elect a leader, writing a mark finds no responders, and then
+		// nothing is purged; the trimmer's next round would try again.
+		deadline := time.Now().Add(10 * time.Second)
+		for err := q.Trim(ctx); err != nil; err = q.Trim(ctx) {
+			if time.Now().After(deadline) {
+				t.Fatalf("trim on %s: %v", q.opts.ServerName, err)
+			}
+			t.Logf("trim on %s: %v; again", q.opts.ServerName, err)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if n := streamMsgs(t, qs[2], StreamRaw); n != 18 {
+		t.Fatalf("RAW holds %d after trims, want 18: the 2 every durable acked go, the operator's durable holds the rest", n)
+	}
+	if err := qs[0].js.DeleteConsumer(ctx, StreamRaw, "debug"); err != nil {
+		t.Fatal(err)
+	}
+	if err := qs[1].Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, qs[0], StreamRaw); n != 0 {
+		t.Fatalf("RAW holds %d after every durable acked everything, want 0", n)
+	}
+	if m, err := qs[2].TrimmedBefore(ctx, StreamRaw, RawSubject("a")); err != nil || m.IsZero() {
+		t.Fatalf("trim mark %v, %v: want one", m, err)
 	}
 }
 

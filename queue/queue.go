@@ -56,6 +56,12 @@ type Options struct {
 	Cluster *ClusterOptions
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+
+	// trimLookupWait bounds the trimmer's wait for the answer to "which is
+	// the first record stored since the replay window began"; default
+	// apiTimeout. Without an answer the subject waits for the next round.
+	// Tests shorten it to make the answer not come.
+	trimLookupWait time.Duration
 }
 
 // ClusterOptions join the embedded server to other nodes (see cluster/).
@@ -101,6 +107,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.PublishInFlight <= 0 {
 		o.PublishInFlight = 256
+	}
+	if o.trimLookupWait <= 0 {
+		o.trimLookupWait = apiTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

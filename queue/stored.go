@@ -223,3 +223,18 @@ func (q *Queue) SubjectCounts(ctx context.Context, stream string) (map[string]ui
 	}
 	return info.State.Subjects, nil
 }
+
+// dropOrdered deletes an ordered consumer that is done: the server would
+// otherwise keep it, with three goroutines, for its 5-minute inactivity
+// threshold — and every scan makes one.
+func (q *Queue) dropOrdered(stream string, oc jetstream.Consumer) {
+	info := oc.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := q.js.DeleteConsumer(ctx, stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		q.log.Debug("deleting a finished reader failed; the server drops it when idle", "stream", stream, "err", err)
+	}
+}

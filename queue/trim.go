@@ -2,9 +2,14 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -13,10 +18,13 @@ import (
 // window, drop delivered ones first when short of space", so the streams use
 // Limits retention with DiscardNew (nothing stored is ever dropped by
 // JetStream) and this loop removes delivered records itself: a record is
-// delivered once every durable consumer on its subject has acked past it (the
-// consumer's ack floor). Delivered records go when older than
-// RetainDelivered, or all of them, oldest first, when a stream is over
-// trimHighWater of its limit.
+// delivered once every durable consumer whose filters match its subject has
+// acked past it (the consumer's ack floor), sluice's own or not
+// (trimreaders.go). Delivered records go when older than RetainDelivered,
+// or all of them, oldest first, when a stream is over trimHighWater of its
+// limit. Whenever the trimmer lacks a definite answer (a consumer list with
+// consumers missing, a replay-window lookup that timed out) it keeps the
+// records and tries again next round.
 const trimHighWater = 0.8
 
 // TrimInterval is how often the trimmer runs. A publish refused for a full
@@ -62,7 +70,8 @@ func (q *Queue) kickTrim() {
 
 // Trim removes delivered records that fell out of the replay window, or all
 // delivered records of a stream that is short of space. Safe to run on every
-// node of a cluster at once: a purge below the ack floor is idempotent.
+// node of a cluster at once: a purge below the ack floor is idempotent and
+// trim marks only move forward (raiseMark).
 func (q *Queue) Trim(ctx context.Context) error {
 	var errs []error
 	for _, name := range []string{StreamRaw, StreamOut} {
@@ -76,34 +85,24 @@ func (q *Queue) Trim(ctx context.Context) error {
 func (q *Queue) trimStream(ctx context.Context, name string) error {
 	s, err := q.js.Stream(ctx, name)
 	if err != nil {
-		return err
+		return fmt.Errorf("queue: trim %s: %w", name, err)
 	}
-	info, err := s.Info(ctx)
+	// Every subject stored, with the stream's state: purges go per
+	// concrete subject, whatever filters the consumers use.
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
 	if err != nil {
-		return err
+		return fmt.Errorf("queue: trim %s: stream info: %w", name, err)
 	}
+	consumers, err := q.listConsumers(ctx, name)
+	if err != nil {
+		return fmt.Errorf("queue: trim %s: %w", name, err)
+	}
+	floors := deliveredFloors(info.State.Subjects, durableReaders(consumers))
 	short := info.Config.MaxBytes > 0 && float64(info.State.Bytes) > trimHighWater*float64(info.Config.MaxBytes)
-	// The delivered floor of each filter subject: the lowest ack floor of
-	// the durable consumers reading it.
-	floors := map[string]uint64{}
-	consumers := s.ListConsumers(ctx)
-	for ci := range consumers.Info() {
-		if ci.Config.Durable == "" {
-			continue // replays and other ephemeral readers do not hold records
-		}
-		subj := ci.Config.FilterSubject
-		if subj == "" {
-			subj = ">"
-		}
-		if f, ok := floors[subj]; !ok || ci.AckFloor.Stream < f {
-			floors[subj] = ci.AckFloor.Stream
-		}
-	}
-	if err := consumers.Err(); err != nil {
-		return err
-	}
 	cutoff := time.Now().Add(-q.opts.RetainDelivered)
-	for subj, floor := range floors {
+	var errs []error
+	for _, subj := range slices.Sorted(maps.Keys(floors)) {
+		floor := floors[subj]
 		if floor == 0 {
 			continue
 		}
@@ -111,7 +110,9 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 		if !short {
 			first, err := q.firstSeqSince(ctx, name, subj, cutoff)
 			if err != nil {
-				return err
+				// No definite answer: leave the subject for the next round.
+				q.log.Warn("not trimming a subject this round: no answer on its replay window", "stream", name, "subject", subj, "err", err)
+				continue
 			}
 			upTo = min(upTo, first)
 		}
@@ -119,56 +120,60 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 			continue
 		}
 		if err := q.markTrimmed(ctx, s, name, subj, upTo); err != nil {
-			return err // no purge without the mark: a replay must know what is gone
+			errs = append(errs, err) // no purge without the mark: a replay must know what is gone
+			continue
 		}
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(upTo)); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("queue: trim %s %s below %d: %w", name, subj, upTo, err))
+			continue
 		}
 		q.log.Debug("trimmed delivered records", "stream", name, "subject", subj, "below_seq", upTo, "short_of_space", short)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // firstSeqSince is the sequence of the first message on subj stored at or
-// after t, or the last sequence plus one when there is none.
+// after t, or the highest sequence there is when the stream says it holds
+// none. Only a message or the stream leader's definite "no message found"
+// (404) is an answer: a timeout, no responders or any other error is an
+// error, and the caller then leaves the subject alone — read as "nothing
+// newer", it would purge the whole replay window.
+//
+// It asks the stream leader through the JetStream API's message get with a
+// start time (not the direct get, which any replica may answer, nor a
+// consumer, whose empty fetch cannot tell a 408 from "none").
 func (q *Queue) firstSeqSince(ctx context.Context, stream, subj string, t time.Time) (uint64, error) {
-	oc, err := q.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subj},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &t,
-	})
+	ctx, cancel := context.WithTimeout(ctx, q.opts.trimLookupWait)
+	defer cancel()
+	m, err := q.msgGet(ctx, stream, server.JSApiMsgGetRequest{StartTime: &t, NextFor: subj, NoHeaders: true})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return ^uint64(0), nil
+	}
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("queue: first record on %s %s since %s: %w", stream, subj, t.UTC().Format(time.RFC3339), err)
 	}
-	defer q.dropOrdered(stream, oc)
-	batch, err := oc.Fetch(1, jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		return 0, err
-	}
-	for m := range batch.Messages() {
-		md, err := m.Metadata()
-		if err != nil {
-			return 0, err
-		}
-		return md.Sequence.Stream, nil
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-		return 0, err
-	}
-	return ^uint64(0), nil
+	return m.Sequence, nil
 }
 
-// dropOrdered deletes an ordered consumer that is done: the server would
-// otherwise keep it, with three goroutines, for its 5-minute inactivity
-// threshold — and the trimmer makes one per subject each run.
-func (q *Queue) dropOrdered(stream string, oc jetstream.Consumer) {
-	info := oc.CachedInfo()
-	if info == nil {
-		return
+// msgGet asks the stream leader for one stored message. A "no message
+// found" answer is jetstream.ErrMsgNotFound.
+func (q *Queue) msgGet(ctx context.Context, stream string, req server.JSApiMsgGetRequest) (*server.StoredMsg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("message get: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := q.js.DeleteConsumer(ctx, stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		q.log.Debug("deleting a finished reader failed; the server drops it when idle", "stream", stream, "err", err)
+	var resp server.JSApiMsgGetResponse
+	if err := q.apiRequest(ctx, fmt.Sprintf(server.JSApiMsgGetT, stream), body, &resp); err != nil {
+		return nil, err
 	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == uint16(server.JSNoMessageFoundErr) {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, fmt.Errorf("message get on %s: %w", stream, resp.Error)
+	}
+	if resp.Message == nil {
+		return nil, fmt.Errorf("message get on %s: an answer with neither message nor error", stream)
+	}
+	return resp.Message, nil
 }

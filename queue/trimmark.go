@@ -38,23 +38,52 @@ func (q *Queue) markTrimmed(ctx context.Context, s jetstream.Stream, stream, sub
 	case err == nil:
 		bound = m.Time
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+		return fmt.Errorf("queue: trim mark for %s %s: first record kept, from %d: %w", stream, subject, upTo, err)
 	}
 	kv, err := q.trimMarks(ctx)
 	if err != nil {
 		return fmt.Errorf("queue: trim marks: %w", err)
 	}
-	key := trimKey(stream, subject)
-	if e, err := kv.Get(ctx, key); err == nil {
-		if old, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && !old.Before(bound) {
-			return nil
-		}
-	}
-	if _, err := kv.Put(ctx, key, []byte(bound.UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("queue: trim mark for %s %s: %w", stream, subject, err)
+	if err := raiseMark(ctx, kv, trimKey(stream, subject), bound); err != nil {
+		return fmt.Errorf("queue: trim mark for %s %s: writing %s: %w", stream, subject, bound.UTC().Format(time.RFC3339Nano), err)
 	}
 	return nil
 }
+
+// raiseMark sets the mark at key to bound unless it is already as late.
+// Nodes trim at once, so it writes by compare-and-swap on the key's
+// revision (Create when absent, Update at the revision it read) and, when
+// another writer got there first, reads again: the mark never moves back.
+func raiseMark(ctx context.Context, kv jetstream.KeyValue, key string, bound time.Time) error {
+	value := []byte(bound.UTC().Format(time.RFC3339Nano))
+	for range markAttempts {
+		e, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = kv.Create(ctx, key, value)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // another writer created it: compare with theirs
+			}
+			return err
+		case err != nil:
+			return err
+		}
+		// A mark that does not parse is overwritten: it says nothing.
+		if old, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && !old.Before(bound) {
+			return nil
+		}
+		_, err = kv.Update(ctx, key, value, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			continue // another writer moved it: compare with theirs
+		}
+		return err
+	}
+	return fmt.Errorf("key %s: still changed by other writers after %d attempts", key, markAttempts)
+}
+
+// markAttempts bounds raiseMark's reads and writes. Each conflict means
+// another node moved the mark, so a few are plenty.
+const markAttempts = 16
 
 // TrimmedBefore is the store time before which records on subject (or on a
 // filter that overlaps it) were removed; zero when nothing was.
