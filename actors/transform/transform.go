@@ -261,6 +261,8 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 // publish stores a batch's outputs. While OUT is full it keeps the RAW
 // batch (in progress, so JetStream neither redelivers nor counts it) and
 // retries: a full buffer pauses the stage, it never drops or dead-letters.
+// A retry sends only the outputs not stored yet: past the duplicate window
+// an output sent again would be stored twice.
 func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Delivery, msgs []*nats.Msg) error {
 	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
 		err := t.deps.Queue.Publish(ctx, msgs)
@@ -271,6 +273,15 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Deli
 		if !errors.Is(err, queue.ErrBufferFull) || ctx.Err() != nil {
 			return err
 		}
+		var perr *queue.PublishError
+		if !errors.As(err, &perr) {
+			return err
+		}
+		failed := make([]*nats.Msg, 0, len(perr.Failed))
+		for _, i := range perr.Failed {
+			failed = append(failed, msgs[i])
+		}
+		msgs = failed
 		h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
 		_ = d.InProgress()
 		select {

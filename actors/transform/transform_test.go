@@ -3,6 +3,7 @@ package transform
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -268,5 +269,69 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 15s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// OUT has room for one sink's output of a RAW batch and not the other's:
+// the retry once there is room stores only the one that failed. Past the
+// duplicate window, sending the stored one again would store it twice.
+func TestRetryAfterFullOUTPublishesOnlyWhatFailed(t *testing.T) {
+	ctx := context.Background()
+	q, err := queue.Start(ctx, queue.Options{DataDir: t.TempDir(), MaxBytes: 4 << 20, DuplicateWindow: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	f := &fixture{t: t, q: q}
+	// Fill OUT with another sink's backlog, then free one filler: 20 to
+	// 40 KB are left, room for a small output but not a 60 KB one.
+	filler := batch.Encode([][]byte{[]byte(strings.Repeat("x", 20<<10))})
+	var last uint64
+	for i := 0; ; i++ {
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, fmt.Sprint("filler-", i))
+		err := q.Publish(ctx, []*nats.Msg{{Subject: queue.OutSubject("c"), Header: h, Data: filler}})
+		if errors.Is(err, queue.ErrBufferFull) {
+			break
+		}
+		if err != nil || i > 1000 {
+			t.Fatalf("filling OUT: %v (%d fillers)", err, i)
+		}
+		last++
+	}
+	s, err := q.JetStream().Stream(ctx, queue.StreamOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	f.publishRaw("raw-1", `{"to_a":true,"k":1}`, fmt.Sprintf(`{"to_b":true,"pad":%q}`, strings.Repeat("y", 60<<10)))
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := rego.Load(dir, rego.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk, "c": KindSplunk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
+	rt.Add(actors.StageTransform, "transform", tr)
+	rt.Start(ctx)
+	defer rt.Stop(10 * time.Second)
+	waitUntil(t, func() bool { err := rt.Ready(); return err != nil && strings.Contains(err.Error(), "OUT is full") })
+	time.Sleep(time.Second) // out.a's batch is stored; its ID leaves the duplicate window
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject("out.c")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitIdle()
+	a, b := f.read(queue.StreamOut, "out.a"), f.read(queue.StreamOut, "out.b")
+	if len(a) != 1 || len(b) != 1 {
+		t.Fatalf("out.a holds %d batches, out.b %d; want 1 each (a stored output was published again)", len(a), len(b))
 	}
 }
