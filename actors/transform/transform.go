@@ -102,6 +102,9 @@ type Transform struct {
 // New builds the transform.
 func New(cfg Config, deps Deps) (*Transform, error) {
 	cfg.SetDefaults()
+	if cfg.AckWait <= 0 {
+		return nil, fmt.Errorf("transform: ack_wait %s: want more than 0", cfg.AckWait)
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +200,7 @@ type scratch struct {
 // handle transforms one RAW batch. A nil return means it is acked; an
 // error means it is not (it comes back later).
 func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery, s *scratch) error {
+	defer t.keepAlive(d)()
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		t.m.dlq.WithLabelValues("corrupt").Inc()
@@ -248,7 +252,7 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		}
 	}
 	if msgs := t.outMessages(d, perSink); len(msgs) > 0 {
-		if err := t.publish(ctx, h, d, msgs); err != nil {
+		if err := t.publish(ctx, h, msgs); err != nil {
 			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
 		for _, m := range msgs {
@@ -258,12 +262,41 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	return d.Ack()
 }
 
-// publish stores a batch's outputs. While OUT is full it keeps the RAW
-// batch (in progress, so JetStream neither redelivers nor counts it) and
-// retries: a full buffer pauses the stage, it never drops or dead-letters.
-// A retry sends only the outputs not stored yet: past the duplicate window
-// an output sent again would be stored twice.
-func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Delivery, msgs []*nats.Msg) error {
+// keepAlive renews d's lease every AckWait/3 until the returned stop is
+// called, so a batch whose evaluation, dead-lettering or publishing takes
+// longer than AckWait is neither sent again (work done twice) nor counted
+// towards MaxDeliveries. stop returns once no renewal is under way, so
+// none follows the batch's ack or nak.
+func (t *Transform) keepAlive(d *queue.Delivery) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(t.cfg.AckWait.D() / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if err := d.InProgress(); err != nil {
+					t.log.Warn("renewing a RAW batch's lease failed; JetStream may send it again", "batch", d.ID, "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// publish stores a batch's outputs. While OUT is full it retries (the
+// keep-alive of handle holds the RAW batch meanwhile, so JetStream neither
+// redelivers nor counts it): a full buffer pauses the stage, it never drops
+// or dead-letters. A retry sends only the outputs not stored yet: past the
+// duplicate window an output sent again would be stored twice.
+func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.Msg) error {
 	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
 		err := t.deps.Queue.Publish(ctx, msgs)
 		if err == nil {
@@ -283,7 +316,6 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Deli
 		}
 		msgs = failed
 		h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
-		_ = d.InProgress()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -32,41 +32,80 @@ log contains {"timestamp": 4, "data": {"n": n}, "sink": "a"} if {
 	input.loop
 	n := count([x | some x in numbers.range(1, 100000000); x % 7 == 3])
 }
+log contains {"timestamp": 5, "data": {"k": input.k, "n": n}, "sink": "a"} if {
+	input.spin
+	n := count([x | some x in numbers.range(1, input.spin); x % 7 == 3])
+}
 `
 
 type fixture struct {
-	t   *testing.T
-	q   *queue.Queue
-	reg *prometheus.Registry
+	t    *testing.T
+	q    *queue.Queue
+	qreg *prometheus.Registry // the queue's metrics
+	reg  *prometheus.Registry // the transform's
 }
 
 func newFixture(t *testing.T) *fixture {
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 128 << 20})
+	qreg := prometheus.NewRegistry()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 128 << 20, Metrics: qreg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
-	return &fixture{t: t, q: q, reg: prometheus.NewRegistry()}
+	return &fixture{t: t, q: q, qreg: qreg, reg: prometheus.NewRegistry()}
 }
 
 func (f *fixture) run() func() {
-	dir := f.t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-	eng, err := rego.Load(dir, rego.Options{EvalTimeout: 50 * time.Millisecond})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	_, stop := f.runWith(Config{}, rego.Options{EvalTimeout: 50 * time.Millisecond})
+	return stop
+}
+
+// runWith starts the transform with cfg and an engine of policy made with
+// opts; the engine's directory is policyDir.
+func (f *fixture) runWith(cfg Config, opts rego.Options) (*rego.Engine, func()) {
+	eng := loadPolicy(f.t, policy, opts)
 	f.reg = prometheus.NewRegistry()
-	tr, err := New(Config{}, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
+	tr, err := New(cfg, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
 	rt.Add(actors.StageTransform, "transform", tr)
 	rt.Start(context.Background())
-	return func() { _ = rt.Stop(10 * time.Second) }
+	return eng, func() { _ = rt.Stop(10 * time.Second) }
+}
+
+// loadPolicy writes text as the only policy of a new directory and loads it.
+func loadPolicy(t *testing.T, text string, opts rego.Options) *rego.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := rego.Load(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// spinFor is the input.spin that makes the policy take about d on a
+// record, measured on this machine as it is loaded now.
+func spinFor(t *testing.T, d time.Duration) int {
+	t.Helper()
+	eng := loadPolicy(t, policy, rego.Options{EvalTimeout: time.Minute})
+	const probe = 5000
+	var best time.Duration
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		if _, err := eng.Outputs(context.Background(), "t", []byte(fmt.Sprintf(`{"k":0,"spin":%d}`, probe))); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); best == 0 || took < best {
+			best = took
+		}
+	}
+	return int(float64(probe) * float64(d) / float64(best))
 }
 
 func (f *fixture) publishRaw(id string, records ...string) {
@@ -333,5 +372,42 @@ func TestRetryAfterFullOUTPublishesOnlyWhatFailed(t *testing.T) {
 	a, b := f.read(queue.StreamOut, "out.a"), f.read(queue.StreamOut, "out.b")
 	if len(a) != 1 || len(b) != 1 {
 		t.Fatalf("out.a holds %d batches, out.b %d; want 1 each (a stored output was published again)", len(a), len(b))
+	}
+}
+
+// A batch whose evaluation takes twice AckWait is worked on once: the
+// transform keeps its lease while it evaluates, so JetStream neither sends
+// it again (to another worker, which would do the work twice) nor counts
+// deliveries towards MaxDeliveries.
+func TestSlowBatchKeepsItsLease(t *testing.T) {
+	f := newFixture(t)
+	spin := spinFor(t, 250*time.Millisecond)
+	t.Logf("spin %d", spin)
+	const n = 8 // about 2 s of evaluation
+	recs := make([]string, n)
+	for i := range recs {
+		recs[i] = fmt.Sprintf(`{"k":%d,"spin":%d}`, i, spin)
+	}
+	f.publishRaw("raw-1", recs...)
+	start := time.Now()
+	_, stop := f.runWith(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 2}, rego.Options{EvalTimeout: 5 * time.Second})
+	f.waitIdle()
+	took := time.Since(start)
+	stop()
+	if took < 1500*time.Millisecond {
+		t.Logf("the batch took only %s; the test wants more than AckWait (1s)", took)
+	}
+	if re := testutil.ToFloat64(mustVec(t, f.qreg, "sluice_queue_redelivered_messages_total")); re != 0 {
+		t.Errorf("RAW batch redelivered %v times while being worked on (the batch took %s)", re, took)
+	}
+	if in := testutil.ToFloat64(mustVec(t, f.reg, "sluice_transform_records_total")); in != n {
+		t.Errorf("records read from RAW = %v, want %d (the batch was evaluated more than once)", in, n)
+	}
+	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
+		t.Fatalf("%d records dead-lettered: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+	}
+	a := f.read(queue.StreamOut, "out.a")
+	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != fmt.Sprint(n) {
+		t.Fatalf("out.a holds %d batches; want 1 of %d records", len(a), n)
 	}
 }
