@@ -54,8 +54,22 @@ func DecodeConfig(n *yaml.Node) (Config, error) {
 	if c.Workers < 1 || c.Workers > 64 {
 		return c, conf.Errorf("transform.workers", "%d: want 1 to 64", c.Workers)
 	}
+	// The lease is renewed every ack_wait/3; a renewal must reach the
+	// server with time to spare on a loaded node.
+	if c.AckWait < conf.Duration(minAckWait) {
+		return c, conf.Errorf("transform.ack_wait", "%s: want at least %s (a held RAW batch's lease is renewed every ack_wait/3)", c.AckWait, minAckWait)
+	}
+	// An evaluation cannot be interrupted by the stage; both tries of a
+	// record fit one lease, so a record alone never outlasts it even when a
+	// renewal is late or lost.
+	if 2*c.EvalTimeout >= c.AckWait {
+		return c, conf.Errorf("transform.eval_timeout", "%s: twice it (a record that times out is tried again) must be less than transform.ack_wait (%s)", c.EvalTimeout, c.AckWait)
+	}
 	return c, nil
 }
+
+// minAckWait is the shortest ack_wait the keep-alive can hold.
+const minAckWait = time.Second
 
 // SetDefaults fills in what the config left out.
 func (c *Config) SetDefaults() {

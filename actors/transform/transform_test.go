@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/batch"
@@ -409,5 +410,36 @@ func TestSlowBatchKeepsItsLease(t *testing.T) {
 	a := f.read(queue.StreamOut, "out.a")
 	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != fmt.Sprint(n) {
 		t.Fatalf("out.a holds %d batches; want 1 of %d records", len(a), n)
+	}
+}
+
+// Timeouts that cannot fit are refused, naming the fields.
+func TestDecodeConfigRefusesTimeoutsThatCannotFit(t *testing.T) {
+	cases := map[string]string{ // config → what the error says ("" = fine)
+		"":                                       "",
+		"eval_timeout: 5s\nack_wait: 30s\n":      "",
+		"eval_timeout: 10s\n":                    "",
+		"ack_wait: 1s\neval_timeout: 400ms\n":    "",
+		"eval_timeout: 15s\n":                    "transform.eval_timeout: 15s: twice it (a record that times out is tried again) must be less than transform.ack_wait (30s)",
+		"eval_timeout: 1m\nack_wait: 30s\n":      "transform.eval_timeout: 1m0s: twice it",
+		"ack_wait: 500ms\neval_timeout: 100ms\n": "transform.ack_wait: 500ms: want at least 1s",
+		"eval_timeout: -1s\n":                    `transform.eval_timeout (line 1): negative duration "-1s"`,
+	}
+	for src, want := range cases {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var n *yaml.Node
+		if len(doc.Content) > 0 {
+			n = doc.Content[0]
+		}
+		_, err := DecodeConfig(n)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", src, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: err = %v, want %q", src, err, want)
+		}
 	}
 }
