@@ -226,9 +226,21 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	t.m.recordsIn.Add(float64(len(recs)))
 	schemas, err := t.schemas(ctx, d)
 	if err != nil {
-		t.m.dlq.WithLabelValues("event_policy").Add(float64(len(recs)))
-		if err := t.deps.Queue.DeadLetterBatch(ctx, "transform", "transform", d, err.Error()); err != nil {
-			return err
+		// The event policy decides for the whole batch: each record goes
+		// to the DLQ on its own, named, to be re-driven with the event.
+		label := "event_policy"
+		if errors.Is(err, rego.ErrTimeout) {
+			label = "eval_timeout"
+		}
+		t.m.dlq.WithLabelValues(label).Add(float64(len(recs)))
+		dead := make([]queue.DeadRecord, len(recs))
+		for i, rec := range recs {
+			id := batch.RecordID(d.ID, i)
+			dead[i] = queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
+				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec}
+		}
+		if err := t.deps.Queue.DeadLetter(ctx, dead); err != nil {
+			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
 		return d.Ack()
 	}
@@ -245,11 +257,14 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		id := batch.RecordID(d.ID, i)
 		routed, err := t.transformRecord(ctx, schemas, rec, perSink, s)
 		if err != nil {
-			reason := "policy_error"
-			if errors.Is(err, errInvalidOutput) {
-				reason = "invalid_output"
+			label := "policy_error"
+			switch {
+			case errors.Is(err, errInvalidOutput):
+				label = "invalid_output"
+			case errors.Is(err, rego.ErrTimeout):
+				label = "eval_timeout"
 			}
-			t.m.dlq.WithLabelValues(reason).Inc()
+			t.m.dlq.WithLabelValues(label).Inc()
 			dead = append(dead, queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
 				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec})
 			continue
@@ -416,6 +431,10 @@ func (t *Transform) schemas(ctx context.Context, d *queue.Delivery) ([]string, e
 		return nil, errors.New("batch has neither a fixed schema nor a source event")
 	}
 	srcs, err := t.deps.Engine.EventSources(ctx, []byte(event))
+	if errors.Is(err, rego.ErrTimeout) {
+		t.m.evalTimeouts.Inc()
+		srcs, err = t.deps.Engine.EventSources(ctx, []byte(event)) // once more, as for a record
+	}
 	if err != nil {
 		return nil, err
 	}

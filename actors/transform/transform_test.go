@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -76,12 +77,15 @@ func (f *fixture) runWith(cfg Config, opts rego.Options) (*rego.Engine, func()) 
 	return eng, func() { _ = rt.Stop(10 * time.Second) }
 }
 
-// loadPolicy writes text as the only policy of a new directory and loads it.
+// loadPolicy writes text as the policy t.rego of a new directory, with
+// the event policy beside it, and loads them.
 func loadPolicy(t *testing.T, text string, opts rego.Options) *rego.Engine {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+	for name, text := range map[string]string{"t.rego": text, "event.rego": eventPolicy} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eng, err := rego.Load(dir, opts)
 	if err != nil {
@@ -89,6 +93,15 @@ func loadPolicy(t *testing.T, text string, opts rego.Options) *rego.Engine {
 	}
 	return eng
 }
+
+// eventPolicy sends every source event to schema t, slowly for an event
+// with a large "spin".
+const eventPolicy = `package event
+
+src contains {"schema": "t"} if {
+	count([x | some x in numbers.range(1, object.get(input, "spin", 1)); x % 7 == 3]) >= 0
+}
+`
 
 // spinFor is the input.spin that makes the policy take about d on a
 // record, measured on this machine as it is loaded now.
@@ -442,4 +455,138 @@ func TestDecodeConfigRefusesTimeoutsThatCannotFit(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", src, err, want)
 		}
 	}
+}
+
+// A record on which the policy times out goes to the DLQ alone, with a
+// reason naming the timeout and the record, while the rest of its batch
+// (slow enough, all told, to outlast AckWait) flows. Once the policy is
+// fast, the dead-lettered record re-drives to RAW and flows too.
+func TestOneSlowRecordGoesToDLQAloneAndRedrivesOnceFast(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	spin := spinFor(t, 150*time.Millisecond)
+	recs := []string{}
+	for i := 0; i < 5; i++ {
+		recs = append(recs, fmt.Sprintf(`{"k":%d,"spin":%d}`, i, spin))
+	}
+	recs = append(recs, `{"loop":true}`) // times out on both tries
+	f.publishRaw("raw-1", recs...)
+	eng, stop := f.runWith(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 1}, rego.Options{EvalTimeout: 300 * time.Millisecond})
+	defer func() { stop() }()
+	f.waitIdle()
+	a := f.read(queue.StreamOut, "out.a")
+	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != "5" {
+		t.Fatalf("out.a holds %d batches (count %v); want 1 of the 5 records that did not time out", len(a), a)
+	}
+	dlq := f.read(queue.StreamDLQ, "dlq.>")
+	if len(dlq) != 1 {
+		reasons := []string{}
+		for _, d := range dlq {
+			reasons = append(reasons, d.Header.Get(batch.HeaderReason))
+		}
+		t.Fatalf("DLQ holds %d records, want only the one that timed out: %q", len(dlq), reasons)
+	}
+	if id, reason := dlq[0].Header.Get(batch.HeaderRecordID), dlq[0].Header.Get(batch.HeaderReason); id != "raw-1/5" ||
+		!strings.Contains(reason, "record raw-1/5") || !strings.Contains(reason, "exceeded the time limit of 300ms") {
+		t.Fatalf("DLQ record %s: reason %q; want raw-1/5 and a reason naming it and the timeout", id, reason)
+	}
+	if got := testutil.ToFloat64(mustVecLabel(t, f.reg, "sluice_transform_dlq_total", "reason", "eval_timeout")); got != 1 {
+		t.Errorf(`sluice_transform_dlq_total{reason="eval_timeout"} = %v, want 1`, got)
+	}
+
+	// The policy is fixed (the loop made cheap); the record re-drives.
+	fast := strings.Replace(policy, "numbers.range(1, 100000000)", "numbers.range(1, 10)", 1)
+	if err := os.WriteFile(filepath.Join(eng.Status().Dir, "t.rego"), []byte(fast), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m, err := ops.New(mctx, ops.Deps{Queue: f.q, Registry: prometheus.NewRegistry(), Policies: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, job, err := m.Redrive(ctx, ops.DLQFilter{Stage: "transform"}, false)
+	if err != nil || plan.Count.Records != 1 || len(plan.Skipped) != 0 {
+		t.Fatalf("re-drive plan %+v, %v; want the timed-out record", plan, err)
+	}
+	waitUntil(t, func() bool { return job.Status().State != ops.JobRunning })
+	if st := job.Status(); st.State != ops.JobDone {
+		t.Fatalf("re-drive %s: %s", st.State, st.Error)
+	}
+	f.waitIdle()
+	a = f.read(queue.StreamOut, "out.a") // what came since the first read
+	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != "1" || !strings.HasSuffix(a[0].ID, "/raw-1/5/a") {
+		t.Fatalf("after the re-drive out.a has %d new batches; want the re-driven record's alone", len(a))
+	}
+	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
+		t.Fatalf("DLQ after the re-drive holds %d records: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+	}
+}
+
+// A source event on which the event policy times out is tried again, as a
+// record is, and then each record of the batch goes to the DLQ with a
+// reason naming the timeout and the record; another event's batch flows.
+func TestEventPolicyTimeoutIsTriedAgainAndNamesEachRecord(t *testing.T) {
+	f := newFixture(t)
+	publish := func(id, event string, records ...string) {
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, id)
+		h.Set(batch.HeaderEvent, event)
+		recs := make([][]byte, len(records))
+		for i, r := range records {
+			recs[i] = []byte(r)
+		}
+		if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("raw-slow", `{"spin":100000000}`, `{"to_a":true,"k":1}`, `{"to_a":true,"k":2}`)
+	publish("raw-fast", `{"spin":1}`, `{"to_a":true,"k":3}`)
+	_, stop := f.runWith(Config{}, rego.Options{EvalTimeout: 50 * time.Millisecond})
+	f.waitIdle()
+	stop()
+	if a := f.read(queue.StreamOut, "out.a"); len(a) != 1 || a[0].ID != "raw-fast/a" {
+		t.Fatalf("out.a holds %d batches; want raw-fast's alone", len(a))
+	}
+	dlq := f.read(queue.StreamDLQ, "dlq.>")
+	if len(dlq) != 2 {
+		t.Fatalf("DLQ holds %d records, want the 2 of raw-slow", len(dlq))
+	}
+	for _, d := range dlq {
+		id, reason := d.Header.Get(batch.HeaderRecordID), d.Header.Get(batch.HeaderReason)
+		if !strings.Contains(reason, "record "+id+":") || !strings.Contains(reason, "policy event") || !strings.Contains(reason, "exceeded the time limit") {
+			t.Errorf("DLQ record %s: reason %q; want one naming the record and the event policy's timeout", id, reason)
+		}
+	}
+	if got := testutil.ToFloat64(mustVec(t, f.reg, "sluice_transform_eval_timeouts_total")); got != 1 {
+		t.Errorf("eval timeouts = %v, want 1 (counted, as for a record, when the first try times out and a second is made)", got)
+	}
+	if got := testutil.ToFloat64(mustVecLabel(t, f.reg, "sluice_transform_dlq_total", "reason", "eval_timeout")); got != 2 {
+		t.Errorf(`sluice_transform_dlq_total{reason="eval_timeout"} = %v, want 2`, got)
+	}
+}
+
+// mustVecLabel is mustVec over the series whose label is value.
+func mustVecLabel(t *testing.T, reg *prometheus.Registry, name, label, value string) prometheus.Collector {
+	t.Helper()
+	fams, _ := reg.Gather()
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	c.Add(total)
+	return c
 }
