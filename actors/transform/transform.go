@@ -54,8 +54,22 @@ func DecodeConfig(n *yaml.Node) (Config, error) {
 	if c.Workers < 1 || c.Workers > 64 {
 		return c, conf.Errorf("transform.workers", "%d: want 1 to 64", c.Workers)
 	}
+	// The lease is renewed every ack_wait/3; a renewal must reach the
+	// server with time to spare on a loaded node.
+	if c.AckWait < conf.Duration(minAckWait) {
+		return c, conf.Errorf("transform.ack_wait", "%s: want at least %s (a held RAW batch's lease is renewed every ack_wait/3)", c.AckWait, minAckWait)
+	}
+	// An evaluation cannot be interrupted by the stage; both tries of a
+	// record fit one lease, so a record alone never outlasts it even when a
+	// renewal is late or lost.
+	if 2*c.EvalTimeout >= c.AckWait {
+		return c, conf.Errorf("transform.eval_timeout", "%s: twice it (a record that times out is tried again) must be less than transform.ack_wait (%s)", c.EvalTimeout, c.AckWait)
+	}
 	return c, nil
 }
+
+// minAckWait is the shortest ack_wait the keep-alive can hold.
+const minAckWait = time.Second
 
 // SetDefaults fills in what the config left out.
 func (c *Config) SetDefaults() {
@@ -102,6 +116,9 @@ type Transform struct {
 // New builds the transform.
 func New(cfg Config, deps Deps) (*Transform, error) {
 	cfg.SetDefaults()
+	if cfg.AckWait <= 0 {
+		return nil, fmt.Errorf("transform: ack_wait %s: want more than 0", cfg.AckWait)
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +214,7 @@ type scratch struct {
 // handle transforms one RAW batch. A nil return means it is acked; an
 // error means it is not (it comes back later).
 func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Delivery, s *scratch) error {
+	defer t.keepAlive(d)()
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		t.m.dlq.WithLabelValues("corrupt").Inc()
@@ -208,9 +226,21 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	t.m.recordsIn.Add(float64(len(recs)))
 	schemas, err := t.schemas(ctx, d)
 	if err != nil {
-		t.m.dlq.WithLabelValues("event_policy").Add(float64(len(recs)))
-		if err := t.deps.Queue.DeadLetterBatch(ctx, "transform", "transform", d, err.Error()); err != nil {
-			return err
+		// The event policy decides for the whole batch: each record goes
+		// to the DLQ on its own, named, to be re-driven with the event.
+		label := "event_policy"
+		if errors.Is(err, rego.ErrTimeout) {
+			label = "eval_timeout"
+		}
+		t.m.dlq.WithLabelValues(label).Add(float64(len(recs)))
+		dead := make([]queue.DeadRecord, len(recs))
+		for i, rec := range recs {
+			id := batch.RecordID(d.ID, i)
+			dead[i] = queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
+				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec}
+		}
+		if err := t.deps.Queue.DeadLetter(ctx, dead); err != nil {
+			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
 		return d.Ack()
 	}
@@ -227,11 +257,14 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		id := batch.RecordID(d.ID, i)
 		routed, err := t.transformRecord(ctx, schemas, rec, perSink, s)
 		if err != nil {
-			reason := "policy_error"
-			if errors.Is(err, errInvalidOutput) {
-				reason = "invalid_output"
+			label := "policy_error"
+			switch {
+			case errors.Is(err, errInvalidOutput):
+				label = "invalid_output"
+			case errors.Is(err, rego.ErrTimeout):
+				label = "eval_timeout"
 			}
-			t.m.dlq.WithLabelValues(reason).Inc()
+			t.m.dlq.WithLabelValues(label).Inc()
 			dead = append(dead, queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
 				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec})
 			continue
@@ -248,7 +281,7 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		}
 	}
 	if msgs := t.outMessages(d, perSink); len(msgs) > 0 {
-		if err := t.publish(ctx, h, d, msgs); err != nil {
+		if err := t.publish(ctx, h, msgs); err != nil {
 			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
 		for _, m := range msgs {
@@ -258,10 +291,41 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	return d.Ack()
 }
 
-// publish stores a batch's outputs. While OUT is full it keeps the RAW
-// batch (in progress, so JetStream neither redelivers nor counts it) and
-// retries: a full buffer pauses the stage, it never drops or dead-letters.
-func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Delivery, msgs []*nats.Msg) error {
+// keepAlive renews d's lease every AckWait/3 until the returned stop is
+// called, so a batch whose evaluation, dead-lettering or publishing takes
+// longer than AckWait is neither sent again (work done twice) nor counted
+// towards MaxDeliveries. stop returns once no renewal is under way, so
+// none follows the batch's ack or nak.
+func (t *Transform) keepAlive(d *queue.Delivery) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(t.cfg.AckWait.D() / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if err := d.InProgress(); err != nil {
+					t.log.Warn("renewing a RAW batch's lease failed; JetStream may send it again", "batch", d.ID, "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// publish stores a batch's outputs. While OUT is full it retries (the
+// keep-alive of handle holds the RAW batch meanwhile, so JetStream neither
+// redelivers nor counts it): a full buffer pauses the stage, it never drops
+// or dead-letters. A retry sends only the outputs not stored yet: past the
+// duplicate window an output sent again would be stored twice.
+func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.Msg) error {
 	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
 		err := t.deps.Queue.Publish(ctx, msgs)
 		if err == nil {
@@ -271,8 +335,16 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, d *queue.Deli
 		if !errors.Is(err, queue.ErrBufferFull) || ctx.Err() != nil {
 			return err
 		}
+		var perr *queue.PublishError
+		if !errors.As(err, &perr) {
+			return err
+		}
+		failed := make([]*nats.Msg, 0, len(perr.Failed))
+		for _, i := range perr.Failed {
+			failed = append(failed, msgs[i])
+		}
+		msgs = failed
 		h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
-		_ = d.InProgress()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -359,6 +431,10 @@ func (t *Transform) schemas(ctx context.Context, d *queue.Delivery) ([]string, e
 		return nil, errors.New("batch has neither a fixed schema nor a source event")
 	}
 	srcs, err := t.deps.Engine.EventSources(ctx, []byte(event))
+	if errors.Is(err, rego.ErrTimeout) {
+		t.m.evalTimeouts.Inc()
+		srcs, err = t.deps.Engine.EventSources(ctx, []byte(event)) // once more, as for a record
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package transform
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -31,41 +34,92 @@ log contains {"timestamp": 4, "data": {"n": n}, "sink": "a"} if {
 	input.loop
 	n := count([x | some x in numbers.range(1, 100000000); x % 7 == 3])
 }
+log contains {"timestamp": 5, "data": {"k": input.k, "n": n}, "sink": "a"} if {
+	input.spin
+	n := count([x | some x in numbers.range(1, input.spin); x % 7 == 3])
+}
 `
 
 type fixture struct {
-	t   *testing.T
-	q   *queue.Queue
-	reg *prometheus.Registry
+	t    *testing.T
+	q    *queue.Queue
+	qreg *prometheus.Registry // the queue's metrics
+	reg  *prometheus.Registry // the transform's
 }
 
 func newFixture(t *testing.T) *fixture {
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 128 << 20})
+	qreg := prometheus.NewRegistry()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 128 << 20, Metrics: qreg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
-	return &fixture{t: t, q: q, reg: prometheus.NewRegistry()}
+	return &fixture{t: t, q: q, qreg: qreg, reg: prometheus.NewRegistry()}
 }
 
 func (f *fixture) run() func() {
-	dir := f.t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-	eng, err := rego.Load(dir, rego.Options{EvalTimeout: 50 * time.Millisecond})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	_, stop := f.runWith(Config{}, rego.Options{EvalTimeout: 50 * time.Millisecond})
+	return stop
+}
+
+// runWith starts the transform with cfg and an engine of policy made with
+// opts; the engine's directory is policyDir.
+func (f *fixture) runWith(cfg Config, opts rego.Options) (*rego.Engine, func()) {
+	eng := loadPolicy(f.t, policy, opts)
 	f.reg = prometheus.NewRegistry()
-	tr, err := New(Config{}, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
+	tr, err := New(cfg, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
 	rt.Add(actors.StageTransform, "transform", tr)
 	rt.Start(context.Background())
-	return func() { _ = rt.Stop(10 * time.Second) }
+	return eng, func() { _ = rt.Stop(10 * time.Second) }
+}
+
+// loadPolicy writes text as the policy t.rego of a new directory, with
+// the event policy beside it, and loads them.
+func loadPolicy(t *testing.T, text string, opts rego.Options) *rego.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	for name, text := range map[string]string{"t.rego": text, "event.rego": eventPolicy} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eng, err := rego.Load(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// eventPolicy sends every source event to schema t, slowly for an event
+// with a large "spin".
+const eventPolicy = `package event
+
+src contains {"schema": "t"} if {
+	count([x | some x in numbers.range(1, object.get(input, "spin", 1)); x % 7 == 3]) >= 0
+}
+`
+
+// spinFor is the input.spin that makes the policy take about d on a
+// record, measured on this machine as it is loaded now.
+func spinFor(t *testing.T, d time.Duration) int {
+	t.Helper()
+	eng := loadPolicy(t, policy, rego.Options{EvalTimeout: time.Minute})
+	const probe = 5000
+	var best time.Duration
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		if _, err := eng.Outputs(context.Background(), "t", []byte(fmt.Sprintf(`{"k":0,"spin":%d}`, probe))); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); best == 0 || took < best {
+			best = took
+		}
+	}
+	return int(float64(probe) * float64(d) / float64(best))
 }
 
 func (f *fixture) publishRaw(id string, records ...string) {
@@ -269,4 +323,270 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// OUT has room for one sink's output of a RAW batch and not the other's:
+// the retry once there is room stores only the one that failed. Past the
+// duplicate window, sending the stored one again would store it twice.
+func TestRetryAfterFullOUTPublishesOnlyWhatFailed(t *testing.T) {
+	ctx := context.Background()
+	q, err := queue.Start(ctx, queue.Options{DataDir: t.TempDir(), MaxBytes: 4 << 20, DuplicateWindow: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	f := &fixture{t: t, q: q}
+	// Fill OUT with another sink's backlog, then free one filler: 20 to
+	// 40 KB are left, room for a small output but not a 60 KB one.
+	filler := batch.Encode([][]byte{[]byte(strings.Repeat("x", 20<<10))})
+	var last uint64
+	for i := 0; ; i++ {
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, fmt.Sprint("filler-", i))
+		err := q.Publish(ctx, []*nats.Msg{{Subject: queue.OutSubject("c"), Header: h, Data: filler}})
+		if errors.Is(err, queue.ErrBufferFull) {
+			break
+		}
+		if err != nil || i > 1000 {
+			t.Fatalf("filling OUT: %v (%d fillers)", err, i)
+		}
+		last++
+	}
+	s, err := q.JetStream().Stream(ctx, queue.StreamOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	f.publishRaw("raw-1", `{"to_a":true,"k":1}`, fmt.Sprintf(`{"to_b":true,"pad":%q}`, strings.Repeat("y", 60<<10)))
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := rego.Load(dir, rego.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk, "c": KindSplunk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
+	rt.Add(actors.StageTransform, "transform", tr)
+	rt.Start(ctx)
+	defer rt.Stop(10 * time.Second)
+	waitUntil(t, func() bool { err := rt.Ready(); return err != nil && strings.Contains(err.Error(), "OUT is full") })
+	time.Sleep(time.Second) // out.a's batch is stored; its ID leaves the duplicate window
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject("out.c")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitIdle()
+	a, b := f.read(queue.StreamOut, "out.a"), f.read(queue.StreamOut, "out.b")
+	if len(a) != 1 || len(b) != 1 {
+		t.Fatalf("out.a holds %d batches, out.b %d; want 1 each (a stored output was published again)", len(a), len(b))
+	}
+}
+
+// A batch whose evaluation takes twice AckWait is worked on once: the
+// transform keeps its lease while it evaluates, so JetStream neither sends
+// it again (to another worker, which would do the work twice) nor counts
+// deliveries towards MaxDeliveries.
+func TestSlowBatchKeepsItsLease(t *testing.T) {
+	f := newFixture(t)
+	spin := spinFor(t, 250*time.Millisecond)
+	t.Logf("spin %d", spin)
+	const n = 8 // about 2 s of evaluation
+	recs := make([]string, n)
+	for i := range recs {
+		recs[i] = fmt.Sprintf(`{"k":%d,"spin":%d}`, i, spin)
+	}
+	f.publishRaw("raw-1", recs...)
+	start := time.Now()
+	_, stop := f.runWith(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 2}, rego.Options{EvalTimeout: 5 * time.Second})
+	f.waitIdle()
+	took := time.Since(start)
+	stop()
+	if took < 1500*time.Millisecond {
+		t.Logf("the batch took only %s; the test wants more than AckWait (1s)", took)
+	}
+	if re := testutil.ToFloat64(mustVec(t, f.qreg, "sluice_queue_redelivered_messages_total")); re != 0 {
+		t.Errorf("RAW batch redelivered %v times while being worked on (the batch took %s)", re, took)
+	}
+	if in := testutil.ToFloat64(mustVec(t, f.reg, "sluice_transform_records_total")); in != n {
+		t.Errorf("records read from RAW = %v, want %d (the batch was evaluated more than once)", in, n)
+	}
+	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
+		t.Fatalf("%d records dead-lettered: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+	}
+	a := f.read(queue.StreamOut, "out.a")
+	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != fmt.Sprint(n) {
+		t.Fatalf("out.a holds %d batches; want 1 of %d records", len(a), n)
+	}
+}
+
+// Timeouts that cannot fit are refused, naming the fields.
+func TestDecodeConfigRefusesTimeoutsThatCannotFit(t *testing.T) {
+	cases := map[string]string{ // config → what the error says ("" = fine)
+		"":                                       "",
+		"eval_timeout: 5s\nack_wait: 30s\n":      "",
+		"eval_timeout: 10s\n":                    "",
+		"ack_wait: 1s\neval_timeout: 400ms\n":    "",
+		"eval_timeout: 15s\n":                    "transform.eval_timeout: 15s: twice it (a record that times out is tried again) must be less than transform.ack_wait (30s)",
+		"eval_timeout: 1m\nack_wait: 30s\n":      "transform.eval_timeout: 1m0s: twice it",
+		"ack_wait: 500ms\neval_timeout: 100ms\n": "transform.ack_wait: 500ms: want at least 1s",
+		"eval_timeout: -1s\n":                    `transform.eval_timeout (line 1): negative duration "-1s"`,
+	}
+	for src, want := range cases {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var n *yaml.Node
+		if len(doc.Content) > 0 {
+			n = doc.Content[0]
+		}
+		_, err := DecodeConfig(n)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", src, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: err = %v, want %q", src, err, want)
+		}
+	}
+}
+
+// A record on which the policy times out goes to the DLQ alone, with a
+// reason naming the timeout and the record, while the rest of its batch
+// (slow enough, all told, to outlast AckWait) flows. Once the policy is
+// fast, the dead-lettered record re-drives to RAW and flows too.
+func TestOneSlowRecordGoesToDLQAloneAndRedrivesOnceFast(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	spin := spinFor(t, 150*time.Millisecond)
+	recs := []string{}
+	for i := 0; i < 5; i++ {
+		recs = append(recs, fmt.Sprintf(`{"k":%d,"spin":%d}`, i, spin))
+	}
+	recs = append(recs, `{"loop":true}`) // times out on both tries
+	f.publishRaw("raw-1", recs...)
+	eng, stop := f.runWith(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 1}, rego.Options{EvalTimeout: 300 * time.Millisecond})
+	defer func() { stop() }()
+	f.waitIdle()
+	a := f.read(queue.StreamOut, "out.a")
+	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != "5" {
+		t.Fatalf("out.a holds %d batches (count %v); want 1 of the 5 records that did not time out", len(a), a)
+	}
+	dlq := f.read(queue.StreamDLQ, "dlq.>")
+	if len(dlq) != 1 {
+		reasons := []string{}
+		for _, d := range dlq {
+			reasons = append(reasons, d.Header.Get(batch.HeaderReason))
+		}
+		t.Fatalf("DLQ holds %d records, want only the one that timed out: %q", len(dlq), reasons)
+	}
+	if id, reason := dlq[0].Header.Get(batch.HeaderRecordID), dlq[0].Header.Get(batch.HeaderReason); id != "raw-1/5" ||
+		!strings.Contains(reason, "record raw-1/5") || !strings.Contains(reason, "exceeded the time limit of 300ms") {
+		t.Fatalf("DLQ record %s: reason %q; want raw-1/5 and a reason naming it and the timeout", id, reason)
+	}
+	if got := testutil.ToFloat64(mustVecLabel(t, f.reg, "sluice_transform_dlq_total", "reason", "eval_timeout")); got != 1 {
+		t.Errorf(`sluice_transform_dlq_total{reason="eval_timeout"} = %v, want 1`, got)
+	}
+
+	// The policy is fixed (the loop made cheap); the record re-drives.
+	fast := strings.Replace(policy, "numbers.range(1, 100000000)", "numbers.range(1, 10)", 1)
+	if err := os.WriteFile(filepath.Join(eng.Status().Dir, "t.rego"), []byte(fast), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m, err := ops.New(mctx, ops.Deps{Queue: f.q, Registry: prometheus.NewRegistry(), Policies: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, job, err := m.Redrive(ctx, ops.DLQFilter{Stage: "transform"}, false)
+	if err != nil || plan.Count.Records != 1 || len(plan.Skipped) != 0 {
+		t.Fatalf("re-drive plan %+v, %v; want the timed-out record", plan, err)
+	}
+	waitUntil(t, func() bool { return job.Status().State != ops.JobRunning })
+	if st := job.Status(); st.State != ops.JobDone {
+		t.Fatalf("re-drive %s: %s", st.State, st.Error)
+	}
+	f.waitIdle()
+	a = f.read(queue.StreamOut, "out.a") // what came since the first read
+	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != "1" || !strings.HasSuffix(a[0].ID, "/raw-1/5/a") {
+		t.Fatalf("after the re-drive out.a has %d new batches; want the re-driven record's alone", len(a))
+	}
+	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
+		t.Fatalf("DLQ after the re-drive holds %d records: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+	}
+}
+
+// A source event on which the event policy times out is tried again, as a
+// record is, and then each record of the batch goes to the DLQ with a
+// reason naming the timeout and the record; another event's batch flows.
+func TestEventPolicyTimeoutIsTriedAgainAndNamesEachRecord(t *testing.T) {
+	f := newFixture(t)
+	publish := func(id, event string, records ...string) {
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, id)
+		h.Set(batch.HeaderEvent, event)
+		recs := make([][]byte, len(records))
+		for i, r := range records {
+			recs[i] = []byte(r)
+		}
+		if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("raw-slow", `{"spin":100000000}`, `{"to_a":true,"k":1}`, `{"to_a":true,"k":2}`)
+	publish("raw-fast", `{"spin":1}`, `{"to_a":true,"k":3}`)
+	_, stop := f.runWith(Config{}, rego.Options{EvalTimeout: 50 * time.Millisecond})
+	f.waitIdle()
+	stop()
+	if a := f.read(queue.StreamOut, "out.a"); len(a) != 1 || a[0].ID != "raw-fast/a" {
+		t.Fatalf("out.a holds %d batches; want raw-fast's alone", len(a))
+	}
+	dlq := f.read(queue.StreamDLQ, "dlq.>")
+	if len(dlq) != 2 {
+		t.Fatalf("DLQ holds %d records, want the 2 of raw-slow", len(dlq))
+	}
+	for _, d := range dlq {
+		id, reason := d.Header.Get(batch.HeaderRecordID), d.Header.Get(batch.HeaderReason)
+		if !strings.Contains(reason, "record "+id+":") || !strings.Contains(reason, "policy event") || !strings.Contains(reason, "exceeded the time limit") {
+			t.Errorf("DLQ record %s: reason %q; want one naming the record and the event policy's timeout", id, reason)
+		}
+	}
+	if got := testutil.ToFloat64(mustVec(t, f.reg, "sluice_transform_eval_timeouts_total")); got != 1 {
+		t.Errorf("eval timeouts = %v, want 1 (counted, as for a record, when the first try times out and a second is made)", got)
+	}
+	if got := testutil.ToFloat64(mustVecLabel(t, f.reg, "sluice_transform_dlq_total", "reason", "eval_timeout")); got != 2 {
+		t.Errorf(`sluice_transform_dlq_total{reason="eval_timeout"} = %v, want 2`, got)
+	}
+}
+
+// mustVecLabel is mustVec over the series whose label is value.
+func mustVecLabel(t *testing.T, reg *prometheus.Registry, name, label, value string) prometheus.Collector {
+	t.Helper()
+	fams, _ := reg.Gather()
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	c.Add(total)
+	return c
 }
