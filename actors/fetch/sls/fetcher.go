@@ -242,7 +242,10 @@ func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil
 // positions, so a re-pull after a crash gives the same IDs.
 func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
 	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
-	base := fmt.Sprintf("sls/%s/%s/%d/%s/", f.cfg.Project, f.cfg.Logstore, shard, cursor)
+	// The source's name comes first: JetStream deduplicates by ID across
+	// the whole stream, so two sources on one logstore (two consumer
+	// groups) must never share an ID.
+	base := fmt.Sprintf("sls/%s/%s/%s/%d/%s/", f.cfg.Name, f.cfg.Project, f.cfg.Logstore, shard, cursor)
 	// A group's records are written into one buffer, sliced once it stops
 	// growing, and copied into their batch; the buffer then serves the
 	// next group: no allocation a record, nor a group.

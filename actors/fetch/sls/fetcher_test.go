@@ -200,7 +200,7 @@ func TestProducerRecordsArriveInRAWIntact(t *testing.T) {
 	if err := json.Unmarshal([]byte(d.Header.Get(batch.HeaderEvent)), &ev); err != nil || ev["project"] != "proj" || ev["logstore"] != "audit" || ev["topic"] != "audit_log" {
 		t.Fatalf("event header %q: %v", d.Header.Get(batch.HeaderEvent), err)
 	}
-	if !strings.HasPrefix(d.ID, "sls/proj/audit/") || d.Header.Get(batch.HeaderKind) != "sls" || d.Header.Get(batch.HeaderSource) != "audit" {
+	if !strings.HasPrefix(d.ID, "sls/audit/proj/audit/") || d.Header.Get(batch.HeaderKind) != "sls" || d.Header.Get(batch.HeaderSource) != "audit" {
 		t.Fatalf("batch headers: id %s %v", d.ID, d.Header)
 	}
 	waitFor(t, 10*time.Second, "checkpoints cover every log group", func() bool {
@@ -292,7 +292,7 @@ func TestFullRAWStopsPullingAndHoldsCheckpoints(t *testing.T) {
 		for g := int64(0); g < pos; g++ {
 			found := false
 			for id := range inRAW {
-				if strings.HasPrefix(id, fmt.Sprintf("sls/proj/audit/%d/", shard)) {
+				if strings.HasPrefix(id, fmt.Sprintf("sls/audit/proj/audit/%d/", shard)) {
 					found = true
 					break
 				}
