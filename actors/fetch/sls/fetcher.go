@@ -193,14 +193,14 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		f.m.lag.WithLabelValues(labels).Set(0)
 		return "", tracker.SaveCheckPoint(false)
 	}
-	logs, ok := f.wire.get(list)
+	pl, ok := f.wire.get(list, tracker.GetCurrentCursor(), f.cfg.Query)
 	if !ok {
 		// Pulled again from its start: rather than publish nothing and
 		// checkpoint past the records.
 		f.log.Error("a pull's logs were not kept (a bug in sluice); pulling it again", "shard", shard)
 		return tracker.GetCurrentCursor(), nil
 	}
-	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups, logs)
+	msgs, records, bytes, newest := f.messages(shard, pl.place, list.LogGroups, pl.logs)
 	if err := f.q.Publish(ctx, msgs); err != nil {
 		f.m.publishErrors.WithLabelValues(labels).Inc()
 		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {
@@ -238,14 +238,15 @@ func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil
 
 // messages turns a pull into RAW messages: one per log group, or per part
 // of a log group larger than MaxBatchBytes. logs are the groups' logs on the
-// wire (decodeLogGroups). IDs depend only on the pull's start cursor and
-// positions, so a re-pull after a crash gives the same IDs.
-func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
+// wire (decodeLogGroups). A log group's ID is its source and its place in
+// its shard (see place), so a re-read gives the same IDs however its pulls
+// were cut.
+func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
 	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
 	// The source's name comes first: JetStream deduplicates by ID across
 	// the whole stream, so two sources on one logstore (two consumer
 	// groups) must never share an ID.
-	base := fmt.Sprintf("sls/%s/%s/%s/%d/%s/", f.cfg.Name, f.cfg.Project, f.cfg.Logstore, shard, cursor)
+	base := fmt.Sprintf("sls/%s/%s/%s/%d/", f.cfg.Name, f.cfg.Project, f.cfg.Logstore, shard)
 	// A group's records are written into one buffer, sliced once it stops
 	// growing, and copied into their batch; the buffer then serves the
 	// next group: no allocation a record, nor a group.
@@ -288,7 +289,7 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, log
 			newest = last
 		}
 		for p, recs := range parts {
-			id := base + strconv.Itoa(i)
+			id := base + at.key(i)
 			if len(parts) > 1 {
 				id += "." + strconv.Itoa(p)
 			}

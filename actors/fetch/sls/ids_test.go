@@ -2,9 +2,12 @@ package sls
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,5 +87,67 @@ func TestTwoSourcesOnOneLogstoreEachStoreEveryLogGroup(t *testing.T) {
 		if msgs != 10 || len(seqs) != 40 {
 			t.Errorf("%s holds %d messages, %d distinct records; want 10 log groups, 40 records", queue.RawSubject(src), msgs, len(seqs))
 		}
+	}
+}
+
+// A log group's ID depends on it alone, not on how pulls were cut: log
+// groups read one per pull (tailing) and read again from the start in
+// larger pulls (a restart from an older checkpoint) are stored once.
+func TestRereadWithOtherPullSizesStoresEachLogGroupOnce(t *testing.T) {
+	s := newStandIn(t, 1)
+	for _, lg := range smallGroups(0, 10, 2) {
+		s.Put(0, lg)
+	}
+	q := newQueue(t, t.TempDir(), 64<<20)
+	first := start(t, q, testConfig(s, func(c *Config) { c.MaxFetchLogGroups = 1 }), "n1")
+	waitFor(t, 15*time.Second, "the first read checkpointed to the end", func() bool { return s.CheckpointPosition("sluice", 0) == 10 })
+	first.stop(t)
+	// The same source read again from the start (a new group starts at
+	// begin), three log groups a pull.
+	start(t, q, testConfig(s, func(c *Config) { c.ConsumerGroup, c.MaxFetchLogGroups = "again", 3 }), "n1")
+	waitFor(t, 15*time.Second, "the re-read checkpointed to the end", func() bool { return s.CheckpointPosition("again", 0) == 10 })
+	seqs, msgs := subjectRecords(t, q, queue.RawSubject("audit"))
+	if msgs != 10 || len(seqs) != 20 {
+		t.Fatalf("RAW holds %d messages (%d distinct records) for 10 log groups of 2", msgs, len(seqs))
+	}
+}
+
+func TestPlaceOf(t *testing.T) {
+	cur := func(p int) string { return base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(p))) }
+	for _, tc := range []struct {
+		name                    string
+		cursor, query, readLast string
+		n                       int
+		want                    []string // keys of groups 0 and 1
+	}{
+		{"read last cursor", cur(5), "", "1732154287213232021", 3, []string{"1732154287213232019", "1732154287213232020"}},
+		{"start cursor when no read last", cur(1732154287213232019), "", "", 3, []string{"1732154287213232019", "1732154287213232020"}},
+		{"start cursor when read last is not a number", cur(7), "", "x", 3, []string{"7", "8"}},
+		{"query: start and index", cur(7), "* | where a = 'b'", "20", 2, []string{"7+0", "7+1"}},
+		{"cursor that is no position", "not-a-cursor", "", "", 2, []string{"not-a-cursor+0", "not-a-cursor+1"}},
+	} {
+		p := placeOf(tc.cursor, tc.query, tc.readLast, tc.n)
+		if got := []string{p.key(0), p.key(1)}; !slices.Equal(got, tc.want) {
+			t.Errorf("%s: keys %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// readLastCursor finds the header the SDK keeps unexported, as the
+// stand-in sends it.
+func TestReadLastCursorFromAPull(t *testing.T) {
+	s := newStandIn(t, 1)
+	for _, lg := range smallGroups(0, 5, 1) {
+		s.Put(0, lg)
+	}
+	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
+	c.SetHTTPClient(s.HTTPClient())
+	defer c.Close()
+	_, meta, err := c.GetLogsBytesWithQuery(&sdk.PullLogRequest{Project: "proj", Logstore: "audit", ShardID: 0, Cursor: base64.StdEncoding.EncodeToString([]byte("1")), LogGroupMaxCount: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readLastCursor(meta); got != "3" {
+		t.Fatalf("read last cursor %q, want 3 (groups 1, 2, 3 read)", got)
 	}
 }
