@@ -71,6 +71,14 @@ func (p place) key(i int) string {
 	return p.start + "+" + strconv.Itoa(i)
 }
 
+// cursor is log group i's own cursor, when its position is known.
+func (p place) cursor(i int) string {
+	if !p.numbered {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(p.first+int64(i), 10)))
+}
+
 func decodeCursor(c string) (int64, error) {
 	b, err := base64.StdEncoding.DecodeString(c)
 	if err != nil {
