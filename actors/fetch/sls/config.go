@@ -37,7 +37,9 @@ type Config struct {
 	CheckpointInterval conf.Duration `yaml:"checkpoint_interval"`
 	Query              string        `yaml:"query"`  // SLS SPL filter run server-side
 	Schema             string        `yaml:"schema"` // fixed schema; else the event policy decides
-	// MaxBatchBytes caps one RAW message; a larger log group is cut in parts.
+	// MaxBatchBytes caps one RAW message's records; a larger log group is
+	// cut in parts. Parts never exceed what the queue's max message size
+	// carries; a record larger than that goes to the DLQ (oversize.go).
 	MaxBatchBytes conf.ByteSize `yaml:"max_batch_bytes"`
 }
 

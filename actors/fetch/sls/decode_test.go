@@ -212,25 +212,25 @@ func TestPullLogsFollowTheirList(t *testing.T) {
 	if err != nil || logs == nil {
 		t.Fatalf("decodeLogGroups: %v (fast path: %v)", err, logs != nil)
 	}
-	if _, ok := p.get(list); ok {
+	if _, ok := p.get(list, "MTA=", ""); ok {
 		t.Fatal("a hollow list whose logs are not kept gave logs")
 	}
-	p.put(list, logs)
-	if got, ok := p.get(list); !ok || len(got) != 2 || &got[1][0][0] != &logs[1][0][0] {
+	p.put(list, pulled{logs: logs, place: place{first: 10, numbered: true}})
+	if got, ok := p.get(list, "MTA=", ""); !ok || len(got.logs) != 2 || &got.logs[1][0][0] != &logs[1][0][0] || got.place.key(1) != "11" {
 		t.Fatal("the logs kept for a list are not the ones put")
 	}
 	sdkList, err := sdk.LogsBytesDecode(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := p.get(sdkList); !ok || !cmp.Equal(got, wireLogs(sdkList.LogGroups)) {
-		t.Fatalf("a list the SDK decoded got other logs than its own:\n%s", cmp.Diff(wireLogs(sdkList.LogGroups), got))
+	if got, ok := p.get(sdkList, "MTA=", ""); !ok || !cmp.Equal(got.logs, wireLogs(sdkList.LogGroups)) || got.place.key(1) != "11" {
+		t.Fatalf("a list the SDK decoded got other logs than its own, or another place (%v):\n%s", got.place, cmp.Diff(wireLogs(sdkList.LogGroups), got.logs))
 	}
 	list = nil
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		runtime.GC()
 		p.mu.Lock()
-		n := len(p.logs)
+		n := len(p.pulls)
 		p.mu.Unlock()
 		if n == 0 {
 			break
@@ -259,7 +259,7 @@ func TestProcessPullsAgainWhenTheLogsAreLost(t *testing.T) {
 	if err != nil || logs == nil {
 		t.Fatalf("decodeLogGroups: %v (fast path: %v)", err, logs != nil)
 	}
-	f := &Fetcher{log: slog.New(slog.DiscardHandler), wire: newPullLogs()}
+	f := &Fetcher{cfg: &Config{}, log: slog.New(slog.DiscardHandler), wire: newPullLogs()}
 	ctx := t.Context()
 	f.ctx.Store(&ctx)
 	tracker := &rollbackTracker{}

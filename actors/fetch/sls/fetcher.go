@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -41,7 +42,10 @@ type Fetcher struct {
 	ctx      atomic.Pointer[context.Context] // the running Run's context, for Process
 	health   atomic.Pointer[actors.Health]
 	wire     *pullLogs // the pulls' logs, left on the wire by decodeLogGroups
-	bodies   batch.Bodies
+	// maxPayload is the largest message the queue takes, headers and
+	// all: a record that cannot fit goes to the DLQ (oversize.go).
+	maxPayload int
+	bodies     batch.Bodies
 }
 
 // New builds a fetcher; Run runs it.
@@ -67,7 +71,11 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 		// The group needs distinct names; a restarted process is a new consumer.
 		name = fmt.Sprintf("%s-%d-%04x", deps.NodeName, os.Getpid(), rand.IntN(1<<16))
 	}
-	return &Fetcher{cfg: cfg, q: deps.Queue, log: log.With("source", cfg.Name), m: m, consumer: name, wire: newPullLogs()}, nil
+	f := &Fetcher{cfg: cfg, q: deps.Queue, log: log.With("source", cfg.Name), m: m, consumer: name, wire: newPullLogs()}
+	if deps.Queue != nil {
+		f.maxPayload = int(deps.Queue.Options().MaxPayload)
+	}
+	return f, nil
 }
 
 // ConsumerName is this fetcher's name in the consumer group.
@@ -193,15 +201,24 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		f.m.lag.WithLabelValues(labels).Set(0)
 		return "", tracker.SaveCheckPoint(false)
 	}
-	logs, ok := f.wire.get(list)
+	pl, ok := f.wire.get(list, tracker.GetCurrentCursor(), f.cfg.Query)
 	if !ok {
 		// Pulled again from its start: rather than publish nothing and
 		// checkpoint past the records.
 		f.log.Error("a pull's logs were not kept (a bug in sluice); pulling it again", "shard", shard)
 		return tracker.GetCurrentCursor(), nil
 	}
-	msgs, records, bytes, newest := f.messages(shard, tracker.GetCurrentCursor(), list.LogGroups, logs)
-	if err := f.q.Publish(ctx, msgs); err != nil {
+	msgs, dead, records, bytes, newest := f.messages(shard, pl.place, list.LogGroups, pl.logs)
+	err := f.q.Publish(ctx, msgs)
+	if err == nil && len(dead) > 0 {
+		// After RAW's acks, before the checkpoint: a pull retried after
+		// a failure here finds its RAW messages deduplicated.
+		err = f.q.DeadLetter(ctx, dead)
+		if err == nil {
+			f.log.Warn("records larger than a buffer message went to the DLQ", "shard", shard, "records", len(dead), "first", dead[0].RecordID, "max_payload", f.maxPayload)
+		}
+	}
+	if err != nil {
 		f.m.publishErrors.WithLabelValues(labels).Inc()
 		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {
 			h.SetUnhealthy("RAW is full: pulling paused, checkpoints held (" + err.Error() + ")")
@@ -210,7 +227,7 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 			return "", errStopping
 		}
 		{
-			f.log.Warn("publish to RAW failed; the pull will be retried, its checkpoint is not saved", "shard", shard, "err", err)
+			f.log.Warn("publish to RAW or the DLQ failed; the pull will be retried, its checkpoint is not saved", "shard", shard, "err", err)
 			time.Sleep(200 * time.Millisecond) // the library retries every 50ms; a full buffer needs longer
 		}
 		return "", err
@@ -237,12 +254,18 @@ var errStopping = errors.New("stopping")
 func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil }
 
 // messages turns a pull into RAW messages: one per log group, or per part
-// of a log group larger than MaxBatchBytes. logs are the groups' logs on the
-// wire (decodeLogGroups). IDs depend only on the pull's start cursor and
-// positions, so a re-pull after a crash gives the same IDs.
-func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, records, bytes int, newest time.Time) {
+// of a log group larger than MaxBatchBytes or than one message can carry.
+// logs are the groups' logs on the wire (decodeLogGroups). A log group's ID
+// is its source and its place in its shard (see place), so a re-read gives
+// the same IDs however its pulls were cut; its parts are cut by its records'
+// sizes alone. A record that no message can carry is a part of its own that
+// goes to the DLQ (dead) instead of RAW.
+func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, dead []queue.DeadRecord, records, bytes int, newest time.Time) {
 	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
-	base := fmt.Sprintf("sls/%s/%s/%d/%s/", f.cfg.Project, f.cfg.Logstore, shard, cursor)
+	// The source's name comes first: JetStream deduplicates by ID across
+	// the whole stream, so two sources on one logstore (two consumer
+	// groups) must never share an ID.
+	base := fmt.Sprintf("sls/%s/%s/%s/%d/", f.cfg.Name, f.cfg.Project, f.cfg.Logstore, shard)
 	// A group's records are written into one buffer, sliced once it stops
 	// growing, and copied into their batch; the buffer then serves the
 	// next group: no allocation a record, nor a group.
@@ -267,43 +290,68 @@ func (f *Fetcher) messages(shard int, cursor string, groups []*sdk.LogGroup, log
 				last = t
 			}
 		}
-		var parts [][][]byte
+		id := base + at.key(i)
+		h := nats.Header{}
+		h.Set(batch.HeaderSource, f.cfg.Name)
+		h.Set(batch.HeaderKind, "sls")
+		h.Set(batch.HeaderEvent, event)
+		if f.cfg.Schema != "" {
+			h.Set(batch.HeaderSchema, f.cfg.Schema)
+		}
+		h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
+		h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
+		h.Set(batch.HeaderFetchedAt, fetched)
+		room := recordRoom(f.maxPayload, h, id)
+		var parts []part
 		var cur [][]byte
-		size, start := 0, 0
+		size, cost, start := 0, 0, 0
 		for _, end := range ends {
 			rec := arena[start:end:end]
 			start = end
-			if size+len(rec) > int(f.cfg.MaxBatchBytes) && len(cur) > 0 {
-				parts, cur, size = append(parts, cur), nil, 0
+			c := recordCost(rec)
+			if c > room {
+				if len(cur) > 0 {
+					parts, cur, size, cost = append(parts, part{recs: cur}), nil, 0, 0
+				}
+				parts = append(parts, part{recs: [][]byte{rec}, dead: true})
+				continue
+			}
+			if len(cur) > 0 && (size+len(rec) > int(f.cfg.MaxBatchBytes) || cost+c > room) {
+				parts, cur, size, cost = append(parts, part{recs: cur}), nil, 0, 0
 			}
 			cur = append(cur, rec)
 			size += len(rec)
+			cost += c
 			bytes += len(rec)
 		}
-		parts = append(parts, cur)
+		if len(cur) > 0 || len(parts) == 0 {
+			parts = append(parts, part{recs: cur})
+		}
 		if last.After(newest) {
 			newest = last
 		}
-		for p, recs := range parts {
-			id := base + strconv.Itoa(i)
+		for p, part := range parts {
+			pid := id
 			if len(parts) > 1 {
-				id += "." + strconv.Itoa(p)
+				pid += "." + strconv.Itoa(p)
 			}
-			h := nats.Header{}
-			h.Set(batch.HeaderMsgID, id)
-			h.Set(batch.HeaderSource, f.cfg.Name)
-			h.Set(batch.HeaderKind, "sls")
-			h.Set(batch.HeaderEvent, event)
-			if f.cfg.Schema != "" {
-				h.Set(batch.HeaderSchema, f.cfg.Schema)
+			if part.dead {
+				dead = append(dead, f.deadRecord(h, batch.RecordID(pid, 0), part.recs[0], room, shard, at, i))
+				continue
 			}
-			h.Set(batch.HeaderCount, strconv.Itoa(len(recs)))
-			h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
-			h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
-			h.Set(batch.HeaderFetchedAt, fetched)
-			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject(f.cfg.Name), Header: h, Data: f.bodies.Encode(recs)})
-			records += len(recs)
+			ph := maps.Clone(h)
+			ph.Set(batch.HeaderMsgID, pid)
+			ph.Set(batch.HeaderCount, strconv.Itoa(len(part.recs)))
+			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject(f.cfg.Name), Header: ph, Data: f.bodies.Encode(part.recs)})
+			records += len(part.recs)
 		}
 	}
-	return msgs, records, bytes, newest
+	return msgs, dead, records, bytes, newest
+}
+
+// part is the records of one RAW message, or a record no message can
+// carry (dead).
+type part struct {
+	recs [][]byte
+	dead bool
 }

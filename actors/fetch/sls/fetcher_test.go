@@ -64,9 +64,21 @@ func testConfig(s *slstest.Server, mod func(*Config)) *Config {
 }
 
 type running struct {
-	f   *Fetcher
-	rt  *actors.Runtime
-	log *syncBuf
+	f    *Fetcher
+	rt   *actors.Runtime
+	log  *syncBuf
+	once sync.Once
+}
+
+// stop stops the runtime once: a second Runtime.Stop would wait its whole
+// timeout for a stage that already stopped.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		if err := r.rt.Stop(20 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 type syncBuf struct {
@@ -89,7 +101,7 @@ func start(t *testing.T, q *queue.Queue, cfg *Config, node string) *running {
 	rt.Add(actors.StageFetch, "sls/"+cfg.Name, f)
 	rt.Start(context.Background())
 	r := &running{f: f, rt: rt, log: buf}
-	t.Cleanup(func() { _ = rt.Stop(20 * time.Second) })
+	t.Cleanup(func() { r.stop(t) })
 	return r
 }
 
@@ -200,7 +212,7 @@ func TestProducerRecordsArriveInRAWIntact(t *testing.T) {
 	if err := json.Unmarshal([]byte(d.Header.Get(batch.HeaderEvent)), &ev); err != nil || ev["project"] != "proj" || ev["logstore"] != "audit" || ev["topic"] != "audit_log" {
 		t.Fatalf("event header %q: %v", d.Header.Get(batch.HeaderEvent), err)
 	}
-	if !strings.HasPrefix(d.ID, "sls/proj/audit/") || d.Header.Get(batch.HeaderKind) != "sls" || d.Header.Get(batch.HeaderSource) != "audit" {
+	if !strings.HasPrefix(d.ID, "sls/audit/proj/audit/") || d.Header.Get(batch.HeaderKind) != "sls" || d.Header.Get(batch.HeaderSource) != "audit" {
 		t.Fatalf("batch headers: id %s %v", d.ID, d.Header)
 	}
 	waitFor(t, 10*time.Second, "checkpoints cover every log group", func() bool {
@@ -248,9 +260,7 @@ func TestTwoFetchersSplitShardsAndTakeOver(t *testing.T) {
 	})
 	waitFor(t, 20*time.Second, "first records pulled", func() bool { return rawCount(t, q) > 0 })
 	// a stops heart-beating; b must take its shards and go on from the checkpoints.
-	if err := a.rt.Stop(20 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	a.stop(t)
 	for i := 0; i < 4; i++ {
 		s.PutAt(i, slstest.AuditLogGroups(uint64(100+i), 10, time.Now())[0], time.Now())
 	}
@@ -292,7 +302,7 @@ func TestFullRAWStopsPullingAndHoldsCheckpoints(t *testing.T) {
 		for g := int64(0); g < pos; g++ {
 			found := false
 			for id := range inRAW {
-				if strings.HasPrefix(id, fmt.Sprintf("sls/proj/audit/%d/", shard)) {
+				if strings.HasPrefix(id, fmt.Sprintf("sls/audit/proj/audit/%d/", shard)) {
 					found = true
 					break
 				}

@@ -66,9 +66,9 @@ func sdkClient(w *consumerLibrary.ConsumerWorker) (reflect.Value, bool) {
 }
 
 // pullClient is the SDK client with PullLogsWithQuery decoding through
-// decodeLogGroups. The SDK's own also records each log group's cursor,
-// which only LogGroup.GetCursor reads: neither the consumer library nor
-// sluice calls it (a pull's checkpoint is the tracker's cursor).
+// decodeLogGroups. The SDK's own also records each log group's cursor
+// (LogGroup.GetCursor, from X-Log-Read-Last-Cursor); this one keeps where
+// the pull's groups sit (place) beside their logs instead.
 type pullClient struct {
 	sdk.ClientInterface
 	wire *pullLogs
@@ -83,53 +83,64 @@ func (c pullClient) PullLogsWithQuery(plr *sdk.PullLogRequest) (*sdk.LogGroupLis
 	if err != nil {
 		return nil, nil, err
 	}
-	if logs != nil {
-		c.wire.put(list, logs)
-	}
+	c.wire.put(list, pulled{logs: logs, place: placeOf(plr.Cursor, plr.Query, readLastCursor(meta), len(list.LogGroups))})
 	return list, meta, nil
 }
 
-// pullLogs holds the logs decodeLogGroups left on the wire, by the list the
-// consumer library was handed in their place, until the library lets go of
-// that list: Process gets the list back and asks for its logs.
+// pulled is what Process needs of a pull besides its list: the logs
+// decodeLogGroups left on the wire (nil when the SDK's decoder decoded
+// them) and where its log groups sit in the shard.
+type pulled struct {
+	logs  [][][]byte
+	place place
+}
+
+// pullLogs holds what the pull client learnt of each pull, by the list the
+// consumer library was handed, until the library lets go of that list:
+// Process gets the list back and asks for the rest.
 type pullLogs struct {
-	mu   sync.Mutex
-	logs map[weak.Pointer[sdk.LogGroupList]][][][]byte
+	mu    sync.Mutex
+	pulls map[weak.Pointer[sdk.LogGroupList]]pulled
 }
 
 func newPullLogs() *pullLogs {
-	return &pullLogs{logs: map[weak.Pointer[sdk.LogGroupList]][][][]byte{}}
+	return &pullLogs{pulls: map[weak.Pointer[sdk.LogGroupList]]pulled{}}
 }
 
-func (p *pullLogs) put(list *sdk.LogGroupList, logs [][][]byte) {
+func (p *pullLogs) put(list *sdk.LogGroupList, pl pulled) {
 	key := weak.Make(list)
 	p.mu.Lock()
-	p.logs[key] = logs
+	p.pulls[key] = pl
 	p.mu.Unlock()
 	runtime.AddCleanup(list, p.forget, key)
 }
 
 func (p *pullLogs) forget(key weak.Pointer[sdk.LogGroupList]) {
 	p.mu.Lock()
-	delete(p.logs, key)
+	delete(p.pulls, key)
 	p.mu.Unlock()
 }
 
-// get is list's logs on the wire, log group by log group: those kept at
-// the pull, else the SDK's (wireLogs), for a list the SDK decoded. ok is
-// false for a hollow list (decodeLogGroups) whose logs are not kept, which
-// only a bug in sluice would cause: its records are not to be had.
-func (p *pullLogs) get(list *sdk.LogGroupList) (_ [][][]byte, ok bool) {
+// get is list's logs on the wire, log group by log group, and their place:
+// those kept at the pull, else the SDK's (wireLogs, and the cursors the SDK
+// gave the groups), for a list the SDK decoded; cursor and query are the
+// pull's. ok is false for a hollow list (decodeLogGroups) whose logs are
+// not kept, which only a bug in sluice would cause: its records are not
+// to be had.
+func (p *pullLogs) get(list *sdk.LogGroupList, cursor, query string) (_ pulled, ok bool) {
 	p.mu.Lock()
-	logs, ok := p.logs[weak.Make(list)]
+	pl, ok := p.pulls[weak.Make(list)]
 	p.mu.Unlock()
 	if ok {
-		return logs, true
+		if pl.logs == nil {
+			pl.logs = wireLogs(list.LogGroups)
+		}
+		return pl, true
 	}
 	for _, g := range list.LogGroups {
 		if g.Logs != nil && len(g.Logs) == 0 {
-			return nil, false
+			return pulled{}, false
 		}
 	}
-	return wireLogs(list.LogGroups), true
+	return pulled{logs: wireLogs(list.LogGroups), place: placeOfSDKList(cursor, query, list.LogGroups)}, true
 }

@@ -103,3 +103,14 @@ func (s *Server) Preload(seed uint64, n int, start time.Time) {
 		s.PutAt(i%len(s.shards), lg, time.Unix(int64(lg.Logs[0].GetTime()), 0))
 	}
 }
+
+// EscapedLog makes a log with "seq" and a "blob" of n control characters,
+// each of which JSON writes as \u00XX: its record is over 6n bytes, from
+// about n on the wire (and in PutLogs), the way a record outgrows the
+// buffer's largest message while SLS took it without a word.
+func EscapedLog(seq, n int, t time.Time) *sls.Log {
+	return &sls.Log{Time: proto.Uint32(uint32(t.Unix())), Contents: []*sls.LogContent{
+		{Key: proto.String("seq"), Value: proto.String(strconv.Itoa(seq))},
+		{Key: proto.String("blob"), Value: proto.String(strings.Repeat("\x01", n))},
+	}}
+}

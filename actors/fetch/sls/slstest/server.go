@@ -439,6 +439,11 @@ func (s *Server) pullLogs(w http.ResponseWriter, id string, q map[string][]strin
 	h.Set("x-log-requestid", "slstest")
 	h.Set("x-log-cursor", encodeCursor(next))
 	h.Set("x-log-count", strconv.Itoa(len(list.LogGroups)))
+	if len(list.LogGroups) > 0 {
+		// As SLS does: the last log group's position, in decimal (not a
+		// cursor); the SDK numbers the pull's log groups back from it.
+		h.Set("x-log-read-last-cursor", strconv.FormatInt(next-1, 10))
+	}
 	if len(list.LogGroups) == 0 {
 		h.Set("x-log-bodyrawsize", "0")
 		h.Set("x-log-compresstype", "lz4")
