@@ -90,6 +90,7 @@ type chaosRun struct {
 	hec2      *hectest.Server // the second source's sink, when there is one
 	ledger    *ledger
 	splunk    *book // what the first sink owes
+	writer    *writer
 	nodes     []*chaosNode
 	env       []string
 	start     time.Time
@@ -170,6 +171,7 @@ func runChaos(o chaosOpts) (*chaosResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.writer = w
 	c.runFaults()
 	c.eventf("writing stops; waiting for the backlog to drain")
 	w.stop()

@@ -30,6 +30,7 @@ var faultKinds = []string{
 	"policy-break",      // a broken policy file in the policy directory
 	"policy-slow",       // a policy rule that runs past eval_timeout on a few records in a row
 	"operator-consumer", // an operator's durable consumer on OUT with no filter, acking everything, while Splunk is down and OUT fills
+	"oversized",         // a record larger than a buffer message: it goes to the DLQ, the shard flows
 	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
 
@@ -188,6 +189,9 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 			c.eventf("policy-slow: %v", err)
 		}
 		return func() { _ = os.Remove(path) }
+	case "oversized":
+		c.writer.oversized <- struct{}{}
+		return func() {}
 	case "operator-consumer":
 		// With Splunk down until OUT is past the trimmer's high-water
 		// mark: the trimmer then removes every delivered record, and
@@ -212,13 +216,14 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 }
 
 // slowPolicy adds to the shipped schema a rule that yields nothing but
-// takes seconds (past the transform's eval_timeout) on three records in a
-// row out of 20,000: they are in one RAW batch, whose work outlasts the
-// transform's ack_wait. Only those records may go to the DLQ.
+// takes seconds (past the transform's eval_timeout, so each is tried twice)
+// on six records in a row out of 20,000: they are in one RAW batch, whose
+// work (12 s) outlasts the transform's ack_wait (10 s). Only those records
+// may go to the DLQ; a second rule also turns the policy's fast path off.
 const slowPolicy = `package schema.sls_audit
 
 log contains x if {
-	to_number(input.seq) % 20000 < 3
+	to_number(input.seq) % 20000 < 6
 	count([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); i + j < 0]) > 0
 	x := {}
 }

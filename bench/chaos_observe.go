@@ -23,12 +23,15 @@ import (
 // writer feeds SLS at the offered rate through the SDK's producer, as an
 // application would, each log with a unique seq and its send time.
 type writer struct {
-	c       *chaosRun
-	p       *producer.Producer
-	done    chan struct{}
-	stopped chan struct{}
-	mu      sync.Mutex
-	failed  int // records the producer gave up on
+	c      *chaosRun
+	p      *producer.Producer
+	client sls.ClientInterface // for what the producer would refuse (oversized)
+	// oversized asks for a log whose record outgrows a buffer message.
+	oversized chan struct{}
+	done      chan struct{}
+	stopped   chan struct{}
+	mu        sync.Mutex
+	failed    int // records the producer gave up on
 }
 
 func startWriter(c *chaosRun) (*writer, error) {
@@ -42,7 +45,9 @@ func startWriter(c *chaosRun) (*writer, error) {
 		return nil, fmt.Errorf("sls producer: %w", err)
 	}
 	p.Start()
-	w := &writer{c: c, p: p, done: make(chan struct{}), stopped: make(chan struct{})}
+	client := sls.CreateNormalInterface(c.sls.Endpoint, benchAKID, benchAKKey, "")
+	client.SetHTTPClient(c.sls.HTTPClient())
+	w := &writer{c: c, p: p, client: client, oversized: make(chan struct{}, 4), done: make(chan struct{}), stopped: make(chan struct{})}
 	go w.run()
 	return w, nil
 }
@@ -60,6 +65,10 @@ func (w *writer) run() {
 		select {
 		case <-w.done:
 			return
+		case <-w.oversized:
+			w.putOversized(seq)
+			seq++
+			continue
 		case <-tick.C:
 		}
 		target := w.c.opts.rate * 1e6 * time.Since(t0).Seconds()
@@ -83,6 +92,23 @@ func (w *writer) run() {
 			}
 		}
 	}
+}
+
+// putOversized writes one log whose record is over 9 MB as JSON (1.5 MB
+// of control characters, each escaped as \u0001), more than a buffer
+// message carries: it must reach the DLQ, the rest of its shard flow.
+func (w *writer) putOversized(seq int) {
+	now := time.Now()
+	l := slstest.EscapedLog(seq, 1_500_000, now)
+	l.Contents = append(l.Contents, &sls.LogContent{Key: proto.String("sent_ms"), Value: proto.String(strconv.FormatInt(now.UnixMilli(), 10))})
+	w.c.ledger.sent(seq, seq+1)
+	err := w.client.PutLogs("chaos", "audit", &sls.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1"), Logs: []*sls.Log{l}})
+	w.c.ledger.confirm(seq, seq+1, err == nil, int64(proto.Size(l)))
+	if err != nil {
+		w.c.eventf("oversized: PutLogs: %v", err)
+		return
+	}
+	w.c.eventf("oversized: seq %d, a record of ~9 MB as JSON, written", seq)
 }
 
 // stop ends writing and waits until the producer has an answer for
