@@ -362,7 +362,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		case pause:
 			s.m.requests.WithLabelValues("refused").Inc()
 			s.m.state.Set(statePaused)
-			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s refuses the sink (%s); paused, retrying every %s", s.cfg.URL, res, s.cfg.PausedRetry))
+			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s %s (%s); paused, retrying every %s", s.cfg.URL, pausedWhy(res), res, s.cfg.PausedRetry))
 			s.log.Error("HEC refused the sink; paused", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
 			if !s.wait(ctx, r, s.cfg.PausedRetry.D()) {
 				return false
@@ -462,7 +462,7 @@ func (s *Sink) wait(ctx context.Context, r *request, d time.Duration) bool {
 // URL or a refused token before the first batch.
 func (s *Sink) checkHealth(ctx context.Context, h *actors.Health) {
 	res := s.hec.health(ctx)
-	if res.err != nil || res.status != 200 {
+	if res.err != nil || res.status != 200 || !res.hec {
 		s.log.Warn("HEC health check failed; batches will wait in OUT", "answer", res.String())
 		h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s: health check: %s", s.cfg.URL, res))
 		s.m.state.Set(stateRetrying)
@@ -496,6 +496,17 @@ func (s *Sink) oldestHeldSeconds() float64 {
 		return 0
 	}
 	return time.Since(oldest).Seconds()
+}
+
+// pausedWhy says in a few words why an answer pauses the sink.
+func pausedWhy(r result) string {
+	switch {
+	case r.redirect():
+		return "is not at this url"
+	case !r.hec:
+		return "answers, but not as HEC (a proxy, or the wrong url?)"
+	}
+	return "refuses the sink"
 }
 
 func retryReason(r result) string {

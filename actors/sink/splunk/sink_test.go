@@ -28,6 +28,7 @@ type fixture struct {
 	q   *queue.Queue
 	hec *hectest.Server
 	log *syncBuffer
+	reg *prometheus.Registry // of the sink last started
 }
 
 type syncBuffer struct {
@@ -92,6 +93,7 @@ func (f *fixture) start(mod func(*Config)) (*actors.Runtime, func()) {
 	}
 	log := slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
+	f.reg = reg
 	s, err := New(cfg, Deps{Queue: f.q, Logger: log, Metrics: reg})
 	if err != nil {
 		f.t.Fatal(err)
