@@ -21,6 +21,7 @@ const (
 	wantPause  = "pause"  // paused: nothing accepted, the batch held
 	wantRetry  = "retry"  // retrying with backoff: nothing accepted, the batch held
 	wantAckOff = "ackoff" // accepted as received, then paused: the token has acks off
+	wantResend = "resend" // accepted but never said indexed: sent again after a backoff, the batch held
 )
 
 // answerCase is one class of answer Splunk or something in front of it can
@@ -100,6 +101,14 @@ func TestEveryAnswerHasAnOutcomeAndABoundedRate(t *testing.T) {
 			health: []string{"retrying", "HTTP 200", `{"status":"ok"}`}},
 		{name: "200 JSON another code", setup: jsonAnswer(eventPath, 200, `{"text":"Internal server error","code":8}`), want: wantRetry,
 			health: []string{"retrying", "code 8"}},
+		{name: "200 success without ackId, ack on", mod: func(c *Config) { c.Ack = true }, want: wantAckOff,
+			health: []string{"paused", "indexer acknowledgement off", "ack: false", "useACK"}},
+		{name: "ack endpoint 400 code 14", hopts: hectest.Options{Ack: true},
+			setup: jsonAnswer("/services/collector/ack", 400, `{"text":"ACK is disabled","code":14}`),
+			mod:   func(c *Config) { c.Ack = true }, want: wantAckOff, health: []string{"paused", "indexer acknowledgement off"}},
+		{name: "ack never comes", hopts: hectest.Options{Ack: true, AckDelay: time.Hour},
+			mod:  func(c *Config) { c.Ack = true; c.AckTimeout = conf.Duration(time.Millisecond) },
+			want: wantResend, health: []string{"retrying", "ack_timeout"}},
 		{name: "301", setup: redirect(301), want: wantPause, health: []string{"paused", "HTTP 301", "redirect", eventPath}},
 		{name: "302", setup: redirect(302), want: wantPause, health: []string{"paused", "HTTP 302", "redirect", eventPath}},
 		{name: "307", setup: redirect(307), want: wantPause, health: []string{"paused", "HTTP 307", "redirect", eventPath}},
@@ -155,6 +164,10 @@ func TestEveryAnswerHasAnOutcomeAndABoundedRate(t *testing.T) {
 			case wantAckOff:
 				waitFor(t, func() bool { return idle() && f.hec.Count() == events })
 				f.assertEachOnce(events)
+			case wantResend:
+				if idle() {
+					t.Error("the batch was acked")
+				}
 			case wantPause, wantRetry:
 				if n := f.hec.Count(); n != 0 {
 					t.Errorf("%d events accepted, want none", n)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +35,11 @@ type Sink struct {
 	log      *slog.Logger
 	hec      *hecClient
 	m        *metrics
+
+	// noAcks is set when HEC said the token has indexer acknowledgement
+	// off: every sender then holds its request until it is on again. An
+	// atomic, as the senders are goroutines of their own.
+	noAcks atomic.Bool
 
 	heldMu sync.Mutex
 	held   map[*request]time.Time // requests in flight → their oldest fetch time
@@ -301,6 +308,9 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		}
 	}()
 	for len(events) > 0 {
+		if !s.whileAcksOff(ctx, r) {
+			return false
+		}
 		if encoded == nil {
 			body := r.body
 			if r.moved || len(events) != len(r.events) {
@@ -323,12 +333,26 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		switch out {
 		case accepted:
 			if s.cfg.Ack {
-				if !s.waitIndexed(ctx, r, res) {
-					if ctx.Err() != nil {
+				switch s.waitIndexed(ctx, r, res) {
+				case stopped:
+					return false
+				case acksOff:
+					// HEC took the events but will never say they are
+					// indexed: sending them again would only copy them.
+					s.accepted(h, events)
+					s.pauseForAcksOff(h, res)
+					return true
+				case notIndexed:
+					s.m.retries.WithLabelValues("ack_timeout").Inc()
+					s.m.state.Set(stateRetrying)
+					fails++
+					backoff := backoffFor(fails, s.cfg.MaxBackoff.D())
+					s.log.Warn("HEC took the request but did not say it was indexed in time; sending it again", "ack_timeout", s.cfg.AckTimeout.String(), "attempt", fails, "next_in", backoff)
+					h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s took a request but did not say it was indexed within ack_timeout (%s); retrying", s.cfg.URL, s.cfg.AckTimeout))
+					if !s.wait(ctx, r, backoff) {
 						return false
 					}
-					s.m.retries.WithLabelValues("ack_timeout").Inc()
-					continue // never acknowledged: send again
+					continue
 				}
 			}
 			s.accepted(h, events)
@@ -416,26 +440,67 @@ func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 	}
 }
 
+// What became of a request HEC took, with indexer acknowledgement on.
+type indexing int
+
+const (
+	indexed    indexing = iota
+	notIndexed          // not within AckTimeout
+	acksOff             // the token has indexer acknowledgement off
+	stopped             // ctx ended
+)
+
 // waitIndexed polls indexer acknowledgement until the request is indexed
 // or AckTimeout passes.
-func (s *Sink) waitIndexed(ctx context.Context, r *request, res result) bool {
+func (s *Sink) waitIndexed(ctx context.Context, r *request, res result) indexing {
 	if res.reply.AckID == nil {
-		s.log.Error("HEC gave no ackId though acks are on; is useACK enabled for the token?")
-		return false
+		return acksOff // Splunk's success without an ackId: useACK is off
 	}
 	deadline := time.Now().Add(s.cfg.AckTimeout.D())
 	poll := 100 * time.Millisecond
 	for time.Now().Before(deadline) {
-		ok, _ := s.hec.acked(ctx, *res.reply.AckID)
-		if ok {
-			return true
+		ok, ar := s.hec.acked(ctx, *res.reply.AckID)
+		switch {
+		case ok:
+			return indexed
+		case ar.hec && ar.reply.Code == 14: // "ACK is disabled": turned off since
+			return acksOff
 		}
 		if !s.wait(ctx, r, poll) {
-			return false
+			return stopped
 		}
 		poll = min(poll*2, 2*time.Second)
 	}
-	return false
+	if ctx.Err() != nil {
+		return stopped
+	}
+	return notIndexed
+}
+
+// pauseForAcksOff pauses the sink: with ack on and the token's indexer
+// acknowledgement off, every request would be taken and never confirmed.
+func (s *Sink) pauseForAcksOff(h *actors.Health, res result) {
+	s.noAcks.Store(true)
+	s.m.state.Set(statePaused)
+	h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s: the token has indexer acknowledgement off: set ack: false, or turn useACK on for the token; paused (what HEC took is counted as received, not indexed), asking again every %s", s.cfg.URL, s.cfg.PausedRetry))
+	s.log.Error("the HEC token has indexer acknowledgement off but the sink has ack: true; paused: set ack: false, or turn useACK on for the token", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
+}
+
+// whileAcksOff holds r, sending nothing, while the token is known to have
+// indexer acknowledgement off. Every PausedRetry it asks the ack endpoint,
+// which takes no events, whether acknowledgement is on again. False when
+// ctx ended.
+func (s *Sink) whileAcksOff(ctx context.Context, r *request) bool {
+	for s.noAcks.Load() {
+		if !s.wait(ctx, r, s.cfg.PausedRetry.D()) {
+			return false
+		}
+		if _, res := s.hec.acked(ctx, 0); res.err == nil && res.status == http.StatusOK {
+			s.noAcks.Store(false)
+			s.log.Info("HEC indexer acknowledgement is on again; the sink resumes")
+		}
+	}
+	return true
 }
 
 // wait sleeps d while keeping the request's batches from being redelivered.

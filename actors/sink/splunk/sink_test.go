@@ -63,12 +63,16 @@ func newFixture(t *testing.T, hopts hectest.Options) *fixture {
 
 // publish puts n records into out.splunk, perBatch per message; each
 // record's data is {"n": i}.
-func (f *fixture) publish(n, perBatch int) {
+func (f *fixture) publish(n, perBatch int) { f.t.Helper(); f.publishFrom(0, n, perBatch) }
+
+// publishFrom publishes records from..n-1 as publish does, in batches
+// numbered from from/perBatch.
+func (f *fixture) publishFrom(from, n, perBatch int) {
 	f.t.Helper()
 	var msgs []*nats.Msg
-	for b := 0; b*perBatch < n; b++ {
+	for b := from / perBatch; b*perBatch < n; b++ {
 		var recs [][]byte
-		for i := b * perBatch; i < min(n, (b+1)*perBatch); i++ {
+		for i := max(from, b*perBatch); i < min(n, (b+1)*perBatch); i++ {
 			rec, _ := json.Marshal(batch.Output{ID: fmt.Sprint("r", i), Timestamp: 1732480000.5, Data: json.RawMessage(fmt.Sprintf(`{"n":%d,"msg":"event %d"}`, i, i)), Sourcetype: "sls:audit"})
 			recs = append(recs, rec)
 		}
@@ -328,6 +332,31 @@ func TestIndexerAckHoldsTheBatchUntilIndexed(t *testing.T) {
 	}
 	f.waitDelivered(100, 10*time.Second)
 	f.assertEachOnce(100)
+}
+
+// ack: true against a token whose indexer acknowledgement is off: what HEC
+// took is counted as received (sending it again would copy it), the sink
+// pauses without posting, and resumes when the token has acks again.
+func TestAckOffTokenPausesThenResumes(t *testing.T) {
+	f := newFixture(t, hectest.Options{}) // the token's useACK is off
+	f.publish(10, 10)
+	rt, _ := f.start(func(c *Config) { c.Ack = true })
+	waitFor(t, func() bool { idle, _ := f.q.Idle(context.Background()); return idle && f.hec.Count() == 10 })
+	if err := rt.Ready(); err == nil || !strings.Contains(err.Error(), "indexer acknowledgement off") {
+		t.Fatalf("readiness %v, want it to say the token has indexer acknowledgement off", err)
+	}
+	f.publishFrom(10, 20, 10)
+	time.Sleep(time.Second) // PausedRetry is 200 ms: a few probes, no posts
+	if n := f.hec.Requests(); n != 1 {
+		t.Fatalf("%d event requests while paused, want the 1 that found acks off", n)
+	}
+	if f.hec.AckRequests() == 0 {
+		t.Fatal("the paused sink never asked whether acks are on again")
+	}
+	f.hec.UseACK(true)
+	f.waitDelivered(20, 10*time.Second)
+	f.assertEachOnce(20)
+	waitFor(t, func() bool { return rt.Ready() == nil })
 }
 
 func TestConfigErrorsNameTheField(t *testing.T) {
