@@ -279,7 +279,10 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 	s.hold(r)
 	defer s.release(r)
 	defer s.recycle(r)
-	if !s.sendAll(ctx, h, r, r.events) {
+	stopKeepAlive := s.keepAlive(r)
+	ok := s.sendAll(ctx, h, r, r.events)
+	stopKeepAlive() // before the batches are acked or given back
+	if !ok {
 		r.giveBack()
 		return
 	}
@@ -308,7 +311,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		}
 	}()
 	for len(events) > 0 {
-		if !s.whileAcksOff(ctx, r) {
+		if !s.whileAcksOff(ctx) {
 			return false
 		}
 		if encoded == nil {
@@ -333,7 +336,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		switch out {
 		case accepted:
 			if s.cfg.Ack {
-				switch s.waitIndexed(ctx, r, res) {
+				switch s.waitIndexed(ctx, res) {
 				case stopped:
 					return false
 				case acksOff:
@@ -349,7 +352,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 					backoff := backoffFor(fails, s.cfg.MaxBackoff.D())
 					s.log.Warn("HEC took the request but did not say it was indexed in time; sending it again", "ack_timeout", s.cfg.AckTimeout.String(), "attempt", fails, "next_in", backoff)
 					h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s took a request but did not say it was indexed within ack_timeout (%s); retrying", s.cfg.URL, s.cfg.AckTimeout))
-					if !s.wait(ctx, r, backoff) {
+					if !s.wait(ctx, backoff) {
 						return false
 					}
 					continue
@@ -388,7 +391,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 			s.m.state.Set(statePaused)
 			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s %s (%s); paused, retrying every %s", s.cfg.URL, pausedWhy(res), res, s.cfg.PausedRetry))
 			s.log.Error("HEC refused the sink; paused", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
-			if !s.wait(ctx, r, s.cfg.PausedRetry.D()) {
+			if !s.wait(ctx, s.cfg.PausedRetry.D()) {
 				return false
 			}
 		case retry:
@@ -401,7 +404,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 				s.log.Warn("HEC unavailable; holding the batch and retrying", "answer", res.String(), "attempt", fails, "next_in", backoff)
 			}
 			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s unavailable (%s); retrying", s.cfg.URL, res))
-			if !s.wait(ctx, r, backoff) {
+			if !s.wait(ctx, backoff) {
 				return false
 			}
 		}
@@ -452,7 +455,7 @@ const (
 
 // waitIndexed polls indexer acknowledgement until the request is indexed
 // or AckTimeout passes.
-func (s *Sink) waitIndexed(ctx context.Context, r *request, res result) indexing {
+func (s *Sink) waitIndexed(ctx context.Context, res result) indexing {
 	if res.reply.AckID == nil {
 		return acksOff // Splunk's success without an ackId: useACK is off
 	}
@@ -466,7 +469,7 @@ func (s *Sink) waitIndexed(ctx context.Context, r *request, res result) indexing
 		case ar.hec && ar.reply.Code == 14: // "ACK is disabled": turned off since
 			return acksOff
 		}
-		if !s.wait(ctx, r, poll) {
+		if !s.wait(ctx, poll) {
 			return stopped
 		}
 		poll = min(poll*2, 2*time.Second)
@@ -486,13 +489,13 @@ func (s *Sink) pauseForAcksOff(h *actors.Health, res result) {
 	s.log.Error("the HEC token has indexer acknowledgement off but the sink has ack: true; paused: set ack: false, or turn useACK on for the token", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
 }
 
-// whileAcksOff holds r, sending nothing, while the token is known to have
-// indexer acknowledgement off. Every PausedRetry it asks the ack endpoint,
-// which takes no events, whether acknowledgement is on again. False when
-// ctx ended.
-func (s *Sink) whileAcksOff(ctx context.Context, r *request) bool {
+// whileAcksOff holds the sender, sending nothing, while the token is known
+// to have indexer acknowledgement off. Every PausedRetry it asks the ack
+// endpoint, which takes no events, whether acknowledgement is on again.
+// False when ctx ended.
+func (s *Sink) whileAcksOff(ctx context.Context) bool {
 	for s.noAcks.Load() {
-		if !s.wait(ctx, r, s.cfg.PausedRetry.D()) {
+		if !s.wait(ctx, s.cfg.PausedRetry.D()) {
 			return false
 		}
 		if _, res := s.hec.acked(ctx, 0); res.err == nil && res.status == http.StatusOK {
@@ -503,24 +506,36 @@ func (s *Sink) whileAcksOff(ctx context.Context, r *request) bool {
 	return true
 }
 
-// wait sleeps d while keeping the request's batches from being redelivered.
-func (s *Sink) wait(ctx context.Context, r *request, d time.Duration) bool {
-	for _, dl := range r.deliveries {
-		_ = dl.InProgress()
-	}
-	end := time.Now().Add(d)
-	for {
-		step := min(time.Until(end), 10*time.Second)
-		if step <= 0 {
-			return true
+// keepAlive keeps r's batches leased (InProgress every AckWait/3) for as
+// long as a sender works on r: one post can outlast AckWait (the timeout,
+// then retryablehttp's own retries), so can polling for indexer acks and
+// backoff, and JetStream would meanwhile hand the batches to another
+// sender (copies, and deliveries counted towards MaxDeliveries). Its own
+// goroutine, as the sender is blocked in the post. stop returns when the
+// goroutine has ended, so that the sender may then ack or give back.
+func (s *Sink) keepAlive(r *request) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(s.cfg.AckWait.D() / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				for _, d := range r.deliveries {
+					_ = d.InProgress()
+				}
+			case <-done:
+				return
+			}
 		}
-		if !actors.Sleep(ctx, step) {
-			return false
-		}
-		for _, dl := range r.deliveries {
-			_ = dl.InProgress()
-		}
-	}
+	}()
+	return func() { close(done); <-ended }
+}
+
+// wait sleeps d; the request's batches stay leased meanwhile (keepAlive).
+func (s *Sink) wait(ctx context.Context, d time.Duration) bool {
+	return actors.Sleep(ctx, d)
 }
 
 // checkHealth asks HEC's health endpoint once at start, to report a wrong

@@ -361,11 +361,14 @@ func TestAckOffTokenPausesThenResumes(t *testing.T) {
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
-		"name: s\ntype: splunk_hec\ntoken: t\n":                                         "url: required",
-		"name: s\ntype: splunk_hec\nurl: ftp://x\ntoken: t\n":                           `url: "ftp://x" is not an http(s) URL`,
-		"name: s\ntype: splunk_hec\nurl: https://x:8088\n":                              "token: required",
-		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nlinger: soon\n":      "linger (line 5): bad duration",
-		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\ntls: {verify: no}\n": `tls.verify (line 5): unknown key`,
+		"name: s\ntype: splunk_hec\ntoken: t\n":                                                       "url: required",
+		"name: s\ntype: splunk_hec\nurl: ftp://x\ntoken: t\n":                                         `url: "ftp://x" is not an http(s) URL`,
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\n":                                            "token: required",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nlinger: soon\n":                    "linger (line 5): bad duration",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\ntls: {verify: no}\n":               `tls.verify (line 5): unknown key`,
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nack_wait: 1s\ntimeout: 3s\n":       "ack_wait: 1s must be longer than timeout (3s)",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nack_wait: 500ms\ntimeout: 100ms\n": "ack_wait: 500ms: want at least 1s",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nlinger: 40s\n":                     "linger: 40s must be shorter than half of ack_wait (1m0s)",
 	}
 	for src, want := range cases {
 		var n yamlNode
@@ -411,5 +414,27 @@ func TestLongOutageNeitherDeadLettersNorDuplicates(t *testing.T) {
 	s, _ := f.q.JetStream().Stream(context.Background(), queue.StreamDLQ)
 	if info, _ := s.Info(context.Background()); info.State.Msgs != 0 {
 		t.Fatalf("%d records dead-lettered during an outage", info.State.Msgs)
+	}
+}
+
+// A post that outlasts AckWait (the client's timeout, then retryablehttp's
+// retries) keeps its batches' lease: JetStream does not hand them to
+// another sender while the first is still sending them (copies).
+func TestPostOutlastingAckWaitKeepsItsLease(t *testing.T) {
+	f := newFixture(t, hectest.Options{})
+	// The first two attempts hang until the client gives up (timeout), the
+	// third is answered: one post takes ~1.6 s, ack_wait is 1 s.
+	f.hec.HangNext(2, 10*time.Second)
+	f.publish(10, 10)
+	f.start(func(c *Config) {
+		c.Timeout = conf.Duration(700 * time.Millisecond)
+		c.AckWait = conf.Duration(time.Second)
+		c.InFlight = 2
+	})
+	f.waitDelivered(10, 10*time.Second)
+	time.Sleep(time.Second) // room for a copy to arrive
+	f.assertEachOnce(10)
+	if n := f.hec.Requests(); n != 3 {
+		t.Errorf("%d event requests, want 3 (two hung attempts and the one answered)", n)
 	}
 }
