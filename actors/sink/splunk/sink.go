@@ -429,7 +429,7 @@ func (s *Sink) accepted(h *actors.Health, events []event) {
 
 func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 	reason := fmt.Sprintf("Splunk HEC refused the event: %s", res)
-	for {
+	for fails := 1; ; fails++ {
 		err := s.q.DeadLetter(ctx, []queue.DeadRecord{s.dead(e.from, e.recordID(), e.record, reason)})
 		if err == nil {
 			s.m.dlq.Inc()
@@ -437,7 +437,7 @@ func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 			return true
 		}
 		s.log.Error("dead-lettering failed; retrying", "record", e.recordID(), "err", err)
-		if !actors.Sleep(ctx, time.Second) {
+		if !s.wait(ctx, backoffFor(fails, s.cfg.MaxBackoff.D())) {
 			return false
 		}
 	}
@@ -460,8 +460,7 @@ func (s *Sink) waitIndexed(ctx context.Context, res result) indexing {
 		return acksOff // Splunk's success without an ackId: useACK is off
 	}
 	deadline := time.Now().Add(s.cfg.AckTimeout.D())
-	poll := 100 * time.Millisecond
-	for time.Now().Before(deadline) {
+	for polls := 1; time.Now().Before(deadline); polls++ {
 		ok, ar := s.hec.acked(ctx, *res.reply.AckID)
 		switch {
 		case ok:
@@ -469,16 +468,18 @@ func (s *Sink) waitIndexed(ctx context.Context, res result) indexing {
 		case ar.hec && ar.reply.Code == 14: // "ACK is disabled": turned off since
 			return acksOff
 		}
-		if !s.wait(ctx, poll) {
+		if !s.wait(ctx, backoffFor(polls, ackPollMax)) {
 			return stopped
 		}
-		poll = min(poll*2, 2*time.Second)
 	}
 	if ctx.Err() != nil {
 		return stopped
 	}
 	return notIndexed
 }
+
+// ackPollMax caps the wait between two asks for indexer acknowledgement.
+const ackPollMax = 2 * time.Second
 
 // pauseForAcksOff pauses the sink: with ack on and the token's indexer
 // acknowledgement off, every request would be taken and never confirmed.
