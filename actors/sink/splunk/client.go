@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-retryablehttp"
@@ -35,55 +36,82 @@ type outcome int
 
 const (
 	accepted outcome = iota
-	retry            // busy, 5xx, 429, network: back off and send again
+	retry            // busy, 5xx, 429, network, a 2xx that is not HEC's: back off and send again
 	badEvent         // 400 with a data code: an event is at fault
 	tooLarge         // 413: split the batch
-	pause            // token, index or channel refused: nothing will pass until fixed
+	pause            // token, index, channel or URL refused: nothing will pass until fixed
 )
 
 // result of one POST.
 type result struct {
-	status int
-	reply  hecReply
-	body   []byte
-	err    error // network error or timeout
+	status   int
+	hec      bool // the body is HEC's own JSON answer, {"text":…,"code":…}
+	reply    hecReply
+	body     []byte
+	ctype    string // Content-Type, for an answer that is not HEC's
+	location string // Location of a redirect, sanitized
+	snippet  string // the start of a body that is not HEC's, sanitized
+	err      error  // network error or timeout
 }
+
+func (r result) redirect() bool { return r.status >= 300 && r.status < 400 }
 
 func (r result) String() string {
-	if r.err != nil {
+	switch {
+	case r.err != nil:
 		return r.err.Error()
+	case r.redirect():
+		return fmt.Sprintf("HTTP %d redirect to %s: HEC never redirects, the url is wrong", r.status, r.location)
+	case r.hec:
+		return fmt.Sprintf("HTTP %d, HEC code %d: %s", r.status, r.reply.Code, sanitize(r.reply.Text, ""))
+	case r.snippet == "":
+		return fmt.Sprintf("HTTP %d with an empty body, not HEC's answer", r.status)
 	}
-	return fmt.Sprintf("HTTP %d, HEC code %d: %s", r.status, r.reply.Code, r.reply.Text)
+	ctype := r.ctype
+	if ctype == "" {
+		ctype = "no content type"
+	}
+	return fmt.Sprintf("HTTP %d, not HEC's answer (%s): %s", r.status, sanitize(ctype, ""), r.snippet)
 }
 
-// classify maps an answer to what to do, by HTTP status and HEC code.
+// classify maps an answer to what to do, by HEC code and HTTP status. Only
+// HEC's own success answer accepts: a 2xx page from a proxy, a portal or a
+// load balancer is not Splunk's yes.
 func classify(r result) outcome {
-	if r.err != nil {
+	switch {
+	case r.err != nil:
 		return retry
+	case r.redirect():
+		return pause // HEC never redirects: the URL is wrong, and following would post elsewhere
 	}
-	switch r.reply.Code {
-	case 5, 6, 12, 13, 15:
-		if r.status == http.StatusBadRequest {
-			return badEvent
+	if r.hec {
+		switch r.reply.Code {
+		case 0:
+			if r.status >= 200 && r.status < 300 {
+				return accepted
+			}
+		case 5, 6, 12, 13, 15:
+			if r.status == http.StatusBadRequest {
+				return badEvent
+			}
+		case 1, 2, 3, 4, 7, 10, 11, 14:
+			return pause
+		case 8, 9, 23, 26, 27:
+			return retry
 		}
-	case 1, 2, 3, 4, 7, 10, 11, 14:
-		return pause
-	case 8, 9, 23, 26, 27:
-		return retry
 	}
 	switch {
-	case r.status >= 200 && r.status < 300:
-		return accepted
 	case r.status == http.StatusRequestEntityTooLarge:
 		return tooLarge
-	case r.status == http.StatusUnauthorized || r.status == http.StatusForbidden:
-		return pause
-	case r.status == http.StatusTooManyRequests || r.status >= 500:
+	case r.status == http.StatusTooManyRequests || r.status == http.StatusRequestTimeout || r.status >= 500:
 		return retry
-	case r.status == http.StatusBadRequest:
-		return badEvent
+	case r.status >= 400 && r.status < 500:
+		// 400 with no HEC data code (a proxy's), 401, 403, 404, …: the URL,
+		// the token or what stands in front of HEC is misconfigured; halving
+		// the batch down to the DLQ would throw good events away.
+		return pause
 	}
-	return retry
+	return retry // a 2xx or 1xx that is not HEC's answer
 }
 
 // hecClient posts to one HEC endpoint.
@@ -120,7 +148,12 @@ func newHECClient(cfg *Config, log *slog.Logger) (*hecClient, error) {
 		ForceAttemptHTTP2:   true,
 	}
 	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: transport, Timeout: cfg.Timeout.D()}
+	rc.HTTPClient = &http.Client{Transport: transport, Timeout: cfg.Timeout.D(),
+		// HEC never redirects: a redirect means the URL is wrong. Following
+		// it would re-send a 301/302 as a GET without a body, or a 307 with
+		// the events to wherever it points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	// A few quick retries for a dropped connection; the sink's own loop
 	// retries for as long as Splunk stays down.
 	rc.RetryMax = 2
@@ -204,19 +237,87 @@ func (c *hecClient) do(ctx context.Context, path string, body any, hdr http.Head
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return readResult(resp.StatusCode, data)
+	return c.readResult(resp.StatusCode, resp.Header, data)
 }
 
 // readResult reads HEC's answer: its JSON {text, code, ...} when there is
-// one, else the body as text (a proxy's HTML page, say).
-func readResult(status int, data []byte) result {
+// one. Anything else (a proxy's HTML page, an empty body, other JSON) is
+// kept as a short sanitized snippet, for the sink's health and logs.
+func (c *hecClient) readResult(status int, hdr http.Header, data []byte) result {
 	r := result{status: status, body: data}
-	if json.Unmarshal(data, &r.reply) != nil && status >= 300 {
-		r.reply = hecReply{}
-		r.reply.Text = strings.TrimSpace(string(data))
-		r.reply.Code = -1
+	var wire struct {
+		Text       *string `json:"text"`
+		Code       *int    `json:"code"`
+		InvalidNum *int    `json:"invalid-event-number"`
+		AckID      *int    `json:"ackId"`
 	}
+	if json.Unmarshal(data, &wire) == nil && wire.Text != nil && wire.Code != nil {
+		r.hec = true
+		r.reply = hecReply{Text: *wire.Text, Code: *wire.Code, InvalidNum: wire.InvalidNum, AckID: wire.AckID}
+		return r
+	}
+	token := strings.TrimPrefix(c.auth, "Splunk ")
+	r.ctype = hdr.Get("Content-Type")
+	r.location = sanitize(hdr.Get("Location"), token)
+	if r.location == "" {
+		r.location = "nowhere (no Location)"
+	}
+	r.snippet = sanitize(stripTags(data), token)
 	return r
+}
+
+// snippetRunes bounds what of a foreign answer reaches health and logs.
+const snippetRunes = 100
+
+// sanitize makes s fit for a health reason or a log line: the token
+// replaced, control characters and runs of spaces made one space, at most
+// snippetRunes runes.
+func sanitize(s, token string) string {
+	if token != "" {
+		s = strings.ReplaceAll(s, token, "[redacted]")
+	}
+	var b strings.Builder
+	n, space := 0, false
+	for _, r := range s {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if n == snippetRunes {
+			b.WriteString("…")
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// stripTags drops HTML tags, keeping the text between them (a page's
+// title and heading say what it is).
+func stripTags(data []byte) string {
+	if !bytes.Contains(data[:min(len(data), 512)], []byte("<")) {
+		return string(data[:min(len(data), 4<<10)])
+	}
+	var b strings.Builder
+	in := false
+	for _, c := range data[:min(len(data), 16<<10)] {
+		switch {
+		case c == '<':
+			in = true
+		case c == '>' && in:
+			in = false
+			b.WriteByte(' ')
+		case !in:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // health asks /services/collector/health; nil when HEC says healthy.
@@ -230,9 +331,8 @@ func (c *hecClient) health(ctx context.Context) result {
 		return result{err: scrub(err, c.auth)}
 	}
 	defer resp.Body.Close()
-	r := result{status: resp.StatusCode}
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&r.reply)
-	return r
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return c.readResult(resp.StatusCode, resp.Header, data)
 }
 
 // acked polls indexer acknowledgement for one ackId: true once indexed.

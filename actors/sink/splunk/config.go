@@ -6,6 +6,7 @@ package splunk
 
 import (
 	"net/url"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -102,8 +103,20 @@ func (c *Config) Validate() error {
 	if c.BatchBytes < 1024 {
 		return conf.Errorf("batch_bytes", "%s: want at least 1KiB", c.BatchBytes)
 	}
+	// A held request's batches are kept leased every ack_wait/3 (a post
+	// can last ~3 timeouts with the client's own retries), from when the
+	// request is handed to a sender; the first batch of a request may have
+	// waited linger before that. One attempt must end within the lease, so
+	// that a node cut off from JetStream stops sending before another
+	// node can take its batches.
+	if c.AckWait < conf.Duration(time.Second) {
+		return conf.Errorf("ack_wait", "%s: want at least 1s", c.AckWait)
+	}
 	if c.AckWait <= c.Timeout {
 		return conf.Errorf("ack_wait", "%s must be longer than timeout (%s)", c.AckWait, c.Timeout)
+	}
+	if c.Linger >= c.AckWait/2 {
+		return conf.Errorf("linger", "%s must be shorter than half of ack_wait (%s): batches wait linger before they are kept leased", c.Linger, c.AckWait)
 	}
 	if c.InFlight < 1 || c.InFlight > 64 {
 		return conf.Errorf("in_flight", "%d: want 1 to 64", c.InFlight)

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"net/http"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/batch"
 )
@@ -19,15 +22,24 @@ func FuzzHECAnswer(f *testing.F) {
 	f.Add(403, []byte(`{"text":"Invalid token","code":4}`))
 	f.Add(502, []byte("<html>bad gateway</html>"))
 	f.Add(200, []byte(`{"code":"zero"}`))
+	f.Add(200, []byte("<html><title>Maintenance</title></html>"))
+	f.Add(200, []byte(""))
+	f.Add(200, []byte(`{"status":"ok"}`))
+	f.Add(302, []byte("moved"))
+	f.Add(400, []byte("<h1>400 Bad Request</h1> Splunk fuzz-token-1234"))
+	c := &hecClient{auth: "Splunk fuzz-token-1234"}
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		r := readResult(status, body)
+		r := c.readResult(status, http.Header{"Location": {"https://x/?t=fuzz-token-1234"}}, body)
 		o := classify(r)
-		_ = r.String()
+		text := r.String()
 		if o < accepted || o > pause {
 			t.Fatalf("outcome %d", o)
 		}
-		if status >= 300 && !json.Valid(body) && r.reply.Code != -1 {
-			t.Fatalf("a non-JSON %d answer kept code %d", status, r.reply.Code)
+		if o == accepted && !(r.hec && r.reply.Code == 0 && status >= 200 && status < 300) {
+			t.Fatalf("HTTP %d %q accepted: only HEC's own success may", status, body)
+		}
+		if !r.hec && (strings.Contains(text, "fuzz-token-1234") || utf8.RuneCountInString(r.snippet) > snippetRunes+1) {
+			t.Fatalf("answer text %q: token or too long", text)
 		}
 	})
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +35,11 @@ type Sink struct {
 	log      *slog.Logger
 	hec      *hecClient
 	m        *metrics
+
+	// noAcks is set when HEC said the token has indexer acknowledgement
+	// off: every sender then holds its request until it is on again. An
+	// atomic, as the senders are goroutines of their own.
+	noAcks atomic.Bool
 
 	heldMu sync.Mutex
 	held   map[*request]time.Time // requests in flight → their oldest fetch time
@@ -272,7 +279,10 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 	s.hold(r)
 	defer s.release(r)
 	defer s.recycle(r)
-	if !s.sendAll(ctx, h, r, r.events) {
+	stopKeepAlive := s.keepAlive(r)
+	ok := s.sendAll(ctx, h, r, r.events)
+	stopKeepAlive() // before the batches are acked or given back
+	if !ok {
 		r.giveBack()
 		return
 	}
@@ -301,6 +311,9 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		}
 	}()
 	for len(events) > 0 {
+		if !s.whileAcksOff(ctx) {
+			return false
+		}
 		if encoded == nil {
 			body := r.body
 			if r.moved || len(events) != len(r.events) {
@@ -323,12 +336,26 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		switch out {
 		case accepted:
 			if s.cfg.Ack {
-				if !s.waitIndexed(ctx, r, res) {
-					if ctx.Err() != nil {
+				switch s.waitIndexed(ctx, res) {
+				case stopped:
+					return false
+				case acksOff:
+					// HEC took the events but will never say they are
+					// indexed: sending them again would only copy them.
+					s.accepted(h, events)
+					s.pauseForAcksOff(h, res)
+					return true
+				case notIndexed:
+					s.m.retries.WithLabelValues("ack_timeout").Inc()
+					s.m.state.Set(stateRetrying)
+					fails++
+					backoff := backoffFor(fails, s.cfg.MaxBackoff.D())
+					s.log.Warn("HEC took the request but did not say it was indexed in time; sending it again", "ack_timeout", s.cfg.AckTimeout.String(), "attempt", fails, "next_in", backoff)
+					h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s took a request but did not say it was indexed within ack_timeout (%s); retrying", s.cfg.URL, s.cfg.AckTimeout))
+					if !s.wait(ctx, backoff) {
 						return false
 					}
-					s.m.retries.WithLabelValues("ack_timeout").Inc()
-					continue // never acknowledged: send again
+					continue
 				}
 			}
 			s.accepted(h, events)
@@ -362,9 +389,9 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 		case pause:
 			s.m.requests.WithLabelValues("refused").Inc()
 			s.m.state.Set(statePaused)
-			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s refuses the sink (%s); paused, retrying every %s", s.cfg.URL, res, s.cfg.PausedRetry))
+			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s %s (%s); paused, retrying every %s", s.cfg.URL, pausedWhy(res), res, s.cfg.PausedRetry))
 			s.log.Error("HEC refused the sink; paused", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
-			if !s.wait(ctx, r, s.cfg.PausedRetry.D()) {
+			if !s.wait(ctx, s.cfg.PausedRetry.D()) {
 				return false
 			}
 		case retry:
@@ -377,7 +404,7 @@ func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events
 				s.log.Warn("HEC unavailable; holding the batch and retrying", "answer", res.String(), "attempt", fails, "next_in", backoff)
 			}
 			h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s unavailable (%s); retrying", s.cfg.URL, res))
-			if !s.wait(ctx, r, backoff) {
+			if !s.wait(ctx, backoff) {
 				return false
 			}
 		}
@@ -402,7 +429,7 @@ func (s *Sink) accepted(h *actors.Health, events []event) {
 
 func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 	reason := fmt.Sprintf("Splunk HEC refused the event: %s", res)
-	for {
+	for fails := 1; ; fails++ {
 		err := s.q.DeadLetter(ctx, []queue.DeadRecord{s.dead(e.from, e.recordID(), e.record, reason)})
 		if err == nil {
 			s.m.dlq.Inc()
@@ -410,59 +437,113 @@ func (s *Sink) deadLetter(ctx context.Context, e event, res result) bool {
 			return true
 		}
 		s.log.Error("dead-lettering failed; retrying", "record", e.recordID(), "err", err)
-		if !actors.Sleep(ctx, time.Second) {
+		if !s.wait(ctx, backoffFor(fails, s.cfg.MaxBackoff.D())) {
 			return false
 		}
 	}
 }
+
+// What became of a request HEC took, with indexer acknowledgement on.
+type indexing int
+
+const (
+	indexed    indexing = iota
+	notIndexed          // not within AckTimeout
+	acksOff             // the token has indexer acknowledgement off
+	stopped             // ctx ended
+)
 
 // waitIndexed polls indexer acknowledgement until the request is indexed
 // or AckTimeout passes.
-func (s *Sink) waitIndexed(ctx context.Context, r *request, res result) bool {
+func (s *Sink) waitIndexed(ctx context.Context, res result) indexing {
 	if res.reply.AckID == nil {
-		s.log.Error("HEC gave no ackId though acks are on; is useACK enabled for the token?")
-		return false
+		return acksOff // Splunk's success without an ackId: useACK is off
 	}
 	deadline := time.Now().Add(s.cfg.AckTimeout.D())
-	poll := 100 * time.Millisecond
-	for time.Now().Before(deadline) {
-		ok, _ := s.hec.acked(ctx, *res.reply.AckID)
-		if ok {
-			return true
+	for polls := 1; time.Now().Before(deadline); polls++ {
+		ok, ar := s.hec.acked(ctx, *res.reply.AckID)
+		switch {
+		case ok:
+			return indexed
+		case ar.hec && ar.reply.Code == 14: // "ACK is disabled": turned off since
+			return acksOff
 		}
-		if !s.wait(ctx, r, poll) {
-			return false
+		if !s.wait(ctx, backoffFor(polls, ackPollMax)) {
+			return stopped
 		}
-		poll = min(poll*2, 2*time.Second)
 	}
-	return false
+	if ctx.Err() != nil {
+		return stopped
+	}
+	return notIndexed
 }
 
-// wait sleeps d while keeping the request's batches from being redelivered.
-func (s *Sink) wait(ctx context.Context, r *request, d time.Duration) bool {
-	for _, dl := range r.deliveries {
-		_ = dl.InProgress()
-	}
-	end := time.Now().Add(d)
-	for {
-		step := min(time.Until(end), 10*time.Second)
-		if step <= 0 {
-			return true
-		}
-		if !actors.Sleep(ctx, step) {
+// ackPollMax caps the wait between two asks for indexer acknowledgement.
+const ackPollMax = 2 * time.Second
+
+// pauseForAcksOff pauses the sink: with ack on and the token's indexer
+// acknowledgement off, every request would be taken and never confirmed.
+func (s *Sink) pauseForAcksOff(h *actors.Health, res result) {
+	s.noAcks.Store(true)
+	s.m.state.Set(statePaused)
+	h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s: the token has indexer acknowledgement off: set ack: false, or turn useACK on for the token; paused (what HEC took is counted as received, not indexed), asking again every %s", s.cfg.URL, s.cfg.PausedRetry))
+	s.log.Error("the HEC token has indexer acknowledgement off but the sink has ack: true; paused: set ack: false, or turn useACK on for the token", "answer", res.String(), "retry_every", s.cfg.PausedRetry.String())
+}
+
+// whileAcksOff holds the sender, sending nothing, while the token is known
+// to have indexer acknowledgement off. Every PausedRetry it asks the ack
+// endpoint, which takes no events, whether acknowledgement is on again.
+// False when ctx ended.
+func (s *Sink) whileAcksOff(ctx context.Context) bool {
+	for s.noAcks.Load() {
+		if !s.wait(ctx, s.cfg.PausedRetry.D()) {
 			return false
 		}
-		for _, dl := range r.deliveries {
-			_ = dl.InProgress()
+		if _, res := s.hec.acked(ctx, 0); res.err == nil && res.status == http.StatusOK {
+			s.noAcks.Store(false)
+			s.log.Info("HEC indexer acknowledgement is on again; the sink resumes")
 		}
 	}
+	return true
+}
+
+// keepAlive keeps r's batches leased (InProgress every AckWait/3) for as
+// long as a sender works on r: one post can outlast AckWait (the timeout,
+// then retryablehttp's own retries), so can polling for indexer acks and
+// backoff, and JetStream would meanwhile hand the batches to another
+// sender (copies, and deliveries counted towards MaxDeliveries). Its own
+// goroutine, as the sender is blocked in the post. stop returns when the
+// goroutine has ended, so that the sender may then ack or give back.
+func (s *Sink) keepAlive(r *request) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(s.cfg.AckWait.D() / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				for _, d := range r.deliveries {
+					_ = d.InProgress()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
+}
+
+// wait sleeps d; the request's batches stay leased meanwhile (keepAlive).
+func (s *Sink) wait(ctx context.Context, d time.Duration) bool {
+	return actors.Sleep(ctx, d)
 }
 
 // checkHealth asks HEC's health endpoint once at start, to report a wrong
 // URL or a refused token before the first batch.
 func (s *Sink) checkHealth(ctx context.Context, h *actors.Health) {
 	res := s.hec.health(ctx)
-	if res.err != nil || res.status != 200 {
+	if res.err != nil || res.status != 200 || !res.hec {
 		s.log.Warn("HEC health check failed; batches will wait in OUT", "answer", res.String())
 		h.SetUnhealthy(fmt.Sprintf("Splunk HEC at %s: health check: %s", s.cfg.URL, res))
 		s.m.state.Set(stateRetrying)
@@ -496,6 +577,17 @@ func (s *Sink) oldestHeldSeconds() float64 {
 		return 0
 	}
 	return time.Since(oldest).Seconds()
+}
+
+// pausedWhy says in a few words why an answer pauses the sink.
+func pausedWhy(r result) string {
+	switch {
+	case r.redirect():
+		return "is not at this url"
+	case !r.hec:
+		return "answers, but not as HEC (a proxy, or the wrong url?)"
+	}
+	return "refuses the sink"
 }
 
 func retryReason(r result) string {

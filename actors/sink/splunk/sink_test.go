@@ -28,6 +28,7 @@ type fixture struct {
 	q   *queue.Queue
 	hec *hectest.Server
 	log *syncBuffer
+	reg *prometheus.Registry // of the sink last started
 }
 
 type syncBuffer struct {
@@ -62,12 +63,16 @@ func newFixture(t *testing.T, hopts hectest.Options) *fixture {
 
 // publish puts n records into out.splunk, perBatch per message; each
 // record's data is {"n": i}.
-func (f *fixture) publish(n, perBatch int) {
+func (f *fixture) publish(n, perBatch int) { f.t.Helper(); f.publishFrom(0, n, perBatch) }
+
+// publishFrom publishes records from..n-1 as publish does, in batches
+// numbered from from/perBatch.
+func (f *fixture) publishFrom(from, n, perBatch int) {
 	f.t.Helper()
 	var msgs []*nats.Msg
-	for b := 0; b*perBatch < n; b++ {
+	for b := from / perBatch; b*perBatch < n; b++ {
 		var recs [][]byte
-		for i := b * perBatch; i < min(n, (b+1)*perBatch); i++ {
+		for i := max(from, b*perBatch); i < min(n, (b+1)*perBatch); i++ {
 			rec, _ := json.Marshal(batch.Output{ID: fmt.Sprint("r", i), Timestamp: 1732480000.5, Data: json.RawMessage(fmt.Sprintf(`{"n":%d,"msg":"event %d"}`, i, i)), Sourcetype: "sls:audit"})
 			recs = append(recs, rec)
 		}
@@ -92,6 +97,7 @@ func (f *fixture) start(mod func(*Config)) (*actors.Runtime, func()) {
 	}
 	log := slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
+	f.reg = reg
 	s, err := New(cfg, Deps{Queue: f.q, Logger: log, Metrics: reg})
 	if err != nil {
 		f.t.Fatal(err)
@@ -328,13 +334,41 @@ func TestIndexerAckHoldsTheBatchUntilIndexed(t *testing.T) {
 	f.assertEachOnce(100)
 }
 
+// ack: true against a token whose indexer acknowledgement is off: what HEC
+// took is counted as received (sending it again would copy it), the sink
+// pauses without posting, and resumes when the token has acks again.
+func TestAckOffTokenPausesThenResumes(t *testing.T) {
+	f := newFixture(t, hectest.Options{}) // the token's useACK is off
+	f.publish(10, 10)
+	rt, _ := f.start(func(c *Config) { c.Ack = true })
+	waitFor(t, func() bool { idle, _ := f.q.Idle(context.Background()); return idle && f.hec.Count() == 10 })
+	if err := rt.Ready(); err == nil || !strings.Contains(err.Error(), "indexer acknowledgement off") {
+		t.Fatalf("readiness %v, want it to say the token has indexer acknowledgement off", err)
+	}
+	f.publishFrom(10, 20, 10)
+	time.Sleep(time.Second) // PausedRetry is 200 ms: a few probes, no posts
+	if n := f.hec.Requests(); n != 1 {
+		t.Fatalf("%d event requests while paused, want the 1 that found acks off", n)
+	}
+	if f.hec.AckRequests() == 0 {
+		t.Fatal("the paused sink never asked whether acks are on again")
+	}
+	f.hec.UseACK(true)
+	f.waitDelivered(20, 10*time.Second)
+	f.assertEachOnce(20)
+	waitFor(t, func() bool { return rt.Ready() == nil })
+}
+
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
-		"name: s\ntype: splunk_hec\ntoken: t\n":                                         "url: required",
-		"name: s\ntype: splunk_hec\nurl: ftp://x\ntoken: t\n":                           `url: "ftp://x" is not an http(s) URL`,
-		"name: s\ntype: splunk_hec\nurl: https://x:8088\n":                              "token: required",
-		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nlinger: soon\n":      "linger (line 5): bad duration",
-		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\ntls: {verify: no}\n": `tls.verify (line 5): unknown key`,
+		"name: s\ntype: splunk_hec\ntoken: t\n":                                                       "url: required",
+		"name: s\ntype: splunk_hec\nurl: ftp://x\ntoken: t\n":                                         `url: "ftp://x" is not an http(s) URL`,
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\n":                                            "token: required",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nlinger: soon\n":                    "linger (line 5): bad duration",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\ntls: {verify: no}\n":               `tls.verify (line 5): unknown key`,
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nack_wait: 1s\ntimeout: 3s\n":       "ack_wait: 1s must be longer than timeout (3s)",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nack_wait: 500ms\ntimeout: 100ms\n": "ack_wait: 500ms: want at least 1s",
+		"name: s\ntype: splunk_hec\nurl: https://x:8088\ntoken: t\nlinger: 40s\n":                     "linger: 40s must be shorter than half of ack_wait (1m0s)",
 	}
 	for src, want := range cases {
 		var n yamlNode
@@ -380,5 +414,27 @@ func TestLongOutageNeitherDeadLettersNorDuplicates(t *testing.T) {
 	s, _ := f.q.JetStream().Stream(context.Background(), queue.StreamDLQ)
 	if info, _ := s.Info(context.Background()); info.State.Msgs != 0 {
 		t.Fatalf("%d records dead-lettered during an outage", info.State.Msgs)
+	}
+}
+
+// A post that outlasts AckWait (the client's timeout, then retryablehttp's
+// retries) keeps its batches' lease: JetStream does not hand them to
+// another sender while the first is still sending them (copies).
+func TestPostOutlastingAckWaitKeepsItsLease(t *testing.T) {
+	f := newFixture(t, hectest.Options{})
+	// The first two attempts hang until the client gives up (timeout), the
+	// third is answered: one post takes ~1.6 s, ack_wait is 1 s.
+	f.hec.HangNext(2, 10*time.Second)
+	f.publish(10, 10)
+	f.start(func(c *Config) {
+		c.Timeout = conf.Duration(700 * time.Millisecond)
+		c.AckWait = conf.Duration(time.Second)
+		c.InFlight = 2
+	})
+	f.waitDelivered(10, 10*time.Second)
+	time.Sleep(time.Second) // room for a copy to arrive
+	f.assertEachOnce(10)
+	if n := f.hec.Requests(); n != 3 {
+		t.Errorf("%d event requests, want 3 (two hung attempts and the one answered)", n)
 	}
 }

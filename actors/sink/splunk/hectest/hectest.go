@@ -2,8 +2,11 @@
 // Collector. It checks the token, parses concatenated JSON events (gzip or
 // not), refuses what Splunk refuses with Splunk's codes and texts, supports
 // indexer acknowledgement on channels, and records what it accepted. Faults
-// can be injected: down (connection refused), busy (503), slow, and refusal
-// of chosen events.
+// can be injected: down (connection refused), busy (503), slow, refusal of
+// chosen events, and answers that are not Splunk's: a proxy's HTML page
+// (ProxyHTML), a redirect (Redirect), a request held past the client's
+// patience (Hang, HangNext), a token whose indexer acknowledgement is off
+// (UseACK), or any answer at all (Answer).
 package hectest
 
 import (
@@ -60,7 +63,21 @@ type Server struct {
 	refuse   func(event json.RawMessage) bool
 	acks     map[string]*channel
 	out      io.Writer
+
+	ackOn       bool // the token's useACK; Options.Ack, then UseACK
+	ackRequests int
+	answerFn    AnswerFunc
+	proxyHTML   bool
+	redirect    string // Location; "" when not redirecting
+	redirectTo  int    // its status
+	hang        time.Duration
+	hangLeft    int // requests still to hang; -1: every one
 }
+
+// AnswerFunc answers a request in place of the stand-in: a status, headers
+// and a body, sent as they are. A status of 0 leaves the request to the
+// stand-in.
+type AnswerFunc func(r *http.Request) (status int, header http.Header, body []byte)
 
 type channel struct {
 	next    int
@@ -76,7 +93,7 @@ func NewServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hectest: listen: %w", err)
 	}
-	s := &Server{opts: opts, l: l, addr: l.Addr().String(), acks: map[string]*channel{}, out: opts.Out}
+	s := &Server{opts: opts, l: l, addr: l.Addr().String(), acks: map[string]*channel{}, out: opts.Out, ackOn: opts.Ack}
 	s.URL = "http://" + s.addr
 	mux := http.NewServeMux()
 	mux.HandleFunc("/services/collector/event", s.serveEvent)
@@ -140,6 +157,49 @@ func (s *Server) Slow(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlock()
 // Refuse makes every event for which f is true fail as invalid data
 // (400, code 6, with its invalid-event-number), as Splunk does.
 func (s *Server) Refuse(f func(event json.RawMessage) bool) { s.mu.Lock(); s.refuse = f; s.mu.Unlock() }
+
+// Answer makes f answer every request (events, acks, health) before the
+// stand-in does: whatever a proxy or a broken Splunk could say. Where f
+// returns status 0 the stand-in answers as usual. Answer(nil) ends it.
+// It comes before every other fault but Down and Hang.
+func (s *Server) Answer(f AnswerFunc) { s.mu.Lock(); s.answerFn = f; s.mu.Unlock() }
+
+// ProxyHTML(true) answers every request (events, acks, health) with 200 and
+// an HTML maintenance page, as a proxy, portal or load balancer in front of
+// HEC does; nothing is indexed. ProxyHTML(false) ends it.
+func (s *Server) ProxyHTML(on bool) { s.mu.Lock(); s.proxyHTML = on; s.mu.Unlock() }
+
+// Redirect answers every request (events, acks, health) with status (301,
+// 302, 307 or 308) and a Location header of location, as a load balancer
+// or a web server at a wrong URL does; HEC itself never redirects. An empty
+// location ends it.
+func (s *Server) Redirect(status int, location string) {
+	s.mu.Lock()
+	s.redirectTo, s.redirect = status, location
+	s.mu.Unlock()
+}
+
+// Hang holds every event request d before answering it (0 ends it): the
+// stand-in reads the request, then waits. A request whose client gives up
+// meanwhile (its timeout) is dropped, nothing of it indexed, as a stalled
+// proxy or indexer would; one that waits d is answered as usual.
+func (s *Server) Hang(d time.Duration) { s.mu.Lock(); s.hang, s.hangLeft = d, -1; s.mu.Unlock() }
+
+// HangNext holds only the next n event requests d, as Hang does.
+func (s *Server) HangNext(n int, d time.Duration) {
+	s.mu.Lock()
+	s.hang, s.hangLeft = d, n
+	s.mu.Unlock()
+}
+
+// UseACK turns the token's indexer acknowledgement (Splunk's useACK) on or
+// off; it starts as Options.Ack. Off, the stand-in answers as Splunk does
+// for such a token: events get {"text":"Success","code":0} with no ackId,
+// and /services/collector/ack answers 400 code 14 "ACK is disabled".
+func (s *Server) UseACK(on bool) { s.mu.Lock(); s.ackOn = on; s.mu.Unlock() }
+
+// AckRequests is the number of /services/collector/ack requests received.
+func (s *Server) AckRequests() int { s.mu.Lock(); defer s.mu.Unlock(); return s.ackRequests }
 
 // Accepted returns every event accepted so far.
 func (s *Server) Accepted() []Event {
@@ -217,7 +277,74 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// proxyPage is what a proxy in maintenance answers, with a 200.
+const proxyPage = `<!DOCTYPE html>
+<html><head><title>Service Unavailable - Maintenance</title></head>
+<body><h1>We'll be back soon</h1>
+<p>This site is undergoing scheduled maintenance. Please try again later.</p></body></html>
+`
+
+// injected answers r as an injected fault says (Answer, Redirect,
+// ProxyHTML) and reports whether one did.
+func (s *Server) injected(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	f, html, code, loc := s.answerFn, s.proxyHTML, s.redirectTo, s.redirect
+	s.mu.Unlock()
+	if f != nil {
+		if status, hdr, body := f(r); status != 0 {
+			for k, v := range hdr {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(status)
+			_, _ = w.Write(body)
+			return true
+		}
+	}
+	if loc != "" {
+		w.Header().Set("Location", loc)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(code)
+		_, _ = fmt.Fprintf(w, "<a href=%q>Moved</a>.\n", loc)
+		return true
+	}
+	if html {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, proxyPage)
+		return true
+	}
+	return false
+}
+
+// hold waits the hang set for the next request, if any; false when the
+// client went away meanwhile.
+func (s *Server) hold(r *http.Request) bool {
+	s.mu.Lock()
+	d := s.hang
+	switch {
+	case s.hangLeft == 0:
+		d = 0
+	case s.hangLeft > 0:
+		s.hangLeft--
+	}
+	s.mu.Unlock()
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if s.injected(w, r) {
+		return
+	}
 	answer(w, replyHealthy)
 }
 
@@ -225,15 +352,26 @@ func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
 	delay := s.delay
+	s.mu.Unlock()
+	// The body is read first: the server notices a client that gives up
+	// only once it has read the request (net/http's background read).
+	raw, readErr := io.ReadAll(r.Body)
+	if !s.hold(r) {
+		return // the client gave up: nothing indexed
+	}
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	if s.injected(w, r) {
+		return
+	}
+	s.mu.Lock()
 	busy := s.busy > 0 || time.Now().Before(s.busyTill)
 	if s.busy > 0 {
 		s.busy--
 	}
 	refuse := s.refuse
 	s.mu.Unlock()
-	if delay > 0 {
-		time.Sleep(delay)
-	}
 	if r.Method != http.MethodPost {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
@@ -253,9 +391,13 @@ func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
 		answer(w, replyNoChannel)
 		return
 	}
-	body := io.Reader(r.Body)
+	if readErr != nil {
+		answer(w, invalid("Invalid data format", 6, 0))
+		return
+	}
+	body := io.Reader(bytes.NewReader(raw))
 	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
+		zr, err := gzip.NewReader(body)
 		if err != nil {
 			answer(w, invalid("Invalid data format", 6, 0))
 			return
@@ -363,10 +505,16 @@ func (s *Server) accept(events []Event, ch string) int {
 
 func (s *Server) ackEnabled() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.ackEnabledLocked() }
 
-func (s *Server) ackEnabledLocked() bool { return s.opts.Ack }
+func (s *Server) ackEnabledLocked() bool { return s.ackOn }
 
 // serveAck answers {"acks":{"<id>":true|false}}; a true is reported once.
 func (s *Server) serveAck(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.ackRequests++
+	s.mu.Unlock()
+	if s.injected(w, r) {
+		return
+	}
 	if !s.authorized(w, r) {
 		return
 	}

@@ -128,3 +128,102 @@ func TestGzipFaultsAndAcks(t *testing.T) {
 		t.Fatalf("health after up: %d", st)
 	}
 }
+
+func TestInjectedAnswers(t *testing.T) {
+	s, err := NewServer(Options{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := s.URL + "/services/collector/event"
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	raw := func(path string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL+path, strings.NewReader(`{"event":"a"}`))
+		req.Header.Set("Authorization", "Splunk tok")
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+
+	s.ProxyHTML(true)
+	for _, p := range []string{"/services/collector/event", "/services/collector/ack", "/services/collector/health"} {
+		if st, h, body := raw(p); st != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "maintenance") {
+			t.Fatalf("proxy page on %s: %d %v %q", p, st, h, body)
+		}
+	}
+	s.ProxyHTML(false)
+
+	s.Redirect(http.StatusFound, "https://login.example/sso")
+	if st, h, _ := raw("/services/collector/event"); st != 302 || h.Get("Location") != "https://login.example/sso" {
+		t.Fatalf("redirect: %d %v", st, h)
+	}
+	s.Redirect(0, "")
+
+	s.Answer(func(r *http.Request) (int, http.Header, []byte) {
+		if r.URL.Path == "/services/collector/ack" {
+			return 400, http.Header{"Content-Type": {"application/json"}}, []byte(`{"text":"ACK is disabled","code":14}`)
+		}
+		return 0, nil, nil
+	})
+	if st, _, body := raw("/services/collector/ack"); st != 400 || !strings.Contains(body, `"code":14`) {
+		t.Fatalf("answer override: %d %q", st, body)
+	}
+	if st, out := post(t, u, "tok", `{"event":"a"}`, nil); st != 200 || out["code"] != float64(0) {
+		t.Fatalf("status 0 leaves the request to the stand-in: %d %v", st, out)
+	}
+	s.Answer(nil)
+	if s.Count() != 1 {
+		t.Fatalf("accepted %d events, want only the one not faulted", s.Count())
+	}
+	if s.AckRequests() != 2 {
+		t.Fatalf("%d ack requests, want 2", s.AckRequests())
+	}
+
+	// UseACK(false): success without ackId, and the ack endpoint refuses.
+	s.UseACK(true)
+	ch := map[string]string{"X-Splunk-Request-Channel": "11111111-1111-1111-1111-111111111111"}
+	if _, out := post(t, u, "tok", `{"event":"a"}`, ch); out["ackId"] == nil {
+		t.Fatalf("useACK on: no ackId in %v", out)
+	}
+	s.UseACK(false)
+	if st, out := post(t, u, "tok", `{"event":"a"}`, ch); st != 200 || out["code"] != float64(0) || out["ackId"] != nil {
+		t.Fatalf("useACK off: %d %v, want success without ackId", st, out)
+	}
+	if st, out := post(t, s.URL+"/services/collector/ack", "tok", `{"acks":[0]}`, ch); st != 400 || out["code"] != float64(14) {
+		t.Fatalf("ack endpoint with useACK off: %d %v", st, out)
+	}
+}
+
+func TestHangDropsWhatTheClientGaveUpOn(t *testing.T) {
+	s, err := NewServer(Options{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := s.URL + "/services/collector/event"
+	s.HangNext(1, 5*time.Second)
+	impatient := &http.Client{Timeout: 200 * time.Millisecond}
+	req, _ := http.NewRequest("POST", u, strings.NewReader(`{"event":"a"}`))
+	req.Header.Set("Authorization", "Splunk tok")
+	if _, err := impatient.Do(req); err == nil {
+		t.Fatal("a hung request was answered")
+	}
+	start := time.Now()
+	if st, _ := post(t, u, "tok", `{"event":"b"}`, nil); st != 200 || time.Since(start) > time.Second {
+		t.Fatalf("after HangNext(1): %d in %s", st, time.Since(start))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s.Count() != 1 || s.Requests() != 2 {
+		t.Fatalf("accepted %d of %d requests, want only the one not given up on", s.Count(), s.Requests())
+	}
+	s.Hang(150 * time.Millisecond)
+	start = time.Now()
+	if st, _ := post(t, u, "tok", `{"event":"c"}`, nil); st != 200 || time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("hang shorter than the client's patience: %d in %s", st, time.Since(start))
+	}
+}
