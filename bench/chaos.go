@@ -195,7 +195,8 @@ func (c *chaosRun) setup() error {
 	c.ledger = newLedger(c.cause)
 	c.splunk = c.ledger.book("splunk", queue.RawSubject("audit"), queue.OutSubject("splunk"))
 	c.splunk.refuses = true
-	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.splunk, Discard: true})
+	// Indexer acknowledgement is on when the run turns it off on the token.
+	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.splunk, Discard: true, Ack: c.acks()})
 	if err != nil {
 		return err
 	}
@@ -234,6 +235,10 @@ func (c *chaosRun) setup() error {
 	}
 	return nil
 }
+
+// acks says whether the sinks ask for indexer acknowledgement: only when
+// the hec-ack-off fault is to turn it off under them.
+func (c *chaosRun) acks() bool { return slices.Contains(c.opts.faults, "hec-ack-off") }
 
 // setupSecondSource starts the second sink's stand-in and its book, and
 // writes the policies: the shipped schema names its sink (two Splunk sinks
@@ -306,7 +311,8 @@ sinks:
     timeout: 10s
     ack_wait: 20s
     max_backoff: 2s
-`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, c.opts.maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL)
+    ack: %t
+`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, c.opts.maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL, c.acks())
 	if c.hec2 != nil {
 		fmt.Fprintf(&b, `  - name: splunk2
     type: splunk_hec

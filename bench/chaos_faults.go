@@ -30,6 +30,9 @@ var faultKinds = []string{
 	"policy-break",      // a broken policy file in the policy directory
 	"policy-slow",       // a policy rule that runs past eval_timeout on a few records in a row
 	"operator-consumer", // an operator's durable consumer on OUT with no filter, acking everything, while Splunk is down and OUT fills
+	"hec-html",          // a proxy answers 200 with an HTML maintenance page
+	"hec-ack-off",       // the token's indexer acknowledgement is turned off while the sink has ack: true
+	"hec-hang",          // Splunk holds each request past the sink's timeout and ack_wait
 	"oversized",         // a record larger than a buffer message: it goes to the DLQ, the shard flows
 	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
@@ -189,6 +192,17 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 			c.eventf("policy-slow: %v", err)
 		}
 		return func() { _ = os.Remove(path) }
+	case "hec-html":
+		c.hec.ProxyHTML(true)
+		return func() { c.hec.ProxyHTML(false) }
+	case "hec-ack-off":
+		c.hec.UseACK(false)
+		return func() { c.hec.UseACK(true) }
+	case "hec-hang":
+		// Past the sink's timeout (10 s), and its three attempts past
+		// ack_wait (20 s): the batches must keep their lease meanwhile.
+		c.hec.Hang(25 * time.Second)
+		return func() { c.hec.Hang(0) }
 	case "oversized":
 		c.writer.oversized <- struct{}{}
 		return func() {}
