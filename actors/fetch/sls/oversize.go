@@ -55,9 +55,14 @@ func recordRoom(maxPayload int, h nats.Header, id string) int {
 	return maxPayload - headerSize(h) - perPart - 1 - 10
 }
 
+// deadPrefix bounds what the DLQ keeps of a record too large for RAW: its
+// start, to see what it is (it cannot be re-driven whole anyway). The DLQ's
+// share of a small buffer (10 % of 48 MiB) can be smaller than a message.
+const deadPrefix = 64 << 10
+
 // deadRecord is rec, which no RAW message can carry, for the DLQ. The DLQ
-// has the same largest message, so it holds as much of the record's start
-// as fits, and the reason says where in SLS the whole record is.
+// has the same largest message, so it holds the record's start (at most
+// deadPrefix), and the reason says where in SLS the whole record is.
 func (f *Fetcher) deadRecord(h nats.Header, recordID string, rec []byte, room, shard int, at place, group int) queue.DeadRecord {
 	where := fmt.Sprintf("SLS shard %d, log group %s", shard, at.key(group))
 	if c := at.cursor(group); c != "" {
@@ -71,7 +76,7 @@ func (f *Fetcher) deadRecord(h nats.Header, recordID string, rec []byte, room, s
 		len(batch.HeaderStage) + len("fetch") + 4 + len(batch.HeaderReason) + len(reason) + 10 + 4 +
 		len(batch.HeaderRecordID) + len(recordID) + 4 + len(batch.HeaderOrigin) + len(origin) + 4 +
 		len(batch.HeaderAttempts) + 10 + 4 + len(batch.HeaderCount) + 1 + 4
-	keep := min(len(rec), f.maxPayload-dlqHeaders-1-1-10-1024) // 1 KiB to spare
+	keep := min(len(rec), deadPrefix, f.maxPayload-dlqHeaders-1-1-10-1024) // 1 KiB to spare
 	keep = max(keep, 0)
 	return queue.DeadRecord{
 		Stage: "fetch", Name: f.cfg.Name, RecordID: recordID, Origin: origin, Header: h,

@@ -132,3 +132,40 @@ func TestRecordAtTheMessageSizeLimit(t *testing.T) {
 		t.Fatalf("the DLQ refused the oversized record's start: %v", err)
 	}
 }
+
+// The DLQ's share of a small buffer can be smaller than one message: an
+// oversized record's start must still fit in it, or the shard stalls on
+// "buffer full" from the DLQ (found by the chaos run's oversized fault:
+// 48 MiB buffer, DLQ 4.8 MiB, a 9 MB record).
+func TestOversizedRecordFitsASmallDLQ(t *testing.T) {
+	s := newStandIn(t, 1)
+	now := time.Now()
+	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
+	c.SetHTTPClient(s.HTTPClient())
+	defer c.Close()
+	lg := &sdk.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1"), Logs: []*sdk.Log{slstest.EscapedLog(2, 200000, now)}}
+	if err := c.PutLogs("proj", "audit", lg); err != nil {
+		t.Fatal(err)
+	}
+	// The DLQ gets 10 % of 8 MiB: less than the 1 MiB a message may carry.
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 8 << 20, MaxPayload: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	run := start(t, q, testConfig(s, nil), "n1")
+	waitFor(t, 10*time.Second, "the checkpoint past the log group", func() bool { return s.CheckpointPosition("sluice", 0) == 1 })
+	run.stop(t)
+	dc, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: queue.DLQSubject("fetch", "audit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	d, err := dc.Next(context.Background(), time.Second)
+	if err != nil {
+		t.Fatalf("nothing in the DLQ: %v", err)
+	}
+	if recs, err := batch.Decode(d.Data); err != nil || len(recs) != 1 || !strings.HasPrefix(string(recs[0]), `{"seq":"2"`) {
+		t.Errorf("DLQ record: %v, %.40q", err, recs)
+	}
+}
