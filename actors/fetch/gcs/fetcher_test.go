@@ -290,7 +290,7 @@ func TestEveryEncodingArrivesWithEveryFieldIntact(t *testing.T) {
 	fx.waitNotifications("acked", 5)
 	for _, m := range fx.raw() {
 		id := m.Header.Get(batch.HeaderMsgID)
-		if !strings.HasPrefix(id, "gcs/audit-logs/github/") || m.Header.Get(batch.HeaderSchema) != "github_audit" || m.Header.Get(batch.HeaderKind) != "gcs" {
+		if !strings.HasPrefix(id, "gcs/github/audit-logs/github/") || m.Header.Get(batch.HeaderSchema) != "github_audit" || m.Header.Get(batch.HeaderKind) != "gcs" {
 			t.Fatalf("RAW message headers: %v", m.Header)
 		}
 		if len(m.Data) > 80<<10 {
@@ -502,3 +502,59 @@ func TestMissingSubscriptionIsAClearError(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// Two sources on one bucket (two subscriptions on its topic, each with its
+// own policies and sinks downstream) each store every record under their
+// own subject: their batch IDs must not collide in the duplicate window.
+func TestTwoSourcesOnOneBucketEachStoreEveryRecord(t *testing.T) {
+	gs := newStandIn(t)
+	if err := gs.AddSubscription(context.Background(), "sluice-second"); err != nil {
+		t.Fatal(err)
+	}
+	first := newFixtureWith(t, gs, t.TempDir(), 256<<20, func(c *Config) { c.Schema = "github_audit"; c.MaxBatchBytes = 16 << 10 })
+	second, err := New(&Config{Name: "second", Type: "gcs", Project: gs.Options().Project, Subscription: "sluice-second", Schema: "github_audit", MaxBatchBytes: 16 << 10},
+		Deps{Queue: first.q, Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := first.start()
+	rt.Add(actors.StageFetch, "gcs/second", second)
+	lines, recs := jsonLines(0, 100)
+	upload(t, gs, "github/shared.jsonl", lines, "")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		per := map[string]map[string]int{}
+		for _, m := range first.raw() {
+			batchRecs, err := batch.Decode(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if per[m.Subject] == nil {
+				per[m.Subject] = map[string]int{}
+			}
+			for _, r := range batchRecs {
+				per[m.Subject][string(r)]++
+			}
+		}
+		if len(per["raw.github"]) == len(recs) && len(per["raw.second"]) == len(recs) {
+			for _, subj := range []string{"raw.github", "raw.second"} {
+				for _, r := range recs {
+					if per[subj][r] != 1 {
+						t.Fatalf("%s holds a record %d times", subj, per[subj][r])
+					}
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raw.github holds %d and raw.second %d of %d records\nlog:\n%s", len(per["raw.github"]), len(per["raw.second"]), len(recs), first.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, m := range first.raw() {
+		id := m.Header.Get(batch.HeaderMsgID)
+		if want := "gcs/" + strings.TrimPrefix(m.Subject, "raw.") + "/audit-logs/github/shared.jsonl#"; !strings.HasPrefix(id, want) {
+			t.Fatalf("batch ID %q, want it to start with %q", id, want)
+		}
+	}
+}

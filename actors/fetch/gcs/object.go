@@ -119,13 +119,17 @@ func (r *reader) readObject(ctx context.Context, n notice) (string, error) {
 
 // deadEvent puts the notification's event in the DLQ with the reason.
 func (r *reader) deadEvent(ctx context.Context, n notice, event []byte, reason string) error {
-	d := queue.DeadRecord{Stage: "fetch", Name: r.f.cfg.Name, RecordID: objectID(n) + "/object",
+	d := queue.DeadRecord{Stage: "fetch", Name: r.f.cfg.Name, RecordID: r.objectID(n) + "/object",
 		Reason: reason, Origin: queue.RawSubject(r.f.cfg.Name), Data: event}
 	return r.f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{d})
 }
 
-func objectID(n notice) string {
-	return "gcs/" + n.Bucket + "/" + n.Name + "#" + strconv.FormatInt(n.Generation, 10)
+// objectID names an object's version as this source reads it. The source
+// is part of it: two sources on one bucket (two subscriptions, each with
+// its own policies and sinks) must not take each other's batches for
+// duplicates in JetStream's window.
+func (r *reader) objectID(n notice) string {
+	return "gcs/" + r.f.cfg.Name + "/" + n.Bucket + "/" + n.Name + "#" + strconv.FormatInt(n.Generation, 10)
 }
 
 // readElement streams the object through one parser into RAW batches.
@@ -245,7 +249,7 @@ func (c *chunker) record(rec []byte) error {
 
 func (c *chunker) bad(where string, raw []byte, reason string) error {
 	c.r.f.m.parseErrors.Inc()
-	id := objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strings.ReplaceAll(where, " ", "-")
+	id := c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strings.ReplaceAll(where, " ", "-")
 	c.dead = append(c.dead, queue.DeadRecord{Stage: "fetch", Name: c.r.f.cfg.Name, RecordID: id,
 		Reason: fmt.Sprintf("object %s, %s: %s", c.n, where, reason), Origin: queue.RawSubject(c.r.f.cfg.Name),
 		Header: c.header(""), Data: append([]byte(nil), raw...)})
@@ -270,7 +274,7 @@ func (c *chunker) header(id string) nats.Header {
 
 // cut closes the current batch; batches are published a few MB at a time.
 func (c *chunker) cut() error {
-	id := objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index)
+	id := c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index)
 	h := c.header(id)
 	h.Set(batch.HeaderCount, strconv.Itoa(len(c.recs)))
 	c.pending = append(c.pending, &nats.Msg{Subject: queue.RawSubject(c.r.f.cfg.Name), Header: h, Data: batch.Encode(c.recs)})
