@@ -558,3 +558,29 @@ func TestTwoSourcesOnOneBucketEachStoreEveryRecord(t *testing.T) {
 		}
 	}
 }
+
+// A gzip bomb (10 MB of zeros in ~10 KB) is cut at max_decompressed_bytes:
+// the object goes to the DLQ with the reason, the notification is acked,
+// and the next object flows.
+func TestGzipBombIsCutAtMaxDecompressedBytes(t *testing.T) {
+	fx := newFixture(t, t.TempDir(), 256<<20, func(c *Config) { c.MaxDecompressedBytes = 1 << 20 })
+	fx.start()
+	bomb := gcstest.GzipBomb(10 << 20)
+	upload(t, fx.gs, "github/bomb.json.gz", bomb, "")
+	fx.waitNotifications("too_large", 1)
+	lines, recs := jsonLines(0, 10)
+	upload(t, fx.gs, "github/after.jsonl", lines, "")
+	fx.waitRecords(len(recs), 20*time.Second)
+	fx.waitNotifications("acked", 1)
+	var reasons []string
+	for _, m := range fx.dlq() {
+		reasons = append(reasons, m.Header.Get(batch.HeaderReason))
+	}
+	all := strings.Join(reasons, "\n")
+	if !strings.Contains(all, "gs://audit-logs/github/bomb.json.gz") || !strings.Contains(all, "max_decompressed_bytes (1MiB)") {
+		t.Fatalf("bomb of %d bytes; DLQ reasons:\n%s", len(bomb), all)
+	}
+	if n := testutil.ToFloat64(fx.f.m.objectBytes); n > float64(len(bomb)+len(lines)) {
+		t.Fatalf("read %v bytes from GCS", n)
+	}
+}

@@ -110,7 +110,11 @@ func (r *reader) readObject(ctx context.Context, n notice) (string, error) {
 		return "too_large", r.deadEvent(ctx, n, event, fmt.Sprintf("object %s is %s, over max_object_bytes (%s); not read", n, conf.ByteSize(size), f.cfg.MaxObjectBytes))
 	}
 	for i, el := range elements {
-		if err := r.readElement(ctx, n, obj, event, i, el); err != nil {
+		err := r.readElement(ctx, n, obj, event, i, el)
+		if errors.Is(err, errCut) {
+			return "too_large", nil
+		}
+		if err != nil {
 			return "", err
 		}
 	}
@@ -152,7 +156,8 @@ func (r *reader) readElement(ctx context.Context, n notice, obj *storage.ObjectH
 	if err != nil {
 		err = out.bad("byte 0", nil, err.Error())
 	} else {
-		err = parse(el.Parser, body, int(f.cfg.MaxRecordBytes), out)
+		limited := &limitReader{r: body, left: int64(f.cfg.MaxDecompressedBytes)}
+		err = parse(el.Parser, limited, int(f.cfg.MaxRecordBytes), out)
 		closeBody()
 	}
 	if err != nil {
@@ -161,6 +166,19 @@ func (r *reader) readElement(ctx context.Context, n notice, obj *storage.ObjectH
 		}
 		if out.failed != nil {
 			return err // RAW or the DLQ refused
+		}
+		if errors.Is(err, errTooLarge) {
+			// What was parsed before the cut flows; the object is in the
+			// DLQ with the reason (a bomb, or an object to read with a
+			// larger bound).
+			if err := out.finish(); err != nil {
+				return err
+			}
+			reason := fmt.Sprintf("object %s: over max_decompressed_bytes (%s) once decompressed; cut after record %d, the rest not read", n, f.cfg.MaxDecompressedBytes, out.total)
+			if err := r.deadEvent(ctx, n, event, reason); err != nil {
+				return err
+			}
+			return errCut
 		}
 		// The bytes arrived but do not decompress: what parsed flows, the
 		// rest is in the DLQ.
@@ -197,6 +215,28 @@ func decompress(r io.Reader, compress string) (io.Reader, func(), error) {
 	}
 	_ = compress // plain bytes whatever compress said: the client decompressed them
 	return br, func() {}, nil
+}
+
+// errTooLarge ends an object's bytes at max_decompressed_bytes.
+var errTooLarge = errors.New("over max_decompressed_bytes")
+
+// errCut says an object was cut at max_decompressed_bytes and is in the DLQ.
+var errCut = errors.New("object cut at max_decompressed_bytes")
+
+// limitReader gives left bytes, then errTooLarge: the bound on what one
+// object may decompress to.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errTooLarge
+	}
+	n, err := l.r.Read(p[:min(int64(len(p)), l.left)])
+	l.left -= int64(n)
+	return n, err
 }
 
 type countingReader struct {
