@@ -114,3 +114,20 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// headerRoom is what a RAW message's headers may take beside its records
+// (the event header holds the object resource, with its metadata).
+const headerRoom = 64 << 10
+
+// fitsMessages refuses a max_record_bytes or max_batch_bytes that cannot
+// fit one buffer message of maxPayload bytes.
+func (c *Config) fitsMessages(maxPayload int64) error {
+	room := maxPayload - headerRoom
+	switch {
+	case int64(c.MaxRecordBytes) > room:
+		return conf.Errorf("max_record_bytes", "%s: a record must fit one buffer message (max payload %s, less %s for headers)", c.MaxRecordBytes, conf.ByteSize(maxPayload), conf.ByteSize(headerRoom))
+	case int64(c.MaxBatchBytes) > room:
+		return conf.Errorf("max_batch_bytes", "%s: a batch must fit one buffer message (max payload %s, less %s for headers)", c.MaxBatchBytes, conf.ByteSize(maxPayload), conf.ByteSize(headerRoom))
+	}
+	return nil
+}

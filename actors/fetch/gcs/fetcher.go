@@ -50,6 +50,11 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 	if cfg.Schema == "" && deps.Policies == nil {
 		return nil, fmt.Errorf("source %q: no schema set and no policies loaded to ask (policies.dir)", cfg.Name)
 	}
+	if deps.Queue != nil {
+		if err := cfg.fitsMessages(int64(deps.Queue.Options().MaxPayload)); err != nil {
+			return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
+		}
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -107,7 +107,13 @@ func newFixture(t *testing.T, dataDir string, maxBytes int64, mod func(*Config))
 
 func newFixtureWith(t *testing.T, gs *gcstest.Server, dataDir string, maxBytes int64, mod func(*Config)) *fixture {
 	t.Helper()
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: dataDir, MaxBytes: maxBytes, RetainDelivered: time.Millisecond})
+	return newFixtureQueue(t, gs, queue.Options{DataDir: dataDir, MaxBytes: maxBytes}, mod)
+}
+
+func newFixtureQueue(t *testing.T, gs *gcstest.Server, qo queue.Options, mod func(*Config)) *fixture {
+	t.Helper()
+	qo.RetainDelivered = time.Millisecond
+	q, err := queue.Start(context.Background(), qo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,5 +588,44 @@ func TestGzipBombIsCutAtMaxDecompressedBytes(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(fx.f.m.objectBytes); n > float64(len(bomb)+len(lines)) {
 		t.Fatalf("read %v bytes from GCS", n)
+	}
+}
+
+// A record larger than one buffer message can carry (here: text of control
+// bytes, which JSON escaping makes six times as long) goes to the DLQ with
+// its size and the limit; the rest of the object flows and the
+// notification is acked.
+func TestOversizedRecordGoesToTheDLQAndTheRestFlows(t *testing.T) {
+	gs := newStandIn(t)
+	fx := newFixtureQueue(t, gs, queue.Options{DataDir: t.TempDir(), MaxBytes: 256 << 20, MaxPayload: 256 << 10}, func(c *Config) {
+		c.Schema, c.Parser, c.MaxRecordBytes, c.MaxBatchBytes = "github_audit", "text", 64<<10, 64<<10
+	})
+	fx.start()
+	obj := append(append([]byte("first\n"), gcstest.ExpandingLine(60<<10)...), "last\n"...)
+	upload(t, gs, "github/oversized.txt", obj, "")
+	got := fx.waitRecords(2, 20*time.Second)
+	if got[`{"text":"first"}`] != 1 || got[`{"text":"last"}`] != 1 {
+		t.Fatalf("RAW: %.300v", got)
+	}
+	fx.waitNotifications("acked", 1)
+	dlq := fx.dlq()
+	if len(dlq) != 1 {
+		t.Fatalf("DLQ holds %d messages, want the oversized record", len(dlq))
+	}
+	reason := dlq[0].Header.Get(batch.HeaderReason)
+	if !strings.Contains(reason, "gs://audit-logs/github/oversized.txt") || !strings.Contains(reason, "368651 bytes") || !strings.Contains(reason, "max payload 262144") {
+		t.Fatalf("DLQ reason: %s", reason)
+	}
+}
+
+func TestMaxRecordBytesMustFitOneBufferMessage(t *testing.T) {
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxPayload: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	_, err = New(&Config{Name: "big", Project: "p", Subscription: "s", Schema: "x", MaxRecordBytes: 1 << 20}, Deps{Queue: q})
+	if err == nil || !strings.Contains(err.Error(), "max_record_bytes") {
+		t.Fatalf("max_record_bytes of 1MiB with a max payload of 256KiB: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -262,20 +263,31 @@ type chunker struct {
 	schema  string
 	fetched string
 
-	recs    [][]byte
-	size    int
-	index   int
-	total   int
-	pending []*nats.Msg
-	pendLen int
-	dead    []queue.DeadRecord
-	records int
-	bytes   int
-	failed  error
+	recs      [][]byte
+	size      int
+	headerLen int // of a RAW message's headers, once known
+	index     int
+	total     int
+	pending   []*nats.Msg
+	pendLen   int
+	dead      []queue.DeadRecord
+	records   int
+	bytes     int
+	failed    error
 }
 
 func (c *chunker) record(rec []byte) error {
 	maxBatch := int(c.r.f.cfg.MaxBatchBytes)
+	if need, limit := c.messageSize(rec), int(c.r.f.deps.Queue.Options().MaxPayload); need > limit {
+		// JSON escaping can make a record longer than the bytes it was
+		// read from: one that no message can carry goes to the DLQ,
+		// cut, and the rest of the object flows.
+		c.total++
+		keep := min(len(rec), 64<<10, int(c.r.f.cfg.MaxRecordBytes))
+		return c.bad("record "+strconv.Itoa(c.total), rec[:keep], fmt.Sprintf(
+			"record of %d bytes does not fit one buffer message (max payload %s, %d bytes of it taken by headers); its first %d bytes are kept here",
+			len(rec), conf.ByteSize(limit), need-len(rec), keep))
+	}
 	if len(c.recs) > 0 && c.size+len(rec) > maxBatch {
 		if err := c.cut(); err != nil {
 			return err
@@ -285,6 +297,21 @@ func (c *chunker) record(rec []byte) error {
 	c.size += len(rec) + 4
 	c.total++
 	return nil
+}
+
+// messageSize is what a RAW message holding rec alone would take: the
+// record, the batch encoding and the headers.
+func (c *chunker) messageSize(rec []byte) int {
+	if c.headerLen == 0 {
+		for k, vs := range c.header("") {
+			for _, v := range vs {
+				c.headerLen += len(k) + len(v) + 4 // "k: v\r\n"
+			}
+		}
+		// NATS/1.0 line, the end, the message ID and the count.
+		c.headerLen += 16 + len(batch.HeaderMsgID) + len(c.r.objectID(c.n)) + 64 + len(batch.HeaderCount) + 16
+	}
+	return len(rec) + 2*binary.MaxVarintLen64 + 1 + c.headerLen
 }
 
 func (c *chunker) bad(where string, raw []byte, reason string) error {
