@@ -228,7 +228,8 @@ func (r *reader) readElement(ctx context.Context, n notice, d delivery, obj *sto
 	if err != nil && src.err != nil {
 		return fmt.Errorf("%s: read: %w", n, src.err)
 	}
-	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: strconv.FormatInt(time.Now().UnixNano(), 10)}
+	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: strconv.FormatInt(time.Now().UnixNano(), 10),
+		maxPayload: int(f.deps.Queue.Options().MaxPayload)}
 	if err != nil {
 		err = out.bad("byte 0", nil, err.Error())
 	} else {
@@ -338,22 +339,23 @@ type chunker struct {
 	schema  string
 	fetched string
 
-	recs      [][]byte
-	size      int
-	headerLen int // of a RAW message's headers, once known
-	index     int
-	total     int
-	pending   []*nats.Msg
-	pendLen   int
-	dead      []queue.DeadRecord
-	records   int
-	bytes     int
-	failed    error
+	recs       [][]byte
+	size       int
+	headerLen  int // of a RAW message's headers, once known
+	maxPayload int // of one buffer message
+	index      int
+	total      int
+	pending    []*nats.Msg
+	pendLen    int
+	dead       []queue.DeadRecord
+	records    int
+	bytes      int
+	failed     error
 }
 
 func (c *chunker) record(rec []byte) error {
 	maxBatch := int(c.r.f.cfg.MaxBatchBytes)
-	if need, limit := c.messageSize(rec), int(c.r.f.deps.Queue.Options().MaxPayload); need > limit {
+	if need, limit := c.messageSize(rec), c.maxPayload; need > limit {
 		// JSON escaping can make a record longer than the bytes it was
 		// read from: one that no message can carry goes to the DLQ,
 		// cut, and the rest of the object flows.
