@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,9 +151,31 @@ func (m *Manager) DLQShow(ctx context.Context, seq uint64) (*DeadEntry, error) {
 	return &e, nil
 }
 
+// A record whose origin begins with RedrivePrefix goes back as a NATS
+// request on that subject, to the stage that answers there (a source that
+// re-reads what it could not handle: a GCS notification, say). The stage
+// answers once the record is handled again, in its stream or back in the
+// DLQ; a reply with HeaderRedriveError says it was not, and the record
+// stays.
+const (
+	RedrivePrefix      = "redrive."
+	HeaderRedriveError = "Sluice-Redrive-Error"
+)
+
+// redriveTimeout bounds how long a stage may take to handle one re-driven
+// record (a source may read a large object).
+const redriveTimeout = 30 * time.Minute
+
 // redrivable says whether a record can go back to its stage, and why not.
 func (m *Manager) redrivable(e DeadEntry) (bool, string) {
 	switch {
+	case strings.HasPrefix(e.Origin, RedrivePrefix):
+		// redrive.<stage>.<name>: the stage must still be configured.
+		_, name, _ := strings.Cut(strings.TrimPrefix(e.Origin, RedrivePrefix), ".")
+		if e.Stage == "fetch" && !slices.ContainsFunc(m.deps.Sources, func(c Component) bool { return c.Name == name }) {
+			return false, fmt.Sprintf("its source %q is no longer configured", name)
+		}
+		return true, ""
 	case e.Stage == "fetch":
 		return false, "fetch-stage records are source bytes sluice could not read (a broken line, an oversized object): fix the object and write it again"
 	case strings.HasPrefix(e.Origin, "out."):
@@ -222,6 +245,9 @@ func (m *Manager) Redrive(ctx context.Context, f DLQFilter, dryRun bool) (*Redri
 			}
 			h.Set(batch.HeaderMsgID, "redrive/"+strconv.FormatUint(s.Seq, 10)+"/"+e.RecordID)
 			seq := s.Seq
+			if strings.HasPrefix(e.Origin, RedrivePrefix) {
+				return true, m.redriveRequest(ctx, j, &nats.Msg{Subject: e.Origin, Header: h, Data: s.Data}, seq)
+			}
 			return true, out.add(ctx, &nats.Msg{Subject: e.Origin, Header: h, Data: s.Data}, 1, len(s.Data), func(ctx context.Context) error {
 				return m.deps.Queue.DeleteStored(ctx, queue.StreamDLQ, seq)
 			})
@@ -232,6 +258,29 @@ func (m *Manager) Redrive(ctx context.Context, f DLQFilter, dryRun bool) (*Redri
 		return err
 	})
 	return p, j, nil
+}
+
+// redriveRequest hands one record back to the stage that answers on its
+// origin and removes it from the DLQ once the stage says it took it. A
+// stage that refuses it leaves it in the DLQ (counted as skipped, the
+// reason in the job's note); no stage answering at all ends the job.
+func (m *Manager) redriveRequest(ctx context.Context, j *Job, msg *nats.Msg, seq uint64) error {
+	rctx, cancel := context.WithTimeout(ctx, redriveTimeout)
+	defer cancel()
+	reply, err := m.deps.Queue.Conn().RequestMsgWithContext(rctx, msg)
+	if err != nil {
+		return fmt.Errorf("re-drive to %s: %w (is that stage running?)", msg.Subject, err)
+	}
+	if why := reply.Header.Get(HeaderRedriveError); why != "" {
+		j.skipped.Add(1)
+		j.setNote(fmt.Sprintf("%s refused a record: %s", msg.Subject, why))
+		return nil
+	}
+	if err := m.deps.Queue.DeleteStored(ctx, queue.StreamDLQ, seq); err != nil {
+		return err
+	}
+	m.progress(j, 1, len(msg.Data))
+	return nil
 }
 
 // PurgeDLQ deletes the records f selects and says how many. The caller

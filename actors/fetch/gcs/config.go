@@ -26,6 +26,10 @@ type Config struct {
 	CredentialsFile    string        `yaml:"credentials_file"`
 	MaxObjectsInFlight int           `yaml:"max_objects_in_flight"` // default 8
 	MaxObjectBytes     conf.ByteSize `yaml:"max_object_bytes"`      // stored size; default 1GiB; larger goes to the DLQ
+	// MaxDecompressedBytes bounds an object's bytes as parsed, after gzip
+	// or zstd: a decompression bomb is cut there and goes to the DLQ;
+	// default 1GiB, or max_object_bytes when that is larger.
+	MaxDecompressedBytes conf.ByteSize `yaml:"max_decompressed_bytes"`
 	// MaxRecordBytes bounds one record (and one pretty-printed JSON value
 	// gathered over several lines); default 1MiB.
 	MaxRecordBytes conf.ByteSize `yaml:"max_record_bytes"`
@@ -62,6 +66,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxObjectBytes == 0 {
 		c.MaxObjectBytes = 1 << 30
 	}
+	if c.MaxDecompressedBytes == 0 {
+		c.MaxDecompressedBytes = max(1<<30, c.MaxObjectBytes)
+	}
 	if c.MaxRecordBytes == 0 {
 		c.MaxRecordBytes = 1 << 20
 	}
@@ -87,6 +94,8 @@ func (c *Config) Validate() error {
 		return conf.Errorf("max_objects_in_flight", "%d: at least 1", c.MaxObjectsInFlight)
 	case c.MaxBatchBytes < 1024 || c.MaxBatchBytes > 4<<20:
 		return conf.Errorf("max_batch_bytes", "%s: want 1KiB to 4MiB", c.MaxBatchBytes)
+	case c.MaxDecompressedBytes < 1024:
+		return conf.Errorf("max_decompressed_bytes", "%s: at least 1KiB", c.MaxDecompressedBytes)
 	case c.MaxRecordBytes < 1024:
 		return conf.Errorf("max_record_bytes", "%s: at least 1KiB", c.MaxRecordBytes)
 	case c.LeasePeriod.D() < 10*time.Second || c.LeasePeriod.D() > 10*time.Minute:
@@ -102,6 +111,23 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(c.CredentialsFile); err != nil {
 			return conf.Errorf("credentials_file", "%v", err)
 		}
+	}
+	return nil
+}
+
+// headerRoom is what a RAW message's headers may take beside its records
+// (the event header holds the object resource, with its metadata).
+const headerRoom = 64 << 10
+
+// fitsMessages refuses a max_record_bytes or max_batch_bytes that cannot
+// fit one buffer message of maxPayload bytes.
+func (c *Config) fitsMessages(maxPayload int64) error {
+	room := maxPayload - headerRoom
+	switch {
+	case int64(c.MaxRecordBytes) > room:
+		return conf.Errorf("max_record_bytes", "%s: a record must fit one buffer message (max payload %s, less %s for headers)", c.MaxRecordBytes, conf.ByteSize(maxPayload), conf.ByteSize(headerRoom))
+	case int64(c.MaxBatchBytes) > room:
+		return conf.Errorf("max_batch_bytes", "%s: a batch must fit one buffer message (max payload %s, less %s for headers)", c.MaxBatchBytes, conf.ByteSize(maxPayload), conf.ByteSize(headerRoom))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/storage"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
@@ -49,6 +50,11 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 	}
 	if cfg.Schema == "" && deps.Policies == nil {
 		return nil, fmt.Errorf("source %q: no schema set and no policies loaded to ask (policies.dir)", cfg.Name)
+	}
+	if deps.Queue != nil {
+		if err := cfg.fitsMessages(int64(deps.Queue.Options().MaxPayload)); err != nil {
+			return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
+		}
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -114,17 +120,25 @@ func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 		// than waiting out its lease.
 		ShutdownOptions: &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorNackImmediately, Timeout: 10 * time.Second},
 	}
+	// Dead-lettered notifications come back here when re-driven; one
+	// queue group over the cluster, so one node handles each.
+	redrive, err := f.deps.Queue.Conn().QueueSubscribe(RedriveSubject(f.cfg.Name), "sluice", func(msg *nats.Msg) { r.redrive(ctx, h, msg) })
+	if err != nil {
+		return f.unhealthy(h, fmt.Errorf("source %q: subscribe to %s: %w", f.cfg.Name, RedriveSubject(f.cfg.Name), err))
+	}
+	defer func() { _ = redrive.Unsubscribe() }()
 	h.SetHealthy()
 	f.log.Info("receiving bucket notifications", "subscription", name, "ack_deadline", ackDeadline)
 	err = s.Receive(ctx, func(mctx context.Context, m *pubsub.Message) {
 		f.m.begin(m.ID)
 		defer f.m.end(m.ID)
 		start := time.Now()
-		ack := r.handle(mctx, h, m.Attributes, m.Data, m.ID)
+		err := r.handle(mctx, h, delivery{attrs: m.Attributes, data: m.Data, id: m.ID})
 		f.m.extensions.Add(float64(time.Since(start) / ackDeadline))
-		if ack {
+		if err == nil {
 			m.Ack()
 		} else {
+			r.failed(mctx, h, err)
 			f.m.notifications.WithLabelValues("nacked").Inc()
 			m.Nack()
 		}

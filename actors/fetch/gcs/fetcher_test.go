@@ -107,7 +107,13 @@ func newFixture(t *testing.T, dataDir string, maxBytes int64, mod func(*Config))
 
 func newFixtureWith(t *testing.T, gs *gcstest.Server, dataDir string, maxBytes int64, mod func(*Config)) *fixture {
 	t.Helper()
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: dataDir, MaxBytes: maxBytes, RetainDelivered: time.Millisecond})
+	return newFixtureQueue(t, gs, queue.Options{DataDir: dataDir, MaxBytes: maxBytes}, mod)
+}
+
+func newFixtureQueue(t *testing.T, gs *gcstest.Server, qo queue.Options, mod func(*Config)) *fixture {
+	t.Helper()
+	qo.RetainDelivered = time.Millisecond
+	q, err := queue.Start(context.Background(), qo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +296,7 @@ func TestEveryEncodingArrivesWithEveryFieldIntact(t *testing.T) {
 	fx.waitNotifications("acked", 5)
 	for _, m := range fx.raw() {
 		id := m.Header.Get(batch.HeaderMsgID)
-		if !strings.HasPrefix(id, "gcs/audit-logs/github/") || m.Header.Get(batch.HeaderSchema) != "github_audit" || m.Header.Get(batch.HeaderKind) != "gcs" {
+		if !strings.HasPrefix(id, "gcs/github/audit-logs/github/") || m.Header.Get(batch.HeaderSchema) != "github_audit" || m.Header.Get(batch.HeaderKind) != "gcs" {
 			t.Fatalf("RAW message headers: %v", m.Header)
 		}
 		if len(m.Data) > 80<<10 {
@@ -502,3 +508,124 @@ func TestMissingSubscriptionIsAClearError(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// Two sources on one bucket (two subscriptions on its topic, each with its
+// own policies and sinks downstream) each store every record under their
+// own subject: their batch IDs must not collide in the duplicate window.
+func TestTwoSourcesOnOneBucketEachStoreEveryRecord(t *testing.T) {
+	gs := newStandIn(t)
+	if err := gs.AddSubscription(context.Background(), "sluice-second"); err != nil {
+		t.Fatal(err)
+	}
+	first := newFixtureWith(t, gs, t.TempDir(), 256<<20, func(c *Config) { c.Schema = "github_audit"; c.MaxBatchBytes = 16 << 10 })
+	second, err := New(&Config{Name: "second", Type: "gcs", Project: gs.Options().Project, Subscription: "sluice-second", Schema: "github_audit", MaxBatchBytes: 16 << 10},
+		Deps{Queue: first.q, Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := first.start()
+	rt.Add(actors.StageFetch, "gcs/second", second)
+	lines, recs := jsonLines(0, 100)
+	upload(t, gs, "github/shared.jsonl", lines, "")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		per := map[string]map[string]int{}
+		for _, m := range first.raw() {
+			batchRecs, err := batch.Decode(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if per[m.Subject] == nil {
+				per[m.Subject] = map[string]int{}
+			}
+			for _, r := range batchRecs {
+				per[m.Subject][string(r)]++
+			}
+		}
+		if len(per["raw.github"]) == len(recs) && len(per["raw.second"]) == len(recs) {
+			for _, subj := range []string{"raw.github", "raw.second"} {
+				for _, r := range recs {
+					if per[subj][r] != 1 {
+						t.Fatalf("%s holds a record %d times", subj, per[subj][r])
+					}
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raw.github holds %d and raw.second %d of %d records\nlog:\n%s", len(per["raw.github"]), len(per["raw.second"]), len(recs), first.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, m := range first.raw() {
+		id := m.Header.Get(batch.HeaderMsgID)
+		if want := "gcs/" + strings.TrimPrefix(m.Subject, "raw.") + "/audit-logs/github/shared.jsonl#"; !strings.HasPrefix(id, want) {
+			t.Fatalf("batch ID %q, want it to start with %q", id, want)
+		}
+	}
+}
+
+// A gzip bomb (10 MB of zeros in ~10 KB) is cut at max_decompressed_bytes:
+// the object goes to the DLQ with the reason, the notification is acked,
+// and the next object flows.
+func TestGzipBombIsCutAtMaxDecompressedBytes(t *testing.T) {
+	fx := newFixture(t, t.TempDir(), 256<<20, func(c *Config) { c.MaxDecompressedBytes = 1 << 20 })
+	fx.start()
+	bomb := gcstest.GzipBomb(10 << 20)
+	upload(t, fx.gs, "github/bomb.json.gz", bomb, "")
+	fx.waitNotifications("too_large", 1)
+	lines, recs := jsonLines(0, 10)
+	upload(t, fx.gs, "github/after.jsonl", lines, "")
+	fx.waitRecords(len(recs), 20*time.Second)
+	fx.waitNotifications("acked", 1)
+	var reasons []string
+	for _, m := range fx.dlq() {
+		reasons = append(reasons, m.Header.Get(batch.HeaderReason))
+	}
+	all := strings.Join(reasons, "\n")
+	if !strings.Contains(all, "gs://audit-logs/github/bomb.json.gz") || !strings.Contains(all, "max_decompressed_bytes (1MiB)") {
+		t.Fatalf("bomb of %d bytes; DLQ reasons:\n%s", len(bomb), all)
+	}
+	if n := testutil.ToFloat64(fx.f.m.objectBytes); n > float64(len(bomb)+len(lines)) {
+		t.Fatalf("read %v bytes from GCS", n)
+	}
+}
+
+// A record larger than one buffer message can carry (here: text of control
+// bytes, which JSON escaping makes six times as long) goes to the DLQ with
+// its size and the limit; the rest of the object flows and the
+// notification is acked.
+func TestOversizedRecordGoesToTheDLQAndTheRestFlows(t *testing.T) {
+	gs := newStandIn(t)
+	fx := newFixtureQueue(t, gs, queue.Options{DataDir: t.TempDir(), MaxBytes: 256 << 20, MaxPayload: 256 << 10}, func(c *Config) {
+		c.Schema, c.Parser, c.MaxRecordBytes, c.MaxBatchBytes = "github_audit", "text", 64<<10, 64<<10
+	})
+	fx.start()
+	obj := append(append([]byte("first\n"), gcstest.ExpandingLine(60<<10)...), "last\n"...)
+	upload(t, gs, "github/oversized.txt", obj, "")
+	got := fx.waitRecords(2, 20*time.Second)
+	if got[`{"text":"first"}`] != 1 || got[`{"text":"last"}`] != 1 {
+		t.Fatalf("RAW: %.300v", got)
+	}
+	fx.waitNotifications("acked", 1)
+	dlq := fx.dlq()
+	if len(dlq) != 1 {
+		t.Fatalf("DLQ holds %d messages, want the oversized record", len(dlq))
+	}
+	reason := dlq[0].Header.Get(batch.HeaderReason)
+	if !strings.Contains(reason, "gs://audit-logs/github/oversized.txt") || !strings.Contains(reason, "368651 bytes") || !strings.Contains(reason, "max payload 262144") {
+		t.Fatalf("DLQ reason: %s", reason)
+	}
+}
+
+func TestMaxRecordBytesMustFitOneBufferMessage(t *testing.T) {
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxPayload: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	_, err = New(&Config{Name: "big", Project: "p", Subscription: "s", Schema: "x", MaxRecordBytes: 1 << 20}, Deps{Queue: q})
+	if err == nil || !strings.Contains(err.Error(), "max_record_bytes") {
+		t.Fatalf("max_record_bytes of 1MiB with a max payload of 256KiB: %v", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -29,53 +32,103 @@ type reader struct {
 	gcs *storage.Client
 }
 
-// handle reads what a notification announces; true means ack it (every
-// record is in RAW or the DLQ, or there is nothing to read), false nack.
-func (r *reader) handle(ctx context.Context, h *actors.Health, attrs map[string]string, data []byte, msgID string) bool {
+// delivery is one notification as it came: from Pub/Sub, or re-driven
+// from the DLQ (then prior holds its DLQ headers, with its attempts).
+type delivery struct {
+	attrs map[string]string
+	data  []byte
+	id    string
+	prior nats.Header
+}
+
+// handle reads what a notification announces; nil means ack it (every
+// record is in RAW or the DLQ, or there is nothing to read).
+func (r *reader) handle(ctx context.Context, h *actors.Health, d delivery) error {
 	f := r.f
-	n, err := parseNotice(attrs, data)
+	n, err := parseNotice(d.attrs, d.data)
 	if err != nil {
-		dead := queue.DeadRecord{Stage: "fetch", Name: f.cfg.Name, RecordID: "gcs/notification/" + msgID,
-			Reason: "not a bucket notification: " + err.Error(), Data: data}
+		dead := queue.DeadRecord{Stage: "fetch", Name: f.cfg.Name, RecordID: "gcs/notification/" + d.id,
+			Reason: "not a bucket notification: " + err.Error(), Data: d.data}
 		if err := f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{dead}); err != nil {
-			return r.failed(ctx, h, n, err)
+			return fmt.Errorf("notification %s: %w", d.id, err)
 		}
 		f.m.notifications.WithLabelValues("invalid").Inc()
-		return true
+		return nil
 	}
 	if n.EventType != "OBJECT_FINALIZE" {
 		f.m.notifications.WithLabelValues("skipped_event").Inc()
-		return true
+		return nil
 	}
-	result, err := r.readObject(ctx, n)
+	result, err := r.readObject(ctx, n, d)
 	if err != nil {
 		if errors.Is(err, errDeleted) {
 			f.log.Info("object deleted before it was read; skipped", "object", n.String())
 			f.m.notifications.WithLabelValues("deleted").Inc()
-			return true
+			return nil
 		}
-		return r.failed(ctx, h, n, err)
+		return fmt.Errorf("%s: %w", n, err)
 	}
 	f.fails.Store(0)
 	h.SetHealthy()
 	f.m.notifications.WithLabelValues(result).Inc()
-	return true
+	return nil
 }
 
-func (r *reader) failed(ctx context.Context, h *actors.Health, n notice, err error) bool {
+// failed logs a notification that goes back to Pub/Sub and waits before
+// the nack.
+func (r *reader) failed(ctx context.Context, h *actors.Health, err error) {
 	if ctx.Err() == nil {
-		r.f.log.Warn("object not read; the notification goes back to Pub/Sub", "object", n.String(), "err", err)
+		r.f.log.Warn("object not read; the notification goes back to Pub/Sub", "err", err)
 		if errors.Is(err, queue.ErrBufferFull) {
 			h.SetUnhealthy("RAW is full: notifications are nacked until it drains (" + err.Error() + ")")
 		}
 		r.f.backoff(ctx)
 	}
-	return false
+}
+
+// notification is a dead-lettered notification: what Pub/Sub delivered,
+// so that a re-drive handles it as it handles a new one.
+type notification struct {
+	Attributes map[string]string `json:"attributes"`
+	Data       json.RawMessage   `json:"data,omitempty"`
+}
+
+// RedriveSubject is where a source's dead-lettered notifications are
+// re-driven: the DLQ origin of each, a request the fetcher answers once
+// it has handled the notification again.
+func RedriveSubject(source string) string { return ops.RedrivePrefix + "fetch." + source }
+
+// redrive answers a re-drive request: one dead-lettered notification,
+// handled as a new one. The reply carries the error when it was not (the
+// record then stays in the DLQ).
+func (r *reader) redrive(ctx context.Context, h *actors.Health, msg *nats.Msg) {
+	var nt notification
+	recs, err := batch.Decode(msg.Data)
+	switch {
+	case err != nil:
+	case len(recs) != 1:
+		err = fmt.Errorf("%d records in a re-driven notification, want 1", len(recs))
+	default:
+		if err = json.Unmarshal(recs[0], &nt); err != nil {
+			err = fmt.Errorf("re-driven record is not a notification: %w", err)
+		}
+	}
+	if err == nil {
+		err = r.handle(ctx, h, delivery{attrs: nt.Attributes, data: nt.Data, id: "redrive", prior: msg.Header})
+	}
+	reply := nats.NewMsg(msg.Reply)
+	if err != nil {
+		r.f.log.Warn("re-driven notification not handled; it stays in the DLQ", "err", err)
+		reply.Header.Set(ops.HeaderRedriveError, err.Error())
+	}
+	if err := msg.RespondMsg(reply); err != nil {
+		r.f.log.Warn("re-drive: reply", "err", err)
+	}
 }
 
 // readObject reads the object once per element of the event policy's
 // answer and returns the result to count it under.
-func (r *reader) readObject(ctx context.Context, n notice) (string, error) {
+func (r *reader) readObject(ctx context.Context, n notice, d delivery) (string, error) {
 	f := r.f
 	event := n.eventInput()
 	elements := []rego.Source{{Parser: f.cfg.Parser, Compress: f.cfg.Compress, Schema: f.cfg.Schema}}
@@ -84,7 +137,7 @@ func (r *reader) readObject(ctx context.Context, n notice) (string, error) {
 		if err != nil {
 			// A policy that fails on this object fails every time: keep the
 			// notification in the DLQ, readable, instead of looping.
-			return "invalid", r.deadEvent(ctx, n, event, "event policy: "+err.Error())
+			return "invalid", r.deadNotice(ctx, n, d, event, "event policy: "+err.Error())
 		}
 		if len(srcs) == 0 {
 			return "skipped_policy", nil
@@ -107,29 +160,60 @@ func (r *reader) readObject(ctx context.Context, n notice) (string, error) {
 		size = attrs.Size
 	}
 	if size > int64(f.cfg.MaxObjectBytes) {
-		return "too_large", r.deadEvent(ctx, n, event, fmt.Sprintf("object %s is %s, over max_object_bytes (%s); not read", n, conf.ByteSize(size), f.cfg.MaxObjectBytes))
+		return "too_large", r.deadNotice(ctx, n, d, event, fmt.Sprintf("object %s is %s, over max_object_bytes (%s); not read", n, conf.ByteSize(size), f.cfg.MaxObjectBytes))
 	}
 	for i, el := range elements {
-		if err := r.readElement(ctx, n, obj, event, i, el); err != nil {
+		err := r.readElement(ctx, n, d, obj, event, i, el)
+		if errors.Is(err, errCut) {
+			return "too_large", nil
+		}
+		if err != nil {
 			return "", err
 		}
 	}
 	return "acked", nil
 }
 
-// deadEvent puts the notification's event in the DLQ with the reason.
-func (r *reader) deadEvent(ctx context.Context, n notice, event []byte, reason string) error {
-	d := queue.DeadRecord{Stage: "fetch", Name: r.f.cfg.Name, RecordID: objectID(n) + "/object",
-		Reason: reason, Origin: queue.RawSubject(r.f.cfg.Name), Data: event}
-	return r.f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{d})
+// deadNotice puts a notification that cannot be handled now in the DLQ
+// with the reason, in the form a re-drive hands back (RedriveSubject),
+// with the event policy's input beside it to read.
+func (r *reader) deadNotice(ctx context.Context, n notice, d delivery, event []byte, reason string) error {
+	nt := notification{Attributes: d.attrs}
+	if json.Valid(d.data) {
+		nt.Data = d.data
+	}
+	body, err := json.Marshal(nt)
+	if err != nil {
+		return fmt.Errorf("dead-letter %s: %w", n, err)
+	}
+	h := nats.Header{}
+	for k, v := range d.prior {
+		h[k] = v // a re-driven one keeps its attempts
+	}
+	h.Set(batch.HeaderSource, r.f.cfg.Name)
+	h.Set(batch.HeaderKind, "gcs")
+	h.Set(batch.HeaderEvent, string(event))
+	id := r.objectID(n) + "/notification"
+	if a := d.prior.Get(batch.HeaderAttempts); a != "" {
+		// Not the ID of the entry being re-driven, which JetStream
+		// would take for a duplicate within its window.
+		id += "/redrive-" + a
+	}
+	dead := queue.DeadRecord{Stage: "fetch", Name: r.f.cfg.Name, RecordID: id,
+		Reason: reason, Origin: RedriveSubject(r.f.cfg.Name), Header: h, Data: body}
+	return r.f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{dead})
 }
 
-func objectID(n notice) string {
-	return "gcs/" + n.Bucket + "/" + n.Name + "#" + strconv.FormatInt(n.Generation, 10)
+// objectID names an object's version as this source reads it. The source
+// is part of it: two sources on one bucket (two subscriptions, each with
+// its own policies and sinks) must not take each other's batches for
+// duplicates in JetStream's window.
+func (r *reader) objectID(n notice) string {
+	return "gcs/" + r.f.cfg.Name + "/" + n.Bucket + "/" + n.Name + "#" + strconv.FormatInt(n.Generation, 10)
 }
 
 // readElement streams the object through one parser into RAW batches.
-func (r *reader) readElement(ctx context.Context, n notice, obj *storage.ObjectHandle, event []byte, element int, el rego.Source) error {
+func (r *reader) readElement(ctx context.Context, n notice, d delivery, obj *storage.ObjectHandle, event []byte, element int, el rego.Source) error {
 	f := r.f
 	rd, err := obj.NewReader(ctx)
 	if errors.Is(err, storage.ErrObjectNotExist) {
@@ -144,11 +228,13 @@ func (r *reader) readElement(ctx context.Context, n notice, obj *storage.ObjectH
 	if err != nil && src.err != nil {
 		return fmt.Errorf("%s: read: %w", n, src.err)
 	}
-	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: strconv.FormatInt(time.Now().UnixNano(), 10)}
+	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: strconv.FormatInt(time.Now().UnixNano(), 10),
+		maxPayload: int(f.deps.Queue.Options().MaxPayload)}
 	if err != nil {
 		err = out.bad("byte 0", nil, err.Error())
 	} else {
-		err = parse(el.Parser, body, int(f.cfg.MaxRecordBytes), out)
+		limited := &limitReader{r: body, left: int64(f.cfg.MaxDecompressedBytes)}
+		err = parse(el.Parser, limited, int(f.cfg.MaxRecordBytes), out)
 		closeBody()
 	}
 	if err != nil {
@@ -157,6 +243,19 @@ func (r *reader) readElement(ctx context.Context, n notice, obj *storage.ObjectH
 		}
 		if out.failed != nil {
 			return err // RAW or the DLQ refused
+		}
+		if errors.Is(err, errTooLarge) {
+			// What was parsed before the cut flows; the object is in the
+			// DLQ with the reason (a bomb, or an object to read with a
+			// larger bound).
+			if err := out.finish(); err != nil {
+				return err
+			}
+			reason := fmt.Sprintf("object %s: over max_decompressed_bytes (%s) once decompressed; cut after record %d, the rest not read", n, f.cfg.MaxDecompressedBytes, out.total)
+			if err := r.deadNotice(ctx, n, d, event, reason); err != nil {
+				return err
+			}
+			return errCut
 		}
 		// The bytes arrived but do not decompress: what parsed flows, the
 		// rest is in the DLQ.
@@ -195,6 +294,28 @@ func decompress(r io.Reader, compress string) (io.Reader, func(), error) {
 	return br, func() {}, nil
 }
 
+// errTooLarge ends an object's bytes at max_decompressed_bytes.
+var errTooLarge = errors.New("over max_decompressed_bytes")
+
+// errCut says an object was cut at max_decompressed_bytes and is in the DLQ.
+var errCut = errors.New("object cut at max_decompressed_bytes")
+
+// limitReader gives left bytes, then errTooLarge: the bound on what one
+// object may decompress to.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errTooLarge
+	}
+	n, err := l.r.Read(p[:min(int64(len(p)), l.left)])
+	l.left -= int64(n)
+	return n, err
+}
+
 type countingReader struct {
 	r io.Reader
 	n interface{ Add(float64) }
@@ -218,20 +339,32 @@ type chunker struct {
 	schema  string
 	fetched string
 
-	recs    [][]byte
-	size    int
-	index   int
-	total   int
-	pending []*nats.Msg
-	pendLen int
-	dead    []queue.DeadRecord
-	records int
-	bytes   int
-	failed  error
+	recs       [][]byte
+	size       int
+	headerLen  int // of a RAW message's headers, once known
+	maxPayload int // of one buffer message
+	index      int
+	total      int
+	pending    []*nats.Msg
+	pendLen    int
+	dead       []queue.DeadRecord
+	records    int
+	bytes      int
+	failed     error
 }
 
 func (c *chunker) record(rec []byte) error {
 	maxBatch := int(c.r.f.cfg.MaxBatchBytes)
+	if need, limit := c.messageSize(rec), c.maxPayload; need > limit {
+		// JSON escaping can make a record longer than the bytes it was
+		// read from: one that no message can carry goes to the DLQ,
+		// cut, and the rest of the object flows.
+		c.total++
+		keep := min(len(rec), 64<<10, int(c.r.f.cfg.MaxRecordBytes))
+		return c.bad("record "+strconv.Itoa(c.total), rec[:keep], fmt.Sprintf(
+			"record of %d bytes does not fit one buffer message (max payload %s, %d bytes of it taken by headers); its first %d bytes are kept here",
+			len(rec), conf.ByteSize(limit), need-len(rec), keep))
+	}
 	if len(c.recs) > 0 && c.size+len(rec) > maxBatch {
 		if err := c.cut(); err != nil {
 			return err
@@ -243,9 +376,24 @@ func (c *chunker) record(rec []byte) error {
 	return nil
 }
 
+// messageSize is what a RAW message holding rec alone would take: the
+// record, the batch encoding and the headers.
+func (c *chunker) messageSize(rec []byte) int {
+	if c.headerLen == 0 {
+		for k, vs := range c.header("") {
+			for _, v := range vs {
+				c.headerLen += len(k) + len(v) + 4 // "k: v\r\n"
+			}
+		}
+		// NATS/1.0 line, the end, the message ID and the count.
+		c.headerLen += 16 + len(batch.HeaderMsgID) + len(c.r.objectID(c.n)) + 64 + len(batch.HeaderCount) + 16
+	}
+	return len(rec) + 2*binary.MaxVarintLen64 + 1 + c.headerLen
+}
+
 func (c *chunker) bad(where string, raw []byte, reason string) error {
 	c.r.f.m.parseErrors.Inc()
-	id := objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strings.ReplaceAll(where, " ", "-")
+	id := c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strings.ReplaceAll(where, " ", "-")
 	c.dead = append(c.dead, queue.DeadRecord{Stage: "fetch", Name: c.r.f.cfg.Name, RecordID: id,
 		Reason: fmt.Sprintf("object %s, %s: %s", c.n, where, reason), Origin: queue.RawSubject(c.r.f.cfg.Name),
 		Header: c.header(""), Data: append([]byte(nil), raw...)})
@@ -270,7 +418,7 @@ func (c *chunker) header(id string) nats.Header {
 
 // cut closes the current batch; batches are published a few MB at a time.
 func (c *chunker) cut() error {
-	id := objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index)
+	id := c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index)
 	h := c.header(id)
 	h.Set(batch.HeaderCount, strconv.Itoa(len(c.recs)))
 	c.pending = append(c.pending, &nats.Msg{Subject: queue.RawSubject(c.r.f.cfg.Name), Header: h, Data: batch.Encode(c.recs)})

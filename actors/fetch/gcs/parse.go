@@ -21,31 +21,35 @@ type records interface {
 
 // parse reads r with the named parser. It returns an error only when
 // reading failed (the object must be read again); records that do not
-// parse go to out.bad and the rest of the object flows.
+// parse go to out.bad and the rest of the object flows. Every parser holds
+// at most maxRecord bytes of one element: a longer one is refused as soon
+// as it passes maxRecord, and read past without being kept.
 func parse(parser string, r io.Reader, maxRecord int, out records) error {
 	switch parser {
 	case "", "json":
 		return parseJSONLines(r, maxRecord, out)
 	case "json_array":
-		return parseJSONArray(r, out)
+		return parseJSONArray(r, maxRecord, out)
 	case "cloudtrail":
-		return parseCloudTrail(r, out)
+		return parseCloudTrail(r, maxRecord, out)
 	case "csv":
-		return parseCSV(r, out)
+		return parseCSV(r, maxRecord, out)
 	case "text":
 		return parseText(r, maxRecord, out)
 	}
 	return fmt.Errorf("unknown parser %q (want one of %v)", parser, Parsers)
 }
 
-// lineReader yields lines without their end, numbered from 1; a line
-// longer than max is returned cut, with long set.
+// lineReader yields lines without their end, numbered from 1. A line
+// longer than max is returned as soon as it passes max, cut there, with
+// long set; the rest of it is skipped by the next call.
 type lineReader struct {
 	r    *bufio.Reader
 	max  int
 	n    int
 	buf  []byte
 	long bool
+	skip bool // the rest of the last (long) line is still to be read past
 }
 
 func newLineReader(r io.Reader, max int) *lineReader {
@@ -54,17 +58,32 @@ func newLineReader(r io.Reader, max int) *lineReader {
 
 func (l *lineReader) next() ([]byte, error) {
 	l.buf, l.long = l.buf[:0], false
-	for {
-		frag, err := l.r.ReadSlice('\n')
-		if len(l.buf)+len(frag) <= l.max {
-			l.buf = append(l.buf, frag...)
-		} else {
-			l.long = true
-		}
+	for l.skip {
+		_, err := l.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		if err != nil && (err != io.EOF || len(l.buf) == 0 && !l.long) {
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		l.skip = false
+	}
+	for {
+		frag, err := l.r.ReadSlice('\n')
+		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+		if len(l.buf)+len(frag) > l.max {
+			l.buf = append(l.buf, frag[:l.max-len(l.buf)]...)
+			l.long, l.skip = true, errors.Is(err, bufio.ErrBufferFull)
+			l.n++
+			return l.buf, nil
+		}
+		l.buf = append(l.buf, frag...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == io.EOF && len(l.buf) == 0 {
 			return nil, err
 		}
 		l.n++
@@ -72,13 +91,51 @@ func (l *lineReader) next() ([]byte, error) {
 	}
 }
 
+// nesting follows JSON's brackets and strings over the lines of a value,
+// so that a value spread over many lines is checked once, when it can be
+// whole, not once per line (which was quadratic in the value's size).
+type nesting struct {
+	depth            int
+	inString, escape bool
+	broken           bool // a closing bracket with nothing open
+}
+
+func (s *nesting) feed(b []byte) {
+	for _, c := range b {
+		switch {
+		case s.inString:
+			switch {
+			case s.escape:
+				s.escape = false
+			case c == '\\':
+				s.escape = true
+			case c == '"':
+				s.inString = false
+			}
+		case c == '"':
+			s.inString = true
+		case c == '{' || c == '[':
+			s.depth++
+		case c == '}' || c == ']':
+			s.depth--
+			s.broken = s.broken || s.depth < 0
+		}
+	}
+}
+
+// open says whether more lines could still complete the value: a string
+// cannot go on over a line end in JSON, and a value whose brackets have
+// closed is as whole as it will get.
+func (s *nesting) open() bool { return s.depth > 0 && !s.inString && !s.broken }
+
 // parseJSONLines reads JSON lines, several values on one line, and
 // pretty-printed values over several lines. A line that cannot start or
 // finish a value is bad on its own; the next line that holds a whole
-// object starts afresh.
+// object starts afresh. Work is linear in the object's size.
 func parseJSONLines(r io.Reader, maxRecord int, out records) error {
 	lines := newLineReader(r, maxRecord)
 	var pending []byte
+	var nest nesting
 	pendingLine := 0
 	flushBad := func(reason string) error {
 		err := out.bad(fmt.Sprintf("line %d", pendingLine), pending, reason)
@@ -117,6 +174,13 @@ func parseJSONLines(r io.Reader, maxRecord int, out records) error {
 				continue
 			}
 			pending, pendingLine = append(pending[:0], line...), lines.n
+			nest = nesting{}
+			nest.feed(line)
+			if !nest.open() {
+				if err := flushBad("not valid JSON"); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		// A line that is a whole object by itself means what was pending
@@ -130,18 +194,30 @@ func parseJSONLines(r io.Reader, maxRecord int, out records) error {
 			}
 			continue
 		}
-		pending = append(append(pending, '\n'), line...)
-		if ok, err := emitValues(bytes.TrimSpace(pending), pendingLine, out); ok || err != nil {
-			if err != nil {
-				return err
-			}
-			pending, pendingLine = pending[:0], 0
-			continue
-		}
-		if len(pending) > maxRecord {
+		if len(pending)+1+len(line) > maxRecord {
 			if err := flushBad(fmt.Sprintf("no valid JSON within max_record_bytes (%d)", maxRecord)); err != nil {
 				return err
 			}
+			continue
+		}
+		pending = append(append(pending, '\n'), line...)
+		nest.feed(line)
+		if nest.open() {
+			continue
+		}
+		if !nest.broken && !nest.inString {
+			// The brackets closed: the value is whole now or never.
+			ok, err := emitValues(bytes.TrimSpace(pending), pendingLine, out)
+			if err != nil {
+				return err
+			}
+			if ok {
+				pending, pendingLine = pending[:0], 0
+				continue
+			}
+		}
+		if err := flushBad("not valid JSON"); err != nil {
+			return err
 		}
 	}
 	if pendingLine > 0 {
@@ -193,86 +269,263 @@ func emitObject(v []byte, where string, out records) error {
 
 // parseJSONArray reads one JSON array of objects. A syntax error ends the
 // array: what came before flows, the rest goes to the DLQ as one entry.
-func parseJSONArray(src io.Reader, out records) error {
-	r := &errReader{r: src}
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '['); err != nil {
-		return badRest(dec, r, err, out)
+func parseJSONArray(src io.Reader, maxRecord int, out records) error {
+	v := newValueReader(src, maxRecord)
+	c, err := v.next()
+	if err != nil || c != '[' {
+		return v.badRest(nil, want(c, err, "["), out)
 	}
-	for dec.More() {
-		where := fmt.Sprintf("byte %d", dec.InputOffset())
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return badRest(dec, r, err, out)
-		}
-		if err := emitObject(v, where, out); err != nil {
-			return err
-		}
-	}
-	return nil
+	return v.elements(out, func(raw []byte, where string) error { return emitObject(raw, where, out) })
 }
 
 // parseCloudTrail reads a CloudTrail file, {"Records": [...]}, and emits
 // each element as {"Records": [element]}: the record stays what a Swarm
 // cloudtrail schema policy reads (input.Records[_]), and each event is
 // its own record for the DLQ and for replay.
-func parseCloudTrail(src io.Reader, out records) error {
-	r := &errReader{r: src}
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{'); err != nil {
-		return badRest(dec, r, err, out)
+func parseCloudTrail(src io.Reader, maxRecord int, out records) error {
+	v := newValueReader(src, maxRecord)
+	c, err := v.next()
+	if err != nil || c != '{' {
+		return v.badRest(nil, want(c, err, "{"), out)
 	}
-	for dec.More() {
-		key, err := dec.Token()
+	for i := 0; ; i++ {
+		c, err := v.next()
+		if err == nil && c == '}' {
+			return nil
+		}
+		if err == nil && i > 0 {
+			if c != ',' {
+				return v.badRest([]byte{c}, want(c, err, ", or }"), out)
+			}
+			c, err = v.next()
+		}
+		if err != nil || c != '"' {
+			return v.badRest(nil, want(c, err, "a key"), out)
+		}
+		raw, long, err := v.value(c)
+		var key string
+		if err != nil || long || json.Unmarshal(raw, &key) != nil {
+			return v.badRest(raw, want(c, err, "a key shorter than max_record_bytes"), out)
+		}
+		if c, err = v.next(); err != nil || c != ':' {
+			return v.badRest(nil, want(c, err, ":"), out)
+		}
+		c, err = v.next()
 		if err != nil {
-			return badRest(dec, r, err, out)
+			return v.badRest(nil, err, out)
 		}
 		if key != "Records" {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return badRest(dec, r, err, out)
+			if err := v.skip(c); err != nil {
+				return v.badRest(nil, err, out)
 			}
 			continue
 		}
-		if err := expectDelim(dec, '['); err != nil {
-			return badRest(dec, r, fmt.Errorf("Records: %w", err), out)
+		if c != '[' {
+			return v.badRest([]byte{c}, fmt.Errorf("Records: %w", want(c, nil, "[")), out)
 		}
-		for dec.More() {
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return badRest(dec, r, err, out)
-			}
-			rec := append(append([]byte(`{"Records":[`), bytes.TrimSpace(v)...), ']', '}')
-			if err := out.record(rec); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return badRest(dec, r, err, out)
+		err = v.elements(out, func(raw []byte, _ string) error {
+			return out.record(append(append([]byte(`{"Records":[`), raw...), ']', '}'))
+		})
+		if err != nil || v.stopped {
+			return err
 		}
 	}
-	return nil
 }
 
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
+func want(c byte, err error, what string) error {
 	if err != nil {
-		return err
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("want %s: %w", what, err)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("want %q, found %v", want, tok)
+	return fmt.Errorf("want %s, found %q", what, c)
+}
+
+// valueReader reads a JSON text one value at a time, keeping at most max
+// bytes of a value: a longer one is refused as soon as it passes max and
+// the rest of it is read past. It only follows brackets and strings; each
+// value it returns is checked with json.Valid, once.
+type valueReader struct {
+	r       *bufio.Reader
+	err     error // a read error other than EOF: the object must be read again
+	off     int64 // bytes read
+	max     int
+	buf     []byte
+	stopped bool // a syntax error sent the rest of the object to the DLQ
+
+	// the value being read
+	depth                    int
+	inString, escape, scalar bool
+}
+
+func newValueReader(r io.Reader, max int) *valueReader {
+	return &valueReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+func (v *valueReader) readByte() (byte, error) {
+	c, err := v.r.ReadByte()
+	if err != nil {
+		if err != io.EOF {
+			v.err = err
+		}
+		return 0, err
 	}
-	return nil
+	v.off++
+	return c, nil
+}
+
+// next reads the next byte that is not white space.
+func (v *valueReader) next() (byte, error) {
+	for {
+		c, err := v.readByte()
+		if err != nil || !isSpace(c) {
+			return c, err
+		}
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func (v *valueReader) start(c byte) {
+	v.depth, v.inString, v.escape, v.scalar = 0, false, false, false
+	switch c {
+	case '{', '[':
+		v.depth = 1
+	case '"':
+		v.inString = true
+	default:
+		v.scalar = true
+	}
+}
+
+// value reads the value that begins with c (already read). long means it
+// passed max: raw is its first max bytes, and skipRest reads past the rest.
+func (v *valueReader) value(c byte) (raw []byte, long bool, err error) {
+	v.start(c)
+	v.buf = append(v.buf[:0], c)
+	long, err = v.scan(true)
+	return v.buf, long, err
+}
+
+// skip reads past the value that begins with c, keeping nothing.
+func (v *valueReader) skip(c byte) error {
+	v.start(c)
+	_, err := v.scan(false)
+	return err
+}
+
+func (v *valueReader) skipRest() error {
+	_, err := v.scan(false)
+	return err
+}
+
+// scan reads on to the end of the value; with keep, it appends to buf
+// and stops (long) once buf passes max.
+func (v *valueReader) scan(keep bool) (bool, error) {
+	for v.depth > 0 || v.inString || v.scalar {
+		c, err := v.readByte()
+		if err != nil {
+			if err == io.EOF && v.scalar {
+				v.scalar = false // a number or literal may end the text
+				return false, nil
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return false, err
+		}
+		switch {
+		case v.scalar:
+			if c == ',' || c == ']' || c == '}' || c == ':' || isSpace(c) {
+				_ = v.r.UnreadByte()
+				v.off--
+				v.scalar = false
+				return false, nil
+			}
+		case v.inString:
+			switch {
+			case v.escape:
+				v.escape = false
+			case c == '\\':
+				v.escape = true
+			case c == '"':
+				v.inString = false
+			}
+		case c == '"':
+			v.inString = true
+		case c == '{' || c == '[':
+			v.depth++
+		case c == '}' || c == ']':
+			v.depth--
+		}
+		if keep {
+			v.buf = append(v.buf, c)
+			if len(v.buf) > v.max {
+				v.buf = v.buf[:v.max]
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// elements reads the elements of an array whose '[' was read, up to and
+// with its ']'. A long element is refused and skipped; one that is not
+// valid JSON sends the rest of the object to the DLQ (v.stopped).
+func (v *valueReader) elements(out records, emit func(raw []byte, where string) error) error {
+	for i := 0; ; i++ {
+		c, err := v.next()
+		if err == nil && c == ']' {
+			return nil
+		}
+		if err == nil && i > 0 {
+			if c != ',' {
+				return v.badRest([]byte{c}, want(c, err, ", or ]"), out)
+			}
+			c, err = v.next()
+		}
+		if err != nil {
+			return v.badRest(nil, want(c, err, "an element"), out)
+		}
+		where := fmt.Sprintf("byte %d", v.off-1)
+		raw, long, err := v.value(c)
+		if err != nil {
+			return v.badRest(raw, err, out)
+		}
+		if long {
+			if err := out.bad(where, raw, fmt.Sprintf("element longer than max_record_bytes (%d)", v.max)); err != nil {
+				return err
+			}
+			if err := v.skipRest(); err != nil {
+				return v.badRest(nil, err, out)
+			}
+			continue
+		}
+		if !json.Valid(raw) {
+			return v.badRest(raw, errors.New("not valid JSON"), out)
+		}
+		if err := emit(raw, where); err != nil {
+			return err
+		}
+	}
 }
 
 // badRest sends what is left of an object that stopped parsing to the DLQ
-// (bounded), or returns the read error that stopped it.
-func badRest(dec *json.Decoder, r *errReader, cause error, out records) error {
-	if r.err != nil {
-		return r.err // the bytes did not arrive: read the object again
+// (bounded), led by what was read of the value that stopped it, or returns
+// the read error that stopped it.
+func (v *valueReader) badRest(read []byte, cause error, out records) error {
+	if v.err != nil {
+		return v.err // the bytes did not arrive: read the object again
 	}
-	where := fmt.Sprintf("byte %d", dec.InputOffset())
-	rest, _ := io.ReadAll(io.LimitReader(io.MultiReader(dec.Buffered(), r), 64<<10))
+	v.stopped = true
+	where := fmt.Sprintf("byte %d", v.off-int64(len(read)))
+	rest := append([]byte(nil), read...)
+	more, _ := io.ReadAll(io.LimitReader(v.r, 64<<10))
+	if v.err != nil {
+		return v.err
+	}
+	rest = append(rest, more...)
 	return out.bad(where, rest, "the rest of the object is not valid JSON: "+cause.Error())
 }
 
@@ -292,33 +545,63 @@ func (e *errReader) Read(p []byte) (int, error) {
 }
 
 // parseCSV reads CSV with a header line; each row becomes an object of
-// header → string. A row that does not parse is bad on its own.
-func parseCSV(r io.Reader, out records) error {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err == io.EOF {
-		return nil
+// header → string. A row that does not parse, or is longer than
+// maxRecord, is bad on its own.
+func parseCSV(r io.Reader, maxRecord int, out records) error {
+	rows := &csvRows{r: bufio.NewReaderSize(r, 64<<10), max: maxRecord}
+	feed := &rowFeed{}
+	newReader := func(fields int) *csv.Reader {
+		cr := csv.NewReader(feed)
+		cr.ReuseRecord = true
+		cr.FieldsPerRecord = fields
+		return cr
 	}
-	if err != nil {
-		return out.bad("line 1", nil, "CSV header: "+err.Error())
-	}
-	header = append([]string(nil), header...)
+	cr := newReader(0)
+	var header []string
 	var rec []byte
 	for {
-		row, err := cr.Read()
+		row, line, long, err := rows.next()
 		if err == io.EOF {
 			return nil
 		}
-		var perr *csv.ParseError
-		if errors.As(err, &perr) {
-			if err := out.bad(fmt.Sprintf("line %d", perr.StartLine), []byte(joinRow(row)), "CSV: "+perr.Err.Error()); err != nil {
+		if err != nil {
+			return err
+		}
+		where := fmt.Sprintf("line %d", line)
+		if long {
+			if err := out.bad(where, row, fmt.Sprintf("row longer than max_record_bytes (%d)", maxRecord)); err != nil {
+				return err
+			}
+			if header == nil {
+				return nil // no header: nothing after it can be read
+			}
+			continue
+		}
+		feed.row = row
+		fields, err := cr.Read()
+		feed.row = nil
+		if err == io.EOF {
+			continue // an empty line
+		}
+		if err != nil {
+			// Start afresh: a row that failed may have left bytes behind.
+			cr = newReader(len(header))
+			msg := err.Error()
+			var perr *csv.ParseError
+			if errors.As(err, &perr) {
+				msg = perr.Err.Error()
+			}
+			if header == nil {
+				return out.bad("line 1", nil, "CSV header: "+msg)
+			}
+			if err := out.bad(where, bytes.TrimRight(row, "\r\n"), "CSV: "+msg); err != nil {
 				return err
 			}
 			continue
 		}
-		if err != nil {
-			return err
+		if header == nil {
+			header = append([]string(nil), fields...)
+			continue
 		}
 		rec = append(rec[:0], '{')
 		for i, h := range header {
@@ -327,7 +610,7 @@ func parseCSV(r io.Reader, out records) error {
 			}
 			rec = jsonx.AppendString(rec, h)
 			rec = append(rec, ':')
-			rec = jsonx.AppendString(rec, row[i])
+			rec = jsonx.AppendString(rec, fields[i])
 		}
 		rec = append(rec, '}')
 		if err := out.record(rec); err != nil {
@@ -336,12 +619,82 @@ func parseCSV(r io.Reader, out records) error {
 	}
 }
 
-func joinRow(row []string) string {
-	var b bytes.Buffer
-	w := csv.NewWriter(&b)
-	_ = w.Write(row)
-	w.Flush()
-	return string(bytes.TrimRight(b.Bytes(), "\n"))
+// csvRows cuts CSV into rows, each up to a line end outside quotes (a
+// quoted field may hold line ends), keeping at most max bytes of a row.
+type csvRows struct {
+	r      *bufio.Reader
+	max    int
+	line   int // lines read
+	buf    []byte
+	skip   bool // the rest of a long row is still to be read past
+	quoted bool
+}
+
+// next returns the next row with its line end and the line it starts on;
+// long: it passed max, row is its first max bytes, and the next call
+// reads past the rest of it.
+func (c *csvRows) next() (row []byte, line int, long bool, err error) {
+	for c.skip {
+		if _, _, err := c.frag(); err != nil && err != io.EOF {
+			return nil, 0, false, err
+		} else if err == io.EOF {
+			c.skip = false
+		}
+	}
+	c.buf, c.quoted = c.buf[:0], false
+	line = c.line + 1
+	for {
+		frag, end, err := c.frag()
+		if err != nil && err != io.EOF {
+			return nil, 0, false, err
+		}
+		if len(c.buf)+len(frag) > c.max {
+			c.buf = append(c.buf, frag[:c.max-len(c.buf)]...)
+			c.skip = !end && err == nil
+			return c.buf, line, true, nil
+		}
+		c.buf = append(c.buf, frag...)
+		if end || err == io.EOF {
+			if len(c.buf) == 0 {
+				return nil, 0, false, io.EOF
+			}
+			return c.buf, line, false, nil
+		}
+	}
+}
+
+// frag reads on to the next line end (or as much as the buffer holds);
+// end: that line end closed the row.
+func (c *csvRows) frag() ([]byte, bool, error) {
+	frag, err := c.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		err = nil
+	}
+	if bytes.Count(frag, []byte{'"'})%2 == 1 {
+		c.quoted = !c.quoted
+	}
+	end := len(frag) > 0 && frag[len(frag)-1] == '\n'
+	if end {
+		c.line++
+	}
+	if end && !c.quoted {
+		c.skip = false
+		return frag, true, err
+	}
+	return frag, false, err
+}
+
+// rowFeed gives csv.Reader one row, then EOF (csv.Reader reads on from
+// its source after an EOF, so the next row follows).
+type rowFeed struct{ row []byte }
+
+func (f *rowFeed) Read(p []byte) (int, error) {
+	if len(f.row) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, f.row)
+	f.row = f.row[n:]
+	return n, nil
 }
 
 // parseText makes each non-empty line a record {"text": line}.

@@ -7,13 +7,15 @@ import (
 )
 
 type collected struct {
-	recs []string
-	bads []string
+	recs    []string
+	bads    []string
+	reasons []string
 }
 
 func (c *collected) record(rec []byte) error { c.recs = append(c.recs, string(rec)); return nil }
 func (c *collected) bad(where string, raw []byte, reason string) error {
 	c.bads = append(c.bads, fmt.Sprintf("%s: %s", where, raw))
+	c.reasons = append(c.reasons, reason)
 	return nil
 }
 
@@ -99,4 +101,10 @@ func TestEventInputIsSwarms(t *testing.T) {
 	if _, err := parseNotice(map[string]string{"eventType": "OBJECT_FINALIZE"}, []byte("not json")); err == nil {
 		t.Fatal("a payload that is not JSON was accepted")
 	}
+}
+
+func TestCSVQuotedLineEndsStayInTheirField(t *testing.T) {
+	c := parseString(t, "csv", "h1,h2\n\"a\nb\",c\n\nd,\"e\"\"\"\n")
+	check(t, c.recs, `{"h1":"a\nb","h2":"c"}`, `{"h1":"d","h2":"e\""}`)
+	check(t, c.bads)
 }

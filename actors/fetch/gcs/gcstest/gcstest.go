@@ -203,6 +203,19 @@ func (s *Server) Upload(ctx context.Context, name string, data []byte, contentEn
 	return w.Attrs().Generation, nil
 }
 
+// AddSubscription creates another pull subscription (ack deadline 10s) on
+// the notification topic, as a second source on the same bucket has.
+func (s *Server) AddSubscription(ctx context.Context, name string) error {
+	_, err := s.ps.GServer.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name:  "projects/" + s.opts.Project + "/subscriptions/" + name,
+		Topic: "projects/" + s.opts.Project + "/topics/" + s.opts.Topic, AckDeadlineSeconds: 10,
+	})
+	if err != nil {
+		return fmt.Errorf("gcstest: create subscription %s: %w", name, err)
+	}
+	return nil
+}
+
 // Delete removes an object without announcing it.
 func (s *Server) Delete(ctx context.Context, name string) error {
 	return s.client.Bucket(s.opts.Bucket).Object(name).Delete(ctx)

@@ -41,3 +41,24 @@ func (s *Server) Preload(ctx context.Context, objects, recordsPerObject int) (in
 	}
 	return objects * recordsPerObject, nil
 }
+
+// GzipBomb is a gzip stream of uncompressed zero bytes: a few KB per
+// 10 MB. A source reading it must cut it at its decompressed-size bound.
+func GzipBomb(uncompressed int64) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zero := make([]byte, 64<<10)
+	for n := int64(0); n < uncompressed; n += int64(len(zero)) {
+		_, _ = zw.Write(zero[:min(int64(len(zero)), uncompressed-n)])
+	}
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// ExpandingLine is one line of n control bytes (0x01) and a line end. The
+// text parser makes it the record {"text":"\u0001…"}, six times as long
+// as the line: with n above a sixth of the buffer's max message size it
+// is a record no JSON-escaping source can publish in one message.
+func ExpandingLine(n int) []byte {
+	return append(bytes.Repeat([]byte{1}, n), '\n')
+}
