@@ -117,23 +117,30 @@ func (c *chaosRun) eventf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "chaos %s  %s\n", fmtOffset(e.at), e.what)
 }
 
-// cause names the fault a duplicate is blamed on. Redeliveries come up to
-// an ack wait after their fault, so it is any fault active in the last
-// 60 s, the likeliest first: a kill (batches in flight are sent again), a
-// slow Splunk (requests time out after it indexed), then the latest.
-func (c *chaosRun) cause() string {
+// cause is the index in the schedule of the fault a duplicate is blamed
+// on, or -1 for none. Redeliveries come up to an ack wait after their
+// fault, so it is any fault active in the last 60 s, the likeliest first:
+// a kill (batches in flight are sent again), a slow Splunk (requests time
+// out after it indexed), then the latest.
+func (c *chaosRun) cause() int {
 	c.mu.Lock()
 	begun := c.begun
 	c.mu.Unlock()
 	now := time.Since(c.start)
-	best := "none"
-	for _, f := range c.schedule[:begun] {
+	best := -1
+	kind := func(i int) string {
+		if i < 0 {
+			return "none"
+		}
+		return c.schedule[i].Kind
+	}
+	for i, f := range c.schedule[:begun] {
 		if now > f.end()+time.Minute {
 			continue
 		}
-		switch {
-		case f.Kind == "kill", f.Kind == "hec-slow" && best != "kill", best != "kill" && best != "hec-slow":
-			best = f.Kind
+		switch b := kind(best); {
+		case f.Kind == "kill", f.Kind == "hec-slow" && b != "kill", b != "kill" && b != "hec-slow":
+			best = i
 		}
 	}
 	return best
@@ -462,7 +469,7 @@ func (c *chaosRun) runFaults() {
 		time.Sleep(time.Until(c.start.Add(f.end())))
 		heal()
 		c.mu.Lock()
-		c.faultResults = append(c.faultResults, faultResult{f: f, requests: c.hec.Requests() - requests, accepted: c.splunk.accepts() - accepted})
+		c.faultResults = append(c.faultResults, faultResult{f: f, index: i, requests: c.hec.Requests() - requests, accepted: c.splunk.accepts() - accepted})
 		c.mu.Unlock()
 		c.eventf("healed: %s", f.Kind)
 	}

@@ -32,7 +32,7 @@ type ledger struct {
 	books     []*book
 	lat       latencyHist // of the first book
 	window    latencyHist // since the last sample
-	cause     func() string
+	cause     func() int // the fault a duplicate is blamed on: its index in the schedule, or -1
 }
 
 // book is what one sink owes: every produced seq, delivered or in the DLQ.
@@ -44,12 +44,12 @@ type book struct {
 	accepted int      // events accepted, copies included
 	unique   int      // seqs delivered at least once
 	foreign  int      // accepted events with no seq of ours
-	dups     map[string]int
+	dups     map[int]int // by the fault blamed, an index in the schedule or -1
 	// delivered counts the times Splunk accepted each seq (saturating).
 	delivered []uint16
 }
 
-func newLedger(cause func() string) *ledger {
+func newLedger(cause func() int) *ledger {
 	return &ledger{refused: map[int]bool{}, cause: cause}
 }
 
@@ -58,7 +58,7 @@ func newLedger(cause func() string) *ledger {
 func (l *ledger) book(name string, origins ...string) *book {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := &book{l: l, name: name, origins: origins, dups: map[string]int{}, delivered: make([]uint16, len(l.state))}
+	b := &book{l: l, name: name, origins: origins, dups: map[int]int{}, delivered: make([]uint16, len(l.state))}
 	l.books = append(l.books, b)
 	return b
 }

@@ -40,7 +40,7 @@ type chaosResult struct {
 type sinkResult struct {
 	name                  string
 	delivered, duplicated int
-	dups                  map[string]int
+	dups                  map[int]int // by the fault blamed (chaosRun.cause)
 	foreign               int
 	dlq                   int // produced records found in the DLQ and never delivered
 	dlqAlsoDelivered      int
@@ -263,9 +263,17 @@ func (r *chaosResult) table(w io.Writer, c *chaosRun) {
 			verdict = fmt.Sprintf("LOST, e.g. seqs %v", sr.missingSample)
 		}
 		row("missing", sr.missing, "must be 0: "+verdict)
+		byKind := map[string]int{}
+		for i, n := range sr.dups {
+			k := "none"
+			if i >= 0 {
+				k = c.schedule[i].Kind
+			}
+			byKind[k] += n
+		}
 		var causes []string
-		for _, k := range sortedKeys(sr.dups) {
-			causes = append(causes, fmt.Sprintf("%s %s", k, commas(sr.dups[k])))
+		for _, k := range sortedKeys(byKind) {
+			causes = append(causes, fmt.Sprintf("%s %s", k, commas(byKind[k])))
 		}
 		row("duplicated", sr.duplicated, fmt.Sprintf("extra copies at Splunk (%.3f %% of produced); by fault: %s", 100*float64(sr.duplicated)/math.Max(1, float64(r.produced)), strings.Join(causes, ", ")))
 		if sr.foreign > 0 {
@@ -380,6 +388,7 @@ func (s *sampler) writeCSV(path string) error {
 // sent from its start to the next fault's.
 type faultResult struct {
 	f                  fault
+	index              int // in the schedule
 	requests, accepted int
 }
 
@@ -390,8 +399,8 @@ func (r *chaosResult) faultTable(w io.Writer) {
 	if len(r.faults) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nper fault (records charged to the last fault begun before they were sent; missing must be 0):")
-	fmt.Fprintf(w, "  %-7s %-44s %9s %8s %9s %9s %7s %7s\n", "at", "fault", "HEC req", "req/s", "accepted", "req/event", "DLQ'd", "missing")
+	fmt.Fprintln(w, "\nper fault (copies: duplicates blamed on it; DLQ'd and missing: records charged to the last fault begun before they were sent; missing must be 0):")
+	fmt.Fprintf(w, "  %-7s %-44s %9s %8s %9s %9s %7s %7s %7s\n", "at", "fault", "HEC req", "req/s", "accepted", "req/event", "copies", "DLQ'd", "missing")
 	count := func(at []uint32, from, to time.Duration) int {
 		n := 0
 		for _, t := range at {
@@ -406,10 +415,11 @@ func (r *chaosResult) faultTable(w io.Writer) {
 		if i+1 < len(r.faults) {
 			to = r.faults[i+1].f.At
 		}
-		var dlq, missing int
+		var dlq, missing, copies int
 		for _, sr := range r.sinks {
 			dlq += count(sr.dlqAt, fr.f.At, to)
 			missing += count(sr.missingAt, fr.f.At, to)
+			copies += sr.dups[fr.index]
 		}
 		perEvent := "-"
 		if fr.accepted > 0 {
@@ -419,7 +429,7 @@ func (r *chaosResult) faultTable(w io.Writer) {
 		if len(name) > 44 {
 			name = name[:43] + "…"
 		}
-		fmt.Fprintf(w, "  %-7s %-44s %9s %8.1f %9s %9s %7s %7s\n", fmtOffset(fr.f.At), name, commas(fr.requests),
-			float64(fr.requests)/max(fr.f.For.Seconds(), 1), commas(fr.accepted), perEvent, commas(dlq), commas(missing))
+		fmt.Fprintf(w, "  %-7s %-44s %9s %8.1f %9s %9s %7s %7s %7s\n", fmtOffset(fr.f.At), name, commas(fr.requests),
+			float64(fr.requests)/max(fr.f.For.Seconds(), 1), commas(fr.accepted), perEvent, commas(copies), commas(dlq), commas(missing))
 	}
 }
