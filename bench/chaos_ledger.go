@@ -32,18 +32,18 @@ type ledger struct {
 	books     []*book
 	lat       latencyHist // of the first book
 	window    latencyHist // since the last sample
-	cause     func() int // the fault a duplicate is blamed on: its index in the schedule, or -1
+	cause     func() int  // the fault a duplicate is blamed on: its index in the schedule, or -1
 }
 
 // book is what one sink owes: every produced seq, delivered or in the DLQ.
 type book struct {
 	l        *ledger
-	name     string   // the sink
-	origins  []string // DLQ origin subjects whose records it owes
-	refuses  bool     // the refuse fault applies to its stand-in
-	accepted int      // events accepted, copies included
-	unique   int      // seqs delivered at least once
-	foreign  int      // accepted events with no seq of ours
+	name     string      // the sink
+	origins  []string    // DLQ origin subjects whose records it owes
+	refuses  bool        // the refuse fault applies to its stand-in
+	accepted int         // events accepted, copies included
+	unique   int         // seqs delivered at least once
+	foreign  int         // accepted events with no seq of ours
 	dups     map[int]int // by the fault blamed, an index in the schedule or -1
 	// delivered counts the times Splunk accepted each seq (saturating).
 	delivered []uint16
