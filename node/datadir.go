@@ -14,8 +14,21 @@ import (
 // owns the data dir.
 const LockFileName = "sluice.lock"
 
-// ErrDataDirInUse means another process holds a data dir's lock.
+// ErrDataDirInUse means another process holds a data dir's lock
+// (errors.Is matches a *DataDirInUseError).
 var ErrDataDirInUse = errors.New("data dir in use")
+
+// DataDirInUseError names the data dir and the process that holds it.
+type DataDirInUseError struct {
+	Dir    string
+	Holder string // "sluice pid 1234 (node node-1, started …)"
+}
+
+func (e *DataDirInUseError) Error() string {
+	return fmt.Sprintf("data_dir %s is in use by %s; one process per data dir", e.Dir, e.Holder)
+}
+
+func (e *DataDirInUseError) Is(target error) bool { return target == ErrDataDirInUse }
 
 // DataDirLock is a process's exclusive hold on a data dir: an flock on
 // <data_dir>/sluice.lock, which also records the holder. Two JetStream
@@ -53,7 +66,7 @@ func LockDataDir(dir, nodeName string) (*DataDirLock, error) {
 	if err := flock(f); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("data_dir %s is in use by %s; one process per data dir: %w", dir, describeHolder(path), ErrDataDirInUse)
+			return nil, &DataDirInUseError{Dir: dir, Holder: describeHolder(path)}
 		}
 		return nil, fmt.Errorf("data_dir %s: lock %s: %w", dir, path, err)
 	}
