@@ -87,9 +87,12 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 		}
 		o.dataDir = filepath.Join(cache, "sluice-dev")
 	}
-	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+	// Before the stand-ins: they keep their state and output there too.
+	lock, err := node.LockDataDir(o.dataDir, "dev")
+	if err != nil {
 		return err
 	}
+	defer lock.Release()
 	switch o.source {
 	case "":
 		o.source = "sls"
@@ -168,7 +171,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 		return fmt.Errorf("%s: %w", cfgPath, err)
 	}
 	log := newLogger(stderr, o.logLevel, "text")
-	n, err := node.New(cfg, node.Options{Logger: log})
+	n, err := node.New(cfg, node.Options{Logger: log, DataDirLock: lock})
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,10 @@ type Options struct {
 	// Components builds the node's actors once the queue runs (see
 	// components.go); tests and dev mode may pass their own.
 	Components ComponentBuilder
+	// DataDirLock is the data dir's lock when the caller took it already
+	// (dev mode, whose stand-ins keep files there too); without it Run
+	// takes it and releases it when it returns.
+	DataDirLock *DataDirLock
 }
 
 // ComponentBuilder adds the actors of a config to a runtime.
@@ -51,6 +55,7 @@ type Node struct {
 	adminL net.Listener
 	build  ComponentBuilder
 	ready  chan struct{}
+	lock   *DataDirLock // held by the caller, or nil: Run takes it
 }
 
 // ReadyCheck is a named readiness condition; nil means ready.
@@ -71,7 +76,7 @@ func New(cfg *Config, opts Options) (*Node, error) {
 	if opts.Components == nil {
 		opts.Components = BuildComponents
 	}
-	n := &Node{Config: cfg, Log: opts.Logger, Registry: opts.Registry, build: opts.Components, mux: http.NewServeMux(), ready: make(chan struct{})}
+	n := &Node{Config: cfg, Log: opts.Logger, Registry: opts.Registry, build: opts.Components, mux: http.NewServeMux(), ready: make(chan struct{}), lock: opts.DataDirLock}
 	return n, nil
 }
 
@@ -95,6 +100,14 @@ func (n *Node) AdminAddr() string { return n.adminL.Addr().String() }
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.Config
 	log := n.Log
+	// One process per data dir: two JetStream servers on one store corrupt it.
+	if n.lock == nil {
+		lock, err := LockDataDir(cfg.Node.DataDir, cfg.Node.Name)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	}
 	qopts := queue.Options{
 		DataDir:         cfg.Node.DataDir,
 		ServerName:      cfg.Node.Name,

@@ -47,7 +47,7 @@ func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
 	perr := &PublishError{}
 	fail := func(i int, err error) {
 		perr.Failed = append(perr.Failed, i)
-		perr.Errs = append(perr.Errs, classifyPublishError(msgs[i].Subject, err))
+		perr.Errs = append(perr.Errs, q.classifyPublishError(msgs[i].Subject, err))
 	}
 	for i, m := range msgs {
 		if m.Header.Get(batch.HeaderMsgID) == "" {
@@ -88,8 +88,10 @@ func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
 }
 
 // classifyPublishError turns JetStream's "maximum bytes exceeded" and its
-// relatives into ErrBufferFull, keeping the original text.
-func classifyPublishError(subject string, err error) error {
+// relatives into ErrBufferFull, keeping the original text, and says what a
+// missing answer means on this node: in a cluster, a stream without a
+// quorum of its replicas; on a single node, its own server not storing.
+func (q *Queue) classifyPublishError(subject string, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch {
@@ -103,6 +105,9 @@ func classifyPublishError(subject string, err error) error {
 		return fmt.Errorf("publish to %s: %w: %v", subject, ErrBufferFull, err)
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || isTimeout(err) {
+		if q.opts.Cluster == nil {
+			return fmt.Errorf("publish to %s: %w (single node: its embedded JetStream server did not answer — stopping, or its store failing, see the node's log; the record stays at its source and is retried under the same message ID)", subject, err)
+		}
 		return fmt.Errorf("publish to %s: %w (in a cluster: a quorum of the stream's replicas is not reachable, see sluice status; nothing was stored, the record stays at its source and is retried)", subject, err)
 	}
 	return fmt.Errorf("publish to %s: %w", subject, err)

@@ -160,8 +160,8 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		Port:               port,
 		JetStream:          true,
 		StoreDir:           storeDir,
-		JetStreamMaxStore:  opts.MaxBytes + 64<<20, // slack for stream metadata; the streams' own limits add up to MaxBytes
-		JetStreamMaxMemory: 64 << 20,               // sluice keeps nothing in memory streams
+		JetStreamMaxStore:  serverMaxStore(storeDir, opts.MaxBytes), // the streams' own limits add up to MaxBytes
+		JetStreamMaxMemory: 64 << 20,                                // sluice keeps nothing in memory streams
 		MaxPayload:         opts.MaxPayload,
 		SyncAlways:         opts.Sync == SyncAlways,
 		NoSigs:             true,

@@ -61,31 +61,61 @@ func (q *Queue) streamConfig(name, subject string, share float64) jetstream.Stre
 
 // ensureStreams creates or updates every stream. Several nodes may do this at
 // once, and a cluster may not have a meta leader yet: retry until ctx ends.
+// A stream that stores more than its new limit (queue.max_bytes lowered)
+// stops startup before any stream is changed.
 func (q *Queue) ensureStreams(ctx context.Context) error {
+	stored := make([]uint64, len(streamShares))
+	tooSmall := false
+	for i, s := range streamShares {
+		err := q.retryStream(ctx, s.name, "read stream", func(actx context.Context) (err error) {
+			stored[i], err = q.storedBytes(actx, s.name)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if int64(stored[i]) > q.streamConfig(s.name, s.subject, s.share).MaxBytes {
+			tooSmall = true
+		}
+	}
+	if tooSmall {
+		return tooSmallError(q.opts.MaxBytes, stored)
+	}
 	for _, s := range streamShares {
 		cfg := q.streamConfig(s.name, s.subject, s.share)
-		delay := 100 * time.Millisecond
-		for {
-			// Per attempt: without a meta leader a request gets no answer at all.
-			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := q.retryStream(ctx, s.name, "create stream", func(actx context.Context) error {
 			_, err := q.js.CreateOrUpdateStream(actx, cfg)
-			cancel()
-			if err == nil {
-				break
-			}
-			if !retryableStreamError(err) {
-				return fmt.Errorf("queue: stream %s: %w", s.name, err)
-			}
-			q.log.Info("waiting for JetStream to create stream", "stream", s.name, "err", err)
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("queue: stream %s: %w (last error: %v)", s.name, ctx.Err(), err)
-			case <-time.After(delay):
-			}
-			delay = min(delay*2, 2*time.Second)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// retryStream runs op until it succeeds, fails for good or ctx ends.
+func (q *Queue) retryStream(ctx context.Context, name, what string, op func(context.Context) error) error {
+	delay := 100 * time.Millisecond
+	for {
+		// Per attempt: without a meta leader a request gets no answer at all.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !retryableStreamError(err) {
+			return fmt.Errorf("queue: stream %s: %w", name, err)
+		}
+		q.log.Info("waiting for JetStream to "+what, "stream", name, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("queue: stream %s: %w (last error: %v)", name, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
 }
 
 func retryableStreamError(err error) bool {

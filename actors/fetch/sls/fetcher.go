@@ -85,11 +85,18 @@ func (f *Fetcher) ConsumerName() string { return f.consumer }
 func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 	f.ctx.Store(&ctx)
 	f.health.Store(h)
-	httpc, err := httpClient(f.cfg.Endpoint, 60*time.Second)
+	// Requests to SLS end when ctx does, checkpoint saves a grace later
+	// (sdkTransport): a stop never waits on a silent network.
+	flush, endFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer endFlush()
+	httpc, err := httpClient(f.cfg.Endpoint, 60*time.Second, ctx, flush)
 	if err != nil {
 		return fmt.Errorf("source %q: endpoint: %w", f.cfg.Name, err)
 	}
 	if err := f.preflight(httpc); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before SLS answered
+		}
 		h.SetUnhealthy(err.Error())
 		return err
 	}
@@ -125,19 +132,37 @@ func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 	h.SetHealthy()
 	<-ctx.Done()
 	// The library stops heart-beating, ends each shard's Process, then
-	// flushes the acked checkpoints, retrying forever if SLS is away: bound
-	// it by the heartbeat timeout, after which other consumers take over
-	// from the last saved checkpoint anyway.
+	// flushes the acked checkpoints, retrying forever if SLS is away. Its
+	// pulls and heartbeats were cut short when ctx ended; the flush gets
+	// checkpointFlushGrace, after which its saves are answered at once and
+	// given up: other consumers (or this one, restarted) go on from the
+	// last saved checkpoint and re-pull the rest, which is deduplicated.
+	flushTimer := time.AfterFunc(checkpointFlushGrace, endFlush)
+	defer flushTimer.Stop()
 	stopped := make(chan struct{})
 	go func() { worker.StopAndWait(); close(stopped) }()
 	select {
 	case <-stopped:
-		f.log.Info("left the SLS consumer group; acked checkpoints saved", "consumer", f.consumer)
-	case <-time.After(3 * f.cfg.HeartbeatInterval.D()):
-		f.log.Error("the SLS consumer did not stop within the heartbeat timeout; unsaved progress will be pulled again and deduplicated", "consumer", f.consumer)
+		if flush.Err() != nil {
+			f.log.Warn("left the SLS consumer group; SLS did not answer within "+checkpointFlushGrace.String()+", so checkpoints acked since the last save were not saved: their records will be pulled again and deduplicated", "consumer", f.consumer)
+		} else {
+			f.log.Info("left the SLS consumer group; acked checkpoints saved", "consumer", f.consumer)
+		}
+	case <-time.After(checkpointFlushGrace + stopSlack):
+		f.log.Error("the SLS consumer did not stop in time; unsaved progress will be pulled again and deduplicated", "consumer", f.consumer, "waited", (checkpointFlushGrace + stopSlack).String())
 	}
 	return nil
 }
+
+// checkpointFlushGrace is how long a stopping fetcher waits for SLS to
+// save its acked checkpoints. A save takes milliseconds when SLS answers;
+// the grace bounds a stop when it does not (node.shutdown_timeout, 30 s by
+// default, bounds the whole fetch stage).
+const checkpointFlushGrace = 5 * time.Second
+
+// stopSlack covers the consumer library's own polling (every 500 ms)
+// after the grace; past it the fetcher stops waiting for the library.
+const stopSlack = 3 * time.Second
 
 // preflight checks credentials, project and logstore and creates the group,
 // so each of those problems is one clear error with the SLS code.

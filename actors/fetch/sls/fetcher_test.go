@@ -175,7 +175,7 @@ func checkpointedGroups(s *slstest.Server, shards int) int {
 func TestProducerRecordsArriveInRAWIntact(t *testing.T) {
 	s := newStandIn(t, 2)
 	q := newQueue(t, t.TempDir(), 128<<20)
-	httpc, _ := httpClient(s.Endpoint, 10*time.Second)
+	httpc, _ := httpClient(s.Endpoint, 10*time.Second, nil, nil)
 	pc := producer.GetDefaultProducerConfig()
 	pc.Endpoint, pc.AccessKeyID, pc.AccessKeySecret, pc.HTTPClient = s.Endpoint, akID, akSecret, httpc
 	pc.LingerMs = 50
@@ -403,7 +403,7 @@ func TestClearErrors(t *testing.T) {
 }
 
 func fillGroups(t *testing.T, s *slstest.Server) {
-	httpc, _ := httpClient(s.Endpoint, 5*time.Second)
+	httpc, _ := httpClient(s.Endpoint, 5*time.Second, nil, nil)
 	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
 	c.SetHTTPClient(httpc)
 	for i := 0; i < 10; i++ {
