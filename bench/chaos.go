@@ -60,8 +60,8 @@ func chaosBench(args []string) error {
 	if err != nil {
 		return err
 	}
-	if res.missing > 0 || res.crashes > 0 {
-		return fmt.Errorf("%d records missing, %d unplanned node exits", res.missing, res.crashes)
+	if res.missing > 0 || res.crashes > 0 || len(res.violations) > 0 {
+		return fmt.Errorf("%d records missing, %d unplanned node exits, %d violations", res.missing, res.crashes, len(res.violations))
 	}
 	return nil
 }
@@ -92,6 +92,7 @@ type chaosRun struct {
 	splunk    *book // what the first sink owes
 	writer    *writer
 	nodes     []*chaosNode
+	routes    []string // the nodes' route addresses, in a cluster
 	env       []string
 	start     time.Time
 	schedule  []fault
@@ -101,7 +102,8 @@ type chaosRun struct {
 	faultResults []faultResult
 	begun        int // faults of the schedule injected so far
 	crashes      int
-	stopped      bool // the run is over: node exits are expected
+	violations   []string // what a fault found that must not happen
+	stopped      bool     // the run is over: node exits are expected
 }
 
 type chaosEvent struct {
@@ -115,6 +117,16 @@ func (c *chaosRun) eventf(format string, args ...any) {
 	e := chaosEvent{at: time.Since(c.start), what: fmt.Sprintf(format, args...)}
 	c.events = append(c.events, e)
 	fmt.Fprintf(os.Stderr, "chaos %s  %s\n", fmtOffset(e.at), e.what)
+}
+
+// violation notes something a fault found that must not happen; the run
+// then fails.
+func (c *chaosRun) violation(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	c.mu.Lock()
+	c.violations = append(c.violations, msg)
+	c.mu.Unlock()
+	c.eventf("VIOLATION: %s", msg)
 }
 
 // cause is the index in the schedule of the fault a duplicate is blamed
@@ -218,17 +230,16 @@ func (c *chaosRun) setup() error {
 		}
 	}
 	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken)
-	var routes []string
 	for range c.opts.nodes {
-		routes = append(routes, freeAddr())
+		c.routes = append(c.routes, freeAddr())
 	}
 	for i := range c.opts.nodes {
 		n := &chaosNode{name: fmt.Sprint("node-", i+1), admin: freeAddr(), nats: freeAddr()}
 		n.config = filepath.Join(c.dir, n.name+".yaml")
-		if err := os.WriteFile(n.config, []byte(c.nodeConfig(n, routes, i)), 0o600); err != nil {
+		c.nodes = append(c.nodes, n)
+		if err := c.writeConfig(i, c.opts.maxBytes); err != nil {
 			return err
 		}
-		c.nodes = append(c.nodes, n)
 	}
 	for i := range c.nodes {
 		if err := c.startNode(i); err != nil {
@@ -241,6 +252,12 @@ func (c *chaosRun) setup() error {
 		}
 	}
 	return nil
+}
+
+// writeConfig writes node i's config file with queue.max_bytes maxBytes.
+func (c *chaosRun) writeConfig(i int, maxBytes int64) error {
+	n := c.nodes[i]
+	return os.WriteFile(n.config, []byte(c.nodeConfig(n, c.routes, i, maxBytes)), 0o600)
 }
 
 // acks says whether the sinks ask for indexer acknowledgement: only when
@@ -283,7 +300,7 @@ log contains {
 `), 0o644)
 }
 
-func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int) string {
+func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int, maxBytes int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `node:
   name: %s
@@ -319,7 +336,7 @@ sinks:
     ack_wait: 20s
     max_backoff: 2s
     ack: %t
-`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, c.opts.maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL, c.acks())
+`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL, c.acks())
 	if c.hec2 != nil {
 		fmt.Fprintf(&b, `  - name: splunk2
     type: splunk_hec
@@ -416,6 +433,25 @@ func (c *chaosRun) startNodeLogged(i int) {
 		return
 	}
 	c.eventf("%s started", c.nodes[i].name)
+}
+
+// stopNode sends SIGTERM and waits for the process to exit, as an
+// operator restarting a node does.
+func (c *chaosRun) stopNode(i int) {
+	n := c.nodes[i]
+	p := n.current()
+	if p == nil {
+		return
+	}
+	p.expected.Store(true)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	for deadline := time.Now().Add(time.Minute); n.current() == p && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n.current() == p {
+		c.eventf("%s did not stop within a minute of SIGTERM: killed", n.name)
+		_ = p.cmd.Process.Kill()
+	}
 }
 
 // killNode sends SIGKILL: no drain, no goodbye to SLS or the peers.

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,6 +37,8 @@ var faultKinds = []string{
 	"hec-ack-off",       // the token's indexer acknowledgement is turned off while the sink has ack: true
 	"hec-hang",          // Splunk holds each request past the sink's timeout and ack_wait
 	"oversized",         // a record larger than a buffer message: it goes to the DLQ, the shard flows
+	"second-process",    // a second sluice run on a node's data dir: it must refuse, naming the holder
+	"max-bytes-lower",   // a node restarted with queue.max_bytes lowered by a quarter, then restored
 	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
 
@@ -55,6 +60,10 @@ func (f fault) String() string {
 	switch f.Kind {
 	case "kill":
 		return fmt.Sprintf("kill node-%d, restart after %s", f.Node+1, f.For.Round(time.Second))
+	case "second-process":
+		return fmt.Sprintf("second sluice run on node-%d's data dir", f.Node+1)
+	case "max-bytes-lower":
+		return fmt.Sprintf("node-%d restarted with max_bytes -25%% for %s", f.Node+1, f.For.Round(time.Second))
 	case "hec-slow", "sls-slow":
 		return fmt.Sprintf("%s (%.1fs per request) for %s", f.Kind, f.Param, f.For.Round(time.Second))
 	case "hec-refuse":
@@ -99,6 +108,10 @@ func schedule(seed uint64, kinds []string, nodes int, duration, fillTime time.Du
 		switch kind {
 		case "kill":
 			f.Node, f.For = r.IntN(nodes), between(3*time.Second, 15*time.Second)
+		case "second-process":
+			f.Node, f.For = r.IntN(nodes), 20*time.Second
+		case "max-bytes-lower":
+			f.Node, f.For = r.IntN(nodes), between(20*time.Second, 40*time.Second)
 		case "hec-slow", "sls-slow":
 			f.For, f.Param = between(10*time.Second, 25*time.Second), 1+2*r.Float64()
 		case "hec-refuse":
@@ -203,6 +216,12 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 		// ack_wait (20 s): the batches must keep their lease meanwhile.
 		c.hec.Hang(25 * time.Second)
 		return func() { c.hec.Hang(0) }
+	case "second-process":
+		c.secondProcess(f.Node)
+		return func() {}
+	case "max-bytes-lower":
+		c.lowerMaxBytes(f.Node)
+		return func() { c.restoreMaxBytes(f.Node) }
 	case "oversized":
 		c.writer.oversized <- struct{}{}
 		return func() {}
@@ -322,4 +341,98 @@ func (c *chaosRun) operatorConsumer() (stop func()) {
 		}
 		nc.Close()
 	}
+}
+
+// secondProcess starts a second `sluice run` on node i's config, as an
+// operator who forgot the first one would: it must refuse at once, naming
+// the holder of the data dir, and leave the running node alone.
+func (c *chaosRun) secondProcess(i int) {
+	n := c.nodes[i]
+	out, exited, err := c.probe(n.config, 20*time.Second)
+	switch {
+	case !exited:
+		c.violation("second-process: a second sluice run on %s's data dir was still running after 20 s", n.name)
+	case strings.Contains(out, "is in use by") && strings.Contains(out, "one process per data dir"):
+		c.eventf("second-process refused as it should: %s", lastLine(out))
+	default:
+		c.violation("second-process: exited (%v) without naming the data dir's holder: %s", err, lastLine(out))
+	}
+}
+
+// lowerMaxBytes restarts node i with queue.max_bytes lowered by a quarter,
+// as an operator shrinking the buffer does. The node must either start
+// with the smaller streams, or refuse at once naming queue.max_bytes
+// (then it is started with the old size again); never fail otherwise.
+func (c *chaosRun) lowerMaxBytes(i int) {
+	n := c.nodes[i]
+	c.stopNode(i)
+	lower := c.opts.maxBytes * 3 / 4
+	if err := c.writeConfig(i, lower); err != nil {
+		c.eventf("max-bytes-lower: %v", err)
+	}
+	out, exited, err := c.probe(n.config, 15*time.Second)
+	switch {
+	case !exited:
+		c.eventf("max-bytes-lower: %s starts with queue.max_bytes %d MiB", n.name, lower>>20)
+	case strings.Contains(out, "queue.max_bytes") && strings.Contains(out, "stores"):
+		c.eventf("max-bytes-lower: %s refused as it should: %s", n.name, lastLine(out))
+		if err := c.writeConfig(i, c.opts.maxBytes); err != nil {
+			c.eventf("max-bytes-lower: %v", err)
+		}
+	default:
+		c.violation("max-bytes-lower: %s exited (%v) with queue.max_bytes %d MiB: %s", n.name, err, lower>>20, lastLine(out))
+		if err := c.writeConfig(i, c.opts.maxBytes); err != nil {
+			c.eventf("max-bytes-lower: %v", err)
+		}
+	}
+	c.startNodeLogged(i)
+}
+
+// restoreMaxBytes restarts node i with the run's queue.max_bytes.
+func (c *chaosRun) restoreMaxBytes(i int) {
+	c.stopNode(i)
+	if err := c.writeConfig(i, c.opts.maxBytes); err != nil {
+		c.eventf("max-bytes-lower: %v", err)
+	}
+	c.startNodeLogged(i)
+}
+
+// probe runs `sluice run -c config` for at most d: whether it exited on
+// its own by then, and what it printed. One still running is stopped with
+// SIGTERM and waited for.
+func (c *chaosRun) probe(config string, d time.Duration) (out string, exited bool, err error) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	cmd := exec.Command(c.bin, "run", "-c", config)
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) })
+	cmd.Env, cmd.Stdout, cmd.Stderr = c.env, w, w
+	if err := cmd.Start(); err != nil {
+		return err.Error(), true, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+		exited = true
+	case <-time.After(d):
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return buf.String(), exited, err
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

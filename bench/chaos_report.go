@@ -29,6 +29,7 @@ type chaosResult struct {
 	missing                 int // over every sink
 	p50, p99, maxLat        time.Duration
 	crashes                 int
+	violations              []string
 	drained                 bool
 	bufferFull, reloadFail  float64
 	actorRestarts           float64
@@ -93,6 +94,7 @@ func (c *chaosRun) result(s *sampler, w *writer, drained bool) *chaosResult {
 	}
 	c.mu.Lock()
 	r.crashes = c.crashes
+	r.violations = slices.Clone(c.violations)
 	r.faults = slices.Clone(c.faultResults)
 	c.mu.Unlock()
 	r.bufferFull, r.reloadFail, r.actorRestarts = s.total("buffer_full"), s.total("reload_failed"), s.total("actor_restarts")
@@ -297,6 +299,9 @@ func (r *chaosResult) table(w io.Writer, c *chaosRun) {
 		"seen inside", "", r.bufferFull, r.reloadFail, r.actorRestarts, r.crashes)
 	if !r.drained {
 		fmt.Fprintf(w, "  the backlog did not drain within %s\n", o.drain)
+	}
+	for _, v := range r.violations {
+		fmt.Fprintf(w, "  VIOLATION: %s\n", v)
 	}
 }
 
