@@ -2,6 +2,7 @@ package sls
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"strconv"
@@ -32,23 +33,7 @@ func TestOversizedRecordGoesToTheDLQAndTheShardFlows(t *testing.T) {
 	for seq := 4; seq < 104; seq++ {
 		g1.Logs = append(g1.Logs, slstest.AuditLog(r, seq, now))
 	}
-	// Written as a producer would: PutLogs through the SDK.
-	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
-	c.SetHTTPClient(s.HTTPClient())
-	defer c.Close()
-	for _, lg := range []*sdk.LogGroup{g0, g1} {
-		if err := c.PutLogs("proj", "audit", lg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 64 << 20, MaxPayload: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(q.Close)
-	run := start(t, q, testConfig(s, nil), "n1")
-	waitFor(t, 10*time.Second, "the checkpoint past both log groups", func() bool { return s.CheckpointPosition("sluice", 0) == 2 })
-	run.stop(t)
+	q := putAndRead(t, s, queue.Options{DataDir: t.TempDir(), MaxBytes: 64 << 20, MaxPayload: 64 << 10}, g0, g1)
 
 	seqs, _ := subjectRecords(t, q, queue.RawSubject("audit"))
 	for seq := 0; seq < 104; seq++ {
@@ -56,15 +41,7 @@ func TestOversizedRecordGoesToTheDLQAndTheShardFlows(t *testing.T) {
 			t.Errorf("seq %d in RAW %d times, want %d", seq, seqs[strconv.Itoa(seq)], want)
 		}
 	}
-	dc, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: queue.DLQSubject("fetch", "audit")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
-	d, err := dc.Next(context.Background(), time.Second)
-	if err != nil {
-		t.Fatalf("nothing in the DLQ: %v", err)
-	}
+	dc, d := firstDead(t, q)
 	h := d.Header
 	if h.Get(batch.HeaderStage) != "fetch" || h.Get(batch.HeaderOrigin) != "raw.audit" || h.Get(batch.HeaderSource) != "audit" ||
 		!strings.HasPrefix(h.Get(batch.HeaderRecordID), "sls/audit/proj/audit/0/0") {
@@ -139,33 +116,51 @@ func TestRecordAtTheMessageSizeLimit(t *testing.T) {
 // 48 MiB buffer, DLQ 4.8 MiB, a 9 MB record).
 func TestOversizedRecordFitsASmallDLQ(t *testing.T) {
 	s := newStandIn(t, 1)
-	now := time.Now()
+	lg := &sdk.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1"), Logs: []*sdk.Log{slstest.EscapedLog(2, 200000, time.Now())}}
+	// The DLQ gets 10 % of 8 MiB: less than the 1 MiB a message may carry.
+	q := putAndRead(t, s, queue.Options{DataDir: t.TempDir(), MaxBytes: 8 << 20, MaxPayload: 1 << 20}, lg)
+	_, d := firstDead(t, q)
+	if recs, err := batch.Decode(d.Data); err != nil || len(recs) != 1 || !strings.HasPrefix(string(recs[0]), `{"seq":"2"`) {
+		t.Errorf("DLQ record: %v, %.40q", err, recs)
+	}
+}
+
+// putAndRead writes groups to shard 0 as a producer would (PutLogs through
+// the SDK), then reads them into a queue of opts until the checkpoint is
+// past them all.
+func putAndRead(t *testing.T, s *slstest.Server, opts queue.Options, groups ...*sdk.LogGroup) *queue.Queue {
+	t.Helper()
 	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
 	c.SetHTTPClient(s.HTTPClient())
 	defer c.Close()
-	lg := &sdk.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1"), Logs: []*sdk.Log{slstest.EscapedLog(2, 200000, now)}}
-	if err := c.PutLogs("proj", "audit", lg); err != nil {
-		t.Fatal(err)
+	for _, lg := range groups {
+		if err := c.PutLogs("proj", "audit", lg); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The DLQ gets 10 % of 8 MiB: less than the 1 MiB a message may carry.
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 8 << 20, MaxPayload: 1 << 20})
+	q, err := queue.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
 	run := start(t, q, testConfig(s, nil), "n1")
-	waitFor(t, 10*time.Second, "the checkpoint past the log group", func() bool { return s.CheckpointPosition("sluice", 0) == 1 })
+	waitFor(t, 10*time.Second, fmt.Sprintf("the checkpoint past the %d log groups", len(groups)), func() bool { return s.CheckpointPosition("sluice", 0) == int64(len(groups)) })
 	run.stop(t)
+	return q
+}
+
+// firstDead is the first record the fetcher of source audit dead-lettered,
+// read through a consumer the test closes.
+func firstDead(t *testing.T, q *queue.Queue) (*queue.Consumer, *queue.Delivery) {
+	t.Helper()
 	dc, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamDLQ, Durable: "check", Subject: queue.DLQSubject("fetch", "audit")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dc.Close()
+	t.Cleanup(dc.Close)
 	d, err := dc.Next(context.Background(), time.Second)
 	if err != nil {
 		t.Fatalf("nothing in the DLQ: %v", err)
 	}
-	if recs, err := batch.Decode(d.Data); err != nil || len(recs) != 1 || !strings.HasPrefix(string(recs[0]), `{"seq":"2"`) {
-		t.Errorf("DLQ record: %v, %.40q", err, recs)
-	}
+	return dc, d
 }
