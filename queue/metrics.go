@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	publishedMsgs    *prometheus.CounterVec
 	publishedRecords *prometheus.CounterVec
+	duplicates       *prometheus.CounterVec
 	publishErrors    *prometheus.CounterVec
 	ackedMsgs        *prometheus.CounterVec
 	ackedRecords     *prometheus.CounterVec
@@ -26,6 +27,9 @@ func newMetrics(reg prometheus.Registerer, q *Queue) (*metrics, error) {
 		}, []string{"stream"}),
 		publishedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_published_records_total", Help: "Records stored, by stream.",
+		}, []string{"stream"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_queue_duplicate_messages_total", Help: "Messages JetStream did not store because their ID was stored within the duplicate window, by stream.",
 		}, []string{"stream"}),
 		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_publish_errors_total", Help: "Messages not stored, by reason (buffer_full, other).",
@@ -43,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, q *Queue) (*metrics, error) {
 			Name: "sluice_dlq_records_total", Help: "Records sent to the DLQ, by stage and name.",
 		}, []string{"stage", "name"}),
 	}
-	for _, c := range []prometheus.Collector{m.publishedMsgs, m.publishedRecords, m.publishErrors, m.ackedMsgs, m.ackedRecords, m.redelivered, m.deadLettered, &streamCollector{q: q}} {
+	for _, c := range []prometheus.Collector{m.publishedMsgs, m.publishedRecords, m.duplicates, m.publishErrors, m.ackedMsgs, m.ackedRecords, m.redelivered, m.deadLettered, &streamCollector{q: q}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -70,7 +70,14 @@ func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
 		}
 		select {
 		case ack := <-f.Ok():
-			q.metrics.published(ack.Stream, msgs[i])
+			// A duplicate is stored already: a re-read or re-publish, or
+			// two producers sharing IDs by mistake, which only this
+			// counter shows.
+			if ack.Duplicate {
+				q.metrics.duplicates.WithLabelValues(ack.Stream).Inc()
+			} else {
+				q.metrics.published(ack.Stream, msgs[i])
+			}
 		case err := <-f.Err():
 			fail(i, err)
 		case <-ctx.Done():
