@@ -107,7 +107,7 @@ func newFixture(t *testing.T, dataDir string, maxBytes int64, mod func(*Config))
 
 func newFixtureWith(t *testing.T, gs *gcstest.Server, dataDir string, maxBytes int64, mod func(*Config)) *fixture {
 	t.Helper()
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: dataDir, MaxBytes: maxBytes, RetainDelivered: time.Millisecond})
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: dataDir, MaxBytes: maxBytes, RetainDelivered: time.Millisecond, DuplicateWindow: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
