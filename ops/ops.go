@@ -85,6 +85,9 @@ const (
 	JobDone      = "done"
 	JobFailed    = "failed"
 	JobCancelled = "cancelled"
+	// JobPartial: the job ended but sent less than it planned (records of
+	// its window went while it ran); Error says what is missing.
+	JobPartial = "partial"
 )
 
 // Job is a replay or a re-drive running in the node.
@@ -141,8 +144,13 @@ func (j *Job) running() bool { j.mu.Lock(); defer j.mu.Unlock(); return j.state 
 
 // start runs work as a new job.
 func (m *Manager) start(kind string, req any, total Count, work func(ctx context.Context, j *Job) error) *Job {
+	return m.startID(newJobID(kind), kind, req, total, work)
+}
+
+// startID runs work as a new job with the ID given.
+func (m *Manager) startID(id, kind string, req any, total Count, work func(ctx context.Context, j *Job) error) *Job {
 	ctx, cancel := context.WithCancel(m.ctx)
-	j := &Job{ID: newJobID(kind), Kind: kind, Request: req, Total: total, Started: time.Now().UTC(), cancel: cancel, state: JobRunning}
+	j := &Job{ID: id, Kind: kind, Request: req, Total: total, Started: time.Now().UTC(), cancel: cancel, state: JobRunning}
 	m.mu.Lock()
 	m.jobs[j.ID] = j
 	m.mu.Unlock()
@@ -155,9 +163,12 @@ func (m *Manager) start(kind string, req any, total Count, work func(ctx context
 		err := work(ctx, j)
 		j.mu.Lock()
 		j.finished = time.Now().UTC()
+		var short *shortError
 		switch {
 		case err == nil:
 			j.state = JobDone
+		case errors.As(err, &short):
+			j.state, j.err = JobPartial, short.Error()
 		case errors.Is(err, context.Canceled):
 			j.state = JobCancelled
 		default:
@@ -170,6 +181,11 @@ func (m *Manager) start(kind string, req any, total Count, work func(ctx context
 	}()
 	return j
 }
+
+// shortError ends a job that sent less than it planned: JobPartial.
+type shortError struct{ msg string }
+
+func (e *shortError) Error() string { return e.msg }
 
 // progress counts records and bytes a job has sent.
 func (m *Manager) progress(j *Job, records, bytes int) {

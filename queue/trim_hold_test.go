@@ -109,3 +109,33 @@ func TestTrimIgnoresAForwardClockStep(t *testing.T) {
 		t.Fatalf("the trimmer's clock is %s off the monotonic one after the step", d)
 	}
 }
+
+// Issue 35 case 4: a walk's silence is the end of its range only when the
+// stream holds nothing more in it; Scan asks with storedInRange.
+func TestStoredInRangeTellsSilenceFromTheEnd(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Publish(ctx, []*nats.Msg{rawMsg("b", "b0", "r")}); err != nil {
+		t.Fatal(err)
+	}
+	o := ScanOptions{Stream: StreamRaw, Subject: RawSubject("a")}
+	for _, tc := range []struct {
+		next, upTo uint64
+		want       bool
+	}{{0, 6, true}, {3, 6, true}, {5, 6, true}, {6, 6, false}, {3, 2, false}} {
+		got, err := q.storedInRange(ctx, o, tc.next, tc.upTo)
+		if err != nil || got != tc.want {
+			t.Errorf("raw.a from %d up to %d: %v, %v; want %v", tc.next, tc.upTo, got, err, tc.want)
+		}
+	}
+	o.From = time.Now().Add(time.Hour)
+	if got, err := q.storedInRange(ctx, o, 0, 6); err != nil || got {
+		t.Errorf("raw.a from an hour ahead: %v, %v; want false", got, err)
+	}
+}
