@@ -3,7 +3,9 @@ package ops_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +21,31 @@ import (
 // bare is a queue and an ops manager without actors: the test plays every
 // stage itself.
 type bare struct {
-	t   *testing.T
-	q   *queue.Queue
-	m   *ops.Manager
-	dir string
+	t    *testing.T
+	q    *queue.Queue
+	m    *ops.Manager
+	reg  *prometheus.Registry
+	dir  string
+	log  *syncBuffer
+	stop func()
+}
+
+// syncBuffer is a log the node writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startBare(t *testing.T, dir string, sinks ...string) *bare {
@@ -36,11 +59,13 @@ func startBare(t *testing.T, dir string, sinks ...string) *bare {
 	for _, s := range sinks {
 		cs = append(cs, ops.Component{Name: s, Type: "splunk_hec"})
 	}
-	m, err := ops.New(ctx, ops.Deps{Node: "test", Queue: q, Registry: prometheus.NewRegistry(), Sinks: cs})
+	reg := prometheus.NewRegistry()
+	log := &syncBuffer{}
+	m, err := ops.New(ctx, ops.Deps{Node: "test", Queue: q, Registry: reg, Sinks: cs, Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bare{t: t, q: q, m: m, dir: dir}
+	b := &bare{t: t, q: q, m: m, reg: reg, dir: dir, log: log}
 	stopped := false
 	stop := func() {
 		if !stopped {
@@ -51,6 +76,7 @@ func startBare(t *testing.T, dir string, sinks ...string) *bare {
 		}
 	}
 	t.Cleanup(stop)
+	b.stop = stop
 	return b
 }
 

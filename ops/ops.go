@@ -67,6 +67,9 @@ func New(ctx context.Context, deps Deps) (*Manager, error) {
 	}
 	m.rate = newRateSampler(deps.Registry)
 	go m.rate.run(ctx)
+	if deps.Queue != nil {
+		go m.warnOrphans(ctx)
+	}
 	return m, nil
 }
 

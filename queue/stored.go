@@ -301,3 +301,47 @@ func (q *Queue) dropOrdered(stream string, oc jetstream.Consumer) {
 		q.log.Debug("deleting a finished reader failed; the server drops it when idle", "stream", stream, "err", err)
 	}
 }
+
+// PendingAfter is how many messages on subject are stored after seq: what
+// a reader whose ack floor is seq has still to take. It asks through a
+// short-lived ephemeral consumer, which holds nothing back from the trimmer.
+func (q *Queue) PendingAfter(ctx context.Context, stream, subject string, seq uint64) (uint64, error) {
+	c, err := q.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject: subject, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: counting %s %s after %d: %w", stream, subject, seq, err)
+	}
+	defer q.dropOrdered(stream, c)
+	info := c.CachedInfo()
+	if info == nil {
+		return 0, fmt.Errorf("queue: counting %s %s after %d: no consumer info", stream, subject, seq)
+	}
+	return info.NumPending, nil
+}
+
+// PurgeSubject removes the messages on subject below the sequence below
+// (every one of them when below is 0).
+func (q *Queue) PurgeSubject(ctx context.Context, stream, subject string, below uint64) error {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	opts := []jetstream.StreamPurgeOpt{jetstream.WithPurgeSubject(subject)}
+	if below > 0 {
+		opts = append(opts, jetstream.WithPurgeSequence(below))
+	}
+	if err := s.Purge(ctx, opts...); err != nil {
+		return fmt.Errorf("queue: purge %s %s below %d: %w", stream, subject, below, err)
+	}
+	return nil
+}
+
+// DeleteConsumer removes a durable consumer; one already gone is no error.
+func (q *Queue) DeleteConsumer(ctx context.Context, stream, name string) error {
+	if err := q.js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("queue: delete consumer %s on %s: %w", name, stream, err)
+	}
+	return nil
+}
