@@ -188,3 +188,62 @@ func TestReplayEndsPartialWhenRecordsGoWhileItRuns(t *testing.T) {
 		t.Fatalf("replay ended %s, %d of %d sent: %q; want partial, naming what was not sent", st.State, st.Done.Records, n, st.Error)
 	}
 }
+
+// Issue 35 case 6: a job cut off by a restart says so after it: status
+// shows it lost, with what it had sent.
+func TestJobCutOffByARestartShowsAsLostAfterIt(t *testing.T) {
+	dir := t.TempDir()
+	b := startBare(t, dir, "splunk")
+	from := time.Now()
+	b.publishOut("splunk", "orig", 100, 100)
+	b.deliver("splunk", 100)
+	_, j, err := b.m.Replay(context.Background(), ops.ReplayRequest{Sink: "splunk", From: from, To: time.Now(), Rate: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for j.Status().Done.Records == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replay sent nothing in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.stop()
+	sent := j.Status().Done.Records
+
+	b = startBare(t, dir, "splunk")
+	st := b.m.Status(context.Background())
+	var found *ops.JobStatus
+	for i, js := range st.Jobs {
+		if js.ID == j.ID {
+			found = &st.Jobs[i]
+		}
+	}
+	if found == nil {
+		t.Fatalf("after the restart status shows no trace of job %s (jobs: %+v)", j.ID, st.Jobs)
+	}
+	if found.State != "lost" || found.Done.Records != sent || found.Total.Records != 100 || !strings.Contains(found.Error, fmt.Sprintf("sent %d of 100 records", sent)) {
+		t.Fatalf("job after the restart: %+v; want lost, having sent %d of 100", *found, sent)
+	}
+
+	// A crash leaves the job saved as running: the next start says lost.
+	kv, err := b.q.JetStream().KeyValue(context.Background(), "sluice_jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := `{"node":"test","id":"replay-crashed","kind":"replay","state":"running","request":{},"total":{"records":10,"bytes":1000},"done":{"records":4,"bytes":400},"started":"2026-12-07T10:00:00Z"}`
+	if _, err := kv.Put(context.Background(), "replay-crashed", []byte(crashed)); err != nil {
+		t.Fatal(err)
+	}
+	b.stop()
+	b = startBare(t, dir, "splunk")
+	for _, js := range b.m.Jobs() {
+		if js.ID == "replay-crashed" {
+			if js.State != "lost" || !strings.Contains(js.Error, "sent 4 of 10 records by its last save") {
+				t.Fatalf("a job saved as running, after the restart: %+v; want lost, having sent 4 of 10", js)
+			}
+			return
+		}
+	}
+	t.Fatalf("the crashed job is not among %+v", b.m.Jobs())
+}

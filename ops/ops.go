@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
@@ -50,9 +51,11 @@ type Manager struct {
 	m    *metrics
 	rate *rateSampler
 
-	mu   sync.Mutex
-	jobs map[string]*Job
-	wg   sync.WaitGroup
+	mu    sync.Mutex
+	jobs  map[string]*Job
+	past  []JobStatus        // this node's jobs of its earlier lives (jobstore.go)
+	jobKV jetstream.KeyValue // the job store, once made
+	wg    sync.WaitGroup
 }
 
 // New makes a manager whose jobs end when ctx does.
@@ -68,6 +71,13 @@ func New(ctx context.Context, deps Deps) (*Manager, error) {
 	m.rate = newRateSampler(deps.Registry)
 	go m.rate.run(ctx)
 	if deps.Queue != nil {
+		past, err := m.loadPastJobs()
+		if err != nil {
+			deps.Logger.Warn("reading the jobs of this node's last run failed: jobs a restart cut off are not shown", "err", err)
+		}
+		m.mu.Lock()
+		m.past = past
+		m.mu.Unlock()
 		go m.warnOrphans(ctx)
 	}
 	return m, nil
@@ -159,11 +169,15 @@ func (m *Manager) startID(id, kind string, req any, total Count, work func(ctx c
 	m.mu.Unlock()
 	m.m.jobs.WithLabelValues(kind).Inc()
 	m.deps.Logger.Info("job started", "job", j.ID, "kind", kind, "records", total.Records, "bytes", total.Bytes)
+	m.saveJob(j.Status())
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer cancel()
+		saving := make(chan struct{})
+		go m.keepSaving(j, saving)
 		err := work(ctx, j)
+		close(saving)
 		j.mu.Lock()
 		j.finished = time.Now().UTC()
 		var short *shortError
@@ -172,6 +186,9 @@ func (m *Manager) startID(id, kind string, req any, total Count, work func(ctx c
 			j.state = JobDone
 		case errors.As(err, &short):
 			j.state, j.err = JobPartial, short.Error()
+		case errors.Is(err, context.Canceled) && m.ctx.Err() != nil:
+			j.state = JobLost
+			j.err = fmt.Sprintf("the node stopped while the job ran: it had sent %d of %d records; run it again for the rest", j.records.Load(), j.Total.Records)
 		case errors.Is(err, context.Canceled):
 			j.state = JobCancelled
 		default:
@@ -179,6 +196,7 @@ func (m *Manager) startID(id, kind string, req any, total Count, work func(ctx c
 		}
 		state := j.state
 		j.mu.Unlock()
+		m.saveJob(j.Status())
 		m.m.jobs.WithLabelValues(kind).Dec()
 		m.deps.Logger.Info("job ended", "job", j.ID, "state", state, "records", j.records.Load(), "err", err)
 	}()
@@ -219,6 +237,7 @@ func (m *Manager) Jobs() []JobStatus {
 	for _, j := range m.jobs {
 		out = append(out, j.Status())
 	}
+	out = append(out, m.past...)
 	m.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].Started.After(out[b].Started) })
 	return out
