@@ -50,16 +50,17 @@ func (e *RefusedError) Error() string { return e.Reason }
 
 func refused(format string, args ...any) error { return &RefusedError{fmt.Sprintf(format, args...)} }
 
-// PlanReplay checks a replay request and counts what it would send.
-func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPlan, error) {
+// replayTarget checks a replay request and says what it reads: the
+// stream, the subject filter and the durable whose ack floor bounds it.
+func (m *Manager) replayTarget(req ReplayRequest) (*ReplayPlan, string, error) {
 	if _, ok := m.sink(req.Sink); !ok {
-		return nil, refused("sink %q is not configured (sinks: %v)", req.Sink, names(m.deps.Sinks))
+		return nil, "", refused("sink %q is not configured (sinks: %v)", req.Sink, names(m.deps.Sinks))
 	}
 	if req.From.IsZero() || req.To.IsZero() || !req.From.Before(req.To) {
-		return nil, refused("the window needs from < to (got from %s, to %s)", stamp(req.From), stamp(req.To))
+		return nil, "", refused("the window needs from < to (got from %s, to %s)", stamp(req.From), stamp(req.To))
 	}
 	if req.Rate < 0 {
-		return nil, refused("rate must not be negative")
+		return nil, "", refused("rate must not be negative")
 	}
 	p := &ReplayPlan{Sink: req.Sink, Stream: queue.StreamOut, Subject: queue.OutSubject(req.Sink), From: req.From, To: req.To}
 	durable := "sink-" + req.Sink
@@ -69,7 +70,16 @@ func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPla
 			p.Subject = queue.RawSubject(req.Source)
 		}
 	} else if req.Source != "" {
-		return nil, refused("source applies only with through_transform (OUT records are per sink, not per source)")
+		return nil, "", refused("source applies only with through_transform (OUT records are per sink, not per source)")
+	}
+	return p, durable, nil
+}
+
+// PlanReplay checks a replay request and counts what it would send.
+func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPlan, error) {
+	p, durable, err := m.replayTarget(req)
+	if err != nil {
+		return nil, err
 	}
 	gone, err := m.deps.Queue.TrimmedBefore(ctx, p.Stream, p.Subject)
 	if err != nil {
@@ -119,18 +129,22 @@ func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPla
 // does not honour holds, a purge by hand) is found at the end: a job that
 // sent less than it planned ends partial, saying what is missing.
 func (m *Manager) Replay(ctx context.Context, req ReplayRequest) (*ReplayPlan, *Job, error) {
-	p, err := m.PlanReplay(ctx, req)
-	if err != nil || req.DryRun {
+	if req.DryRun {
+		p, err := m.PlanReplay(ctx, req)
 		return p, nil, err
 	}
+	target, _, err := m.replayTarget(req)
+	if err != nil {
+		return nil, nil, err
+	}
 	id := newJobID(KindReplay)
-	hold, err := m.deps.Queue.HoldWindow(ctx, id, queue.HoldSpec{Stream: p.Stream, Subject: p.Subject, From: req.From})
+	hold, err := m.deps.Queue.HoldWindow(ctx, id, queue.HoldSpec{Stream: target.Stream, Subject: target.Subject, From: req.From})
 	if err != nil {
 		return nil, nil, fmt.Errorf("replay: holding the window against the trimmer: %w", err)
 	}
-	// The plan counted before the hold: anything trimmed in between moved
-	// the trim mark, and the plan is refused as it would be now.
-	if p, err = m.PlanReplay(ctx, req); err != nil {
+	// Counted under the hold: what the plan counts stays until the job ends.
+	p, err := m.PlanReplay(ctx, req)
+	if err != nil {
 		hold.Release()
 		return nil, nil, err
 	}
