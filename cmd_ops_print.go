@@ -56,6 +56,11 @@ func printStatus(w io.Writer, st *ops.Status) {
 	}
 	tw.Flush()
 
+	if len(st.Orphans) > 0 {
+		fmt.Fprintln(w, "\nBACKLOGS OF NO CONFIGURED SINK OR SOURCE (nothing delivers them; they take buffer space)")
+		printOrphans(w, st.Orphans)
+	}
+
 	fmt.Fprintln(w, "\nPOLICIES")
 	switch p := st.Policies; {
 	case p == nil:
@@ -118,6 +123,23 @@ func printStatus(w io.Writer, st *ops.Status) {
 	for _, e := range st.Errors {
 		fmt.Fprintf(w, "\n(could not read %s)\n", e)
 	}
+}
+
+func printOrphans(w io.Writer, orphans []ops.Orphan) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STREAM\tSUBJECT\tCONSUMER\tUNDELIVERED\tOLDEST\tFIX")
+	for _, o := range orphans {
+		oldest := "-"
+		if !o.Oldest.IsZero() {
+			oldest = o.Oldest.UTC().Format(time.RFC3339)
+		}
+		consumer := o.Consumer
+		if consumer == "" {
+			consumer = "(none)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", o.Stream, o.Subject, consumer, o.Messages, oldest, o.Fix)
+	}
+	tw.Flush()
 }
 
 func printDLQ(w io.Writer, groups []ops.DLQGroup) {

@@ -45,7 +45,7 @@ func newRootCmd() *cobra.Command {
 	emulate := &cobra.Command{Use: "emulate", Short: "Run a stand-in for an outside service (for demos, benchmarks, tests)"}
 	emulate.AddCommand(newEmulateHECCmd(), newEmulateSLSCmd(), newEmulateGCSCmd(), newEmulateBigQueryCmd())
 	root.AddCommand(newRunCmd(), newValidateCmd(), newDevCmd(), newPolicyCmd(), emulate,
-		newStatusCmd(), newReplayCmd(), newDLQCmd(), newClusterCmd())
+		newStatusCmd(), newReplayCmd(), newDLQCmd(), newBacklogCmd(), newClusterCmd())
 	return root
 }
 

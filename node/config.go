@@ -239,6 +239,13 @@ func (c *Config) validate(types Types) error {
 	default:
 		return conf.Errorf("queue.sync", "%q: want interval or always", c.Queue.Sync)
 	}
+	// JetStream rebuilds its duplicate table from the records it stores:
+	// a delivered record trimmed inside the window is forgotten, and a
+	// re-read of it after a restart would be stored and delivered again.
+	if c.Queue.RetainDelivered < c.Queue.DuplicateWindow {
+		return conf.Errorf("queue.retain_delivered", "%s is shorter than queue.duplicate_window (%s): delivered records must stay at least as long as their IDs are remembered",
+			c.Queue.RetainDelivered.D(), c.Queue.DuplicateWindow.D())
+	}
 	if c.Queue.MaxBytes < 16<<20 {
 		return conf.Errorf("queue.max_bytes", "%s is too small (at least 16MiB)", c.Queue.MaxBytes)
 	}

@@ -25,6 +25,7 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"bad-cluster.yaml":         `cluster.peers[1]: "node-2" is not host:port`,
 		"nats-no-token.yaml":       `node.nats_token: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 		"cluster-tls-partial.yaml": `cluster.tls.key_file: required with the other cluster.tls files`,
+		"retain-under-dup.yaml":    `queue.retain_delivered: 5m0s is shorter than queue.duplicate_window (10m0s)`,
 	}
 	for _, extra := range extraBrokenConfigs {
 		want[extra.file] = extra.want

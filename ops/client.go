@@ -156,6 +156,26 @@ func (c *Client) PurgeDLQ(ctx context.Context, f DLQFilter) (int, error) {
 	return out.Purged, c.call(ctx, http.MethodPost, "/api/v1/dlq/purge", body, &out)
 }
 
+// Backlog lists the backlogs of sinks and sources no longer configured.
+func (c *Client) Backlog(ctx context.Context) ([]Orphan, error) {
+	var out []Orphan
+	return out, c.call(ctx, http.MethodGet, "/api/v1/backlog", nil, &out)
+}
+
+// MoveBacklog starts (or with DryRun plans) moving an unconfigured sink's
+// backlog to a configured sink.
+func (c *Client) MoveBacklog(ctx context.Context, req MoveRequest) (*StartResponse[MovePlan], error) {
+	var out StartResponse[MovePlan]
+	return &out, c.call(ctx, http.MethodPost, "/api/v1/backlog/move", req, &out)
+}
+
+// DropBacklog deletes an unconfigured sink's or source's backlog for good.
+func (c *Client) DropBacklog(ctx context.Context, req DropRequest) (*Dropped, error) {
+	req.Confirm = true
+	var out Dropped
+	return &out, c.call(ctx, http.MethodPost, "/api/v1/backlog/drop", req, &out)
+}
+
 // WaitJob polls a job until it ends, calling progress on each snapshot.
 func (c *Client) WaitJob(ctx context.Context, id string, every time.Duration, progress func(JobStatus)) (*JobStatus, error) {
 	for {

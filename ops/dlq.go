@@ -226,7 +226,7 @@ func (m *Manager) Redrive(ctx context.Context, f DLQFilter, dryRun bool) (*Redri
 	}
 	j := m.start(KindRedrive, f, p.Count, func(ctx context.Context, j *Job) error {
 		out := newPublisher(m, j)
-		err := m.deps.Queue.Scan(ctx, queue.ScanOptions{Stream: queue.StreamDLQ, From: f.Since, UpToSeq: upTo}, func(s queue.Stored) (bool, error) {
+		err := scanResuming(ctx, m.deps.Queue, queue.ScanOptions{Stream: queue.StreamDLQ, From: f.Since, UpToSeq: upTo}, j.setNote, func(s queue.Stored) (bool, error) {
 			if !f.match(s) {
 				return true, nil
 			}

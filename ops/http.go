@@ -53,6 +53,32 @@ func (m *Manager) Mount(handle Handle) {
 		}
 		return started(plan, j)
 	})
+	route("GET /api/v1/backlog", func(r *http.Request) (int, any, error) {
+		orphans, err := m.Orphans(r.Context())
+		if orphans == nil {
+			orphans = []Orphan{}
+		}
+		return http.StatusOK, orphans, err
+	})
+	route("POST /api/v1/backlog/move", func(r *http.Request) (int, any, error) {
+		var req MoveRequest
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		plan, j, err := m.MoveBacklog(r.Context(), req)
+		if err != nil {
+			return 0, nil, err
+		}
+		return started(plan, j)
+	})
+	route("POST /api/v1/backlog/drop", func(r *http.Request) (int, any, error) {
+		var req DropRequest
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		d, err := m.DropBacklog(r.Context(), req)
+		return http.StatusOK, d, err
+	})
 	route("GET /api/v1/dlq", func(r *http.Request) (int, any, error) {
 		f, err := filterFromQuery(r)
 		if err != nil {

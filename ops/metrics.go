@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer, mgr *Manager) (*metrics, error) {
 			}
 			return float64(n)
 		})
-	for _, k := range []string{KindReplay, KindRedrive} {
+	for _, k := range []string{KindReplay, KindRedrive, KindMove} {
 		m.jobs.WithLabelValues(k)
 		m.records.WithLabelValues(k)
 		m.bytes.WithLabelValues(k)
@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, mgr *Manager) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.jobs, m.records, m.bytes, remaining} {
+	for _, c := range []prometheus.Collector{m.jobs, m.records, m.bytes, remaining, newOrphanCollector(mgr)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

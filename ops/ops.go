@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
@@ -50,9 +51,11 @@ type Manager struct {
 	m    *metrics
 	rate *rateSampler
 
-	mu   sync.Mutex
-	jobs map[string]*Job
-	wg   sync.WaitGroup
+	mu    sync.Mutex
+	jobs  map[string]*Job
+	past  []JobStatus        // this node's jobs of its earlier lives (jobstore.go)
+	jobKV jetstream.KeyValue // the job store, once made
+	wg    sync.WaitGroup
 }
 
 // New makes a manager whose jobs end when ctx does.
@@ -67,6 +70,16 @@ func New(ctx context.Context, deps Deps) (*Manager, error) {
 	}
 	m.rate = newRateSampler(deps.Registry)
 	go m.rate.run(ctx)
+	if deps.Queue != nil {
+		past, err := m.loadPastJobs()
+		if err != nil {
+			deps.Logger.Warn("reading the jobs of this node's last run failed: jobs a restart cut off are not shown", "err", err)
+		}
+		m.mu.Lock()
+		m.past = past
+		m.mu.Unlock()
+		go m.warnOrphans(ctx)
+	}
 	return m, nil
 }
 
@@ -85,6 +98,9 @@ const (
 	JobDone      = "done"
 	JobFailed    = "failed"
 	JobCancelled = "cancelled"
+	// JobPartial: the job ended but sent less than it planned (records of
+	// its window went while it ran); Error says what is missing.
+	JobPartial = "partial"
 )
 
 // Job is a replay or a re-drive running in the node.
@@ -141,23 +157,38 @@ func (j *Job) running() bool { j.mu.Lock(); defer j.mu.Unlock(); return j.state 
 
 // start runs work as a new job.
 func (m *Manager) start(kind string, req any, total Count, work func(ctx context.Context, j *Job) error) *Job {
+	return m.startID(newJobID(kind), kind, req, total, work)
+}
+
+// startID runs work as a new job with the ID given.
+func (m *Manager) startID(id, kind string, req any, total Count, work func(ctx context.Context, j *Job) error) *Job {
 	ctx, cancel := context.WithCancel(m.ctx)
-	j := &Job{ID: newJobID(kind), Kind: kind, Request: req, Total: total, Started: time.Now().UTC(), cancel: cancel, state: JobRunning}
+	j := &Job{ID: id, Kind: kind, Request: req, Total: total, Started: time.Now().UTC(), cancel: cancel, state: JobRunning}
 	m.mu.Lock()
 	m.jobs[j.ID] = j
 	m.mu.Unlock()
 	m.m.jobs.WithLabelValues(kind).Inc()
 	m.deps.Logger.Info("job started", "job", j.ID, "kind", kind, "records", total.Records, "bytes", total.Bytes)
+	m.saveJob(j.Status())
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer cancel()
+		saving := make(chan struct{})
+		go m.keepSaving(j, saving)
 		err := work(ctx, j)
+		close(saving)
 		j.mu.Lock()
 		j.finished = time.Now().UTC()
+		var short *shortError
 		switch {
 		case err == nil:
 			j.state = JobDone
+		case errors.As(err, &short):
+			j.state, j.err = JobPartial, short.Error()
+		case errors.Is(err, context.Canceled) && m.ctx.Err() != nil:
+			j.state = JobLost
+			j.err = fmt.Sprintf("the node stopped while the job ran: it had sent %d of %d records; run it again for the rest", j.records.Load(), j.Total.Records)
 		case errors.Is(err, context.Canceled):
 			j.state = JobCancelled
 		default:
@@ -165,11 +196,17 @@ func (m *Manager) start(kind string, req any, total Count, work func(ctx context
 		}
 		state := j.state
 		j.mu.Unlock()
+		m.saveJob(j.Status())
 		m.m.jobs.WithLabelValues(kind).Dec()
 		m.deps.Logger.Info("job ended", "job", j.ID, "state", state, "records", j.records.Load(), "err", err)
 	}()
 	return j
 }
+
+// shortError ends a job that sent less than it planned: JobPartial.
+type shortError struct{ msg string }
+
+func (e *shortError) Error() string { return e.msg }
 
 // progress counts records and bytes a job has sent.
 func (m *Manager) progress(j *Job, records, bytes int) {
@@ -200,6 +237,7 @@ func (m *Manager) Jobs() []JobStatus {
 	for _, j := range m.jobs {
 		out = append(out, j.Status())
 	}
+	out = append(out, m.past...)
 	m.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].Started.After(out[b].Started) })
 	return out

@@ -47,11 +47,11 @@ func startPipeline(t *testing.T, retain string) *pipeline {
 	}
 	yaml := fmt.Sprintf(`
 node: {name: test, data_dir: %q, admin_listen: "127.0.0.1:0"}
-queue: {max_bytes: 256MiB, retain_delivered: %s}
+queue: {max_bytes: 256MiB, retain_delivered: %s, duplicate_window: %s}
 policies: {dir: %q, watch: false}
 sinks:
   - {name: splunk, type: splunk_hec, url: %q, token: test-token, linger: 20ms, max_backoff: 200ms, paused_retry: 300ms}
-`, filepath.Join(dir, "data"), retain, policies, hec.URL)
+`, filepath.Join(dir, "data"), retain, dupWindow(t, retain), policies, hec.URL)
 	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +76,16 @@ sinks:
 		t.Fatal(err)
 	}
 	return &pipeline{t: t, n: n, hec: hec, c: ops.NewClient(n.AdminAddr(), ""), policies: policies}
+}
+
+// dupWindow is the duplicate window a test with this replay window may
+// have: validate wants retain_delivered at least as long.
+func dupWindow(t *testing.T, retain string) time.Duration {
+	d, err := time.ParseDuration(retain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return min(d, 10*time.Minute)
 }
 
 type testWriter struct{ t *testing.T }

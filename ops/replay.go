@@ -50,16 +50,17 @@ func (e *RefusedError) Error() string { return e.Reason }
 
 func refused(format string, args ...any) error { return &RefusedError{fmt.Sprintf(format, args...)} }
 
-// PlanReplay checks a replay request and counts what it would send.
-func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPlan, error) {
+// replayTarget checks a replay request and says what it reads: the
+// stream, the subject filter and the durable whose ack floor bounds it.
+func (m *Manager) replayTarget(req ReplayRequest) (*ReplayPlan, string, error) {
 	if _, ok := m.sink(req.Sink); !ok {
-		return nil, refused("sink %q is not configured (sinks: %v)", req.Sink, names(m.deps.Sinks))
+		return nil, "", refused("sink %q is not configured (sinks: %v)", req.Sink, names(m.deps.Sinks))
 	}
 	if req.From.IsZero() || req.To.IsZero() || !req.From.Before(req.To) {
-		return nil, refused("the window needs from < to (got from %s, to %s)", stamp(req.From), stamp(req.To))
+		return nil, "", refused("the window needs from < to (got from %s, to %s)", stamp(req.From), stamp(req.To))
 	}
 	if req.Rate < 0 {
-		return nil, refused("rate must not be negative")
+		return nil, "", refused("rate must not be negative")
 	}
 	p := &ReplayPlan{Sink: req.Sink, Stream: queue.StreamOut, Subject: queue.OutSubject(req.Sink), From: req.From, To: req.To}
 	durable := "sink-" + req.Sink
@@ -69,7 +70,16 @@ func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPla
 			p.Subject = queue.RawSubject(req.Source)
 		}
 	} else if req.Source != "" {
-		return nil, refused("source applies only with through_transform (OUT records are per sink, not per source)")
+		return nil, "", refused("source applies only with through_transform (OUT records are per sink, not per source)")
+	}
+	return p, durable, nil
+}
+
+// PlanReplay checks a replay request and counts what it would send.
+func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPlan, error) {
+	p, durable, err := m.replayTarget(req)
+	if err != nil {
+		return nil, err
 	}
 	gone, err := m.deps.Queue.TrimmedBefore(ctx, p.Stream, p.Subject)
 	if err != nil {
@@ -112,27 +122,80 @@ func (m *Manager) PlanReplay(ctx context.Context, req ReplayRequest) (*ReplayPla
 }
 
 // Replay starts a replay job, or with DryRun only plans it.
+//
+// The job holds its window against the trimmer (queue.HoldWindow) from
+// before it is counted until it ends, so a stream short of space does not
+// lose the records it is about to send. Whatever still goes (a node that
+// does not honour holds, a purge by hand) is found at the end: a job that
+// sent less than it planned ends partial, saying what is missing.
 func (m *Manager) Replay(ctx context.Context, req ReplayRequest) (*ReplayPlan, *Job, error) {
-	p, err := m.PlanReplay(ctx, req)
-	if err != nil || req.DryRun {
+	if req.DryRun {
+		p, err := m.PlanReplay(ctx, req)
 		return p, nil, err
 	}
-	j := m.start(KindReplay, req, p.Count, func(ctx context.Context, j *Job) error {
-		return m.replay(ctx, j, req, p)
+	target, _, err := m.replayTarget(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	id := newJobID(KindReplay)
+	hold, err := m.deps.Queue.HoldWindow(ctx, id, queue.HoldSpec{Stream: target.Stream, Subject: target.Subject, From: req.From})
+	if err != nil {
+		return nil, nil, fmt.Errorf("replay: holding the window against the trimmer: %w", err)
+	}
+	// Counted under the hold: what the plan counts stays until the job ends.
+	p, err := m.PlanReplay(ctx, req)
+	if err != nil {
+		hold.Release()
+		return nil, nil, err
+	}
+	j := m.startID(id, KindReplay, req, p.Count, func(ctx context.Context, j *Job) error {
+		defer hold.Release()
+		sent, err := m.replay(ctx, j, req, p)
+		if err != nil {
+			return err
+		}
+		return m.replayShort(ctx, j, req, p, sent)
 	})
 	return p, j, nil
+}
+
+// replayShort is nil when the job sent every record it planned, else the
+// error that ends it partial, naming what is missing and why when known.
+func (m *Manager) replayShort(ctx context.Context, j *Job, req ReplayRequest, p *ReplayPlan, sentBatches int) error {
+	sent := j.records.Load()
+	if sent >= p.Records && sentBatches >= p.Messages {
+		return nil
+	}
+	msg := fmt.Sprintf("sent %d of %d planned records (%d of %d batches) from %s (%s): ", sent, p.Records, sentBatches, p.Messages, p.Stream, p.Subject)
+	gone, err := m.deps.Queue.TrimmedBefore(ctx, p.Stream, p.Subject)
+	switch {
+	case err != nil:
+		msg += fmt.Sprintf("the rest were no longer stored when the job reached them (the trim mark could not be read: %v)", err)
+	case gone.After(req.From):
+		msg += fmt.Sprintf("records stored %s – %s were trimmed while the job ran; replay --from %s for what is retained",
+			stamp(req.From), stamp(gone), stamp(ceilSecond(gone)))
+	default:
+		msg += "the rest were no longer stored when the job reached them, though the trimmer marked nothing " +
+			"(removed by hand on the NATS port, or by a node that does not honour replay holds)"
+	}
+	return &shortError{msg}
 }
 
 // replay copies every original message of the window with a new ID and the
 // replay mark: to OUT for the sink, or to RAW for the transform, which then
 // routes the copy's outputs to the asked sink only.
-func (m *Manager) replay(ctx context.Context, j *Job, req ReplayRequest, p *ReplayPlan) error {
+// It returns how many batches it sent. A walk that stops short of its
+// range (queue.ErrScanGap: a leader change) is taken up again where it
+// stopped, a few times, and fails the job rather than end it early.
+func (m *Manager) replay(ctx context.Context, j *Job, req ReplayRequest, p *ReplayPlan) (int, error) {
 	var limit *rate.Limiter
 	if req.Rate > 0 {
 		limit = rate.NewLimiter(rate.Limit(req.Rate), max(1, int(req.Rate)))
 	}
 	out := newPublisher(m, j)
-	err := m.deps.Queue.Scan(ctx, queue.ScanOptions{Stream: p.Stream, Subject: p.Subject, From: req.From, UpToSeq: p.UpToSeq},
+	sent := 0
+	opts := queue.ScanOptions{Stream: p.Stream, Subject: p.Subject, From: req.From, UpToSeq: p.UpToSeq}
+	err := scanResuming(ctx, m.deps.Queue, opts, func(note string) { j.setNote(note) },
 		func(s queue.Stored) (bool, error) {
 			if s.Time.After(req.To) {
 				return false, nil
@@ -157,12 +220,41 @@ func (m *Manager) replay(ctx context.Context, j *Job, req ReplayRequest, p *Repl
 			if req.ThroughTransform {
 				h.Set(batch.HeaderReplaySink, req.Sink)
 			}
+			sent++
 			return true, out.add(ctx, &nats.Msg{Subject: s.Subject, Header: h, Data: s.Data}, n, len(s.Data), nil)
 		})
 	if err == nil {
 		err = out.flush(ctx)
 	}
-	return err
+	return sent, err
+}
+
+// scanGapAttempts bounds how often a job takes a walk up again after it
+// stopped short; the waits between double from 1 s.
+const scanGapAttempts = 5
+
+// scanResuming is queue.Scan, taken up again from where it stopped when
+// the walk stops short of its range (queue.ErrScanGap).
+func scanResuming(ctx context.Context, q *queue.Queue, o queue.ScanOptions, note func(string), fn func(queue.Stored) (bool, error)) error {
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := q.Scan(ctx, o, fn)
+		var gap *queue.ScanGapError
+		if !errors.As(err, &gap) {
+			return err
+		}
+		if attempt >= scanGapAttempts {
+			return fmt.Errorf("%w (after %d attempts)", err, attempt)
+		}
+		note(fmt.Sprintf("reading %s stopped short at sequence %d; taking it up again (%s)", o.Stream, gap.Next, err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+		o.FromSeq = gap.Next
+	}
 }
 
 // waitRecords takes n records from the limiter, a burst at a time.

@@ -24,6 +24,9 @@ type Status struct {
 	DLQ      []DLQGroup     `json:"dlq"`
 	Jobs     []JobStatus    `json:"jobs"`
 	Cluster  *ClusterStatus `json:"cluster,omitempty"`
+	// Orphans are backlogs of sinks or sources no longer configured:
+	// nothing delivers them (sluice backlog move or drop does).
+	Orphans []Orphan `json:"orphans,omitempty"`
 	// Errors are parts of the status that could not be read.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -167,6 +170,11 @@ func (m *Manager) Status(ctx context.Context) Status {
 		st.DLQ = dlq
 	}
 	st.Cluster = m.deps.Queue.ClusterStateFrom(infos)
+	if orphans, err := m.Orphans(ctx); err != nil {
+		fail("orphan backlogs", err)
+	} else {
+		st.Orphans = orphans
+	}
 	return st
 }
 

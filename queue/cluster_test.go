@@ -89,7 +89,7 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	qs := startClusterOpts(t, 3, nil, func(o *Options) { o.RetainDelivered = time.Nanosecond })
+	qs := startClusterOpts(t, 3, nil, func(o *Options) { o.RetainDelivered = time.Nanosecond; o.DuplicateWindow = 100 * time.Millisecond })
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
 		q := qs[i%3] // publish through every node

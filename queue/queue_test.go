@@ -169,7 +169,7 @@ func TestMaxDeliveriesSendsEachRecordToDLQWithReason(t *testing.T) {
 
 func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 	// RAW gets 30% of 4 MiB; 64 KiB records fill it quickly.
-	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 4 << 20 })
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 4 << 20; o.DuplicateWindow = 100 * time.Millisecond })
 	defer q.Close()
 	ctx := context.Background()
 	big := strings.Repeat("x", 64<<10)
@@ -190,8 +190,10 @@ func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 	if n := streamMsgs(t, q, StreamRaw); n != uint64(stored) {
 		t.Fatalf("RAW holds %d, want the %d stored before it filled", n, stored)
 	}
-	// Consuming does not free space by itself; trimming delivered records does.
+	// Consuming does not free space by itself; trimming delivered records
+	// older than the duplicate window does.
 	deliverAll(t, q, stored)
+	time.Sleep(150 * time.Millisecond)
 	if err := q.Trim(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +230,7 @@ func deliverAll(t *testing.T, q *Queue, n int) {
 // A stream full of delivered records must not wait for the trimmer's next
 // tick: the refused publish starts a trim, and a retry soon succeeds.
 func TestBufferFullTrimsDeliveredAtOnce(t *testing.T) {
-	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 4 << 20 })
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.MaxBytes = 4 << 20; o.DuplicateWindow = 100 * time.Millisecond })
 	defer q.Close()
 	ctx := context.Background()
 	big := strings.Repeat("x", 64<<10)
@@ -256,7 +258,7 @@ func TestBufferFullTrimsDeliveredAtOnce(t *testing.T) {
 }
 
 func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
-	q := startQueue(t, t.TempDir(), func(o *Options) { o.RetainDelivered = time.Hour })
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.RetainDelivered = time.Hour; o.DuplicateWindow = 100 * time.Millisecond })
 	defer q.Close()
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
@@ -285,6 +287,7 @@ func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
 		t.Fatalf("RAW has %d consumers after a trim, want only the transform's", n)
 	}
 	q.opts.RetainDelivered = time.Nanosecond
+	time.Sleep(150 * time.Millisecond) // past the duplicate window too
 	waitFor(t, func() bool {
 		info, _ := c.Info(ctx)
 		return info != nil && info.AckFloor.Stream == 2

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,15 +27,37 @@ type ScanOptions struct {
 	Stream  string
 	Subject string    // filter; default every subject of the stream
 	From    time.Time // first store time; zero for the oldest kept
+	// FromSeq, when set, starts the walk at this sequence instead (a walk
+	// taken up again after ErrScanGap).
+	FromSeq uint64
 	// UpToSeq ends the walk; 0 means the stream's last sequence when the
 	// walk starts, so messages published during it are not visited.
 	UpToSeq     uint64
 	HeadersOnly bool
 }
 
-// scanIdle is how long a walk waits for a message before deciding that
-// nothing more is stored in its range.
+// scanIdle is how long a walk waits for a message before asking the
+// stream whether anything more is stored in its range.
 const scanIdle = 2 * time.Second
+
+// ErrScanGap is a walk that got no message for scanIdle although the
+// stream still holds some in its range (a stream leader changing, a slow
+// replica): the walk stopped short and should be taken up again from
+// ScanGapError.Next, never read as the end of the range.
+var ErrScanGap = errors.New("queue: the walk stopped short of its range")
+
+// ScanGapError says where a walk stopped short.
+type ScanGapError struct {
+	Stream, Subject string
+	Next            uint64 // the first sequence not visited
+	UpTo            uint64
+}
+
+func (e *ScanGapError) Error() string {
+	return fmt.Sprintf("queue: reading %s %s: no message for %s although sequences %d–%d hold more", e.Stream, e.Subject, scanIdle, e.Next, e.UpTo)
+}
+
+func (e *ScanGapError) Is(target error) bool { return target == ErrScanGap }
 
 // Scan calls fn for each stored message of o in order, until fn returns
 // false or an error, or the range ends. It reads through an ephemeral
@@ -59,7 +82,10 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 	if o.Subject != "" {
 		cfg.FilterSubjects = []string{o.Subject}
 	}
-	if !o.From.IsZero() {
+	switch {
+	case o.FromSeq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, o.FromSeq
+	case !o.From.IsZero():
 		from := o.From
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
 	}
@@ -73,6 +99,7 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
 	}
 	defer it.Stop()
+	next := o.FromSeq // the first sequence not visited yet; 0: from the start
 	for {
 		wait, cancel := context.WithTimeout(ctx, scanIdle)
 		m, err := it.Next(jetstream.NextContext(wait))
@@ -82,7 +109,16 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 				return ctx.Err()
 			}
 			if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil // nothing more stored in range
+				// Silence is the end of the range only when the stream
+				// says so: a leader change also reads as silence.
+				more, err := q.storedInRange(ctx, o, next, upTo)
+				if err != nil {
+					return fmt.Errorf("queue: reading %s: no message for %s, and no answer whether more is stored: %w", o.Stream, scanIdle, err)
+				}
+				if more {
+					return &ScanGapError{Stream: o.Stream, Subject: o.Subject, Next: max(next, 1), UpTo: upTo}
+				}
+				return nil
 			}
 			return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
 		}
@@ -93,6 +129,7 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 		if md.Sequence.Stream > upTo {
 			return nil
 		}
+		next = md.Sequence.Stream + 1
 		st := Stored{Seq: md.Sequence.Stream, Subject: m.Subject(), Time: md.Timestamp, Header: m.Headers(), Data: m.Data(), Size: len(m.Data())}
 		if o.HeadersOnly {
 			st.Size, _ = strconv.Atoi(st.Header.Get(msgSizeHeader))
@@ -105,6 +142,32 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 			return nil
 		}
 	}
+}
+
+// storedInRange asks the stream leader whether a message of o's subject
+// is stored at or after next (or o.From when the walk has seen none) and
+// at or below upTo.
+func (q *Queue) storedInRange(ctx context.Context, o ScanOptions, next, upTo uint64) (bool, error) {
+	subj := o.Subject
+	if subj == "" {
+		subj = ">"
+	}
+	req := server.JSApiMsgGetRequest{NextFor: subj, NoHeaders: true, Seq: next}
+	if next == 0 {
+		req.Seq = 1
+		if !o.From.IsZero() {
+			from := o.From
+			req.Seq, req.StartTime = 0, &from
+		}
+	}
+	m, err := q.msgGet(ctx, o.Stream, req)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return m.Sequence <= upTo, nil
 }
 
 // GetStored reads one message by its sequence.
@@ -237,4 +300,48 @@ func (q *Queue) dropOrdered(stream string, oc jetstream.Consumer) {
 	if err := q.js.DeleteConsumer(ctx, stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		q.log.Debug("deleting a finished reader failed; the server drops it when idle", "stream", stream, "err", err)
 	}
+}
+
+// PendingAfter is how many messages on subject are stored after seq: what
+// a reader whose ack floor is seq has still to take. It asks through a
+// short-lived ephemeral consumer, which holds nothing back from the trimmer.
+func (q *Queue) PendingAfter(ctx context.Context, stream, subject string, seq uint64) (uint64, error) {
+	c, err := q.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject: subject, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: counting %s %s after %d: %w", stream, subject, seq, err)
+	}
+	defer q.dropOrdered(stream, c)
+	info := c.CachedInfo()
+	if info == nil {
+		return 0, fmt.Errorf("queue: counting %s %s after %d: no consumer info", stream, subject, seq)
+	}
+	return info.NumPending, nil
+}
+
+// PurgeSubject removes the messages on subject below the sequence below
+// (every one of them when below is 0).
+func (q *Queue) PurgeSubject(ctx context.Context, stream, subject string, below uint64) error {
+	s, err := q.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	opts := []jetstream.StreamPurgeOpt{jetstream.WithPurgeSubject(subject)}
+	if below > 0 {
+		opts = append(opts, jetstream.WithPurgeSequence(below))
+	}
+	if err := s.Purge(ctx, opts...); err != nil {
+		return fmt.Errorf("queue: purge %s %s below %d: %w", stream, subject, below, err)
+	}
+	return nil
+}
+
+// DeleteConsumer removes a durable consumer; one already gone is no error.
+func (q *Queue) DeleteConsumer(ctx context.Context, stream, name string) error {
+	if err := q.js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("queue: delete consumer %s on %s: %w", name, stream, err)
+	}
+	return nil
 }

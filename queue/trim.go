@@ -21,8 +21,9 @@ import (
 // delivered once every durable consumer whose filters match its subject has
 // acked past it (the consumer's ack floor), sluice's own or not
 // (trimreaders.go). Delivered records go when older than RetainDelivered,
-// or all of them, oldest first, when a stream is over trimHighWater of its
-// limit. Whenever the trimmer lacks a definite answer (a consumer list with
+// or, when a stream is over trimHighWater of its limit, all of them older
+// than DuplicateWindow, oldest first. A window a running job reads is
+// held (hold.go) and stays in either case. Whenever the trimmer lacks a definite answer (a consumer list with
 // consumers missing, a replay-window lookup that timed out) it keeps the
 // records and tries again next round.
 const trimHighWater = 0.8
@@ -41,6 +42,7 @@ func (q *Queue) trimLoop(ctx context.Context) {
 	t := time.NewTicker(TrimInterval)
 	defer t.Stop()
 	var last time.Time
+	clock := newTrimClock(time.Now)
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,7 +56,7 @@ func (q *Queue) trimLoop(ctx context.Context) {
 			}
 		}
 		last = time.Now()
-		if err := q.Trim(ctx); err != nil && ctx.Err() == nil {
+		if err := q.trimAt(ctx, clock.now()); err != nil && ctx.Err() == nil {
 			q.log.Warn("trimming delivered records failed", "err", err)
 		}
 	}
@@ -72,17 +74,25 @@ func (q *Queue) kickTrim() {
 // delivered records of a stream that is short of space. Safe to run on every
 // node of a cluster at once: a purge below the ack floor is idempotent and
 // trim marks only move forward (raiseMark).
-func (q *Queue) Trim(ctx context.Context) error {
+func (q *Queue) Trim(ctx context.Context) error { return q.trimAt(ctx, time.Now()) }
+
+// trimAt trims as if it were now (the trim loop's clock, trimclock.go).
+func (q *Queue) trimAt(ctx context.Context, now time.Time) error {
+	holds, err := q.holds(ctx)
+	if err != nil {
+		// A window a replay reads may be among them: keep everything this round.
+		return fmt.Errorf("queue: trim: %w", err)
+	}
 	var errs []error
 	for _, name := range []string{StreamRaw, StreamOut} {
-		if err := q.trimStream(ctx, name); err != nil {
+		if err := q.trimStream(ctx, name, now, holds); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (q *Queue) trimStream(ctx context.Context, name string) error {
+func (q *Queue) trimStream(ctx context.Context, name string, now time.Time, holds []HoldSpec) error {
 	s, err := q.js.Stream(ctx, name)
 	if err != nil {
 		return fmt.Errorf("queue: trim %s: %w", name, err)
@@ -99,23 +109,30 @@ func (q *Queue) trimStream(ctx context.Context, name string) error {
 	}
 	floors := deliveredFloors(info.State.Subjects, durableReaders(consumers))
 	short := info.Config.MaxBytes > 0 && float64(info.State.Bytes) > trimHighWater*float64(info.Config.MaxBytes)
-	cutoff := time.Now().Add(-q.opts.RetainDelivered)
+	// Delivered records stay for the replay window, or when short of
+	// space for the duplicate window only: JetStream rebuilds its
+	// duplicate table on restart from the records it stores, so one
+	// trimmed sooner is forgotten and a re-read of it stored again.
+	keep := max(q.opts.RetainDelivered, q.opts.DuplicateWindow)
+	if short {
+		keep = q.opts.DuplicateWindow
+	}
+	cutoff := now.Add(-keep)
 	var errs []error
 	for _, subj := range slices.Sorted(maps.Keys(floors)) {
 		floor := floors[subj]
 		if floor == 0 {
 			continue
 		}
-		upTo := floor + 1 // purge keeps this sequence and later ones
-		if !short {
-			first, err := q.firstSeqSince(ctx, name, subj, cutoff)
-			if err != nil {
-				// No definite answer: leave the subject for the next round.
-				q.log.Warn("not trimming a subject this round: no answer on its replay window", "stream", name, "subject", subj, "err", err)
-				continue
-			}
-			upTo = min(upTo, first)
+		upTo := floor + 1                            // purge keeps this sequence and later ones
+		since := heldFrom(holds, name, subj, cutoff) // a running replay's window stays
+		first, err := q.firstSeqSince(ctx, name, subj, since)
+		if err != nil {
+			// No definite answer: leave the subject for the next round.
+			q.log.Warn("not trimming a subject this round: no answer on its replay window", "stream", name, "subject", subj, "err", err)
+			continue
 		}
+		upTo = min(upTo, first)
 		if upTo <= info.State.FirstSeq {
 			continue
 		}

@@ -80,7 +80,7 @@ func TestTrimHoldsRecordsForConsumersItDidNotCreate(t *testing.T) {
 		{"list", jetstream.ConsumerConfig{Durable: "debug", FilterSubjects: []string{"out.bigquery", "out.splunk"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			q := startQueue(t, t.TempDir(), func(o *Options) { o.RetainDelivered = time.Nanosecond })
+			q := startQueue(t, t.TempDir(), func(o *Options) { o.RetainDelivered = time.Nanosecond; o.DuplicateWindow = 100 * time.Millisecond })
 			defer q.Close()
 			ctx := context.Background()
 			for i := 0; i < 10; i++ {
@@ -113,6 +113,7 @@ func TestTrimHoldsRecordsForConsumersItDidNotCreate(t *testing.T) {
 				info, err := sink.Info(ctx)
 				return err == nil && info.AckFloor.Stream == 4
 			})
+			time.Sleep(150 * time.Millisecond) // past the duplicate window
 			if err := q.Trim(ctx); err != nil {
 				t.Fatal(err)
 			}

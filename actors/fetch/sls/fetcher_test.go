@@ -284,7 +284,13 @@ func TestTwoFetchersSplitShardsAndTakeOver(t *testing.T) {
 func TestFullRAWStopsPullingAndHoldsCheckpoints(t *testing.T) {
 	s := newStandIn(t, 2)
 	s.Preload(2, 12000, time.Now().Add(-time.Hour)) // ~12 MB; RAW gets 30% of 16 MiB
-	q := newQueue(t, t.TempDir(), 16<<20)
+	// Delivered records go when short of space only once older than the
+	// duplicate window: a short one lets the drain below free RAW.
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 16 << 20, DuplicateWindow: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
 	r := start(t, q, testConfig(s, nil), "n1")
 	waitFor(t, 30*time.Second, "RAW to fill and the source to say so", func() bool {
 		err := r.rt.Ready()
