@@ -34,6 +34,7 @@ func chaosBench(args []string) error {
 	faults := fs.String("faults", "all", "faults to inject: all, none, or a list of "+strings.Join(faultKinds, ","))
 	out := fs.String("out", "", "directory for the picture, the node logs and the timeline (default: a temporary one, kept)")
 	maxBytes := fs.Int64("max-bytes", 0, "queue.max_bytes of each node (default: 20 s of the offered rate, at least 48 MiB, so buffer-full can fill it)")
+	dupWindow := fs.Duration("duplicate-window", 0, "queue.duplicate_window of each node (default: what RAW's share of max_bytes holds at the offered rate, less a fifth, at least 2s: the trimmer keeps younger records, so a longer window stalls a small buffer)")
 	drain := fs.Duration("drain-timeout", 10*time.Minute, "how long to wait for the backlog after the last fault")
 	logLevel := fs.String("log-level", "warn", "the nodes' log level (their logs go to the output directory)")
 	_ = fs.Parse(args)
@@ -56,6 +57,14 @@ func chaosBench(args []string) error {
 	if o.maxBytes == 0 {
 		o.maxBytes = max(48<<20, int64(o.rate*1e6*20))
 	}
+	o.dupWindow = *dupWindow
+	if o.dupWindow == 0 {
+		inflow := o.rate * 1e6 // bytes a second into RAW
+		if o.secondSource {
+			inflow *= 2
+		}
+		o.dupWindow = max(2*time.Second, time.Duration(0.3*float64(o.maxBytes)/inflow*0.8*float64(time.Second)).Round(time.Second))
+	}
 	res, err := runChaos(o)
 	if err != nil {
 		return err
@@ -74,8 +83,11 @@ type chaosOpts struct {
 	faults   []string
 	out      string
 	maxBytes int64
-	drain    time.Duration
-	logLevel string
+	// dupWindow is queue.duplicate_window: the trimmer never removes a
+	// record younger, so RAW must hold that much of the inflow.
+	dupWindow time.Duration
+	drain     time.Duration
+	logLevel  string
 	// secondSource adds a second source on the same logstore (its own
 	// consumer group and fixed schema) whose records go to a second sink.
 	secondSource bool
@@ -176,8 +188,8 @@ func runChaos(o chaosOpts) (*chaosResult, error) {
 	}
 	fill := time.Duration(0.9 * float64(o.maxBytes) / (o.rate * 1e6) * 1.3 * float64(time.Second))
 	c.schedule = schedule(o.seed, o.faults, o.nodes, o.duration, fill)
-	fmt.Printf("chaos: %d node(s), %s at %.1f MB/s, seed %d, queue.max_bytes %d MiB, %d faults; output in %s\n",
-		o.nodes, o.duration, o.rate, o.seed, o.maxBytes>>20, len(c.schedule), o.out)
+	fmt.Printf("chaos: %d node(s), %s at %.1f MB/s, seed %d, queue.max_bytes %d MiB, duplicate_window %s, %d faults; output in %s\n",
+		o.nodes, o.duration, o.rate, o.seed, o.maxBytes>>20, o.dupWindow, len(c.schedule), o.out)
 	for _, f := range c.schedule {
 		fmt.Printf("  %s  %s\n", fmtOffset(f.At), f)
 	}
@@ -311,6 +323,7 @@ func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int, maxBytes int
   log_level: %s
 queue:
   max_bytes: %d
+  duplicate_window: %s
 policies:
   dir: %s
 transform:
@@ -336,7 +349,7 @@ sinks:
     ack_wait: 20s
     max_backoff: 2s
     ack: %t
-`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, maxBytes, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL, c.acks())
+`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, maxBytes, c.opts.dupWindow, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL, c.acks())
 	if c.hec2 != nil {
 		fmt.Fprintf(&b, `  - name: splunk2
     type: splunk_hec

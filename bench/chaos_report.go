@@ -245,7 +245,7 @@ func (r *chaosResult) table(w io.Writer, c *chaosRun) {
 	if len(injected) == 0 {
 		injected = []string{"none"}
 	}
-	fmt.Fprintf(w, "\nchaos run: %d node(s), %s, %.1f MB/s offered, seed %d, queue.max_bytes %d MiB\n", o.nodes, o.duration, o.rate, o.seed, o.maxBytes>>20)
+	fmt.Fprintf(w, "\nchaos run: %d node(s), %s, %.1f MB/s offered, seed %d, queue.max_bytes %d MiB, duplicate_window %s\n", o.nodes, o.duration, o.rate, o.seed, o.maxBytes>>20, o.dupWindow)
 	fmt.Fprintf(w, "machine:   %s\n", machine())
 	fmt.Fprintf(w, "faults:    %s\n\n", strings.Join(injected, ", "))
 	row := func(name string, n int, note string) { fmt.Fprintf(w, "  %-22s %12s  %s\n", name, commas(n), note) }
