@@ -25,6 +25,7 @@ type records interface {
 // at most maxRecord bytes of one element: a longer one is refused as soon
 // as it passes maxRecord, and read past without being kept.
 func parse(parser string, r io.Reader, maxRecord int, out records) error {
+	r = skipBOM(r)
 	switch parser {
 	case "", "json":
 		return parseJSONLines(r, maxRecord, out)
@@ -38,6 +39,17 @@ func parse(parser string, r io.Reader, maxRecord int, out records) error {
 		return parseText(r, maxRecord, out)
 	}
 	return fmt.Errorf("unknown parser %q (want one of %v)", parser, Parsers)
+}
+
+// skipBOM reads past a leading UTF-8 byte-order mark (Windows tools and
+// Excel's "CSV UTF-8" write one): it would be part of the first record —
+// a JSON line that does not parse, a CSV header "\ufeffname".
+func skipBOM(r io.Reader) io.Reader {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte{0xef, 0xbb, 0xbf}) {
+		_, _ = br.Discard(3)
+	}
+	return br
 }
 
 // lineReader yields lines without their end, numbered from 1. A line
