@@ -152,7 +152,10 @@ func (r *reader) readObject(ctx context.Context, n notice, d delivery) (string, 
 	if size < 0 {
 		attrs, err := obj.Attrs(ctx)
 		if errors.Is(err, storage.ErrObjectNotExist) {
-			return "", errDeleted
+			err = r.missing(ctx, n)
+		}
+		if why, ok := refusal(n.Bucket, err); ok {
+			return "refused", r.deadNotice(ctx, n, d, event, fmt.Sprintf("object %s: %s", n, why))
 		}
 		if err != nil {
 			return "", fmt.Errorf("%s: attributes: %w", n, err)
@@ -166,6 +169,12 @@ func (r *reader) readObject(ctx context.Context, n notice, d delivery) (string, 
 		err := r.readElement(ctx, n, d, obj, event, i, el)
 		if errors.Is(err, errCut) {
 			return "too_large", nil
+		}
+		if errors.Is(err, errDeleted) {
+			err = r.missing(ctx, n)
+		}
+		if why, ok := refusal(n.Bucket, err); ok {
+			return "refused", r.deadNotice(ctx, n, d, event, fmt.Sprintf("object %s: %s", n, why))
 		}
 		if err != nil {
 			return "", err
