@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/sluicehq/sluice/jsonx"
 )
@@ -25,6 +26,25 @@ type records interface {
 // at most maxRecord bytes of one element: a longer one is refused as soon
 // as it passes maxRecord, and read past without being kept.
 func parse(parser string, r io.Reader, maxRecord int, out records) error {
+	return parseWith(parser, r, parseOptions{maxRecord: maxRecord}, out)
+}
+
+// parseOptions are the source's choices on how to read.
+type parseOptions struct {
+	maxRecord     int
+	csvDuplicates string // a header repeated: "suffix" (or "") or "refuse"
+}
+
+// objectRefused: the object is not read as configured; it goes to the DLQ
+// as its notification, with the reason.
+type objectRefused struct{ reason string }
+
+func (e *objectRefused) Error() string { return e.reason }
+
+// parseWith is parse with every option; an *objectRefused error means
+// nothing of the object was emitted.
+func parseWith(parser string, r io.Reader, o parseOptions, out records) error {
+	maxRecord := o.maxRecord
 	r = skipBOM(r)
 	switch parser {
 	case "", "json":
@@ -34,7 +54,7 @@ func parse(parser string, r io.Reader, maxRecord int, out records) error {
 	case "cloudtrail":
 		return parseCloudTrail(r, maxRecord, out)
 	case "csv":
-		return parseCSV(r, maxRecord, out)
+		return parseCSV(r, maxRecord, o.csvDuplicates, out)
 	case "text":
 		return parseText(r, maxRecord, out)
 	}
@@ -741,8 +761,9 @@ func (e *errReader) Read(p []byte) (int, error) {
 
 // parseCSV reads CSV with a header line; each row becomes an object of
 // header → string. A row that does not parse, or is longer than
-// maxRecord, is bad on its own.
-func parseCSV(r io.Reader, maxRecord int, out records) error {
+// maxRecord, is bad on its own. A header repeated is renamed (dups
+// "suffix") or refuses the object (dups "refuse").
+func parseCSV(r io.Reader, maxRecord int, dups string, out records) error {
 	rows := &csvRows{r: bufio.NewReaderSize(r, 64<<10), max: maxRecord}
 	feed := &rowFeed{}
 	newReader := func(fields int) *csv.Reader {
@@ -796,6 +817,9 @@ func parseCSV(r io.Reader, maxRecord int, out records) error {
 		}
 		if header == nil {
 			header = append([]string(nil), fields...)
+			if err := uniqueHeader(header, dups); err != nil {
+				return err
+			}
 			continue
 		}
 		rec = append(rec[:0], '{')
@@ -812,6 +836,34 @@ func parseCSV(r io.Reader, maxRecord int, out records) error {
 			return err
 		}
 	}
+}
+
+// uniqueHeader renames each repeat of a header name in place, name_2,
+// name_3, … (a suffix no other header has), so no column's value is lost
+// to a later one of the same name; with dups "refuse" a repeat refuses
+// the object instead.
+func uniqueHeader(header []string, dups string) error {
+	used := make(map[string]bool, len(header))
+	for _, h := range header {
+		used[h] = true
+	}
+	seen := make(map[string]int, len(header))
+	for i, h := range header {
+		seen[h]++
+		if seen[h] == 1 {
+			continue
+		}
+		if dups == "refuse" {
+			return &objectRefused{fmt.Sprintf("CSV header, line 1: column %d repeats %q (csv_duplicate_headers: refuse); not read", i+1, h)}
+		}
+		n := seen[h]
+		for used[h+"_"+strconv.Itoa(n)] {
+			n++
+		}
+		header[i] = h + "_" + strconv.Itoa(n)
+		used[header[i]] = true
+	}
+	return nil
 }
 
 // csvRows cuts CSV into rows, each up to a line end outside quotes (a
