@@ -47,6 +47,11 @@ type Config struct {
 	Parser   string `yaml:"parser"`   // json (default), json_array, cloudtrail, csv, text
 	Compress string `yaml:"compress"` // "", gzip or zstd; the bytes' magic number wins
 	Schema   string `yaml:"schema"`
+	// CSVDuplicateHeaders is what a CSV header that names a column twice
+	// does: "suffix" (default) keeps every column, the repeats renamed
+	// name_2, name_3, …; "refuse" sends the object's notification to the
+	// DLQ unread.
+	CSVDuplicateHeaders string `yaml:"csv_duplicate_headers"`
 }
 
 // Parsers are the record formats an object can be read as.
@@ -78,6 +83,9 @@ func (c *Config) SetDefaults() {
 	if c.LeasePeriod == 0 {
 		c.LeasePeriod = conf.Duration(60 * time.Second)
 	}
+	if c.CSVDuplicateHeaders == "" {
+		c.CSVDuplicateHeaders = "suffix"
+	}
 	if c.MaxExtension == 0 {
 		c.MaxExtension = conf.Duration(60 * time.Minute)
 	}
@@ -104,6 +112,8 @@ func (c *Config) Validate() error {
 		return conf.Errorf("parser", "%q: want one of %v", c.Parser, Parsers)
 	case c.Compress != "" && c.Compress != "gzip" && c.Compress != "zstd":
 		return conf.Errorf("compress", "%q: want gzip, zstd or empty", c.Compress)
+	case c.CSVDuplicateHeaders != "suffix" && c.CSVDuplicateHeaders != "refuse":
+		return conf.Errorf("csv_duplicate_headers", "%q: want suffix or refuse", c.CSVDuplicateHeaders)
 	case c.Parser != "" && c.Schema == "":
 		return conf.Errorf("parser", "set only together with schema (else the event policy decides)")
 	}

@@ -23,7 +23,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_gcs_notifications_total",
-			Help: "Bucket notifications by what became of them: acked (read), skipped_event (not OBJECT_FINALIZE), skipped_policy (no src element), deleted (object gone), too_large, invalid, nacked."}, []string{"result"}),
+			Help: "Bucket notifications by what became of them: acked (read), skipped_event (not OBJECT_FINALIZE), skipped_policy (no src element), deleted (object gone), too_large, invalid, refused (GCS refuses the read the same way every time, or csv_duplicate_headers: refuse: to the DLQ), nacked."}, []string{"result"}),
 		objects:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_gcs_objects_total", Help: "Object reads finished (one per event policy element)."}),
 		objectBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_gcs_object_bytes_total", Help: "Bytes read from GCS, as served (compressed when stored so)."}),
 		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_gcs_records_total", Help: "Records published to RAW and acked."}),

@@ -152,7 +152,10 @@ func (r *reader) readObject(ctx context.Context, n notice, d delivery) (string, 
 	if size < 0 {
 		attrs, err := obj.Attrs(ctx)
 		if errors.Is(err, storage.ErrObjectNotExist) {
-			return "", errDeleted
+			err = r.missing(ctx, n)
+		}
+		if why, ok := refusal(n.Bucket, err); ok {
+			return "refused", r.deadNotice(ctx, n, d, event, fmt.Sprintf("object %s: %s", n, why))
 		}
 		if err != nil {
 			return "", fmt.Errorf("%s: attributes: %w", n, err)
@@ -166,6 +169,15 @@ func (r *reader) readObject(ctx context.Context, n notice, d delivery) (string, 
 		err := r.readElement(ctx, n, d, obj, event, i, el)
 		if errors.Is(err, errCut) {
 			return "too_large", nil
+		}
+		if errors.Is(err, errRefused) {
+			return "refused", nil
+		}
+		if errors.Is(err, errDeleted) {
+			err = r.missing(ctx, n)
+		}
+		if why, ok := refusal(n.Bucket, err); ok {
+			return "refused", r.deadNotice(ctx, n, d, event, fmt.Sprintf("object %s: %s", n, why))
 		}
 		if err != nil {
 			return "", err
@@ -234,7 +246,7 @@ func (r *reader) readElement(ctx context.Context, n notice, d delivery, obj *sto
 		err = out.bad("byte 0", nil, err.Error())
 	} else {
 		limited := &limitReader{r: body, left: int64(f.cfg.MaxDecompressedBytes)}
-		err = parse(el.Parser, limited, int(f.cfg.MaxRecordBytes), out)
+		err = parseWith(el.Parser, limited, parseOptions{maxRecord: int(f.cfg.MaxRecordBytes), csvDuplicates: f.cfg.CSVDuplicateHeaders}, out)
 		closeBody()
 	}
 	if err != nil {
@@ -243,6 +255,16 @@ func (r *reader) readElement(ctx context.Context, n notice, d delivery, obj *sto
 		}
 		if out.failed != nil {
 			return err // RAW or the DLQ refused
+		}
+		var ro *objectRefused
+		if errors.As(err, &ro) {
+			if err := out.finish(); err != nil {
+				return err
+			}
+			if err := r.deadNotice(ctx, n, d, event, fmt.Sprintf("object %s: %s", n, ro.reason)); err != nil {
+				return err
+			}
+			return errRefused
 		}
 		if errors.Is(err, errTooLarge) {
 			// What was parsed before the cut flows; the object is in the
@@ -296,6 +318,9 @@ func decompress(r io.Reader, compress string) (io.Reader, func(), error) {
 
 // errTooLarge ends an object's bytes at max_decompressed_bytes.
 var errTooLarge = errors.New("over max_decompressed_bytes")
+
+// errRefused says an object was not read as configured and is in the DLQ.
+var errRefused = errors.New("object refused")
 
 // errCut says an object was cut at max_decompressed_bytes and is in the DLQ.
 var errCut = errors.New("object cut at max_decompressed_bytes")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/sluicehq/sluice/jsonx"
 )
@@ -25,6 +26,26 @@ type records interface {
 // at most maxRecord bytes of one element: a longer one is refused as soon
 // as it passes maxRecord, and read past without being kept.
 func parse(parser string, r io.Reader, maxRecord int, out records) error {
+	return parseWith(parser, r, parseOptions{maxRecord: maxRecord}, out)
+}
+
+// parseOptions are the source's choices on how to read.
+type parseOptions struct {
+	maxRecord     int
+	csvDuplicates string // a header repeated: "suffix" (or "") or "refuse"
+}
+
+// objectRefused: the object is not read as configured; it goes to the DLQ
+// as its notification, with the reason.
+type objectRefused struct{ reason string }
+
+func (e *objectRefused) Error() string { return e.reason }
+
+// parseWith is parse with every option; an *objectRefused error means
+// nothing of the object was emitted.
+func parseWith(parser string, r io.Reader, o parseOptions, out records) error {
+	maxRecord := o.maxRecord
+	r = skipBOM(r)
 	switch parser {
 	case "", "json":
 		return parseJSONLines(r, maxRecord, out)
@@ -33,11 +54,22 @@ func parse(parser string, r io.Reader, maxRecord int, out records) error {
 	case "cloudtrail":
 		return parseCloudTrail(r, maxRecord, out)
 	case "csv":
-		return parseCSV(r, maxRecord, out)
+		return parseCSV(r, maxRecord, o.csvDuplicates, out)
 	case "text":
 		return parseText(r, maxRecord, out)
 	}
 	return fmt.Errorf("unknown parser %q (want one of %v)", parser, Parsers)
+}
+
+// skipBOM reads past a leading UTF-8 byte-order mark (Windows tools and
+// Excel's "CSV UTF-8" write one): it would be part of the first record —
+// a JSON line that does not parse, a CSV header "\ufeffname".
+func skipBOM(r io.Reader) io.Reader {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte{0xef, 0xbb, 0xbf}) {
+		_, _ = br.Discard(3)
+	}
+	return br
 }
 
 // lineReader yields lines without their end, numbered from 1. A line
@@ -91,164 +123,347 @@ func (l *lineReader) next() ([]byte, error) {
 	}
 }
 
-// nesting follows JSON's brackets and strings over the lines of a value,
-// so that a value spread over many lines is checked once, when it can be
-// whole, not once per line (which was quadratic in the value's size).
-type nesting struct {
-	depth            int
-	inString, escape bool
-	broken           bool // a closing bracket with nothing open
-}
-
-func (s *nesting) feed(b []byte) {
-	for _, c := range b {
-		switch {
-		case s.inString:
-			switch {
-			case s.escape:
-				s.escape = false
-			case c == '\\':
-				s.escape = true
-			case c == '"':
-				s.inString = false
-			}
-		case c == '"':
-			s.inString = true
-		case c == '{' || c == '[':
-			s.depth++
-		case c == '}' || c == ']':
-			s.depth--
-			s.broken = s.broken || s.depth < 0
-		}
-	}
-}
-
-// open says whether more lines could still complete the value: a string
-// cannot go on over a line end in JSON, and a value whose brackets have
-// closed is as whole as it will get.
-func (s *nesting) open() bool { return s.depth > 0 && !s.inString && !s.broken }
-
-// parseJSONLines reads JSON lines, several values on one line, and
-// pretty-printed values over several lines. A line that cannot start or
-// finish a value is bad on its own; the next line that holds a whole
-// object starts afresh. Work is linear in the object's size.
+// parseJSONLines reads JSON lines, several values on one line, and values
+// pretty-printed over several lines. It follows JSON's grammar byte by
+// byte (jsonScan), so a record ends only where its top-level object
+// closes, whatever its nested lines look like ({} or a one-line object on
+// a line of its own, as jq and Python's json.dumps(indent=2) print them).
+// A broken value ends at the first byte that cannot continue it, or at a
+// line that opens an object at its first byte (pretty-printers indent
+// what is nested; one that does not, such as Go's json.MarshalIndent with
+// an empty indent, is not read as one value); when that is on a later
+// line, the line is read again afresh, once, so a whole record after a
+// truncated line flows and work stays linear.
+// What cannot be read goes to the DLQ, the pieces of one broken stretch
+// together, up to max_record_bytes an entry.
 func parseJSONLines(r io.Reader, maxRecord int, out records) error {
 	lines := newLineReader(r, maxRecord)
-	var pending []byte
-	var nest nesting
-	pendingLine := 0
-	flushBad := func(reason string) error {
-		err := out.bad(fmt.Sprintf("line %d", pendingLine), pending, reason)
-		pending = pending[:0]
-		pendingLine = 0
-		return err
-	}
+	p := &jsonReader{out: out, max: maxRecord}
 	for {
 		line, err := lines.next()
 		if err == io.EOF {
-			break
+			return p.end()
 		}
 		if err != nil {
 			return err
 		}
 		if lines.long {
-			if pendingLine > 0 {
-				if err := flushBad("not valid JSON"); err != nil {
-					return err
-				}
-			}
-			if err := out.bad(fmt.Sprintf("line %d", lines.n), line, fmt.Sprintf("longer than max_record_bytes (%d)", maxRecord)); err != nil {
-				return err
-			}
-			continue
+			err = p.longLine(lines.n, line)
+		} else {
+			err = p.line(lines.n, line)
 		}
-		t := bytes.TrimSpace(line)
-		if pendingLine == 0 {
-			if len(t) == 0 {
-				continue
-			}
-			if ok, err := emitValues(t, lines.n, out); ok || err != nil {
-				if err != nil {
-					return err
-				}
-				continue
-			}
-			pending, pendingLine = append(pending[:0], line...), lines.n
-			nest = nesting{}
-			nest.feed(line)
-			if !nest.open() {
-				if err := flushBad("not valid JSON"); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		// A line that is a whole object by itself means what was pending
-		// was broken, not the start of a longer value.
-		if len(t) > 0 && t[0] == '{' && json.Valid(t) {
-			if err := flushBad("not valid JSON"); err != nil {
-				return err
-			}
-			if _, err := emitValues(t, lines.n, out); err != nil {
-				return err
-			}
-			continue
-		}
-		if len(pending)+1+len(line) > maxRecord {
-			if err := flushBad(fmt.Sprintf("no valid JSON within max_record_bytes (%d)", maxRecord)); err != nil {
-				return err
-			}
-			continue
-		}
-		pending = append(append(pending, '\n'), line...)
-		nest.feed(line)
-		if nest.open() {
-			continue
-		}
-		if !nest.broken && !nest.inString {
-			// The brackets closed: the value is whole now or never.
-			ok, err := emitValues(bytes.TrimSpace(pending), pendingLine, out)
-			if err != nil {
-				return err
-			}
-			if ok {
-				pending, pendingLine = pending[:0], 0
-				continue
-			}
-		}
-		if err := flushBad("not valid JSON"); err != nil {
+		if err != nil {
 			return err
 		}
 	}
-	if pendingLine > 0 {
-		return flushBad("not valid JSON")
+}
+
+// jsonReader holds what parseJSONLines carries from one line to the next.
+type jsonReader struct {
+	out  records
+	max  int
+	scan jsonScan
+
+	val     []byte // the value being read: its bytes on the lines before this one
+	valLine int    // the line it starts on; 0: between values
+	long    bool   // it passed max and was refused: the rest is read past
+
+	junk     []byte // a stretch that is not a valid object, not yet in the DLQ
+	junkLine int
+	junkWhy  string
+}
+
+func (p *jsonReader) line(n int, b []byte) error {
+	if p.valLine > 0 && len(b) > 0 && b[0] == '{' {
+		// Pretty-printers indent what is nested: a line that opens an
+		// object at its first byte is the next record, and the open value
+		// was cut short (a line truncated after "key": or in an array).
+		if !p.long {
+			if err := p.addJunk(p.valLine, p.val, "not valid JSON"); err != nil {
+				return err
+			}
+		}
+		p.valLine = 0
 	}
+	if t := bytes.TrimSpace(b); p.valLine == 0 && len(t) > 0 && t[0] == '{' && json.Valid(t) {
+		// One whole object on a line, JSON lines' common case: checked once.
+		if err := p.flushJunk(); err != nil {
+			return err
+		}
+		return emitObject(t, fmt.Sprintf("line %d", n), p.out)
+	}
+	start := 0 // where on this line the value's bytes begin
+	for i := 0; i <= len(b); i++ {
+		c := byte('\n') // the line's end: ends a number, cannot be in a string
+		if i < len(b) {
+			c = b[i]
+		}
+		if p.valLine == 0 {
+			if isSpace(c) {
+				continue
+			}
+			if c != '{' && c != '[' {
+				if len(bytes.TrimSpace(b[:i])) == 0 {
+					i = 0 // the whole line, as it was indented
+				}
+				return p.addJunk(n, b[i:], "not a JSON object")
+			}
+			if err := p.flushJunk(); err != nil {
+				return err
+			}
+			p.valLine, p.long, start = n, false, i
+			p.val = p.val[:0]
+			p.scan.reset()
+		}
+		if !p.scan.step(c) {
+			if p.valLine < n {
+				// The value was broken on an earlier line; this one
+				// starts afresh (once: a value now starts on it).
+				if !p.long {
+					if err := p.addJunk(p.valLine, p.val, "not valid JSON"); err != nil {
+						return err
+					}
+				}
+				p.valLine, start, i = 0, 0, -1
+				continue
+			}
+			p.valLine = 0
+			return p.addJunk(n, b[start:], "not valid JSON")
+		}
+		if p.scan.done() { // only a closing bracket ends a value: i < len(b)
+			line, long := p.valLine, p.long
+			p.valLine = 0
+			if long {
+				continue
+			}
+			v := b[start : i+1]
+			if len(p.val) > 0 {
+				v = append(append(p.val, '\n'), v...)
+			}
+			if err := p.emit(line, v); err != nil {
+				return err
+			}
+		}
+	}
+	if p.valLine == 0 || p.long {
+		return nil
+	}
+	// The line ended inside a value: keep its part, within max.
+	if len(p.val)+1+len(b)-start > p.max {
+		p.long = true
+		v := append(append(p.val, '\n'), b[start:]...)
+		return p.out.bad(fmt.Sprintf("line %d", p.valLine), v[:p.max], fmt.Sprintf("longer than max_record_bytes (%d)", p.max))
+	}
+	if len(p.val) > 0 {
+		p.val = append(p.val, '\n')
+	}
+	p.val = append(p.val, b[start:]...)
 	return nil
 }
 
-// emitValues emits every JSON value in b when b is one or more whole
-// values; false (and nothing emitted) when it is not.
-func emitValues(b []byte, line int, out records) (bool, error) {
-	if json.Valid(b) {
-		return true, emitObject(b, fmt.Sprintf("line %d", line), out)
+// emit passes on a value whose brackets closed, when it is valid JSON
+// (jsonScan does not check numbers, literals or escapes).
+func (p *jsonReader) emit(line int, v []byte) error {
+	if !json.Valid(v) {
+		return p.addJunk(line, v, "not valid JSON")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	var vals []json.RawMessage
-	for {
-		var v json.RawMessage
-		if err := dec.Decode(&v); err == io.EOF {
-			break
-		} else if err != nil {
-			return false, nil
+	if err := p.flushJunk(); err != nil {
+		return err
+	}
+	return emitObject(v, fmt.Sprintf("line %d", line), p.out)
+}
+
+// longLine takes a line longer than max, of which b is the first max
+// bytes; the rest of it is not read, so what follows starts afresh.
+func (p *jsonReader) longLine(n int, b []byte) error {
+	if err := p.flushJunk(); err != nil {
+		return err
+	}
+	line, long := p.valLine, p.long
+	p.valLine = 0
+	switch {
+	case line == 0:
+		line, long = n, false
+		p.val = p.val[:0]
+	case long:
+		return nil // refused already
+	}
+	v := b
+	if len(p.val) > 0 {
+		v = append(append(p.val, '\n'), b...)[:p.max]
+	}
+	return p.out.bad(fmt.Sprintf("line %d", line), v, fmt.Sprintf("longer than max_record_bytes (%d)", p.max))
+}
+
+// end sends what is left at the end of the object to the DLQ.
+func (p *jsonReader) end() error {
+	if p.valLine > 0 && !p.long {
+		if err := p.addJunk(p.valLine, p.val, "not valid JSON: the object ends inside it"); err != nil {
+			return err
 		}
-		vals = append(vals, v)
 	}
-	for _, v := range vals {
-		if err := emitObject(v, fmt.Sprintf("line %d", line), out); err != nil {
-			return true, err
+	p.valLine = 0
+	return p.flushJunk()
+}
+
+// addJunk adds b to the broken stretch being gathered for the DLQ.
+func (p *jsonReader) addJunk(line int, b []byte, why string) error {
+	if len(p.junk) > 0 && len(p.junk)+1+len(b) > p.max {
+		if err := p.flushJunk(); err != nil {
+			return err
 		}
 	}
-	return true, nil
+	if len(p.junk) == 0 {
+		p.junkLine, p.junkWhy = line, why
+	} else {
+		p.junk = append(p.junk, '\n')
+	}
+	p.junk = append(p.junk, b[:min(len(b), p.max)]...)
+	return nil
+}
+
+func (p *jsonReader) flushJunk() error {
+	if len(p.junk) == 0 {
+		return nil
+	}
+	err := p.out.bad(fmt.Sprintf("line %d", p.junkLine), p.junk, p.junkWhy)
+	p.junk = p.junk[:0]
+	return err
+}
+
+// jsonScan follows JSON's grammar over a value, one byte at a time:
+// brackets, strings, and what may come next. It finds where a value
+// closes and the first byte that cannot continue it; it does not check
+// inside numbers, literals and escapes (json.Valid does, once the value
+// closed).
+type jsonScan struct {
+	stack                  []byte // open brackets, '{' or '['
+	want                   expect
+	inStr, esc, key, inLit bool
+}
+
+type expect uint8
+
+const (
+	wantValue        expect = iota // after ':', after ',' in an array, at the start
+	wantValueOrClose               // after '['
+	wantKeyOrClose                 // after '{'
+	wantKey                        // after ',' in an object
+	wantColon                      // after a key
+	wantCommaOrClose               // after a value in an array or object
+	wantNothing                    // the value closed
+)
+
+// maxNesting is encoding/json's own bound: json.Valid refuses deeper.
+const maxNesting = 10000
+
+func (s *jsonScan) reset() {
+	s.stack, s.want = s.stack[:0], wantValue
+	s.inStr, s.esc, s.key, s.inLit = false, false, false, false
+}
+
+func (s *jsonScan) done() bool { return s.want == wantNothing }
+
+// step takes the next byte; false when it cannot continue the value.
+func (s *jsonScan) step(c byte) bool {
+	if s.inStr {
+		switch {
+		case s.esc:
+			s.esc = false
+		case c == '\\':
+			s.esc = true
+		case c == '"':
+			s.inStr = false
+			if s.key {
+				s.key, s.want = false, wantColon
+			} else {
+				s.afterValue()
+			}
+		case c < 0x20:
+			return false // a line end or other control byte inside a string
+		}
+		return true
+	}
+	if s.inLit {
+		if isLiteral(c) {
+			return true
+		}
+		s.inLit = false
+		s.afterValue()
+	}
+	if isSpace(c) {
+		return true
+	}
+	switch s.want {
+	case wantValue, wantValueOrClose:
+		if c == ']' && s.want == wantValueOrClose {
+			return s.close(c)
+		}
+		return s.open(c)
+	case wantKeyOrClose, wantKey:
+		if c == '}' && s.want == wantKeyOrClose {
+			return s.close(c)
+		}
+		s.inStr, s.key = true, true
+		return c == '"'
+	case wantColon:
+		s.want = wantValue
+		return c == ':'
+	case wantCommaOrClose:
+		if c != ',' {
+			return s.close(c)
+		}
+		if s.stack[len(s.stack)-1] == '{' {
+			s.want = wantKey
+		} else {
+			s.want = wantValue
+		}
+		return true
+	}
+	return false
+}
+
+func (s *jsonScan) open(c byte) bool {
+	switch {
+	case c == '{' || c == '[':
+		if len(s.stack) >= maxNesting {
+			return false
+		}
+		s.stack = append(s.stack, c)
+		s.want = wantValueOrClose
+		if c == '{' {
+			s.want = wantKeyOrClose
+		}
+	case c == '"':
+		s.inStr = true
+	case isLiteral(c):
+		s.inLit = true
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *jsonScan) close(c byte) bool {
+	n := len(s.stack)
+	if n == 0 || !(c == '}' && s.stack[n-1] == '{' || c == ']' && s.stack[n-1] == '[') {
+		return false
+	}
+	s.stack = s.stack[:n-1]
+	s.afterValue()
+	return true
+}
+
+func (s *jsonScan) afterValue() {
+	s.want = wantCommaOrClose
+	if len(s.stack) == 0 {
+		s.want = wantNothing
+	}
+}
+
+// isLiteral: a byte of a number, true, false or null.
+func isLiteral(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.'
 }
 
 // emitObject passes a JSON object on, compacted when it spans lines; any
@@ -546,8 +761,9 @@ func (e *errReader) Read(p []byte) (int, error) {
 
 // parseCSV reads CSV with a header line; each row becomes an object of
 // header → string. A row that does not parse, or is longer than
-// maxRecord, is bad on its own.
-func parseCSV(r io.Reader, maxRecord int, out records) error {
+// maxRecord, is bad on its own. A header repeated is renamed (dups
+// "suffix") or refuses the object (dups "refuse").
+func parseCSV(r io.Reader, maxRecord int, dups string, out records) error {
 	rows := &csvRows{r: bufio.NewReaderSize(r, 64<<10), max: maxRecord}
 	feed := &rowFeed{}
 	newReader := func(fields int) *csv.Reader {
@@ -601,6 +817,9 @@ func parseCSV(r io.Reader, maxRecord int, out records) error {
 		}
 		if header == nil {
 			header = append([]string(nil), fields...)
+			if err := uniqueHeader(header, dups); err != nil {
+				return err
+			}
 			continue
 		}
 		rec = append(rec[:0], '{')
@@ -617,6 +836,34 @@ func parseCSV(r io.Reader, maxRecord int, out records) error {
 			return err
 		}
 	}
+}
+
+// uniqueHeader renames each repeat of a header name in place, name_2,
+// name_3, … (a suffix no other header has), so no column's value is lost
+// to a later one of the same name; with dups "refuse" a repeat refuses
+// the object instead.
+func uniqueHeader(header []string, dups string) error {
+	used := make(map[string]bool, len(header))
+	for _, h := range header {
+		used[h] = true
+	}
+	seen := make(map[string]int, len(header))
+	for i, h := range header {
+		seen[h]++
+		if seen[h] == 1 {
+			continue
+		}
+		if dups == "refuse" {
+			return &objectRefused{fmt.Sprintf("CSV header, line 1: column %d repeats %q (csv_duplicate_headers: refuse); not read", i+1, h)}
+		}
+		n := seen[h]
+		for used[h+"_"+strconv.Itoa(n)] {
+			n++
+		}
+		header[i] = h + "_" + strconv.Itoa(n)
+		used[header[i]] = true
+	}
+	return nil
 }
 
 // csvRows cuts CSV into rows, each up to a line end outside quotes (a

@@ -61,7 +61,8 @@ type Server struct {
 	client    *storage.Client
 	published atomic.Int64
 	readDelay atomic.Int64 // nanoseconds before each media download answers
-	mu        sync.Mutex   // orders notifications after their upload
+	mu        sync.Mutex   // orders notifications after their upload; guards refused
+	refused   map[string]Refusal
 }
 
 // Start runs both stand-ins and creates the bucket, topic and subscription.
@@ -141,6 +142,9 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 		if d := time.Duration(s.readDelay.Load()); d > 0 && r.Method == http.MethodGet && isDownload(r) {
 			time.Sleep(d)
 		}
+		if s.refusal(w, r) {
+			return
+		}
 		if !strings.HasPrefix(r.URL.Path, "/upload/") || r.Method == http.MethodGet {
 			h.ServeHTTP(w, r)
 			return
@@ -190,7 +194,14 @@ func (r *recorder) Write(p []byte) (int, error) {
 // path a user's upload takes and is announced. contentEncoding "gzip"
 // stores it with Content-Encoding: gzip (data is stored as given).
 func (s *Server) Upload(ctx context.Context, name string, data []byte, contentEncoding string) (int64, error) {
-	w := s.client.Bucket(s.opts.Bucket).Object(name).NewWriter(ctx)
+	return s.UploadTo(ctx, s.opts.Bucket, name, data, contentEncoding)
+}
+
+// UploadTo is Upload into another bucket (see CreateBucket); its
+// notification goes to the same topic, as when several buckets' notifications
+// share one.
+func (s *Server) UploadTo(ctx context.Context, bucket, name string, data []byte, contentEncoding string) (int64, error) {
+	w := s.client.Bucket(bucket).Object(name).NewWriter(ctx)
 	w.ContentEncoding = contentEncoding
 	w.ContentType = "application/octet-stream"
 	if _, err := w.Write(data); err != nil {
@@ -201,6 +212,11 @@ func (s *Server) Upload(ctx context.Context, name string, data []byte, contentEn
 		return 0, fmt.Errorf("gcstest: upload %s: %w", name, err)
 	}
 	return w.Attrs().Generation, nil
+}
+
+// CreateBucket creates another (versioned) bucket.
+func (s *Server) CreateBucket(name string) {
+	s.gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: name, VersioningEnabled: true})
 }
 
 // AddSubscription creates another pull subscription (ack deadline 10s) on
@@ -226,6 +242,12 @@ func (s *Server) Delete(ctx context.Context, name string) error {
 // longer exists (its payload then holds only what is given).
 func (s *Server) Notify(_ context.Context, name string, generation int64, eventType string) error {
 	return s.notify(s.opts.Bucket, name, generation, eventType, true)
+}
+
+// NotifyIn is Notify for an object of any bucket, one that does not exist
+// included.
+func (s *Server) NotifyIn(_ context.Context, bucket, name string, generation int64, eventType string) error {
+	return s.notify(bucket, name, generation, eventType, true)
 }
 
 // NotifyNone publishes an OBJECT_FINALIZE of payload format NONE: the
