@@ -271,17 +271,17 @@ func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 		s.held.Release(s.weight(t.d))
 		s.m.buffered.Sub(float64(s.weight(t.d)))
 	}()
-	backoff := 100 * time.Millisecond
+	bo := newBackoff(100*time.Millisecond, 5*time.Second)
 	for store != nil {
 		err := store()
 		if err == nil {
 			break
 		}
-		s.log.Error("dead-lettering failed; retrying", "err", err)
-		if !actors.Sleep(ctx, backoff) {
+		wait := bo.next()
+		s.log.Error("dead-lettering failed; retrying", "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	_ = t.d.Ack()
 	s.mu.Lock()

@@ -50,6 +50,7 @@ type tableWriter struct {
 	probe   *stream  // opened on target while waiting for it to propagate
 	held    []pendingRow
 	probeIn time.Duration
+	probeBo *backoff // between probes of a widened schema that has not arrived
 }
 
 type stream struct {
@@ -64,7 +65,8 @@ func (s *stream) close() {
 }
 
 func newTableWriter(s *Sink, key tableKey) *tableWriter {
-	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1)}
+	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1),
+		probeBo: newBackoff(250*time.Millisecond, 5*time.Second)}
 }
 
 // enqueue hands rows to the writer; it never blocks, so a table that is
@@ -135,6 +137,7 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 			}
 			w.held = append(w.held, r)
 			w.probeIn = 0
+			w.probeBo.reset()
 		}
 		w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
 		if len(ready) == 0 {
@@ -165,7 +168,7 @@ func (w *tableWriter) refuse(r pendingRow, err error) {
 // the stream on the table's schema. It retries until it can, so the only
 // errors are a type clash of r with the table and ctx ending.
 func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
-	backoff := 200 * time.Millisecond
+	bo := w.backoff()
 	for {
 		schema, err := w.ensure(ctx, r)
 		if err != nil {
@@ -175,17 +178,17 @@ func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
 			return nil
 		}
 		w.s.setState(w.key, err.Error())
-		w.log.Warn("cannot open the table's write stream; retrying", "err", err, "next_in", backoff)
-		if !actors.Sleep(ctx, backoff) {
+		wait := bo.next()
+		w.log.Warn("cannot open the table's write stream; retrying", "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 	}
 }
 
 // ensure widens the table for r, retrying what is not r's fault.
 func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema, error) {
-	backoff := 200 * time.Millisecond
+	bo := w.backoff()
 	for {
 		schema, err := w.s.tables.ensure(ctx, w.key.dataset, w.key.table, r.row.Schema, r.partition)
 		var c *Conflict
@@ -196,11 +199,11 @@ func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema
 			return schema, err
 		}
 		w.s.setState(w.key, err.Error())
-		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", backoff)
-		if !actors.Sleep(ctx, backoff) {
+		wait := bo.next()
+		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
-		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 	}
 }
 
@@ -265,12 +268,16 @@ func (w *tableWriter) tryProbe(ctx context.Context) {
 		w.log.Info("the widened schema reached the write API", "columns", len(w.target.schema), "rows", len(fit))
 		w.main.close()
 		w.main, w.probe, w.held, w.probeIn = w.probe, nil, rest, 0
+		w.probeBo.reset()
 	}
 	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
 }
 
-func (w *tableWriter) backOffProbe() {
-	w.probeIn = min(max(2*w.probeIn, 250*time.Millisecond), 5*time.Second)
+func (w *tableWriter) backOffProbe() { w.probeIn = w.probeBo.next() }
+
+// backoff is a fresh retry backoff of the table's: 200 ms up to max_backoff.
+func (w *tableWriter) backoff() *backoff {
+	return newBackoff(200*time.Millisecond, w.s.cfg.MaxBackoff.D())
 }
 
 var (
@@ -304,7 +311,7 @@ func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingR
 // appendChunk appends one request's worth of rows (see appendAll) and
 // returns, with the error that stopped it, the rows it has not ended.
 func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
-	backoff := 200 * time.Millisecond
+	bo := w.backoff()
 	for len(rows) > 0 {
 		enc := make([][]byte, 0, len(rows))
 		kept := rows[:0:0]
@@ -340,6 +347,7 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 			}
 			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
 				w.probeIn = 0 // the new schema has arrived: try the held rows now
+				w.probeBo.reset()
 			}
 			return nil, nil
 		}
@@ -391,11 +399,11 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 			w.s.setState(w.key, err.Error())
 			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
 			w.s.m.sinkRetries.WithLabelValues("network").Inc()
-			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", backoff)
-			if !actors.Sleep(ctx, backoff) {
+			wait := bo.next()
+			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", wait)
+			if !actors.Sleep(ctx, wait) {
 				return rows, ctx.Err()
 			}
-			backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 		}
 	}
 	return nil, nil
