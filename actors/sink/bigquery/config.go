@@ -1,6 +1,8 @@
 package bigquery
 
 import (
+	"strings"
+
 	"github.com/valyala/fastjson"
 	"gopkg.in/yaml.v3"
 
@@ -107,8 +109,8 @@ func (c *Config) Validate() error {
 			return conf.Errorf("id_column", "%q is not a valid column name", f)
 		}
 	}
-	if c.IDColumn == c.TimestampColumn {
-		return conf.Errorf("timestamp_column", "must differ from id_column")
+	if strings.EqualFold(c.IDColumn, c.TimestampColumn) {
+		return conf.Errorf("timestamp_column", "must differ from id_column (BigQuery column names ignore case)")
 	}
 	return nil
 }

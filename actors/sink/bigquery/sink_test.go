@@ -331,3 +331,33 @@ func TestBufferBoundsTheBatchesHeldAndAllArrive(t *testing.T) {
 		t.Fatalf("%.0f bytes still counted as buffered after every batch was acked", left)
 	}
 }
+
+// A data key that is the id or timestamp column in another case goes to
+// the DLQ naming both; the id column always holds the output's id.
+func TestCaseOfIDAndTimestampKeys(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start()
+	f.publish(out("1", "app", `{"m":"a"}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	var outs []batch.Output
+	for i := 0; i < 20; i++ {
+		outs = append(outs, out(fmt.Sprint("s", i), "app", fmt.Sprintf(`{"ID":"data-%d","m":"b"}`, i)),
+			out(fmt.Sprint("t", i), "app", `{"Timestamp":"2026-12-07T10:00:00Z","m":"c"}`))
+	}
+	outs = append(outs, out("2", "app", `{"m":"d"}`))
+	f.publish(outs...)
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if got := ids(f.bq.Rows("proj", "logs", "app")); got != "1,2" {
+		t.Fatalf("rows: %s", got)
+	}
+	dead := f.dead()
+	if len(dead) != 40 {
+		t.Fatalf("%d records in the DLQ, want 40", len(dead))
+	}
+	for _, d := range dead {
+		r := d.Header.Get(batch.HeaderReason)
+		if !strings.Contains(r, "and the sink's id column") && !strings.Contains(r, "and the sink's timestamp column") {
+			t.Fatalf("reason: %q", r)
+		}
+	}
+}
