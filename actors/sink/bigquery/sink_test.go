@@ -361,3 +361,44 @@ func TestCaseOfIDAndTimestampKeys(t *testing.T) {
 		}
 	}
 }
+
+// BigQuery refuses a schema for good (a reserved name, too many columns,
+// too deep): those rows go to the DLQ with its answer, and the batches of
+// another table keep flowing through the same small buffer.
+func TestSchemaBigQueryRefusesGoesToDLQAndOthersFlow(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	pad := strings.Repeat("x", 1000)
+	deep := `"leaf"`
+	for i := 0; i < 16; i++ {
+		deep = fmt.Sprintf(`{"r%d":%s}`, i, deep)
+	}
+	bad := 0
+	for b := 0; b < 30; b++ { // ~30 KB a batch, ~900 KB in all: many times the buffer
+		var outs []batch.Output
+		for i := 0; i < 30; i++ {
+			data := fmt.Sprintf(`{"_FILE_NAME":"f%d","pad":%q}`, i, pad)
+			if i%3 == 1 {
+				data = fmt.Sprintf(`{"deep":%s,"pad":%q}`, deep, pad)
+			}
+			outs = append(outs, out(fmt.Sprint("b", b, "-", i), "refused", data))
+			bad++
+		}
+		f.publish(outs...)
+	}
+	for i := 0; i < 5; i++ {
+		f.publish(out(fmt.Sprint("g", i), "good", `{"m":"fine"}`))
+	}
+	f.start(func(c *Config) { c.BatchBytes = 16 << 10; c.BufferBytes = 64 << 10 })
+	f.waitFor(15*time.Second, "every row of the good table", func() bool { return len(f.bq.Rows("proj", "logs", "good")) == 5 })
+	f.waitFor(15*time.Second, "every batch acked", func() bool { return f.acked() == 35 })
+	dead := f.dead()
+	if len(dead) != bad {
+		t.Fatalf("%d records in the DLQ, want %d", len(dead), bad)
+	}
+	for _, d := range dead {
+		r := d.Header.Get(batch.HeaderReason)
+		if !strings.HasPrefix(r, "table logs.refused: ") || !strings.Contains(r, `Invalid field name "_FILE_NAME"`) && !strings.Contains(r, "nested") {
+			t.Fatalf("reason: %q", r)
+		}
+	}
+}

@@ -95,3 +95,7 @@ func httpCode(err error) int {
 	}
 	return 0
 }
+
+// permanent says whether BigQuery's REST answer is one that no retry will
+// change: 400 (invalid), its answer to a schema it will never take.
+func permanent(err error) bool { return httpCode(err) == http.StatusBadRequest }

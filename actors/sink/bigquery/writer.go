@@ -186,13 +186,16 @@ func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
 	}
 }
 
-// ensure widens the table for r, retrying what is not r's fault.
+// ensure widens the table for r, retrying what is not r's fault. A type
+// clash and BigQuery's permanent answers (a 400: a reserved column name,
+// too many columns, too deep) are r's: they return at once, for r to go to
+// the DLQ, and the table goes on with the next row.
 func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema, error) {
 	bo := w.backoff()
 	for {
 		schema, err := w.s.tables.ensure(ctx, w.key.dataset, w.key.table, r.row.Schema, r.partition)
 		var c *Conflict
-		if err == nil || errors.As(err, &c) || ctx.Err() != nil {
+		if err == nil || errors.As(err, &c) || permanent(err) || ctx.Err() != nil {
 			if err == nil {
 				w.s.setState(w.key, "")
 			}
