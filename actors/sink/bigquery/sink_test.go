@@ -402,3 +402,39 @@ func TestSchemaBigQueryRefusesGoesToDLQAndOthersFlow(t *testing.T) {
 		}
 	}
 }
+
+// Requests are cut by the rows' encoded (proto) size, not their JSON: a
+// number is ~2 bytes of JSON and 9 of proto. A row too large for any
+// request goes to the DLQ; the others land. (The stand-in takes requests
+// of at most 1 MiB here instead of 10 MB, and batch_bytes is 512 KiB: the
+// same ratios with a tenth of the numbers.)
+func TestRequestsAreCutByEncodedSize(t *testing.T) {
+	f := newFixture(t, bqtest.Options{MaxRequest: 1 << 20})
+	nums := func(n int) string {
+		b := make([]string, n)
+		for i := range b {
+			b[i] = fmt.Sprint(i % 10)
+		}
+		return "[" + strings.Join(b, ",") + "]"
+	}
+	row := nums(500) // 1 KB of JSON, ~4.5 KB of proto
+	var outs []batch.Output
+	for i := 0; i < 300; i++ { // 300 KB of JSON, ~1.35 MB of proto
+		outs = append(outs, out(fmt.Sprint(i), "nums", fmt.Sprintf(`{"v":%s}`, row)))
+	}
+	f.publish(outs...)
+	f.publish(out("huge", "nums", fmt.Sprintf(`{"v":%s}`, nums(150_000)))) // 300 KB of JSON, ~1.35 MB of proto
+	f.start(func(c *Config) { c.BatchBytes = 512 << 10 })
+	f.waitFor(15*time.Second, "300 rows and both batches settled", func() bool { return f.bq.RowCount("proj", "logs", "nums") == 300 && f.acked() == 2 })
+	dead := f.dead()
+	if len(dead) != 1 || !strings.Contains(dead[0].Header.Get(batch.HeaderReason), "too large") {
+		var reasons []string
+		for _, d := range dead {
+			reasons = append(reasons, d.Header.Get(batch.HeaderReason))
+		}
+		t.Fatalf("DLQ: %q, want the huge row as too large", reasons)
+	}
+	if got := testutil.ToFloat64(f.sink.m.retries.WithLabelValues("logs.nums")); got != 0 {
+		t.Fatalf("%v appends retried", got)
+	}
+}

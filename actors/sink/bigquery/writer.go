@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -286,52 +286,101 @@ func (w *tableWriter) backoff() *backoff {
 var (
 	errPropagating = errors.New("the widened schema has not reached the write API yet")
 	errReopen      = errors.New("the table's stream was dropped: sort the rows again")
+	errTooLarge    = errors.New("BigQuery refused the request as too large")
 )
 
-// appendAll appends rows, batch_rows and batch_bytes a request, until each
-// is accepted or refused; when it stops early it returns the rows it has
-// not ended, and why. A request that BigQuery refused for some rows is sent
-// again without them. On the probe stream, fields BigQuery does not know
-// yet are errPropagating; on the table's own stream they, or a deleted
-// table, drop the stream (errReopen: the caller widens or re-creates the
-// table and sorts the rows again). Other errors are retried with backoff
-// for as long as it takes (the rows stay un-acked in OUT).
+// isStatus says whether err is a gRPC status (an answer of BigQuery's or
+// of the connection to it) rather than an error of the client itself.
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
+}
+
+// tooLarge is BigQuery's answer to a request over 10 MB: INVALID_ARGUMENT
+// "AppendRows request too large: N limit 10485760".
+func tooLarge(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "request too large")
+}
+
+// maxRow is the largest encoded row sent: an AppendRows request may be at
+// most 10 MB (10,485,760 bytes), and the first request on a connection
+// also carries the writer schema and the stream's name.
+const maxRow = 9 << 20
+
+// encoded is a row with its bytes in the stream's message type.
+type encoded struct {
+	pendingRow
+	b []byte
+}
+
+// appendAll appends rows, batch_rows and batch_bytes of encoded (proto)
+// rows a request, until each is accepted or refused; when it stops early it
+// returns the rows it has not ended, and why. A row that does not encode,
+// or is larger than any request may be, goes to the DLQ. A request that
+// BigQuery refused for some rows is sent again without them; one it
+// refused as too large is split in two. On the probe stream, fields
+// BigQuery does not know yet are errPropagating; on the table's own stream
+// they, or a deleted table, drop the stream (errReopen: the caller widens
+// or re-creates the table and sorts the rows again). Other errors are
+// retried with backoff for as long as it takes (the rows stay un-acked in
+// OUT).
 func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
-	for len(rows) > 0 {
+	enc := make([]encoded, 0, len(rows))
+	for _, r := range rows {
+		b, err := st.t.encode(r.row.Values)
+		switch {
+		case err != nil:
+			w.refuse(r, err)
+		case len(b) > maxRow:
+			w.s.m.dead.WithLabelValues("bad_row").Inc()
+			r.done(fmt.Sprintf("table %s: the row is too large: %d bytes encoded, more than an AppendRows request may carry (10 MB with the writer schema; %d for the row)", w.key, len(b), maxRow))
+		default:
+			enc = append(enc, encoded{r, b})
+		}
+	}
+	unended := func(e []encoded) []pendingRow {
+		out := make([]pendingRow, len(e))
+		for i := range e {
+			out[i] = e[i].pendingRow
+		}
+		return out
+	}
+	for len(enc) > 0 {
 		n, size := 0, 0
-		for n < len(rows) && n < w.s.cfg.BatchRows && (n == 0 || size+rows[n].row.Size <= int(w.s.cfg.BatchBytes)) {
-			size += rows[n].row.Size
+		for n < len(enc) && n < w.s.cfg.BatchRows && (n == 0 || size+len(enc[n].b)+rowOverhead <= int(w.s.cfg.BatchBytes)) {
+			size += len(enc[n].b) + rowOverhead
 			n++
 		}
-		if left, err := w.appendChunk(ctx, st, rows[:n]); err != nil {
-			return slices.Concat(left, rows[n:]), err
+		left, err := w.appendChunk(ctx, st, enc[:n])
+		for errors.Is(err, errTooLarge) && n > 1 {
+			// BigQuery counts what we cannot (the request's framing): send
+			// the first half alone, then go on.
+			n = (n + 1) / 2
+			left, err = w.appendChunk(ctx, st, enc[:n])
 		}
-		rows = rows[n:]
+		if err != nil {
+			return append(unended(left), unended(enc[n:])...), err
+		}
+		enc = enc[n:]
 	}
 	return nil, nil
 }
 
+// rowOverhead is what a row adds to a request besides its bytes: the
+// serialized_rows tag and a length of up to 3 bytes for rows under 2 MB.
+const rowOverhead = 5
+
 // appendChunk appends one request's worth of rows (see appendAll) and
 // returns, with the error that stopped it, the rows it has not ended.
-func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
+func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encoded) ([]encoded, error) {
 	bo := w.backoff()
 	for len(rows) > 0 {
-		enc := make([][]byte, 0, len(rows))
-		kept := rows[:0:0]
+		enc := make([][]byte, len(rows))
 		var bytes int
-		for _, r := range rows {
-			b, err := st.t.encode(r.row.Values)
-			if err != nil {
-				w.refuse(r, err)
-				continue
-			}
-			enc = append(enc, b)
-			kept = append(kept, r)
-			bytes += len(b)
-		}
-		rows = kept
-		if len(rows) == 0 {
-			return nil, nil
+		for i, r := range rows {
+			enc[i] = r.b
+			bytes += len(r.b)
 		}
 		start := time.Now()
 		res, err := st.ms.AppendRows(ctx, enc)
@@ -363,7 +412,7 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 				for _, re := range full.GetRowErrors() {
 					bad[re.GetIndex()] = re.GetMessage()
 				}
-				var again []pendingRow
+				var again []encoded
 				for i, r := range rows {
 					if msg, ok := bad[int64(i)]; ok {
 						w.s.m.dead.WithLabelValues("row_error").Inc()
@@ -375,6 +424,14 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 				rows = again
 				continue
 			}
+		}
+		if tooLarge(err) {
+			if len(rows) > 1 {
+				return rows, errTooLarge
+			}
+			w.s.m.dead.WithLabelValues("bad_row").Inc()
+			rows[0].done(fmt.Sprintf("table %s: the row is too large for an AppendRows request: %v", w.key, err))
+			return nil, nil
 		}
 		code := storageCode(err)
 		gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
@@ -398,6 +455,18 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 			w.probe.close()
 			w.probe = nil
 			return rows, errPropagating
+		case !isStatus(err):
+			// Not BigQuery's answer but the client's (context canceled,
+			// EOF): its connection is gone for good, and every append on
+			// this stream would fail at once. Open a new one.
+			w.log.Warn("the write stream failed; opening a new one", "err", err)
+			st.close()
+			if st == w.main {
+				w.main = nil
+				return rows, errReopen
+			}
+			w.probe = nil
+			return rows, err
 		default:
 			w.s.setState(w.key, err.Error())
 			w.s.m.retries.WithLabelValues(w.key.String()).Inc()

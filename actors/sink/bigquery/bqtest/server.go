@@ -39,6 +39,10 @@ type Options struct {
 	Propagation time.Duration
 	// Discard counts appended rows without keeping them (for benchmarks).
 	Discard bool
+	// MaxRequest is the largest AppendRows request taken, in bytes;
+	// default BigQuery's 10 MB (10,485,760). Tests lower it to show the
+	// limit with fewer rows.
+	MaxRequest int
 }
 
 // Server is a running stand-in. Point the bigquery client at URL (with
@@ -82,6 +86,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.GRPCAddr == "" {
 		opts.GRPCAddr = "127.0.0.1:0"
+	}
+	if opts.MaxRequest == 0 {
+		opts.MaxRequest = maxRequest
 	}
 	hl, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
