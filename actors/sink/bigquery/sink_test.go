@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	gbq "cloud.google.com/go/bigquery"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/api/option"
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
@@ -436,5 +438,32 @@ func TestRequestsAreCutByEncodedSize(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.sink.m.retries.WithLabelValues("logs.nums")); got != 0 {
 		t.Fatalf("%v appends retried", got)
+	}
+}
+
+// A table re-created with fewer columns than the stream knows: the sink
+// widens it again and waits for the widened schema with backoff, not in a
+// loop of table reads and new streams.
+func TestRecreatedNarrowerTableIsWaitedForWithBackoff(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: 2 * time.Second})
+	f.publish(out("1", "t", `{"a":"x","b":"y"}`))
+	f.start(func(c *Config) { c.MaxBackoff = conf.Duration(5 * time.Second) })
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	ctx := context.Background()
+	c, err := gbq.NewClient(ctx, "proj", option.WithEndpoint(f.bq.URL+"/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.bq.DeleteTable("proj", "logs", "t")
+	narrow := gbq.Schema{{Name: "id", Type: gbq.StringFieldType}, {Name: "timestamp", Type: gbq.TimestampFieldType}, {Name: "a", Type: gbq.StringFieldType}}
+	if err := c.Dataset("logs").Table("t").Create(ctx, &gbq.TableMetadata{Schema: narrow}); err != nil {
+		t.Fatal(err)
+	}
+	reads := f.bq.TableReads()
+	f.publish(out("2", "t", `{"a":"x","b":"z"}`))
+	f.waitFor(15*time.Second, "row 2 in the re-created table", func() bool { return ids(f.bq.Rows("proj", "logs", "t")) == "2" && f.acked() == 2 })
+	if n := f.bq.TableReads() - reads; n > 20 {
+		t.Fatalf("%d table reads to land one row through a 2 s propagation", n)
 	}
 }

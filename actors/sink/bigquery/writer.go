@@ -51,6 +51,11 @@ type tableWriter struct {
 	held    []pendingRow
 	probeIn time.Duration
 	probeBo *backoff // between probes of a widened schema that has not arrived
+	// reopenBo spaces the table's stream being dropped and opened again
+	// (the table was deleted or re-created narrower, and the widened
+	// schema takes a while to reach the write API); reset by an append
+	// that succeeds on the table's stream.
+	reopenBo *backoff
 }
 
 type stream struct {
@@ -66,7 +71,7 @@ func (s *stream) close() {
 
 func newTableWriter(s *Sink, key tableKey) *tableWriter {
 	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1),
-		probeBo: newBackoff(250*time.Millisecond, 5*time.Second)}
+		probeBo: newBackoff(250*time.Millisecond, 5*time.Second), reopenBo: newBackoff(200*time.Millisecond, s.cfg.MaxBackoff.D())}
 }
 
 // enqueue hands rows to the writer; it never blocks, so a table that is
@@ -148,6 +153,11 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 			return
 		}
 		rows = left
+		wait := w.reopenBo.next()
+		w.log.Warn("the table's stream was dropped; opening it again", "rows", len(rows), "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
+			return
+		}
 	}
 }
 
@@ -389,6 +399,9 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encode
 		}
 		w.s.m.appendSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
+			if st == w.main {
+				w.reopenBo.reset()
+			}
 			w.s.setState(w.key, "")
 			w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
 			w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))

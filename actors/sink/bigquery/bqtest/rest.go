@@ -152,6 +152,7 @@ func (s *Server) insertTable(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tableReads++
 	t := s.pathTableLocked(w, r)
 	if t == nil {
 		return

@@ -58,6 +58,7 @@ type Server struct {
 	datasets   map[string]*dataset // "project.dataset"
 	faults     faults
 	appends    int
+	tableReads int
 	streams    map[string]*writeStream // created streams by name
 	nextStream int
 }
@@ -211,6 +212,9 @@ func (s *Server) DeleteTable(project, datasetID, tableID string) {
 		delete(d.tables, tableID)
 	}
 }
+
+// TableReads counts the tables.get requests answered (found or not).
+func (s *Server) TableReads() int { s.mu.Lock(); defer s.mu.Unlock(); return s.tableReads }
 
 // Appends counts AppendRows requests answered with success.
 func (s *Server) Appends() int { s.mu.Lock(); defer s.mu.Unlock(); return s.appends }
