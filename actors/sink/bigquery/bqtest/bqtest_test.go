@@ -400,3 +400,41 @@ func TestSchemasBigQueryRefuses(t *testing.T) {
 		t.Fatalf("a name that only contains a reserved word: %v", err)
 	}
 }
+
+// Each schema change reaches the write API Propagation after it was made,
+// on its own: a table widened again before the first widening propagated
+// still shows the write API the first one in time.
+func TestEachWideningPropagatesOnItsOwn(t *testing.T) {
+	s := newServer(t, Options{Propagation: 600 * time.Millisecond})
+	bqc, mwc := clients(t, s)
+	ctx := context.Background()
+	one := bigquery.Schema{{Name: "id", Type: bigquery.StringFieldType}}
+	two := append(one[:1:1], &bigquery.FieldSchema{Name: "a", Type: bigquery.StringFieldType})
+	three := append(two[:2:2], &bigquery.FieldSchema{Name: "b", Type: bigquery.StringFieldType})
+	tb := createTable(t, bqc, "audit", one)
+	for _, schema := range []bigquery.Schema{two, three} {
+		md, err := tb.Metadata(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	// 800 ms after the first widening, 400 ms after the second.
+	dp, md := descriptor(t, two)
+	ms, err := mwc.NewManagedStream(ctx, managedwriter.WithDestinationTable(managedwriter.TableParentFromParts(project, "logs", "audit")),
+		managedwriter.WithType(managedwriter.DefaultStream), managedwriter.WithSchemaDescriptor(dp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	res, err := ms.AppendRows(ctx, [][]byte{encode(t, md, map[string]any{"id": "1", "a": "x"})})
+	if err == nil {
+		_, err = res.GetResult(ctx)
+	}
+	if err != nil {
+		t.Fatalf("a row of the first widening once it has propagated: %v", err)
+	}
+}

@@ -71,11 +71,11 @@ type dataset struct {
 type table struct {
 	meta    *bq.Table // what REST shows: the newest schema, etag
 	version int       // bumped by every change; in the etag
-	// The write API's view of the schema: the newest one once Propagation
-	// has passed since it changed, else the one before.
+	// The write API's view of the schema: each change reaches it
+	// Propagation after it was made, on its own, so a table widened again
+	// and again still shows the write API the older widenings in time.
 	writeSchema *bq.TableSchema
-	pending     *bq.TableSchema
-	pendingAt   time.Time
+	pending     []pendingSchema // oldest first
 	rows        []map[string]any
 	count       int // rows appended, kept or not
 }
@@ -229,9 +229,9 @@ func (s *Server) tableLocked(project, datasetID, tableID string) *table {
 // setSchemaLocked changes a table's schema; the write API sees it after
 // the propagation delay.
 func (s *Server) setSchemaLocked(t *table, schema *bq.TableSchema) {
-	t.writeSchema = t.currentWriteSchema()
+	t.currentWriteSchema()
 	t.meta.Schema = schema
-	t.pending, t.pendingAt = schema, time.Now().Add(s.opts.Propagation)
+	t.pending = append(t.pending, pendingSchema{schema, time.Now().Add(s.opts.Propagation)})
 	if s.opts.Propagation <= 0 {
 		t.writeSchema, t.pending = schema, nil
 	}
@@ -240,9 +240,16 @@ func (s *Server) setSchemaLocked(t *table, schema *bq.TableSchema) {
 	t.meta.LastModifiedTime = uint64(time.Now().UnixMilli())
 }
 
+// pendingSchema is a schema change on its way to the write API.
+type pendingSchema struct {
+	schema *bq.TableSchema
+	at     time.Time // when the write API sees it
+}
+
 func (t *table) currentWriteSchema() *bq.TableSchema {
-	if t.pending != nil && !time.Now().Before(t.pendingAt) {
-		t.writeSchema, t.pending = t.pending, nil
+	now := time.Now()
+	for len(t.pending) > 0 && !now.Before(t.pending[0].at) {
+		t.writeSchema, t.pending = t.pending[0].schema, t.pending[1:]
 	}
 	return t.writeSchema
 }
