@@ -375,7 +375,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
 	}
 	m.sinkRetries.WithLabelValues("network")
-	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused"} {
+	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused", "schema_wait"} {
 		m.dead.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.buffered, m.appendSeconds,

@@ -467,3 +467,44 @@ func TestRecreatedNarrowerTableIsWaitedForWithBackoff(t *testing.T) {
 		t.Fatalf("%d table reads to land one row through a 2 s propagation", n)
 	}
 }
+
+// Keys that keep appearing faster than a schema propagates: rows land
+// through the widenings that have propagated, not only once the keys stop.
+func TestContinuousWideningLandsRowsAsTheirSchemaPropagates(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: time.Second})
+	f.publish(out("base", "w", `{"m":"x"}`))
+	f.start()
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	start := time.Now()
+	landedWhileWidening := 0
+	for i := 0; i < 20; i++ { // a new key every 200 ms for 4 s
+		f.publish(out(fmt.Sprint("k", i), "w", fmt.Sprintf(`{"m":"x","k%02d":"v"}`, i)))
+		time.Sleep(200 * time.Millisecond)
+		landedWhileWidening = len(f.bq.Rows("proj", "logs", "w")) - 1
+	}
+	if landedWhileWidening < 5 {
+		t.Fatalf("%d of 20 rows landed in the %s while new keys kept coming (propagation 1 s)", landedWhileWidening, time.Since(start).Round(time.Second))
+	}
+	f.waitFor(15*time.Second, "every row", func() bool { return f.acked() == 21 })
+	if n := len(f.bq.Rows("proj", "logs", "w")); n != 21 || len(f.dead()) != 0 {
+		t.Fatalf("%d rows, %d dead", n, len(f.dead()))
+	}
+}
+
+// A row waits for its widened schema at most max_schema_wait, then goes
+// to the DLQ saying so; the other rows keep flowing.
+func TestRowWaitsForItsSchemaAtMostMaxSchemaWait(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: time.Hour})
+	f.publish(out("1", "w", `{"m":"x"}`))
+	f.start(func(c *Config) { c.MaxSchemaWait = conf.Duration(time.Second) })
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.publish(out("2", "w", `{"m":"x","late":"v"}`), out("3", "w", `{"m":"y"}`))
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if got := ids(f.bq.Rows("proj", "logs", "w")); got != "1,3" {
+		t.Fatalf("rows: %s", got)
+	}
+	dead := f.dead()
+	if len(dead) != 1 || !strings.Contains(dead[0].Header.Get(batch.HeaderReason), "max_schema_wait") || !strings.Contains(dead[0].Header.Get(batch.HeaderReason), "late") {
+		t.Fatalf("DLQ: %d records, want row 2 naming late and max_schema_wait", len(dead))
+	}
+}

@@ -25,6 +25,7 @@ type pendingRow struct {
 	row       *Row
 	partition string
 	done      func(deadReason string)
+	heldSince time.Time // when it began to wait for a widened schema
 }
 
 type tableKey struct{ dataset, table string }
@@ -49,8 +50,8 @@ type tableWriter struct {
 	target  *rowType // the widened schema held rows need
 	probe   *stream  // opened on target while waiting for it to propagate
 	held    []pendingRow
-	probeIn time.Duration
-	probeBo *backoff // between probes of a widened schema that has not arrived
+	probeAt time.Time // when to probe next
+	probeBo *backoff  // between probes of a widened schema that has not arrived
 	// reopenBo spaces the table's stream being dropped and opened again
 	// (the table was deleted or re-created narrower, and the widened
 	// schema takes a while to reach the write API); reset by an append
@@ -92,7 +93,9 @@ func (w *tableWriter) run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		if len(w.held) > 0 {
-			timer.Reset(w.probeIn)
+			// A deadline, not a delay: rows arriving more often than the
+			// probe's backoff must not keep putting it off.
+			timer.Reset(max(0, time.Until(w.probeAt)))
 		}
 		select {
 		case <-ctx.Done():
@@ -140,9 +143,19 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 				w.refuse(r, err)
 				continue
 			}
+			if !Fits(w.target.schema, r.row.Schema) {
+				// Never true while Widen and Fits agree; were it, the row
+				// would be held and probed for ever.
+				w.s.m.dead.WithLabelValues("refused").Inc()
+				r.done(fmt.Sprintf("table %s: the widened table still cannot hold the row (its names or types do not fit the table's)", w.key))
+				continue
+			}
+			if len(w.held) == 0 {
+				w.probeBo.reset()
+				w.probeAt = time.Now().Add(w.probeBo.next())
+			}
+			r.heldSince = time.Now()
 			w.held = append(w.held, r)
-			w.probeIn = 0
-			w.probeBo.reset()
 		}
 		w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
 		if len(ready) == 0 {
@@ -232,11 +245,10 @@ func (w *tableWriter) widenFor(ctx context.Context, r pendingRow) error {
 	if err != nil {
 		return err
 	}
+	// The probe keeps the schema it was opened on: the rows that fit it
+	// land as soon as that widening has propagated, even while newer
+	// ones keep coming (each widening restarts BigQuery's propagation).
 	w.target = t
-	if w.probe != nil {
-		w.probe.close()
-		w.probe = nil
-	}
 	return nil
 }
 
@@ -255,38 +267,85 @@ func (w *tableWriter) open(ctx context.Context, schema bigquery.Schema) (*stream
 	return &stream{t: t, ms: ms}, nil
 }
 
-// tryProbe appends the held rows on a stream of the widened schema: when
-// the write API takes them, that stream becomes the table's stream.
+// tryProbe appends the held rows that fit the probe stream's schema: when
+// the write API takes them, that stream becomes the table's stream, and
+// the rows that need a later widening get a new probe on it. A row held
+// longer than max_schema_wait goes to the DLQ instead.
 func (w *tableWriter) tryProbe(ctx context.Context) {
-	if w.probe == nil {
-		var err error
-		if w.probe, err = w.open(ctx, w.target.schema); err != nil {
-			w.log.Warn("opening a stream on the widened schema failed", "err", err)
-			w.backOffProbe()
-			return
-		}
+	defer func() { w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held))) }()
+	w.expireHeld()
+	if len(w.held) == 0 {
+		w.probe.close()
+		w.probe = nil
+		return
 	}
 	var fit, rest []pendingRow
-	for _, r := range w.held {
-		if Fits(w.target.schema, r.row.Schema) {
-			fit = append(fit, r)
-		} else {
-			rest = append(rest, r)
+	for attempt := 0; attempt < 2; attempt++ {
+		if w.probe == nil {
+			var err error
+			if w.probe, err = w.open(ctx, w.target.schema); err != nil {
+				w.log.Warn("opening a stream on the widened schema failed", "err", err)
+				w.backOffProbe()
+				return
+			}
 		}
+		fit, rest = nil, nil
+		for _, r := range w.held {
+			if Fits(w.probe.t.schema, r.row.Schema) {
+				fit = append(fit, r)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		if len(fit) > 0 {
+			break
+		}
+		// Every row waiting needs more than the probe's schema (its own
+		// rows landed through the table's stream): probe the newest.
+		w.probe.close()
+		w.probe = nil
+	}
+	if len(fit) == 0 {
+		w.backOffProbe()
+		return
 	}
 	if left, err := w.appendAll(ctx, w.probe, fit); err != nil {
 		w.held = append(left, rest...) // rows it wrote before the error are done
 		w.backOffProbe()
-	} else {
-		w.log.Info("the widened schema reached the write API", "columns", len(w.target.schema), "rows", len(fit))
-		w.main.close()
-		w.main, w.probe, w.held, w.probeIn = w.probe, nil, rest, 0
-		w.probeBo.reset()
+		return
 	}
-	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
+	w.log.Info("the widened schema reached the write API", "columns", len(w.probe.t.schema), "rows", len(fit), "still_waiting", len(rest))
+	w.main.close()
+	w.main, w.probe, w.held = w.probe, nil, rest
+	w.probeBo.reset()
+	w.probeAt = time.Now()
 }
 
-func (w *tableWriter) backOffProbe() { w.probeIn = w.probeBo.next() }
+// expireHeld sends the rows that waited longer than max_schema_wait for
+// their widened schema to the DLQ, naming the fields that did not arrive.
+func (w *tableWriter) expireHeld() {
+	limit := w.s.cfg.MaxSchemaWait.D()
+	kept := w.held[:0]
+	for _, r := range w.held {
+		if time.Since(r.heldSince) < limit {
+			kept = append(kept, r)
+			continue
+		}
+		var missing []string
+		for _, f := range r.row.Schema {
+			if w.main == nil || !Fits(w.main.t.schema, bigquery.Schema{f}) {
+				missing = append(missing, f.Name)
+			}
+		}
+		w.s.m.dead.WithLabelValues("schema_wait").Inc()
+		r.done(fmt.Sprintf("table %s: the table was widened for %s, but the write API did not take the new schema within max_schema_wait (%s)",
+			w.key, strings.Join(missing, ", "), limit))
+	}
+	clear(w.held[len(kept):])
+	w.held = kept
+}
+
+func (w *tableWriter) backOffProbe() { w.probeAt = time.Now().Add(w.probeBo.next()) }
 
 // backoff is a fresh retry backoff of the table's: 200 ms up to max_backoff.
 func (w *tableWriter) backoff() *backoff {
@@ -411,7 +470,7 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encode
 				r.done("")
 			}
 			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
-				w.probeIn = 0 // the new schema has arrived: try the held rows now
+				w.probeAt = time.Now() // a new schema has arrived: try the held rows now
 				w.probeBo.reset()
 			}
 			return nil, nil
