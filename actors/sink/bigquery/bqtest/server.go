@@ -256,14 +256,27 @@ func (t *table) currentWriteSchema() *bq.TableSchema {
 
 // faults are what tests inject.
 type faults struct {
-	unavailable int           // fail the next n appends with UNAVAILABLE
-	slow        time.Duration // before answering each append
+	unavailable int             // fail the next n appends with UNAVAILABLE
+	down        map[string]bool // "dataset.table": every append fails with UNAVAILABLE
+	slow        time.Duration   // before answering each append
 	rowError    func(table string, row map[string]any) string
 }
 
 // Unavailable fails the next n AppendRows requests with codes.Unavailable,
 // ending their connection, as a BigQuery frontend restart does.
 func (s *Server) Unavailable(n int) { s.mu.Lock(); s.faults.unavailable = n; s.mu.Unlock() }
+
+// TableDown makes every append to one table ("dataset.table") fail with
+// codes.Unavailable, ending its connection, until called with down false:
+// one table in trouble while the others are fine.
+func (s *Server) TableDown(table string, down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.down == nil {
+		s.faults.down = map[string]bool{}
+	}
+	s.faults.down[table] = down
+}
 
 // Slow delays every append answer by d.
 func (s *Server) Slow(d time.Duration) { s.mu.Lock(); s.faults.slow = d; s.mu.Unlock() }

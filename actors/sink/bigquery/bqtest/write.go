@@ -157,6 +157,7 @@ func (c *conn) append(req *storagepb.AppendRowsRequest) (*storagepb.AppendRowsRe
 	if fail {
 		s.faults.unavailable--
 	}
+	fail = fail || s.faults.down[ref.dataset+"."+ref.table]
 	rowErr := s.faults.rowError
 	s.mu.Unlock()
 	if slow > 0 {
