@@ -555,3 +555,21 @@ func TestFailingTableIsIsolated(t *testing.T) {
 		t.Fatalf("health after recovery: %q", h)
 	}
 }
+
+// A row's key that is a column of the table in another case (Host in the
+// table, host in the row) is that column, as BigQuery names go.
+func TestKeysInAnotherCaseThanTheTableLandInItsColumns(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start()
+	f.publish(out("1", "c", `{"Host":"a","Meta":{"Sub":"x"}}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.publish(out("2", "c", `{"host":"b","meta":{"sub":"y"}}`), out("3", "c", `{"HOST":"c"}`))
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d rows dead-lettered, first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
+	}
+	rows := f.bq.Rows("proj", "logs", "c")
+	if len(rows) != 3 || rows[1]["Host"] != "b" || rows[1]["Meta"].(map[string]any)["Sub"] != "y" || rows[2]["Host"] != "c" {
+		t.Fatalf("rows: %v", rows)
+	}
+}
