@@ -41,7 +41,6 @@ type Rules struct {
 type Row struct {
 	Values map[string]any // column → float64, int64, string, bool, time.Time, map[string]any or []any
 	Schema bigquery.Schema
-	Size   int // of its data as JSON, to size requests
 }
 
 // Prepare normalizes an output's data by the rules, adds the id and
@@ -83,7 +82,7 @@ func (r Rules) Prepare(o *batch.Output) (*Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	return &Row{Values: values, Schema: schema, Size: len(o.Data)}, nil
+	return &Row{Values: values, Schema: schema}, nil
 }
 
 // decodeData decodes a row's data as encoding/json's Unmarshal with
