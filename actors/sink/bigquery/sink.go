@@ -50,14 +50,7 @@ type Sink struct {
 	open    map[*tracker]bool // deliveries not yet acked
 	states  map[tableKey]string
 	health  *actors.Health
-	// tableHeld is what each table holds of the buffer (the bytes of its
-	// records in the batches being written), for its share (admit).
-	tableHeld map[tableKey]int64
 }
-
-// maxDeliveries is how often an OUT batch may be delivered before the
-// queue dead-letters it whole (the sink crashed on it each time).
-const maxDeliveries = 10
 
 // New builds a sink; Run runs it.
 func New(cfg *Config, deps Deps) (*Sink, error) {
@@ -78,7 +71,7 @@ func New(cfg *Config, deps Deps) (*Sink, error) {
 		return nil, fmt.Errorf("sink %q: metrics: %w", cfg.Name, err)
 	}
 	return &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), m: m, rules: cfg.rules(),
-		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{}, tableHeld: map[tableKey]int64{},
+		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{},
 		held: semaphore.NewWeighted(int64(cfg.BufferBytes))}, nil
 }
 
@@ -132,7 +125,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	s.mu.Unlock()
 	cons, err := s.q.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamOut, Durable: "sink-" + s.cfg.Name, Subject: queue.OutSubject(s.cfg.Name),
-		AckWait: s.cfg.AckWait.D(), MaxAckPending: 1024, Stage: "sink", Name: s.cfg.Name, MaxDeliveries: maxDeliveries,
+		AckWait: s.cfg.AckWait.D(), MaxAckPending: 1024, Stage: "sink", Name: s.cfg.Name, MaxDeliveries: 10,
 	})
 	if err != nil {
 		return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
@@ -153,22 +146,12 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 		if err != nil {
 			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
 		}
-		for i, d := range ds {
-			rt := s.route(d)
-			dead, taken, err := s.admit(ctx, d, rt)
-			if err != nil {
-				queue.GiveBack(ds[i:]) // stopping
-				return nil
-			}
-			if !taken {
-				continue
-			}
+		for _, d := range ds {
 			if err := s.held.Acquire(ctx, s.weight(d)); err != nil {
-				queue.GiveBack(ds[i:])
 				return nil // stopping; the batch goes back unacked
 			}
 			s.m.buffered.Add(float64(s.weight(d)))
-			s.handle(wctx, &wg, d, rt, dead)
+			s.handle(wctx, &wg, d)
 		}
 	}
 }
@@ -180,33 +163,26 @@ func (s *Sink) weight(d *queue.Delivery) int64 {
 
 // tracker counts a delivery's rows until each has ended.
 type tracker struct {
-	d       *queue.Delivery
-	recs    [][]byte
-	charged map[tableKey]int64 // of tableHeld, given back by finish
-	mu      sync.Mutex
-	left    int
-	dead    []queue.DeadRecord
+	d    *queue.Delivery
+	recs [][]byte
+	mu   sync.Mutex
+	left int
+	dead []queue.DeadRecord
 }
 
-// routed is a delivery's records read far enough to know their tables.
-type routed struct {
-	recs    [][]byte
-	err     error // not a batch
-	outs    []batch.Output
-	keys    []tableKey // zero when the record goes nowhere: why is in bad
-	bad     []string
-	byTable map[tableKey]int64 // bytes of records per table
-}
-
-// route decodes a delivery and reads each record's table (the data is not
-// decoded yet: that is Prepare's work, once the batch is taken).
-func (s *Sink) route(d *queue.Delivery) *routed {
+func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery) {
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
-		return &routed{err: err}
+		s.finish(ctx, &tracker{d: d}, func() error {
+			return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a batch: "+err.Error())
+		})
+		return
 	}
-	rt := &routed{recs: recs, outs: make([]batch.Output, len(recs)), keys: make([]tableKey, len(recs)), bad: make([]string, len(recs)),
-		byTable: map[tableKey]int64{}}
+	t := &tracker{d: d, recs: recs, left: len(recs)}
+	s.mu.Lock()
+	s.open[t] = true
+	s.mu.Unlock()
+	perTable := map[tableKey][]pendingRow{}
 	// Rows decode their data anyway: one whose data was not last after
 	// all fails there and is dead-lettered.
 	read := batch.ReadOutput
@@ -214,9 +190,10 @@ func (s *Sink) route(d *queue.Delivery) *routed {
 		read = batch.ReadOutputDataLast
 	}
 	for i, rec := range recs {
+		done := s.doneFunc(ctx, t, i)
 		o, _, err := read(rec)
 		if err != nil {
-			rt.bad[i] = "not an output record: " + err.Error()
+			done("not an output record: " + err.Error())
 			continue
 		}
 		key := tableKey{dataset: o.Dataset, table: o.Table}
@@ -225,108 +202,21 @@ func (s *Sink) route(d *queue.Delivery) *routed {
 		}
 		switch {
 		case key.table == "":
-			rt.bad[i] = "the output names no table (a policy for BigQuery sets table, and dataset unless the sink has one)"
+			done("the output names no table (a policy for BigQuery sets table, and dataset unless the sink has one)")
 			continue
 		case key.dataset == "":
-			rt.bad[i] = fmt.Sprintf("table %s: the output names no dataset and the sink has no default dataset", key.table)
+			done(fmt.Sprintf("table %s: the output names no dataset and the sink has no default dataset", key.table))
 			continue
 		}
-		rt.outs[i], rt.keys[i] = o, key
-		rt.byTable[key] += int64(len(rec))
-	}
-	return rt
-}
-
-// admit bounds what each table holds of the buffer, so that one that
-// keeps failing never takes the room the others write through: a table
-// may hold at most half of buffer_bytes, and the tables in trouble
-// together at most half (one batch is always taken). Over its share, a
-// healthy table is waited for (it drains); for a table in trouble the
-// batch goes back to OUT, delivered again after ack_wait — OUT is the
-// buffer, memory is not. On the batch's last delivery (before the queue
-// would dead-letter it whole as a batch the sink crashed on), the rows of
-// the tables in trouble go to the DLQ with their trouble (dead) and the
-// rest of the batch is written. A batch with rows for a table in trouble
-// waits whole, its other rows with it. err is ctx's when it ended.
-func (s *Sink) admit(ctx context.Context, d *queue.Delivery, rt *routed) (dead map[tableKey]string, taken bool, err error) {
-	share := int64(s.cfg.BufferBytes) / 2
-	bo := newBackoff(20*time.Millisecond, 500*time.Millisecond)
-	for {
-		var over []tableKey
-		drain := false
-		s.mu.Lock()
-		var inTrouble int64
-		for k := range s.states {
-			inTrouble += s.tableHeld[k]
-		}
-		for k, n := range rt.byTable {
-			if _, bad := s.states[k]; bad {
-				if inTrouble > 0 && inTrouble+n > share {
-					over = append(over, k)
-				}
-			} else if held := s.tableHeld[k]; held > 0 && held+n > share {
-				drain = true
-			}
-		}
-		if len(over) > 0 && d.Delivered >= maxDeliveries {
-			dead = map[tableKey]string{}
-			for _, k := range over {
-				dead[k] = fmt.Sprintf("table %s: delivered %d times while the table kept failing (%s) with its share of buffer_bytes full", k, d.Delivered, s.states[k])
-			}
-		}
-		s.mu.Unlock()
-		switch {
-		case dead != nil:
-			return dead, true, nil
-		case len(over) > 0:
-			_ = d.Nak(s.cfg.AckWait.D())
-			s.m.sinkRetries.WithLabelValues("table_share").Inc()
-			return nil, false, nil
-		case !drain:
-			return nil, true, nil
-		}
-		if !actors.Sleep(ctx, bo.next()) {
-			return nil, false, ctx.Err()
-		}
-	}
-}
-
-func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery, rt *routed, dead map[tableKey]string) {
-	if rt.err != nil {
-		s.finish(ctx, &tracker{d: d}, func() error {
-			return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a batch: "+rt.err.Error())
-		})
-		return
-	}
-	t := &tracker{d: d, recs: rt.recs, left: len(rt.recs), charged: rt.byTable}
-	s.mu.Lock()
-	s.open[t] = true
-	for k, n := range rt.byTable {
-		s.tableHeld[k] += n
-	}
-	s.mu.Unlock()
-	perTable := map[tableKey][]pendingRow{}
-	for i := range rt.recs {
-		done := s.doneFunc(ctx, t, i)
-		key := rt.keys[i]
-		if rt.bad[i] != "" {
-			done(rt.bad[i])
-			continue
-		}
-		if reason, ok := dead[key]; ok {
-			s.m.dead.WithLabelValues("table_failing").Inc()
-			done(reason)
-			continue
-		}
-		row, err := s.rules.Prepare(&rt.outs[i])
+		row, err := s.rules.Prepare(&o)
 		if err != nil {
 			s.m.dead.WithLabelValues("bad_row").Inc()
 			done(fmt.Sprintf("table %s: %v", key, err))
 			continue
 		}
-		perTable[key] = append(perTable[key], pendingRow{row: row, partition: rt.outs[i].Partition, done: done})
+		perTable[key] = append(perTable[key], pendingRow{row: row, partition: o.Partition, done: done})
 	}
-	if len(rt.recs) == 0 {
+	if len(recs) == 0 {
 		s.finish(ctx, t, nil)
 	}
 	for key, rows := range perTable {
@@ -378,13 +268,6 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
 // comes back and its rows are written again: at least once).
 func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 	defer func() {
-		s.mu.Lock()
-		for k, n := range t.charged {
-			if s.tableHeld[k] -= n; s.tableHeld[k] <= 0 {
-				delete(s.tableHeld, k)
-			}
-		}
-		s.mu.Unlock()
 		s.held.Release(s.weight(t.d))
 		s.m.buffered.Sub(float64(s.weight(t.d)))
 	}()
@@ -492,8 +375,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
 	}
 	m.sinkRetries.WithLabelValues("network")
-	m.sinkRetries.WithLabelValues("table_share")
-	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused", "schema_wait", "table_failing"} {
+	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused", "schema_wait"} {
 		m.dead.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.buffered, m.appendSeconds,

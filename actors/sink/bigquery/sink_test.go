@@ -125,17 +125,6 @@ func (f *fixture) acked() uint64 {
 	return floor
 }
 
-// unhealthy is what the sink's health says is wrong ("" when nothing).
-func (f *fixture) unhealthy() string {
-	f.sink.mu.Lock()
-	h := f.sink.health
-	f.sink.mu.Unlock()
-	if h == nil {
-		return ""
-	}
-	return h.Status().Unhealthy
-}
-
 func (f *fixture) dead() []queue.Stored {
 	var out []queue.Stored
 	_ = f.q.Scan(context.Background(), queue.ScanOptions{Stream: queue.StreamDLQ}, func(s queue.Stored) (bool, error) {
@@ -519,43 +508,6 @@ func TestRowWaitsForItsSchemaAtMostMaxSchemaWait(t *testing.T) {
 		t.Fatalf("DLQ: %d records, want row 2 naming late and max_schema_wait", len(dead))
 	}
 }
-
-// One table whose appends keep failing takes at most its share of the
-// buffer: the others keep receiving every row, the sink's health names
-// the table, and once it is back its rows land too, none dead-lettered.
-func TestFailingTableIsIsolated(t *testing.T) {
-	f := newFixture(t, bqtest.Options{})
-	f.bq.TableDown("logs.down", true)
-	pad := strings.Repeat("x", 1000)
-	for b := 0; b < 30; b++ { // ~10 KB a batch, ~300 KB in all for a 64 KiB buffer
-		var outs []batch.Output
-		for i := 0; i < 10; i++ {
-			outs = append(outs, out(fmt.Sprint("d", b, "-", i), "down", fmt.Sprintf(`{"pad":%q}`, pad)))
-		}
-		f.publish(outs...)
-	}
-	for i := 0; i < 5; i++ {
-		f.publish(out(fmt.Sprint("u", i), "up", `{"m":"fine"}`))
-	}
-	f.start(func(c *Config) {
-		c.BatchBytes = 16 << 10
-		c.BufferBytes = 64 << 10
-		c.AckWait = conf.Duration(3 * time.Second)
-	})
-	f.waitFor(10*time.Second, "every row of the healthy table", func() bool { return len(f.bq.Rows("proj", "logs", "up")) == 5 })
-	if h := f.unhealthy(); !strings.Contains(h, "logs.down") {
-		t.Fatalf("health: %q, want the failing table named", h)
-	}
-	f.bq.TableDown("logs.down", false)
-	f.waitFor(20*time.Second, "every row of the table once it is back", func() bool { return f.bq.RowCount("proj", "logs", "down") >= 300 && f.acked() == 35 })
-	if n := len(f.dead()); n != 0 {
-		t.Fatalf("%d records dead-lettered", n)
-	}
-	if h := f.unhealthy(); h != "" {
-		t.Fatalf("health after recovery: %q", h)
-	}
-}
-
 // A row's key that is a column of the table in another case (Host in the
 // table, host in the row) is that column, as BigQuery names go.
 func TestKeysInAnotherCaseThanTheTableLandInItsColumns(t *testing.T) {
@@ -571,5 +523,31 @@ func TestKeysInAnotherCaseThanTheTableLandInItsColumns(t *testing.T) {
 	rows := f.bq.Rows("proj", "logs", "c")
 	if len(rows) != 3 || rows[1]["Host"] != "b" || rows[1]["Meta"].(map[string]any)["Sub"] != "y" || rows[2]["Host"] != "c" {
 		t.Fatalf("rows: %v", rows)
+	}
+}
+
+// An outage of BigQuery, however long, dead-letters nothing: batches wait
+// in progress and land once it is back.
+func TestOutageOfEveryTableDeadLettersNothing(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.bq.TableDown("logs.down", true)
+	pad := strings.Repeat("x", 1000)
+	for b := 0; b < 30; b++ { // ~10 KB a batch, ~300 KB in all for a 64 KiB buffer
+		var outs []batch.Output
+		for i := 0; i < 10; i++ {
+			outs = append(outs, out(fmt.Sprint("d", b, "-", i), "down", fmt.Sprintf(`{"pad":%q}`, pad)))
+		}
+		f.publish(outs...)
+	}
+	f.start(func(c *Config) {
+		c.BatchBytes = 16 << 10
+		c.BufferBytes = 64 << 10
+		c.AckWait = conf.Duration(time.Second)
+	})
+	time.Sleep(14 * time.Second) // past 10 deliveries a batch at ack_wait 1s
+	f.bq.TableDown("logs.down", false)
+	f.waitFor(20*time.Second, "every row once BigQuery is back", func() bool { return f.bq.RowCount("proj", "logs", "down") >= 300 && f.acked() == 30 })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d records dead-lettered during an outage; first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
 	}
 }
