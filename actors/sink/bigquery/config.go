@@ -1,6 +1,9 @@
 package bigquery
 
 import (
+	"strings"
+	"time"
+
 	"github.com/valyala/fastjson"
 	"gopkg.in/yaml.v3"
 
@@ -32,6 +35,10 @@ type Config struct {
 	BufferBytes conf.ByteSize `yaml:"buffer_bytes"`
 	AckWait     conf.Duration `yaml:"ack_wait"`    // default 2m
 	MaxBackoff  conf.Duration `yaml:"max_backoff"` // between retries of a failing append; default 30s
+	// MaxSchemaWait bounds how long a row with new fields waits for the
+	// widened schema to reach the write API; then it goes to the DLQ with
+	// the reason. Default 10m (BigQuery documents minutes, not hours).
+	MaxSchemaWait conf.Duration `yaml:"max_schema_wait"`
 
 	// For emulators and tests: the REST endpoint (http://host:port) and
 	// the Storage Write gRPC address (host:port, plaintext, no auth).
@@ -75,6 +82,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = conf.Duration(30e9)
 	}
+	if c.MaxSchemaWait == 0 {
+		c.MaxSchemaWait = conf.Duration(10 * time.Minute)
+	}
 }
 
 // Validate names the first field that is wrong.
@@ -96,6 +106,9 @@ func (c *Config) Validate() error {
 	if c.BatchBytes < 1024 || c.BatchBytes > 9<<20 {
 		return conf.Errorf("batch_bytes", "%s: want 1KiB to 9MiB (BigQuery refuses requests over 10 MB)", c.BatchBytes)
 	}
+	if c.MaxSchemaWait < conf.Duration(time.Second) {
+		return conf.Errorf("max_schema_wait", "%s: want at least 1s (a widened schema takes seconds to minutes to reach the write API)", c.MaxSchemaWait.D())
+	}
 	if (c.Endpoint == "") != (c.WriteEndpoint == "") {
 		return conf.Errorf("write_endpoint", "endpoint and write_endpoint go together (an emulator serves both)")
 	}
@@ -107,8 +120,8 @@ func (c *Config) Validate() error {
 			return conf.Errorf("id_column", "%q is not a valid column name", f)
 		}
 	}
-	if c.IDColumn == c.TimestampColumn {
-		return conf.Errorf("timestamp_column", "must differ from id_column")
+	if strings.EqualFold(c.IDColumn, c.TimestampColumn) {
+		return conf.Errorf("timestamp_column", "must differ from id_column (BigQuery column names ignore case)")
 	}
 	return nil
 }

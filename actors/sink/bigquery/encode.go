@@ -55,7 +55,7 @@ func appendMessage(dst []byte, md protoreflect.MessageDescriptor, values map[str
 	for k, v := range values {
 		f := fields.ByName(protoreflect.Name(k))
 		if f == nil {
-			f = fields.ByName(protoreflect.Name(strings.ToLower(k)))
+			f = fieldFolded(fields, k)
 		}
 		if f == nil {
 			return nil, fmt.Errorf("field %s%s: not a column of the stream's schema", prefix, k)
@@ -79,6 +79,19 @@ func appendMessage(dst []byte, md protoreflect.MessageDescriptor, values map[str
 		}
 	}
 	return dst, nil
+}
+
+// fieldFolded finds a field by name ignoring case, as BigQuery matches
+// column names: the row says host, the table (and so the descriptor) Host.
+// Only a key not found as written comes here. (Prepare refuses a row with
+// two keys that differ only in case, so one field never gets two values.)
+func fieldFolded(fields protoreflect.FieldDescriptors, k string) protoreflect.FieldDescriptor {
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); strings.EqualFold(string(f.Name()), k) {
+			return f
+		}
+	}
+	return nil
 }
 
 // appendField appends one value of field f (one element, for a list).

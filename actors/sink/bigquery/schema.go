@@ -41,7 +41,6 @@ type Rules struct {
 type Row struct {
 	Values map[string]any // column → float64, int64, string, bool, time.Time, map[string]any or []any
 	Schema bigquery.Schema
-	Size   int // of its data as JSON, to size requests
 }
 
 // Prepare normalizes an output's data by the rules, adds the id and
@@ -63,9 +62,17 @@ func (r Rules) Prepare(o *batch.Output) (*Row, error) {
 	if values == nil {
 		values = map[string]any{}
 	}
-	for _, col := range []string{r.IDColumn, r.TimestampColumn} {
-		if _, taken := values[col]; taken {
-			return nil, fmt.Errorf("data.%s: the sink's %s column has this name (rename it in the policy or set id_column/timestamp_column)", col, col)
+	// BigQuery's column names ignore case: "ID" or Serilog's "Timestamp"
+	// is the sink's own column too. Such a row is refused rather than one
+	// value silently dropped (a documented rename would be the other way).
+	for k := range values {
+		for _, col := range []string{r.IDColumn, r.TimestampColumn} {
+			switch {
+			case k == col:
+				return nil, fmt.Errorf("data.%s: the sink's %s column has this name (rename it in the policy or set id_column/timestamp_column)", col, col)
+			case strings.EqualFold(k, col):
+				return nil, fmt.Errorf("data.%s and the sink's %s column: BigQuery column names ignore case, so they are one column (rename it in the policy or set id_column/timestamp_column)", k, col)
+			}
 		}
 	}
 	values[r.IDColumn] = o.ID
@@ -75,7 +82,7 @@ func (r Rules) Prepare(o *batch.Output) (*Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	return &Row{Values: values, Schema: schema, Size: len(o.Data)}, nil
+	return &Row{Values: values, Schema: schema}, nil
 }
 
 // decodeData decodes a row's data as encoding/json's Unmarshal with

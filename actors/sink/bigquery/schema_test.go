@@ -217,3 +217,20 @@ func TestPrepareRefusesKeysThatDifferOnlyInCase(t *testing.T) {
 		t.Fatalf("distinct names refused: %v", err)
 	}
 }
+
+// Serilog writes "Timestamp"; others write "ID". BigQuery's names ignore
+// case, so such a key is the sink's own column: the row is refused with
+// both names (before, a string ID overwrote the id column or was dropped,
+// depending on map order, and a Timestamp was held forever).
+func TestPrepareRefusesDataKeysThatAreTheSinksColumnsInAnotherCase(t *testing.T) {
+	for data, want := range map[string]string{
+		`{"Timestamp":"2026-12-07T10:00:00Z","m":"x"}`: "data.Timestamp and the sink's timestamp column",
+		`{"ID":"abc"}`:   "data.ID and the sink's id column",
+		`{"iD":{"x":1}}`: "data.iD and the sink's id column",
+	} {
+		_, err := rules.Prepare(&batch.Output{ID: "r", Timestamp: 1, Data: []byte(data)})
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "ignore case") {
+			t.Errorf("%s: %v, want %q", data, err, want)
+		}
+	}
+}

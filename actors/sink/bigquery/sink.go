@@ -271,17 +271,17 @@ func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 		s.held.Release(s.weight(t.d))
 		s.m.buffered.Sub(float64(s.weight(t.d)))
 	}()
-	backoff := 100 * time.Millisecond
+	bo := newBackoff(100*time.Millisecond, 5*time.Second)
 	for store != nil {
 		err := store()
 		if err == nil {
 			break
 		}
-		s.log.Error("dead-lettering failed; retrying", "err", err)
-		if !actors.Sleep(ctx, backoff) {
+		wait := bo.next()
+		s.log.Error("dead-lettering failed; retrying", "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	_ = t.d.Ack()
 	s.mu.Lock()
@@ -375,7 +375,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
 	}
 	m.sinkRetries.WithLabelValues("network")
-	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused"} {
+	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused", "schema_wait"} {
 		m.dead.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.buffered, m.appendSeconds,

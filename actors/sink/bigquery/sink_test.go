@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	gbq "cloud.google.com/go/bigquery"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/api/option"
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
@@ -329,5 +331,223 @@ func TestBufferBoundsTheBatchesHeldAndAllArrive(t *testing.T) {
 	}
 	if left := testutil.ToFloat64(f.sink.m.buffered); left != 0 {
 		t.Fatalf("%.0f bytes still counted as buffered after every batch was acked", left)
+	}
+}
+
+// A data key that is the id or timestamp column in another case goes to
+// the DLQ naming both; the id column always holds the output's id.
+func TestCaseOfIDAndTimestampKeys(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start()
+	f.publish(out("1", "app", `{"m":"a"}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	var outs []batch.Output
+	for i := 0; i < 20; i++ {
+		outs = append(outs, out(fmt.Sprint("s", i), "app", fmt.Sprintf(`{"ID":"data-%d","m":"b"}`, i)),
+			out(fmt.Sprint("t", i), "app", `{"Timestamp":"2026-12-07T10:00:00Z","m":"c"}`))
+	}
+	outs = append(outs, out("2", "app", `{"m":"d"}`))
+	f.publish(outs...)
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if got := ids(f.bq.Rows("proj", "logs", "app")); got != "1,2" {
+		t.Fatalf("rows: %s", got)
+	}
+	dead := f.dead()
+	if len(dead) != 40 {
+		t.Fatalf("%d records in the DLQ, want 40", len(dead))
+	}
+	for _, d := range dead {
+		r := d.Header.Get(batch.HeaderReason)
+		if !strings.Contains(r, "and the sink's id column") && !strings.Contains(r, "and the sink's timestamp column") {
+			t.Fatalf("reason: %q", r)
+		}
+	}
+}
+
+// BigQuery refuses a schema for good (a reserved name, too many columns,
+// too deep): those rows go to the DLQ with its answer, and the batches of
+// another table keep flowing through the same small buffer.
+func TestSchemaBigQueryRefusesGoesToDLQAndOthersFlow(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	pad := strings.Repeat("x", 1000)
+	deep := `"leaf"`
+	for i := 0; i < 16; i++ {
+		deep = fmt.Sprintf(`{"r%d":%s}`, i, deep)
+	}
+	bad := 0
+	for b := 0; b < 30; b++ { // ~30 KB a batch, ~900 KB in all: many times the buffer
+		var outs []batch.Output
+		for i := 0; i < 30; i++ {
+			data := fmt.Sprintf(`{"_FILE_NAME":"f%d","pad":%q}`, i, pad)
+			if i%3 == 1 {
+				data = fmt.Sprintf(`{"deep":%s,"pad":%q}`, deep, pad)
+			}
+			outs = append(outs, out(fmt.Sprint("b", b, "-", i), "refused", data))
+			bad++
+		}
+		f.publish(outs...)
+	}
+	for i := 0; i < 5; i++ {
+		f.publish(out(fmt.Sprint("g", i), "good", `{"m":"fine"}`))
+	}
+	f.start(func(c *Config) { c.BatchBytes = 16 << 10; c.BufferBytes = 64 << 10 })
+	f.waitFor(15*time.Second, "every row of the good table", func() bool { return len(f.bq.Rows("proj", "logs", "good")) == 5 })
+	f.waitFor(15*time.Second, "every batch acked", func() bool { return f.acked() == 35 })
+	dead := f.dead()
+	if len(dead) != bad {
+		t.Fatalf("%d records in the DLQ, want %d", len(dead), bad)
+	}
+	for _, d := range dead {
+		r := d.Header.Get(batch.HeaderReason)
+		if !strings.HasPrefix(r, "table logs.refused: ") || !strings.Contains(r, `Invalid field name "_FILE_NAME"`) && !strings.Contains(r, "nested") {
+			t.Fatalf("reason: %q", r)
+		}
+	}
+}
+
+// Requests are cut by the rows' encoded (proto) size, not their JSON: a
+// number is ~2 bytes of JSON and 9 of proto. A row too large for any
+// request goes to the DLQ; the others land. (The stand-in takes requests
+// of at most 1 MiB here instead of 10 MB, and batch_bytes is 512 KiB: the
+// same ratios with a tenth of the numbers.)
+func TestRequestsAreCutByEncodedSize(t *testing.T) {
+	f := newFixture(t, bqtest.Options{MaxRequest: 1 << 20})
+	nums := func(n int) string {
+		b := make([]string, n)
+		for i := range b {
+			b[i] = fmt.Sprint(i % 10)
+		}
+		return "[" + strings.Join(b, ",") + "]"
+	}
+	row := nums(500) // 1 KB of JSON, ~4.5 KB of proto
+	var outs []batch.Output
+	for i := 0; i < 300; i++ { // 300 KB of JSON, ~1.35 MB of proto
+		outs = append(outs, out(fmt.Sprint(i), "nums", fmt.Sprintf(`{"v":%s}`, row)))
+	}
+	f.publish(outs...)
+	f.publish(out("huge", "nums", fmt.Sprintf(`{"v":%s}`, nums(150_000)))) // 300 KB of JSON, ~1.35 MB of proto
+	f.start(func(c *Config) { c.BatchBytes = 512 << 10 })
+	f.waitFor(15*time.Second, "300 rows and both batches settled", func() bool { return f.bq.RowCount("proj", "logs", "nums") == 300 && f.acked() == 2 })
+	dead := f.dead()
+	if len(dead) != 1 || !strings.Contains(dead[0].Header.Get(batch.HeaderReason), "too large") {
+		var reasons []string
+		for _, d := range dead {
+			reasons = append(reasons, d.Header.Get(batch.HeaderReason))
+		}
+		t.Fatalf("DLQ: %q, want the huge row as too large", reasons)
+	}
+	if got := testutil.ToFloat64(f.sink.m.retries.WithLabelValues("logs.nums")); got != 0 {
+		t.Fatalf("%v appends retried", got)
+	}
+}
+
+// A table re-created with fewer columns than the stream knows: the sink
+// widens it again and waits for the widened schema with backoff, not in a
+// loop of table reads and new streams.
+func TestRecreatedNarrowerTableIsWaitedForWithBackoff(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: 2 * time.Second})
+	f.publish(out("1", "t", `{"a":"x","b":"y"}`))
+	f.start(func(c *Config) { c.MaxBackoff = conf.Duration(5 * time.Second) })
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	ctx := context.Background()
+	c, err := gbq.NewClient(ctx, "proj", option.WithEndpoint(f.bq.URL+"/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.bq.DeleteTable("proj", "logs", "t")
+	narrow := gbq.Schema{{Name: "id", Type: gbq.StringFieldType}, {Name: "timestamp", Type: gbq.TimestampFieldType}, {Name: "a", Type: gbq.StringFieldType}}
+	if err := c.Dataset("logs").Table("t").Create(ctx, &gbq.TableMetadata{Schema: narrow}); err != nil {
+		t.Fatal(err)
+	}
+	reads := f.bq.TableReads()
+	f.publish(out("2", "t", `{"a":"x","b":"z"}`))
+	f.waitFor(15*time.Second, "row 2 in the re-created table", func() bool { return ids(f.bq.Rows("proj", "logs", "t")) == "2" && f.acked() == 2 })
+	if n := f.bq.TableReads() - reads; n > 20 {
+		t.Fatalf("%d table reads to land one row through a 2 s propagation", n)
+	}
+}
+
+// Keys that keep appearing faster than a schema propagates: rows land
+// through the widenings that have propagated, not only once the keys stop.
+func TestContinuousWideningLandsRowsAsTheirSchemaPropagates(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: time.Second})
+	f.publish(out("base", "w", `{"m":"x"}`))
+	f.start()
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	start := time.Now()
+	landedWhileWidening := 0
+	for i := 0; i < 20; i++ { // a new key every 200 ms for 4 s
+		f.publish(out(fmt.Sprint("k", i), "w", fmt.Sprintf(`{"m":"x","k%02d":"v"}`, i)))
+		time.Sleep(200 * time.Millisecond)
+		landedWhileWidening = len(f.bq.Rows("proj", "logs", "w")) - 1
+	}
+	if landedWhileWidening < 5 {
+		t.Fatalf("%d of 20 rows landed in the %s while new keys kept coming (propagation 1 s)", landedWhileWidening, time.Since(start).Round(time.Second))
+	}
+	f.waitFor(15*time.Second, "every row", func() bool { return f.acked() == 21 })
+	if n := len(f.bq.Rows("proj", "logs", "w")); n != 21 || len(f.dead()) != 0 {
+		t.Fatalf("%d rows, %d dead", n, len(f.dead()))
+	}
+}
+
+// A row waits for its widened schema at most max_schema_wait, then goes
+// to the DLQ saying so; the other rows keep flowing.
+func TestRowWaitsForItsSchemaAtMostMaxSchemaWait(t *testing.T) {
+	f := newFixture(t, bqtest.Options{Propagation: time.Hour})
+	f.publish(out("1", "w", `{"m":"x"}`))
+	f.start(func(c *Config) { c.MaxSchemaWait = conf.Duration(time.Second) })
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.publish(out("2", "w", `{"m":"x","late":"v"}`), out("3", "w", `{"m":"y"}`))
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if got := ids(f.bq.Rows("proj", "logs", "w")); got != "1,3" {
+		t.Fatalf("rows: %s", got)
+	}
+	dead := f.dead()
+	if len(dead) != 1 || !strings.Contains(dead[0].Header.Get(batch.HeaderReason), "max_schema_wait") || !strings.Contains(dead[0].Header.Get(batch.HeaderReason), "late") {
+		t.Fatalf("DLQ: %d records, want row 2 naming late and max_schema_wait", len(dead))
+	}
+}
+// A row's key that is a column of the table in another case (Host in the
+// table, host in the row) is that column, as BigQuery names go.
+func TestKeysInAnotherCaseThanTheTableLandInItsColumns(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start()
+	f.publish(out("1", "c", `{"Host":"a","Meta":{"Sub":"x"}}`))
+	f.waitFor(10*time.Second, "the first row", func() bool { return f.acked() == 1 })
+	f.publish(out("2", "c", `{"host":"b","meta":{"sub":"y"}}`), out("3", "c", `{"HOST":"c"}`))
+	f.waitFor(10*time.Second, "the batch settled", func() bool { return f.acked() == 2 })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d rows dead-lettered, first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
+	}
+	rows := f.bq.Rows("proj", "logs", "c")
+	if len(rows) != 3 || rows[1]["Host"] != "b" || rows[1]["Meta"].(map[string]any)["Sub"] != "y" || rows[2]["Host"] != "c" {
+		t.Fatalf("rows: %v", rows)
+	}
+}
+
+// An outage of BigQuery, however long, dead-letters nothing: batches wait
+// in progress and land once it is back.
+func TestOutageOfEveryTableDeadLettersNothing(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.bq.TableDown("logs.down", true)
+	pad := strings.Repeat("x", 1000)
+	for b := 0; b < 30; b++ { // ~10 KB a batch, ~300 KB in all for a 64 KiB buffer
+		var outs []batch.Output
+		for i := 0; i < 10; i++ {
+			outs = append(outs, out(fmt.Sprint("d", b, "-", i), "down", fmt.Sprintf(`{"pad":%q}`, pad)))
+		}
+		f.publish(outs...)
+	}
+	f.start(func(c *Config) {
+		c.BatchBytes = 16 << 10
+		c.BufferBytes = 64 << 10
+		c.AckWait = conf.Duration(time.Second)
+	})
+	time.Sleep(14 * time.Second) // past 10 deliveries a batch at ack_wait 1s
+	f.bq.TableDown("logs.down", false)
+	f.waitFor(20*time.Second, "every row once BigQuery is back", func() bool { return f.bq.RowCount("proj", "logs", "down") >= 300 && f.acked() == 30 })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d records dead-lettered during an outage; first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
 	}
 }

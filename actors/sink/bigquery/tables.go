@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
+
+	"github.com/sluicehq/sluice/actors"
 )
 
 // tables creates and widens tables over the REST API.
@@ -27,7 +30,14 @@ type tables struct {
 // once cannot undo each other (412 → read again and merge again).
 func (t *tables) ensure(ctx context.Context, dataset, table string, row bigquery.Schema, partition string) (bigquery.Schema, error) {
 	tb := t.client.Dataset(dataset).Table(table)
+	// Another writer changed the table under us (409, 412, 404): read it
+	// again after a short wait, so that writers racing on one table do
+	// not retry in lockstep.
+	bo := newBackoff(10*time.Millisecond, time.Second)
 	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 && !actors.Sleep(ctx, bo.next()) {
+			return nil, ctx.Err()
+		}
 		md, err := tb.Metadata(ctx)
 		if httpCode(err) == http.StatusNotFound {
 			if !t.create {
@@ -95,3 +105,7 @@ func httpCode(err error) int {
 	}
 	return 0
 }
+
+// permanent says whether BigQuery's REST answer is one that no retry will
+// change: 400 (invalid), its answer to a schema it will never take.
+func permanent(err error) bool { return httpCode(err) == http.StatusBadRequest }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +25,7 @@ type pendingRow struct {
 	row       *Row
 	partition string
 	done      func(deadReason string)
+	heldSince time.Time // when it began to wait for a widened schema
 }
 
 type tableKey struct{ dataset, table string }
@@ -49,7 +50,13 @@ type tableWriter struct {
 	target  *rowType // the widened schema held rows need
 	probe   *stream  // opened on target while waiting for it to propagate
 	held    []pendingRow
-	probeIn time.Duration
+	probeAt time.Time // when to probe next
+	probeBo *backoff  // between probes of a widened schema that has not arrived
+	// reopenBo spaces the table's stream being dropped and opened again
+	// (the table was deleted or re-created narrower, and the widened
+	// schema takes a while to reach the write API); reset by an append
+	// that succeeds on the table's stream.
+	reopenBo *backoff
 }
 
 type stream struct {
@@ -64,7 +71,8 @@ func (s *stream) close() {
 }
 
 func newTableWriter(s *Sink, key tableKey) *tableWriter {
-	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1)}
+	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1),
+		probeBo: newBackoff(250*time.Millisecond, 5*time.Second), reopenBo: newBackoff(200*time.Millisecond, s.cfg.MaxBackoff.D())}
 }
 
 // enqueue hands rows to the writer; it never blocks, so a table that is
@@ -85,7 +93,9 @@ func (w *tableWriter) run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		if len(w.held) > 0 {
-			timer.Reset(w.probeIn)
+			// A deadline, not a delay: rows arriving more often than the
+			// probe's backoff must not keep putting it off.
+			timer.Reset(max(0, time.Until(w.probeAt)))
 		}
 		select {
 		case <-ctx.Done():
@@ -133,8 +143,19 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 				w.refuse(r, err)
 				continue
 			}
+			if !Fits(w.target.schema, r.row.Schema) {
+				// Never true while Widen and Fits agree; were it, the row
+				// would be held and probed for ever.
+				w.s.m.dead.WithLabelValues("refused").Inc()
+				r.done(fmt.Sprintf("table %s: the widened table still cannot hold the row (its names or types do not fit the table's)", w.key))
+				continue
+			}
+			if len(w.held) == 0 {
+				w.probeBo.reset()
+				w.probeAt = time.Now().Add(w.probeBo.next())
+			}
+			r.heldSince = time.Now()
 			w.held = append(w.held, r)
-			w.probeIn = 0
 		}
 		w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
 		if len(ready) == 0 {
@@ -145,6 +166,11 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 			return
 		}
 		rows = left
+		wait := w.reopenBo.next()
+		w.log.Warn("the table's stream was dropped; opening it again", "rows", len(rows), "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
+			return
+		}
 	}
 }
 
@@ -165,7 +191,7 @@ func (w *tableWriter) refuse(r pendingRow, err error) {
 // the stream on the table's schema. It retries until it can, so the only
 // errors are a type clash of r with the table and ctx ending.
 func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
-	backoff := 200 * time.Millisecond
+	bo := w.backoff()
 	for {
 		schema, err := w.ensure(ctx, r)
 		if err != nil {
@@ -175,32 +201,35 @@ func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
 			return nil
 		}
 		w.s.setState(w.key, err.Error())
-		w.log.Warn("cannot open the table's write stream; retrying", "err", err, "next_in", backoff)
-		if !actors.Sleep(ctx, backoff) {
+		wait := bo.next()
+		w.log.Warn("cannot open the table's write stream; retrying", "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 	}
 }
 
-// ensure widens the table for r, retrying what is not r's fault.
+// ensure widens the table for r, retrying what is not r's fault. A type
+// clash and BigQuery's permanent answers (a 400: a reserved column name,
+// too many columns, too deep) are r's: they return at once, for r to go to
+// the DLQ, and the table goes on with the next row.
 func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema, error) {
-	backoff := 200 * time.Millisecond
+	bo := w.backoff()
 	for {
 		schema, err := w.s.tables.ensure(ctx, w.key.dataset, w.key.table, r.row.Schema, r.partition)
 		var c *Conflict
-		if err == nil || errors.As(err, &c) || ctx.Err() != nil {
+		if err == nil || errors.As(err, &c) || permanent(err) || ctx.Err() != nil {
 			if err == nil {
 				w.s.setState(w.key, "")
 			}
 			return schema, err
 		}
 		w.s.setState(w.key, err.Error())
-		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", backoff)
-		if !actors.Sleep(ctx, backoff) {
+		wait := bo.next()
+		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", wait)
+		if !actors.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
-		backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 	}
 }
 
@@ -216,11 +245,10 @@ func (w *tableWriter) widenFor(ctx context.Context, r pendingRow) error {
 	if err != nil {
 		return err
 	}
+	// The probe keeps the schema it was opened on: the rows that fit it
+	// land as soon as that widening has propagated, even while newer
+	// ones keep coming (each widening restarts BigQuery's propagation).
 	w.target = t
-	if w.probe != nil {
-		w.probe.close()
-		w.probe = nil
-	}
 	return nil
 }
 
@@ -239,89 +267,189 @@ func (w *tableWriter) open(ctx context.Context, schema bigquery.Schema) (*stream
 	return &stream{t: t, ms: ms}, nil
 }
 
-// tryProbe appends the held rows on a stream of the widened schema: when
-// the write API takes them, that stream becomes the table's stream.
+// tryProbe appends the held rows that fit the probe stream's schema: when
+// the write API takes them, that stream becomes the table's stream, and
+// the rows that need a later widening get a new probe on it. A row held
+// longer than max_schema_wait goes to the DLQ instead.
 func (w *tableWriter) tryProbe(ctx context.Context) {
-	if w.probe == nil {
-		var err error
-		if w.probe, err = w.open(ctx, w.target.schema); err != nil {
-			w.log.Warn("opening a stream on the widened schema failed", "err", err)
-			w.backOffProbe()
-			return
-		}
+	defer func() { w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held))) }()
+	w.expireHeld()
+	if len(w.held) == 0 {
+		w.probe.close()
+		w.probe = nil
+		return
 	}
 	var fit, rest []pendingRow
-	for _, r := range w.held {
-		if Fits(w.target.schema, r.row.Schema) {
-			fit = append(fit, r)
-		} else {
-			rest = append(rest, r)
+	for attempt := 0; attempt < 2; attempt++ {
+		if w.probe == nil {
+			var err error
+			if w.probe, err = w.open(ctx, w.target.schema); err != nil {
+				w.log.Warn("opening a stream on the widened schema failed", "err", err)
+				w.backOffProbe()
+				return
+			}
 		}
+		fit, rest = nil, nil
+		for _, r := range w.held {
+			if Fits(w.probe.t.schema, r.row.Schema) {
+				fit = append(fit, r)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		if len(fit) > 0 {
+			break
+		}
+		// Every row waiting needs more than the probe's schema (its own
+		// rows landed through the table's stream): probe the newest.
+		w.probe.close()
+		w.probe = nil
+	}
+	if len(fit) == 0 {
+		w.backOffProbe()
+		return
 	}
 	if left, err := w.appendAll(ctx, w.probe, fit); err != nil {
 		w.held = append(left, rest...) // rows it wrote before the error are done
 		w.backOffProbe()
-	} else {
-		w.log.Info("the widened schema reached the write API", "columns", len(w.target.schema), "rows", len(fit))
-		w.main.close()
-		w.main, w.probe, w.held, w.probeIn = w.probe, nil, rest, 0
+		return
 	}
-	w.s.m.waiting.WithLabelValues(w.key.String()).Set(float64(len(w.held)))
+	w.log.Info("the widened schema reached the write API", "columns", len(w.probe.t.schema), "rows", len(fit), "still_waiting", len(rest))
+	w.main.close()
+	w.main, w.probe, w.held = w.probe, nil, rest
+	w.probeBo.reset()
+	w.probeAt = time.Now()
 }
 
-func (w *tableWriter) backOffProbe() {
-	w.probeIn = min(max(2*w.probeIn, 250*time.Millisecond), 5*time.Second)
+// expireHeld sends the rows that waited longer than max_schema_wait for
+// their widened schema to the DLQ, naming the fields that did not arrive.
+func (w *tableWriter) expireHeld() {
+	limit := w.s.cfg.MaxSchemaWait.D()
+	kept := w.held[:0]
+	for _, r := range w.held {
+		if time.Since(r.heldSince) < limit {
+			kept = append(kept, r)
+			continue
+		}
+		var missing []string
+		for _, f := range r.row.Schema {
+			if w.main == nil || !Fits(w.main.t.schema, bigquery.Schema{f}) {
+				missing = append(missing, f.Name)
+			}
+		}
+		w.s.m.dead.WithLabelValues("schema_wait").Inc()
+		r.done(fmt.Sprintf("table %s: the table was widened for %s, but the write API did not take the new schema within max_schema_wait (%s)",
+			w.key, strings.Join(missing, ", "), limit))
+	}
+	clear(w.held[len(kept):])
+	w.held = kept
+}
+
+func (w *tableWriter) backOffProbe() { w.probeAt = time.Now().Add(w.probeBo.next()) }
+
+// backoff is a fresh retry backoff of the table's: 200 ms up to max_backoff.
+func (w *tableWriter) backoff() *backoff {
+	return newBackoff(200*time.Millisecond, w.s.cfg.MaxBackoff.D())
 }
 
 var (
 	errPropagating = errors.New("the widened schema has not reached the write API yet")
 	errReopen      = errors.New("the table's stream was dropped: sort the rows again")
+	errTooLarge    = errors.New("BigQuery refused the request as too large")
 )
 
-// appendAll appends rows, batch_rows and batch_bytes a request, until each
-// is accepted or refused; when it stops early it returns the rows it has
-// not ended, and why. A request that BigQuery refused for some rows is sent
-// again without them. On the probe stream, fields BigQuery does not know
-// yet are errPropagating; on the table's own stream they, or a deleted
-// table, drop the stream (errReopen: the caller widens or re-creates the
-// table and sorts the rows again). Other errors are retried with backoff
-// for as long as it takes (the rows stay un-acked in OUT).
+// isStatus says whether err is a gRPC status (an answer of BigQuery's or
+// of the connection to it) rather than an error of the client itself.
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
+}
+
+// tooLarge is BigQuery's answer to a request over 10 MB: INVALID_ARGUMENT
+// "AppendRows request too large: N limit 10485760".
+func tooLarge(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "request too large")
+}
+
+// maxRow is the largest encoded row sent: an AppendRows request may be at
+// most 10 MB (10,485,760 bytes), and the first request on a connection
+// also carries the writer schema and the stream's name.
+const maxRow = 9 << 20
+
+// encoded is a row with its bytes in the stream's message type.
+type encoded struct {
+	pendingRow
+	b []byte
+}
+
+// appendAll appends rows, batch_rows and batch_bytes of encoded (proto)
+// rows a request, until each is accepted or refused; when it stops early it
+// returns the rows it has not ended, and why. A row that does not encode,
+// or is larger than any request may be, goes to the DLQ. A request that
+// BigQuery refused for some rows is sent again without them; one it
+// refused as too large is split in two. On the probe stream, fields
+// BigQuery does not know yet are errPropagating; on the table's own stream
+// they, or a deleted table, drop the stream (errReopen: the caller widens
+// or re-creates the table and sorts the rows again). Other errors are
+// retried with backoff for as long as it takes (the rows stay un-acked in
+// OUT).
 func (w *tableWriter) appendAll(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
-	for len(rows) > 0 {
+	enc := make([]encoded, 0, len(rows))
+	for _, r := range rows {
+		b, err := st.t.encode(r.row.Values)
+		switch {
+		case err != nil:
+			w.refuse(r, err)
+		case len(b) > maxRow:
+			w.s.m.dead.WithLabelValues("bad_row").Inc()
+			r.done(fmt.Sprintf("table %s: the row is too large: %d bytes encoded, more than an AppendRows request may carry (10 MB with the writer schema; %d for the row)", w.key, len(b), maxRow))
+		default:
+			enc = append(enc, encoded{r, b})
+		}
+	}
+	unended := func(e []encoded) []pendingRow {
+		out := make([]pendingRow, len(e))
+		for i := range e {
+			out[i] = e[i].pendingRow
+		}
+		return out
+	}
+	for len(enc) > 0 {
 		n, size := 0, 0
-		for n < len(rows) && n < w.s.cfg.BatchRows && (n == 0 || size+rows[n].row.Size <= int(w.s.cfg.BatchBytes)) {
-			size += rows[n].row.Size
+		for n < len(enc) && n < w.s.cfg.BatchRows && (n == 0 || size+len(enc[n].b)+rowOverhead <= int(w.s.cfg.BatchBytes)) {
+			size += len(enc[n].b) + rowOverhead
 			n++
 		}
-		if left, err := w.appendChunk(ctx, st, rows[:n]); err != nil {
-			return slices.Concat(left, rows[n:]), err
+		left, err := w.appendChunk(ctx, st, enc[:n])
+		for errors.Is(err, errTooLarge) && n > 1 {
+			// BigQuery counts what we cannot (the request's framing): send
+			// the first half alone, then go on.
+			n = (n + 1) / 2
+			left, err = w.appendChunk(ctx, st, enc[:n])
 		}
-		rows = rows[n:]
+		if err != nil {
+			return append(unended(left), unended(enc[n:])...), err
+		}
+		enc = enc[n:]
 	}
 	return nil, nil
 }
 
+// rowOverhead is what a row adds to a request besides its bytes: the
+// serialized_rows tag and a length of up to 3 bytes for rows under 2 MB.
+const rowOverhead = 5
+
 // appendChunk appends one request's worth of rows (see appendAll) and
 // returns, with the error that stopped it, the rows it has not ended.
-func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendingRow) ([]pendingRow, error) {
-	backoff := 200 * time.Millisecond
+func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encoded) ([]encoded, error) {
+	bo := w.backoff()
 	for len(rows) > 0 {
-		enc := make([][]byte, 0, len(rows))
-		kept := rows[:0:0]
+		enc := make([][]byte, len(rows))
 		var bytes int
-		for _, r := range rows {
-			b, err := st.t.encode(r.row.Values)
-			if err != nil {
-				w.refuse(r, err)
-				continue
-			}
-			enc = append(enc, b)
-			kept = append(kept, r)
-			bytes += len(b)
-		}
-		rows = kept
-		if len(rows) == 0 {
-			return nil, nil
+		for i, r := range rows {
+			enc[i] = r.b
+			bytes += len(r.b)
 		}
 		start := time.Now()
 		res, err := st.ms.AppendRows(ctx, enc)
@@ -330,6 +458,9 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 		}
 		w.s.m.appendSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
+			if st == w.main {
+				w.reopenBo.reset()
+			}
 			w.s.setState(w.key, "")
 			w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
 			w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
@@ -339,7 +470,8 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 				r.done("")
 			}
 			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
-				w.probeIn = 0 // the new schema has arrived: try the held rows now
+				w.probeAt = time.Now() // a new schema has arrived: try the held rows now
+				w.probeBo.reset()
 			}
 			return nil, nil
 		}
@@ -352,7 +484,7 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 				for _, re := range full.GetRowErrors() {
 					bad[re.GetIndex()] = re.GetMessage()
 				}
-				var again []pendingRow
+				var again []encoded
 				for i, r := range rows {
 					if msg, ok := bad[int64(i)]; ok {
 						w.s.m.dead.WithLabelValues("row_error").Inc()
@@ -364,6 +496,14 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 				rows = again
 				continue
 			}
+		}
+		if tooLarge(err) {
+			if len(rows) > 1 {
+				return rows, errTooLarge
+			}
+			w.s.m.dead.WithLabelValues("bad_row").Inc()
+			rows[0].done(fmt.Sprintf("table %s: the row is too large for an AppendRows request: %v", w.key, err))
+			return nil, nil
 		}
 		code := storageCode(err)
 		gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
@@ -387,15 +527,27 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []pendin
 			w.probe.close()
 			w.probe = nil
 			return rows, errPropagating
+		case !isStatus(err):
+			// Not BigQuery's answer but the client's (context canceled,
+			// EOF): its connection is gone for good, and every append on
+			// this stream would fail at once. Open a new one.
+			w.log.Warn("the write stream failed; opening a new one", "err", err)
+			st.close()
+			if st == w.main {
+				w.main = nil
+				return rows, errReopen
+			}
+			w.probe = nil
+			return rows, err
 		default:
 			w.s.setState(w.key, err.Error())
 			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
 			w.s.m.sinkRetries.WithLabelValues("network").Inc()
-			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", backoff)
-			if !actors.Sleep(ctx, backoff) {
+			wait := bo.next()
+			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", wait)
+			if !actors.Sleep(ctx, wait) {
 				return rows, ctx.Err()
 			}
-			backoff = min(2*backoff, w.s.cfg.MaxBackoff.D())
 		}
 	}
 	return nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +350,91 @@ func TestRowErrorsUnavailableAndDeletedTable(t *testing.T) {
 	}
 	if code := storageCode(err); code != storagepb.StorageError_TABLE_NOT_FOUND {
 		t.Fatalf("append to a deleted table: %v (storage error %v)", err, code)
+	}
+}
+
+// What BigQuery refuses in a schema, on create and on widening, with its
+// 400 "invalid": a reserved name prefix (any case, at any depth), more than
+// 10,000 columns, records nested deeper than 15 levels.
+func TestSchemasBigQueryRefuses(t *testing.T) {
+	s := newServer(t, Options{})
+	bqc, _ := clients(t, s)
+	ctx := context.Background()
+	tb := createTable(t, bqc, "ok", bigquery.Schema{{Name: "id", Type: bigquery.StringFieldType}})
+	md, err := tb.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := make(bigquery.Schema, 10001)
+	for i := range many {
+		many[i] = &bigquery.FieldSchema{Name: "c" + strconv.Itoa(i), Type: bigquery.StringFieldType}
+	}
+	deep := &bigquery.FieldSchema{Name: "leaf", Type: bigquery.StringFieldType}
+	for i := 0; i < 16; i++ { // 16 RECORD levels above the leaf
+		deep = &bigquery.FieldSchema{Name: "r" + strconv.Itoa(i), Type: bigquery.RecordFieldType, Schema: bigquery.Schema{deep}}
+	}
+	for name, c := range map[string]struct {
+		schema bigquery.Schema
+		want   string
+	}{
+		"reserved":        {bigquery.Schema{{Name: "_PARTITIONTIME", Type: bigquery.TimestampFieldType}}, `Invalid field name "_PARTITIONTIME"`},
+		"reserved_lower":  {bigquery.Schema{{Name: "_file_name", Type: bigquery.StringFieldType}}, "(case-insensitive) prefixes _PARTITION, _TABLE_, _FILE_, _ROW_TIMESTAMP, __ROOT__ and _COLIDENTIFIER"},
+		"reserved_nested": {bigquery.Schema{{Name: "m", Type: bigquery.RecordFieldType, Schema: bigquery.Schema{{Name: "__root__x", Type: bigquery.StringFieldType}}}}, `Invalid field name "__root__x"`},
+		"colidentifier":   {bigquery.Schema{{Name: "_COLIDENTIFIER_1", Type: bigquery.StringFieldType}}, "Invalid field name"},
+		"columns":         {many, "10000"},
+		"depth":           {bigquery.Schema{deep}, "15"},
+	} {
+		err := bqc.Dataset("logs").Table(name).Create(ctx, &bigquery.TableMetadata{Schema: c.schema})
+		if httpStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "invalid") {
+			t.Errorf("create %s: %v, want 400 invalid with %q", name, err, c.want)
+		}
+		_, err = tb.Update(ctx, bigquery.TableMetadataToUpdate{Schema: append(md.Schema[:1:1], c.schema...)}, md.ETag)
+		if httpStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("widen with %s: %v, want 400 with %q", name, err, c.want)
+		}
+	}
+	if tables := s.Tables(project); len(tables) != 1 {
+		t.Fatalf("tables: %v, want only logs.ok", tables)
+	}
+	if _, err := tb.Update(ctx, bigquery.TableMetadataToUpdate{Schema: append(md.Schema[:1:1], &bigquery.FieldSchema{Name: "partition_x", Type: bigquery.StringFieldType})}, md.ETag); err != nil {
+		t.Fatalf("a name that only contains a reserved word: %v", err)
+	}
+}
+
+// Each schema change reaches the write API Propagation after it was made,
+// on its own: a table widened again before the first widening propagated
+// still shows the write API the first one in time.
+func TestEachWideningPropagatesOnItsOwn(t *testing.T) {
+	s := newServer(t, Options{Propagation: 600 * time.Millisecond})
+	bqc, mwc := clients(t, s)
+	ctx := context.Background()
+	one := bigquery.Schema{{Name: "id", Type: bigquery.StringFieldType}}
+	two := append(one[:1:1], &bigquery.FieldSchema{Name: "a", Type: bigquery.StringFieldType})
+	three := append(two[:2:2], &bigquery.FieldSchema{Name: "b", Type: bigquery.StringFieldType})
+	tb := createTable(t, bqc, "audit", one)
+	for _, schema := range []bigquery.Schema{two, three} {
+		md, err := tb.Metadata(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	// 800 ms after the first widening, 400 ms after the second.
+	dp, md := descriptor(t, two)
+	ms, err := mwc.NewManagedStream(ctx, managedwriter.WithDestinationTable(managedwriter.TableParentFromParts(project, "logs", "audit")),
+		managedwriter.WithType(managedwriter.DefaultStream), managedwriter.WithSchemaDescriptor(dp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	res, err := ms.AppendRows(ctx, [][]byte{encode(t, md, map[string]any{"id": "1", "a": "x"})})
+	if err == nil {
+		_, err = res.GetResult(ctx)
+	}
+	if err != nil {
+		t.Fatalf("a row of the first widening once it has propagated: %v", err)
 	}
 }

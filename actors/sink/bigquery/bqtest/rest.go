@@ -117,6 +117,10 @@ func (s *Server) insertTable(w http.ResponseWriter, r *http.Request) {
 			apiError(w, 400, "invalid", "%v", err)
 			return
 		}
+		if err := checkLimits(t.Schema.Fields); err != nil {
+			apiError(w, 400, "invalid", "%v", err)
+			return
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,6 +152,7 @@ func (s *Server) insertTable(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tableReads++
 	t := s.pathTableLocked(w, r)
 	if t == nil {
 		return
@@ -176,6 +181,10 @@ func (s *Server) patchTable(w http.ResponseWriter, r *http.Request) {
 	if patch.Schema != nil {
 		if err := checkNewFields(t.meta.Schema.Fields, patch.Schema.Fields, ""); err != nil {
 			apiError(w, 400, "invalid", "Provided Schema does not match Table %s. %v", t.meta.Id, err)
+			return
+		}
+		if err := checkLimits(patch.Schema.Fields); err != nil {
+			apiError(w, 400, "invalid", "%v", err)
 			return
 		}
 		s.setSchemaLocked(t, patch.Schema)
@@ -233,6 +242,55 @@ func checkNewFields(old, updated []*bq.TableFieldSchema, prefix string) error {
 		}
 	}
 	return nil
+}
+
+// What BigQuery refuses in any schema, whatever the change: the reserved
+// name prefixes (its own message, word for word), more than maxColumns
+// columns (nested ones count) and RECORDs nested deeper than maxDepth. The
+// wording of the last two is this stand-in's; the limits are BigQuery's
+// documented ones.
+const (
+	maxColumns = 10000
+	maxDepth   = 15
+)
+
+var reservedPrefixes = []string{"_PARTITION", "_TABLE_", "_FILE_", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER"}
+
+func checkLimits(fields []*bq.TableFieldSchema) error {
+	n, err := checkFields(fields, "", 1)
+	if err != nil {
+		return err
+	}
+	if n > maxColumns {
+		return fmt.Errorf("Too many columns: the schema has %d columns (nested ones included), the limit is %d", n, maxColumns)
+	}
+	return nil
+}
+
+// checkFields counts the columns of fields (at depth, 1 for the top) and
+// refuses a reserved name or a level past maxDepth.
+func checkFields(fields []*bq.TableFieldSchema, prefix string, depth int) (int, error) {
+	n := 0
+	for _, f := range fields {
+		for _, p := range reservedPrefixes {
+			if len(f.Name) >= len(p) && strings.EqualFold(f.Name[:len(p)], p) {
+				return 0, fmt.Errorf("Invalid field name %q. Field names are not allowed to start with the (case-insensitive) prefixes _PARTITION, _TABLE_, _FILE_, _ROW_TIMESTAMP, __ROOT__ and _COLIDENTIFIER", f.Name)
+			}
+		}
+		n++
+		if len(f.Fields) == 0 {
+			continue
+		}
+		if depth >= maxDepth+1 {
+			return 0, fmt.Errorf("Field %s%s: the schema is nested too deeply; RECORDs may be nested at most %d levels", prefix, f.Name, maxDepth)
+		}
+		sub, err := checkFields(f.Fields, prefix+f.Name+".", depth+1)
+		if err != nil {
+			return 0, err
+		}
+		n += sub
+	}
+	return n, nil
 }
 
 func mode(f *bq.TableFieldSchema) string {

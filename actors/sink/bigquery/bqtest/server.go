@@ -39,6 +39,10 @@ type Options struct {
 	Propagation time.Duration
 	// Discard counts appended rows without keeping them (for benchmarks).
 	Discard bool
+	// MaxRequest is the largest AppendRows request taken, in bytes;
+	// default BigQuery's 10 MB (10,485,760). Tests lower it to show the
+	// limit with fewer rows.
+	MaxRequest int
 }
 
 // Server is a running stand-in. Point the bigquery client at URL (with
@@ -54,6 +58,7 @@ type Server struct {
 	datasets   map[string]*dataset // "project.dataset"
 	faults     faults
 	appends    int
+	tableReads int
 	streams    map[string]*writeStream // created streams by name
 	nextStream int
 }
@@ -66,11 +71,11 @@ type dataset struct {
 type table struct {
 	meta    *bq.Table // what REST shows: the newest schema, etag
 	version int       // bumped by every change; in the etag
-	// The write API's view of the schema: the newest one once Propagation
-	// has passed since it changed, else the one before.
+	// The write API's view of the schema: each change reaches it
+	// Propagation after it was made, on its own, so a table widened again
+	// and again still shows the write API the older widenings in time.
 	writeSchema *bq.TableSchema
-	pending     *bq.TableSchema
-	pendingAt   time.Time
+	pending     []pendingSchema // oldest first
 	rows        []map[string]any
 	count       int // rows appended, kept or not
 }
@@ -82,6 +87,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.GRPCAddr == "" {
 		opts.GRPCAddr = "127.0.0.1:0"
+	}
+	if opts.MaxRequest == 0 {
+		opts.MaxRequest = maxRequest
 	}
 	hl, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -205,6 +213,9 @@ func (s *Server) DeleteTable(project, datasetID, tableID string) {
 	}
 }
 
+// TableReads counts the tables.get requests answered (found or not).
+func (s *Server) TableReads() int { s.mu.Lock(); defer s.mu.Unlock(); return s.tableReads }
+
 // Appends counts AppendRows requests answered with success.
 func (s *Server) Appends() int { s.mu.Lock(); defer s.mu.Unlock(); return s.appends }
 
@@ -218,9 +229,9 @@ func (s *Server) tableLocked(project, datasetID, tableID string) *table {
 // setSchemaLocked changes a table's schema; the write API sees it after
 // the propagation delay.
 func (s *Server) setSchemaLocked(t *table, schema *bq.TableSchema) {
-	t.writeSchema = t.currentWriteSchema()
+	t.currentWriteSchema()
 	t.meta.Schema = schema
-	t.pending, t.pendingAt = schema, time.Now().Add(s.opts.Propagation)
+	t.pending = append(t.pending, pendingSchema{schema, time.Now().Add(s.opts.Propagation)})
 	if s.opts.Propagation <= 0 {
 		t.writeSchema, t.pending = schema, nil
 	}
@@ -229,23 +240,43 @@ func (s *Server) setSchemaLocked(t *table, schema *bq.TableSchema) {
 	t.meta.LastModifiedTime = uint64(time.Now().UnixMilli())
 }
 
+// pendingSchema is a schema change on its way to the write API.
+type pendingSchema struct {
+	schema *bq.TableSchema
+	at     time.Time // when the write API sees it
+}
+
 func (t *table) currentWriteSchema() *bq.TableSchema {
-	if t.pending != nil && !time.Now().Before(t.pendingAt) {
-		t.writeSchema, t.pending = t.pending, nil
+	now := time.Now()
+	for len(t.pending) > 0 && !now.Before(t.pending[0].at) {
+		t.writeSchema, t.pending = t.pending[0].schema, t.pending[1:]
 	}
 	return t.writeSchema
 }
 
 // faults are what tests inject.
 type faults struct {
-	unavailable int           // fail the next n appends with UNAVAILABLE
-	slow        time.Duration // before answering each append
+	unavailable int             // fail the next n appends with UNAVAILABLE
+	down        map[string]bool // "dataset.table": every append fails with UNAVAILABLE
+	slow        time.Duration   // before answering each append
 	rowError    func(table string, row map[string]any) string
 }
 
 // Unavailable fails the next n AppendRows requests with codes.Unavailable,
 // ending their connection, as a BigQuery frontend restart does.
 func (s *Server) Unavailable(n int) { s.mu.Lock(); s.faults.unavailable = n; s.mu.Unlock() }
+
+// TableDown makes every append to one table ("dataset.table") fail with
+// codes.Unavailable, ending its connection, until called with down false:
+// one table in trouble while the others are fine.
+func (s *Server) TableDown(table string, down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.down == nil {
+		s.faults.down = map[string]bool{}
+	}
+	s.faults.down[table] = down
+}
 
 // Slow delays every append answer by d.
 func (s *Server) Slow(d time.Duration) { s.mu.Lock(); s.faults.slow = d; s.mu.Unlock() }

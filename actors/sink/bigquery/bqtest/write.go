@@ -145,8 +145,11 @@ func (c *conn) append(req *storagepb.AppendRowsRequest) (*storagepb.AppendRowsRe
 	if err != nil {
 		return nil, err
 	}
-	if n := proto.Size(req); n > maxRequest {
-		return nil, status.Errorf(codes.InvalidArgument, "AppendRows request too large: %d bytes, the limit is %d", n, maxRequest)
+	if n, limit := proto.Size(req), c.s.opts.MaxRequest; n > limit {
+		// BigQuery's answer, word for word (reported by its users; the
+		// Rust client and Beam treat it as INVALID_ARGUMENT): the
+		// connection ends with it.
+		return nil, status.Errorf(codes.InvalidArgument, "AppendRows request too large: %d limit %d Entity: %s", n, limit, c.stream)
 	}
 	s := c.s
 	s.mu.Lock()
@@ -154,6 +157,7 @@ func (c *conn) append(req *storagepb.AppendRowsRequest) (*storagepb.AppendRowsRe
 	if fail {
 		s.faults.unavailable--
 	}
+	fail = fail || s.faults.down[ref.dataset+"."+ref.table]
 	rowErr := s.faults.rowError
 	s.mu.Unlock()
 	if slow > 0 {
