@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,8 @@ type Fetcher struct {
 	ctx      atomic.Pointer[context.Context] // the running Run's context, for Process
 	health   atomic.Pointer[actors.Health]
 	wire     *pullLogs // the pulls' logs, left on the wire by decodeLogGroups
+	storedMu sync.Mutex
+	stored   map[int]map[string]bool // by shard: IDs RAW stored of a pull that failed in part (unstored)
 	// maxPayload is the largest message the queue takes, headers and
 	// all: a record that cannot fit goes to the DLQ (oversize.go).
 	maxPayload int
@@ -234,12 +237,16 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		return tracker.GetCurrentCursor(), nil
 	}
 	msgs, dead, records, bytes, newest := f.messages(shard, pl.place, list.LogGroups, pl.logs)
+	msgs = f.unstored(shard, msgs)
 	err := f.q.Publish(ctx, msgs)
+	f.remember(shard, msgs, err)
 	if err == nil && len(dead) > 0 {
 		// After RAW's acks, before the checkpoint: a pull retried after
-		// a failure here finds its RAW messages deduplicated.
+		// a failure here publishes none of its RAW messages again.
 		err = f.q.DeadLetter(ctx, dead)
-		if err == nil {
+		if err != nil {
+			f.remember(shard, msgs, errAllStored)
+		} else {
 			f.log.Warn("records larger than a buffer message went to the DLQ", "shard", shard, "records", len(dead), "first", dead[0].RecordID, "max_payload", f.maxPayload)
 		}
 	}
@@ -267,7 +274,73 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 	f.m.bytes.WithLabelValues(labels).Add(float64(bytes))
 	f.m.checkpointTime.WithLabelValues(labels).Set(float64(newest.Unix()))
 	f.m.lag.WithLabelValues(labels).Set(time.Since(newest).Seconds())
+	f.forget(shard)
 	return "", tracker.SaveCheckPoint(false)
+}
+
+// unstored drops from a pull's messages those RAW stored when an earlier
+// try of the same pull failed in part (a full RAW took some of its log
+// groups): the library pulls the same groups again, under the same IDs,
+// and past duplicate_window — a full buffer can last longer — publishing
+// them again would store them twice.
+func (f *Fetcher) unstored(shard int, msgs []*nats.Msg) []*nats.Msg {
+	f.storedMu.Lock()
+	defer f.storedMu.Unlock()
+	ids := f.stored[shard]
+	if len(ids) == 0 {
+		return msgs
+	}
+	out := msgs[:0]
+	for _, m := range msgs {
+		if ids[m.Header.Get(batch.HeaderMsgID)] {
+			f.bodies.Release(m.Data)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// errAllStored tells remember that every message was stored (what failed
+// came after them).
+var errAllStored = errors.New("every message stored")
+
+// remember notes which of msgs RAW stored when their publish failed: all
+// of them but those a *queue.PublishError names (none for errAllStored).
+func (f *Fetcher) remember(shard int, msgs []*nats.Msg, err error) {
+	if err == nil {
+		return
+	}
+	failed := map[int]bool{}
+	if err != errAllStored {
+		var perr *queue.PublishError
+		if !errors.As(err, &perr) {
+			return // which were stored is not known: publish them all again
+		}
+		for _, i := range perr.Failed {
+			failed[i] = true
+		}
+	}
+	f.storedMu.Lock()
+	defer f.storedMu.Unlock()
+	if f.stored == nil {
+		f.stored = map[int]map[string]bool{}
+	}
+	if f.stored[shard] == nil {
+		f.stored[shard] = map[string]bool{}
+	}
+	for i, m := range msgs {
+		if !failed[i] {
+			f.stored[shard][m.Header.Get(batch.HeaderMsgID)] = true
+		}
+	}
+}
+
+// forget drops what remember kept for shard once its checkpoint moves past it.
+func (f *Fetcher) forget(shard int) {
+	f.storedMu.Lock()
+	delete(f.stored, shard)
+	f.storedMu.Unlock()
 }
 
 // errStopping tells the library the node is stopping; the pull is not

@@ -508,6 +508,7 @@ func TestRowWaitsForItsSchemaAtMostMaxSchemaWait(t *testing.T) {
 		t.Fatalf("DLQ: %d records, want row 2 naming late and max_schema_wait", len(dead))
 	}
 }
+
 // A row's key that is a column of the table in another case (Host in the
 // table, host in the row) is that column, as BigQuery names go.
 func TestKeysInAnotherCaseThanTheTableLandInItsColumns(t *testing.T) {

@@ -1,0 +1,82 @@
+package sls
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/aliyun/aliyun-log-go-sdk"
+	"github.com/gogo/protobuf/proto"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/queue"
+)
+
+// A pull RAW took only part of (the rest refused as full) is pulled again
+// until it fits; what RAW stored the first time is not published again: a
+// full buffer can last longer than duplicate_window, and past it the same
+// log group would be stored twice, once per retry.
+func TestRetriedPullPublishesOnlyWhatWasNotStored(t *testing.T) {
+	s := newStandIn(t, 1)
+	r := rand.New(rand.NewPCG(3, 4))
+	now := time.Now()
+	var groups []*sdk.LogGroup
+	for g := 0; g < 2; g++ { // ~100 KB each; RAW holds one
+		lg := &sdk.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1")}
+		for i := 0; i < 100; i++ {
+			lg.Logs = append(lg.Logs, slstest.AuditLog(r, g*100+i, now))
+		}
+		groups = append(groups, lg)
+	}
+	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
+	c.SetHTTPClient(s.HTTPClient())
+	defer c.Close()
+	for _, lg := range groups {
+		if err := c.PutLogs("proj", "audit", lg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 600 << 10, DuplicateWindow: 100 * time.Millisecond, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	run := start(t, q, testConfig(s, nil), "n1")
+	waitFor(t, 10*time.Second, "RAW refusing the pull's second log group", func() bool { return strings.Contains(run.log.String(), "the pull will be retried") })
+	time.Sleep(500 * time.Millisecond) // past the duplicate window
+	// The transform took the first log group and the trimmer removed it.
+	raw, err := q.JetStream().Stream(context.Background(), queue.StreamRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the checkpoint past both log groups", func() bool { return s.CheckpointPosition("sluice", 0) == 2 })
+	run.stop(t)
+	if n := gathered(t, reg, "sluice_queue_published_messages_total"); n != 2 {
+		t.Errorf("RAW stored %v messages for 2 log groups: a log group stored before the retry was stored again", n)
+	}
+}
+
+// gathered is the sum of a counter's series in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
