@@ -517,8 +517,11 @@ func (c *chaosRun) runFaults() {
 		heal := c.inject(f)
 		time.Sleep(time.Until(c.start.Add(f.end())))
 		heal()
+		// Read before taking c.mu: the ledger's lock is taken before c.mu
+		// elsewhere (a duplicate asks cause()).
+		fr := faultResult{f: f, index: i, requests: c.hec.Requests() - requests, accepted: c.splunk.accepts() - accepted}
 		c.mu.Lock()
-		c.faultResults = append(c.faultResults, faultResult{f: f, index: i, requests: c.hec.Requests() - requests, accepted: c.splunk.accepts() - accepted})
+		c.faultResults = append(c.faultResults, fr)
 		c.mu.Unlock()
 		c.eventf("healed: %s", f.Kind)
 	}
