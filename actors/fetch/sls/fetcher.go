@@ -45,6 +45,7 @@ type Fetcher struct {
 	wire     *pullLogs // the pulls' logs, left on the wire by decodeLogGroups
 	storedMu sync.Mutex
 	stored   map[int]map[string]bool // by shard: IDs RAW stored of a pull that failed in part (unstored)
+	fails    map[int]int             // by shard: failed tries in a row (retryWait)
 	// maxPayload is the largest message the queue takes, headers and
 	// all: a record that cannot fit goes to the DLQ (oversize.go).
 	maxPayload int
@@ -258,10 +259,12 @@ func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLib
 		if ctx.Err() != nil {
 			return "", errStopping
 		}
-		{
-			f.log.Warn("publish to RAW or the DLQ failed; the pull will be retried, its checkpoint is not saved", "shard", shard, "err", err)
-			time.Sleep(200 * time.Millisecond) // the library retries every 50ms; a full buffer needs longer
-		}
+		wait := f.retryWait(shard)
+		f.log.Warn("publish to RAW or the DLQ failed; the pull will be retried, its checkpoint is not saved", "shard", shard, "next_in", wait, "err", err)
+		// The library retries every 50ms; a full buffer needs longer, and
+		// each try sends the whole pull through the node's connection,
+		// which the transform and the sinks share.
+		actors.Sleep(ctx, wait)
 		return "", err
 	}
 	for _, m := range msgs {
@@ -336,11 +339,27 @@ func (f *Fetcher) remember(shard int, msgs []*nats.Msg, err error) {
 	}
 }
 
-// forget drops what remember kept for shard once its checkpoint moves past it.
+// forget drops what remember kept for shard once its checkpoint moves
+// past it, and its count of failed tries.
 func (f *Fetcher) forget(shard int) {
 	f.storedMu.Lock()
 	delete(f.stored, shard)
+	delete(f.fails, shard)
 	f.storedMu.Unlock()
+}
+
+// retryWait is how long shard waits before its next try after the n-th
+// failed one in a row: 200 ms doubling to 5 s, with jitter.
+func (f *Fetcher) retryWait(shard int) time.Duration {
+	f.storedMu.Lock()
+	if f.fails == nil {
+		f.fails = map[int]int{}
+	}
+	n := f.fails[shard]
+	f.fails[shard] = n + 1
+	f.storedMu.Unlock()
+	d := min(200*time.Millisecond<<min(n, 5), 5*time.Second)
+	return d/2 + rand.N(d/2+1)
 }
 
 // errStopping tells the library the node is stopping; the pull is not

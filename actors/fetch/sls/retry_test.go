@@ -2,6 +2,7 @@ package sls
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/gogo/protobuf/proto"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/queue"
 )
@@ -79,4 +81,41 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// While RAW stays full, each shard tries again ever more slowly (up to
+// 5 s), not every quarter second: every try sends the whole pull through
+// the node's connection, which the transform and the sinks share.
+func TestFullRAWRetriesBackOff(t *testing.T) {
+	s := newStandIn(t, 1)
+	r := rand.New(rand.NewPCG(5, 6))
+	lg := &sdk.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1")}
+	for i := 0; i < 300; i++ { // ~300 KB: more than RAW holds
+		lg.Logs = append(lg.Logs, slstest.AuditLog(r, i, time.Now()))
+	}
+	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
+	c.SetHTTPClient(s.HTTPClient())
+	defer c.Close()
+	if err := c.PutLogs("proj", "audit", lg); err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 600 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	reg := prometheus.NewRegistry()
+	f, err := New(testConfig(s, func(c *Config) { c.MaxBatchBytes = 64 << 10 }), Deps{Queue: q, Metrics: reg, NodeName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := actors.NewRuntime(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	rt.Add(actors.StageFetch, "sls/audit", f)
+	rt.Start(context.Background())
+	time.Sleep(6 * time.Second)
+	rt.Stop(20 * time.Second)
+	// A try every 250 ms makes ~24 in 6 s; backing off from 200 ms to 5 s, under 8.
+	if n := gathered(t, reg, "sluice_sls_publish_errors_total"); n > 8 || n < 1 {
+		t.Errorf("%v tries of a pull RAW cannot hold in 6 s, want 1 to 8", n)
+	}
 }
