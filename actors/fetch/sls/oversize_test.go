@@ -130,14 +130,7 @@ func TestOversizedRecordFitsASmallDLQ(t *testing.T) {
 // past them all.
 func putAndRead(t *testing.T, s *slstest.Server, opts queue.Options, groups ...*sdk.LogGroup) *queue.Queue {
 	t.Helper()
-	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
-	c.SetHTTPClient(s.HTTPClient())
-	defer c.Close()
-	for _, lg := range groups {
-		if err := c.PutLogs("proj", "audit", lg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putLogs(t, s, groups...)
 	q, err := queue.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +140,19 @@ func putAndRead(t *testing.T, s *slstest.Server, opts queue.Options, groups ...*
 	waitFor(t, 10*time.Second, fmt.Sprintf("the checkpoint past the %d log groups", len(groups)), func() bool { return s.CheckpointPosition("sluice", 0) == int64(len(groups)) })
 	run.stop(t)
 	return q
+}
+
+// putLogs writes groups as a producer would: PutLogs through the SDK.
+func putLogs(t *testing.T, s *slstest.Server, groups ...*sdk.LogGroup) {
+	t.Helper()
+	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
+	c.SetHTTPClient(s.HTTPClient())
+	defer c.Close()
+	for _, lg := range groups {
+		if err := c.PutLogs("proj", "audit", lg); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // firstDead is the first record the fetcher of source audit dead-lettered,

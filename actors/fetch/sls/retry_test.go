@@ -33,14 +33,7 @@ func TestRetriedPullPublishesOnlyWhatWasNotStored(t *testing.T) {
 		}
 		groups = append(groups, lg)
 	}
-	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
-	c.SetHTTPClient(s.HTTPClient())
-	defer c.Close()
-	for _, lg := range groups {
-		if err := c.PutLogs("proj", "audit", lg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putLogs(t, s, groups...)
 	reg := prometheus.NewRegistry()
 	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 600 << 10, DuplicateWindow: 100 * time.Millisecond, Metrics: reg})
 	if err != nil {
@@ -93,12 +86,7 @@ func TestFullRAWRetriesBackOff(t *testing.T) {
 	for i := 0; i < 300; i++ { // ~300 KB: more than RAW holds
 		lg.Logs = append(lg.Logs, slstest.AuditLog(r, i, time.Now()))
 	}
-	c := sdk.CreateNormalInterface(s.Endpoint, akID, akSecret, "")
-	c.SetHTTPClient(s.HTTPClient())
-	defer c.Close()
-	if err := c.PutLogs("proj", "audit", lg); err != nil {
-		t.Fatal(err)
-	}
+	putLogs(t, s, lg)
 	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 600 << 10})
 	if err != nil {
 		t.Fatal(err)
