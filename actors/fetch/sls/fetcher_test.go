@@ -108,8 +108,15 @@ func start(t *testing.T, q *queue.Queue, cfg *Config, node string) *running {
 // rawRecords reads all of RAW with a fresh consumer: records by "seq" field.
 func rawRecords(t *testing.T, q *queue.Queue) (map[string]int, []map[string]string, []*queue.Delivery) {
 	t.Helper()
+	return readRaw(t, q, "raw.>")
+}
+
+// readRaw reads every RAW message on subject with a fresh consumer: its
+// records counted by "seq" field, the records, the messages.
+func readRaw(t *testing.T, q *queue.Queue, subject string) (map[string]int, []map[string]string, []*queue.Delivery) {
+	t.Helper()
 	name := fmt.Sprint("check-", time.Now().UnixNano())
-	c, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamRaw, Durable: name, Subject: "raw.>", MaxAckPending: 10000})
+	c, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamRaw, Durable: name, Subject: subject, MaxAckPending: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,7 @@
 package sls
 
 import (
-	"context"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -15,7 +12,6 @@ import (
 	"github.com/gogo/protobuf/proto"
 
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
-	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/queue"
 )
 
@@ -23,34 +19,8 @@ import (
 // and counts its records by "seq"; msgs is how many messages it read.
 func subjectRecords(t *testing.T, q *queue.Queue, subject string) (seqs map[string]int, msgs int) {
 	t.Helper()
-	name := fmt.Sprint("check-", time.Now().UnixNano())
-	c, err := q.Consumer(context.Background(), queue.ConsumerConfig{Stream: queue.StreamRaw, Durable: name, Subject: subject, MaxAckPending: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		c.Close()
-		_ = q.JetStream().DeleteConsumer(context.Background(), queue.StreamRaw, name)
-	}()
-	seqs = map[string]int{}
-	for {
-		d, err := c.Next(context.Background(), 300*time.Millisecond)
-		if err != nil {
-			return seqs, msgs
-		}
-		msgs++
-		rs, err := batch.Decode(d.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rs {
-			var m map[string]string
-			if err := json.Unmarshal(r, &m); err != nil {
-				t.Fatalf("record %s: %v", r, err)
-			}
-			seqs[m["seq"]]++
-		}
-	}
+	seqs, _, ds := readRaw(t, q, subject)
+	return seqs, len(ds)
 }
 
 // smallGroups makes n log groups of per audit logs each, seq numbered from
