@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -203,7 +205,9 @@ func (c *testCluster) start(i int) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), c.env...), clusterChildEnv+"="+c.configs[i])
 	cmd.Stderr = testLogWriter{c.t, fmt.Sprintf("node-%d: ", i+1)}
-	if dir := os.Getenv("SLUICE_CLUSTER_TEST_LOGS"); dir != "" { // keep each node's whole stderr
+	if dir := os.Getenv("SLUICE_CLUSTER_TEST_LOGS"); dir != "" { // keep each node's whole stderr, a folder a test
+		dir = filepath.Join(dir, c.test)
+		_ = os.MkdirAll(dir, 0o755)
 		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("node-%d.log", i+1)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err == nil {
 			cmd.Stderr = io.MultiWriter(cmd.Stderr, f)
@@ -319,13 +323,50 @@ func (c *testCluster) waitAll(want map[string]bool, within time.Duration) (got m
 			break
 		}
 	}
+	var lost []int
 	for seq := range want {
 		if got[seq] == 0 {
 			missing++
+			n, _ := strconv.Atoi(seq)
+			lost = append(lost, n)
 		}
 		dups += max(0, got[seq]-1)
 	}
+	if missing > 0 {
+		// Say which records, and whether they are late or gone: a stalled
+		// shard shows up later, a lost record never does.
+		slices.Sort(lost)
+		c.t.Logf("missing seqs %s", seqRanges(lost))
+		late := time.Now()
+		for deadline := late.Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+			if n := len(c.delivered()); n >= len(want) {
+				c.t.Logf("the missing records arrived %s after the wait ended", time.Since(late).Round(time.Second))
+				break
+			}
+		}
+	}
 	return got, missing, dups
+}
+
+// seqRanges writes sorted numbers as "a-b, c, d-e".
+func seqRanges(ns []int) string {
+	var b strings.Builder
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		if i == j {
+			fmt.Fprint(&b, ns[i])
+		} else {
+			fmt.Fprintf(&b, "%d-%d", ns[i], ns[j])
+		}
+		i = j + 1
+	}
+	return b.String()
 }
 
 type testLogWriter struct {

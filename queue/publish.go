@@ -16,6 +16,19 @@ import (
 // The publishing stage must pause and retry; nothing was stored.
 var ErrBufferFull = errors.New("buffer full")
 
+// ErrUnavailable means JetStream did not answer a publish: in a cluster, a
+// quorum of the stream's replicas is not reachable. It is the buffer's
+// state, not the message's fault: the publishing stage waits and retries
+// under the same message ID, and counts no delivery against the batch.
+var ErrUnavailable = errors.New("buffer not answering")
+
+// unavailableError keeps the wrapped error's text and makes
+// errors.Is(err, ErrUnavailable) true.
+type unavailableError struct{ error }
+
+func (e unavailableError) Is(target error) bool { return target == ErrUnavailable }
+func (e unavailableError) Unwrap() error        { return e.error }
+
 // PublishError reports which messages of a Publish call were not stored.
 type PublishError struct {
 	Failed []int   // indexes into the published slice
@@ -113,9 +126,9 @@ func (q *Queue) classifyPublishError(subject string, err error) error {
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || isTimeout(err) {
 		if q.opts.Cluster == nil {
-			return fmt.Errorf("publish to %s: %w (single node: its embedded JetStream server did not answer — stopping, or its store failing, see the node's log; the record stays at its source and is retried under the same message ID)", subject, err)
+			return unavailableError{fmt.Errorf("publish to %s: %w (single node: its embedded JetStream server did not answer — stopping, or its store failing, see the node's log; the record stays at its source and is retried under the same message ID)", subject, err)}
 		}
-		return fmt.Errorf("publish to %s: %w (in a cluster: a quorum of the stream's replicas is not reachable, see sluice status; nothing was stored, the record stays at its source and is retried)", subject, err)
+		return unavailableError{fmt.Errorf("publish to %s: %w (in a cluster: a quorum of the stream's replicas is not reachable, see sluice status; nothing was stored, the record stays at its source and is retried)", subject, err)}
 	}
 	return fmt.Errorf("publish to %s: %w", subject, err)
 }

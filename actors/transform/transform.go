@@ -320,10 +320,10 @@ func (t *Transform) keepAlive(d *queue.Delivery) (stop func()) {
 	}
 }
 
-// publish stores a batch's outputs. While OUT is full it retries (the
-// keep-alive of handle holds the RAW batch meanwhile, so JetStream neither
-// redelivers nor counts it): a full buffer pauses the stage, it never drops
-// or dead-letters. A retry sends only the outputs not stored yet: past the
+// publish stores a batch's outputs. While OUT is full or does not answer
+// (a cluster without its quorum) it retries (the keep-alive of handle holds
+// the RAW batch meanwhile, so JetStream neither redelivers nor counts it):
+// the buffer's state pauses the stage, it never drops or dead-letters. A retry sends only the outputs not stored yet: past the
 // duplicate window an output sent again would be stored twice.
 func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.Msg) error {
 	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
@@ -332,7 +332,8 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.
 			h.SetHealthy()
 			return nil
 		}
-		if !errors.Is(err, queue.ErrBufferFull) || ctx.Err() != nil {
+		full, unanswered := errors.Is(err, queue.ErrBufferFull), errors.Is(err, queue.ErrUnavailable)
+		if !(full || unanswered) || ctx.Err() != nil {
 			return err
 		}
 		var perr *queue.PublishError
@@ -344,7 +345,11 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.
 			failed = append(failed, msgs[i])
 		}
 		msgs = failed
-		h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
+		if full {
+			h.SetUnhealthy("OUT is full: waiting for sinks to deliver (" + err.Error() + ")")
+		} else {
+			h.SetUnhealthy("OUT does not answer: waiting for it, the batch held (" + err.Error() + ")")
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -590,3 +590,44 @@ func mustVecLabel(t *testing.T, reg *prometheus.Registry, name, label, value str
 	c.Add(total)
 	return c
 }
+
+// OUT stops answering (in a cluster: its quorum is gone) for longer than
+// MaxDeliveries redeliveries take. The batch is the buffer's victim, not
+// its own fault: it must wait and be published once OUT answers, not be
+// counted towards MaxDeliveries and dead-lettered.
+func TestUnansweringOUTDeadLettersNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const n = 3
+	for i := 0; i < n; i++ {
+		f.publishRaw(fmt.Sprint("raw-", i), fmt.Sprintf(`{"to_a":true,"i":%d}`, i))
+	}
+	// Nothing captures out.> for a while: a publish there gets no answer.
+	s, err := f.q.JetStream().Stream(ctx, queue.StreamOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	moved := cfg
+	moved.Subjects = []string{"elsewhere.>"}
+	if _, err := f.q.JetStream().UpdateStream(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := f.runWith(Config{AckWait: conf.Duration(3 * time.Second), MaxDeliveries: 2}, rego.Options{})
+	defer stop()
+	time.Sleep(8 * time.Second) // a nak and a restart take ~1 s: more than MaxDeliveries of them
+	if _, err := f.q.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if si, err := s.Info(ctx); err == nil && si.State.Msgs >= n {
+			break
+		}
+	}
+	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
+		t.Fatalf("%d records dead-lettered while OUT did not answer: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+	}
+	if got := len(f.read(queue.StreamOut, "out.a")); got != n {
+		t.Fatalf("OUT holds %d outputs, want %d", got, n)
+	}
+}
