@@ -50,6 +50,8 @@ func chaosBench(args []string) error {
 		switch {
 		case k == "second-source":
 			o.secondSource = true
+		case k == "quorum-loss" && *nodes < 3:
+			// One node has no quorum to lose; "kill" covers its death.
 		case !slices.Contains(setupFaults, k):
 			o.faults = append(o.faults, k)
 		}
@@ -162,8 +164,10 @@ func (c *chaosRun) cause() int {
 		if now > f.end()+time.Minute {
 			continue
 		}
+		// A node's death (kill, quorum-loss) explains copies best.
+		death := func(k string) bool { return k == "kill" || k == "quorum-loss" }
 		switch b := kind(best); {
-		case f.Kind == "kill", f.Kind == "hec-slow" && b != "kill", b != "kill" && b != "hec-slow":
+		case death(f.Kind), f.Kind == "hec-slow" && !death(b), !death(b) && b != "hec-slow":
 			best = i
 		}
 	}

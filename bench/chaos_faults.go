@@ -23,6 +23,7 @@ import (
 // The fault kinds a chaos run injects, each healed at the end of its window.
 var faultKinds = []string{
 	"kill",              // SIGKILL a random node, restart it after the window
+	"quorum-loss",       // three nodes: SIGKILL two at once, so the R3 streams lose their quorum; restart both after the window
 	"hec-down",          // Splunk refuses connections
 	"hec-busy",          // Splunk answers 503 "server is busy" in bursts
 	"hec-slow",          // Splunk takes seconds per request
@@ -60,6 +61,8 @@ func (f fault) String() string {
 	switch f.Kind {
 	case "kill":
 		return fmt.Sprintf("kill node-%d, restart after %s", f.Node+1, f.For.Round(time.Second))
+	case "quorum-loss":
+		return fmt.Sprintf("quorum loss: node-%d alone for %s", f.Node+1, f.For.Round(time.Second))
 	case "second-process":
 		return fmt.Sprintf("second sluice run on node-%d's data dir", f.Node+1)
 	case "max-bytes-lower":
@@ -108,6 +111,10 @@ func schedule(seed uint64, kinds []string, nodes int, duration, fillTime time.Du
 		switch kind {
 		case "kill":
 			f.Node, f.For = r.IntN(nodes), between(3*time.Second, 15*time.Second)
+		case "quorum-loss":
+			// Past NATS's lost-quorum interval (10 s, checked every 10 s),
+			// so leaders step down and the survivor's stages stall.
+			f.Node, f.For = r.IntN(nodes), between(25*time.Second, 40*time.Second)
 		case "second-process":
 			f.Node, f.For = r.IntN(nodes), 20*time.Second
 		case "max-bytes-lower":
@@ -165,6 +172,19 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 	case "kill":
 		c.killNode(f.Node)
 		return func() { c.startNodeLogged(f.Node) }
+	case "quorum-loss":
+		for i := range c.nodes {
+			if i != f.Node {
+				c.killNode(i)
+			}
+		}
+		return func() {
+			for i := range c.nodes {
+				if i != f.Node {
+					c.startNodeLogged(i)
+				}
+			}
+		}
 	case "hec-down", "buffer-full":
 		c.hec.Down()
 		return func() {

@@ -15,6 +15,7 @@ import (
 // faultColors shade each fault kind's windows in every panel.
 var faultColors = map[string]color.NRGBA{
 	"kill":         {R: 220, G: 50, B: 47, A: 60},
+	"quorum-loss":  {R: 160, G: 20, B: 20, A: 70},
 	"hec-down":     {R: 211, G: 54, B: 130, A: 50},
 	"hec-busy":     {R: 203, G: 75, B: 22, A: 50},
 	"hec-slow":     {R: 181, G: 137, B: 0, A: 50},
