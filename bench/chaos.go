@@ -104,12 +104,16 @@ type chaosRun struct {
 	hec2      *hectest.Server // the second source's sink, when there is one
 	ledger    *ledger
 	splunk    *book // what the first sink owes
-	writer    *writer
-	nodes     []*chaosNode
-	routes    []string // the nodes' route addresses, in a cluster
-	env       []string
-	start     time.Time
-	schedule  []fault
+	// sinkName is the first sink's name in the nodes' configs now; the
+	// sink-rename fault changes it (the sink reads out.<sinkName>).
+	sinkName string
+	renames  int
+	writer   *writer
+	nodes    []*chaosNode
+	routes   []string // the nodes' route addresses, in a cluster
+	env      []string
+	start    time.Time
+	schedule []fault
 
 	mu           sync.Mutex
 	events       []chaosEvent
@@ -228,6 +232,7 @@ func (c *chaosRun) setup() error {
 		return err
 	}
 	c.ledger = newLedger(c.cause)
+	c.sinkName = "splunk"
 	c.splunk = c.ledger.book("splunk", queue.RawSubject("audit"), queue.OutSubject("splunk"))
 	c.splunk.refuses = true
 	// Indexer acknowledgement is on when the run turns it off on the token.
@@ -274,6 +279,13 @@ func (c *chaosRun) setup() error {
 func (c *chaosRun) writeConfig(i int, maxBytes int64) error {
 	n := c.nodes[i]
 	return os.WriteFile(n.config, []byte(c.nodeConfig(n, c.routes, i, maxBytes)), 0o600)
+}
+
+// firstSink is the first sink's name now.
+func (c *chaosRun) firstSink() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sinkName
 }
 
 // acks says whether the sinks ask for indexer acknowledgement: only when
@@ -344,7 +356,7 @@ sources:
     heartbeat_interval: 2s
     checkpoint_interval: 1s
 sinks:
-  - name: splunk
+  - name: %s
     type: splunk_hec
     url: %s
     token: ${SPLUNK_HEC_TOKEN}
@@ -353,7 +365,7 @@ sinks:
     ack_wait: 20s
     max_backoff: 2s
     ack: %t
-`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, maxBytes, c.opts.dupWindow, c.policyDir, c.sls.Endpoint, benchAKID, c.hec.URL, c.acks())
+`, n.name, filepath.Join(c.dir, n.name), n.admin, n.nats, c.opts.logLevel, maxBytes, c.opts.dupWindow, c.policyDir, c.sls.Endpoint, benchAKID, c.firstSink(), c.hec.URL, c.acks())
 	if c.hec2 != nil {
 		fmt.Fprintf(&b, `  - name: splunk2
     type: splunk_hec

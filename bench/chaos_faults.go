@@ -40,6 +40,7 @@ var faultKinds = []string{
 	"oversized",         // a record larger than a buffer message: it goes to the DLQ, the shard flows
 	"second-process",    // a second sluice run on a node's data dir: it must refuse, naming the holder
 	"max-bytes-lower",   // a node restarted with queue.max_bytes lowered by a quarter, then restored
+	"sink-rename",       // Splunk down to build a backlog, every node restarted with the sink renamed; the operator moves the old sink's backlog
 	"second-source",     // not a window: a second source on the same logstore, to a second sink, all run long
 }
 
@@ -67,6 +68,8 @@ func (f fault) String() string {
 		return fmt.Sprintf("second sluice run on node-%d's data dir", f.Node+1)
 	case "max-bytes-lower":
 		return fmt.Sprintf("node-%d restarted with max_bytes -25%% for %s", f.Node+1, f.For.Round(time.Second))
+	case "sink-rename":
+		return fmt.Sprintf("sink renamed after Splunk down for %s", f.For.Round(time.Second))
 	case "hec-slow", "sls-slow":
 		return fmt.Sprintf("%s (%.1fs per request) for %s", f.Kind, f.Param, f.For.Round(time.Second))
 	case "hec-refuse":
@@ -242,6 +245,9 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 	case "max-bytes-lower":
 		c.lowerMaxBytes(f.Node)
 		return func() { c.restoreMaxBytes(f.Node) }
+	case "sink-rename":
+		c.hec.Down()
+		return c.renameSink
 	case "oversized":
 		c.writer.oversized <- struct{}{}
 		return func() {}
@@ -415,6 +421,67 @@ func (c *chaosRun) restoreMaxBytes(i int) {
 		c.eventf("max-bytes-lower: %v", err)
 	}
 	c.startNodeLogged(i)
+}
+
+// renameSink does what an operator renaming a sink with a backlog does:
+// stop every node, rename the sink in each config (and in the policy that
+// names it), start them, see the old sink's backlog named, and move it to
+// the renamed sink with `sluice backlog move`. Splunk comes back once the
+// nodes run the new config, so the backlog is still on the old subject.
+func (c *chaosRun) renameSink() {
+	for i := range c.nodes {
+		c.stopNode(i)
+	}
+	c.mu.Lock()
+	old := c.sinkName
+	c.renames++
+	c.sinkName = fmt.Sprintf("splunk-r%d", c.renames)
+	renamed := c.sinkName
+	c.mu.Unlock()
+	c.splunk.owe(queue.OutSubject(renamed))
+	if c.hec2 != nil { // the shipped schema names its sink when there are two
+		path := filepath.Join(c.policyDir, "schema", "sls_audit.rego")
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = os.WriteFile(path, []byte(strings.Replace(string(b), `"sink": "`+old+`",`, `"sink": "`+renamed+`",`, 1)), 0o644)
+		}
+		if err != nil {
+			c.eventf("sink-rename: policy: %v", err)
+		}
+	}
+	for i := range c.nodes {
+		if err := c.writeConfig(i, c.opts.maxBytes); err != nil {
+			c.eventf("sink-rename: %v", err)
+		}
+		c.startNodeLogged(i)
+	}
+	if err := c.hec.Up(); err != nil {
+		c.eventf("HEC stand-in could not listen again: %v", err)
+	}
+	for _, n := range c.nodes {
+		if err := n.waitReady(2 * time.Minute); err != nil {
+			c.eventf("sink-rename: %s: %v", n.name, err)
+		}
+	}
+	admin := c.nodes[0].admin
+	list, err := exec.Command(c.bin, "backlog", "list", "--json", "--admin", admin).Output()
+	var orphans []struct{ Subject string }
+	if err == nil {
+		err = json.Unmarshal(list, &orphans)
+	}
+	named := slices.ContainsFunc(orphans, func(o struct{ Subject string }) bool { return o.Subject == queue.OutSubject(old) })
+	switch {
+	case err != nil:
+		c.violation("sink-rename: sluice backlog list: %v", err)
+	case !named:
+		c.violation("sink-rename: the backlog of %s (Splunk was down) is not named by sluice backlog list: %s", old, strings.TrimSpace(string(list)))
+	}
+	out, err := exec.Command(c.bin, "backlog", "move", "--from", old, "--to", renamed, "--admin", admin).CombinedOutput()
+	if err != nil {
+		c.violation("sink-rename: sluice backlog move --from %s --to %s: %v: %s", old, renamed, err, lastLine(string(out)))
+		return
+	}
+	c.eventf("sink-rename: %s → %s: %s", old, renamed, lastLine(string(out)))
 }
 
 // probe runs `sluice run -c config` for at most d: whether it exited on

@@ -63,6 +63,13 @@ func (l *ledger) book(name string, origins ...string) *book {
 	return b
 }
 
+// owe adds a DLQ origin subject whose records b owes (a renamed sink's).
+func (b *book) owe(origin string) {
+	b.l.mu.Lock()
+	b.origins = append(b.origins, origin)
+	b.l.mu.Unlock()
+}
+
 // sent reserves seqs [from, to) as handed to the producer.
 func (l *ledger) sent(from, to int) {
 	l.mu.Lock()
