@@ -154,7 +154,7 @@ func (c *chaosRun) violation(format string, args ...any) {
 // out after it indexed), then the latest.
 func (c *chaosRun) cause() int {
 	c.mu.Lock()
-	begun := c.begun
+	begun := slices.Clone(c.schedule[:c.begun]) // runFaults moves later faults when a heal overran
 	c.mu.Unlock()
 	now := time.Since(c.start)
 	best := -1
@@ -162,9 +162,9 @@ func (c *chaosRun) cause() int {
 		if i < 0 {
 			return "none"
 		}
-		return c.schedule[i].Kind
+		return begun[i].Kind
 	}
-	for i, f := range c.schedule[:begun] {
+	for i, f := range begun {
 		if now > f.end()+time.Minute {
 			continue
 		}
@@ -216,6 +216,7 @@ func runChaos(o chaosOpts) (*chaosResult, error) {
 	w.stop()
 	drained := c.waitDrained()
 	sampler.stop()
+	c.scanSecrets()
 	res := c.result(sampler, w, drained)
 	if err := res.write(c, sampler); err != nil {
 		return nil, err
@@ -250,7 +251,7 @@ func (c *chaosRun) setup() error {
 			return err
 		}
 	}
-	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken)
+	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken, "SLUICE_ADMIN_TOKEN="+benchAdminToken)
 	for range c.opts.nodes {
 		c.routes = append(c.routes, freeAddr())
 	}
@@ -334,6 +335,7 @@ func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int, maxBytes int
   name: %s
   data_dir: %s
   admin_listen: %s
+  admin_token: ${SLUICE_ADMIN_TOKEN}
   nats_listen: %s
   shutdown_timeout: 5s
   log_level: %s
@@ -522,8 +524,15 @@ func (n *chaosNode) waitReady(within time.Duration) error {
 
 // runFaults injects the schedule in order, each healed when its window ends.
 func (c *chaosRun) runFaults() {
+	// slip is how far heals that overran (a restart of every node, a
+	// backlog moved) pushed the rest of the schedule back: each later
+	// fault keeps its whole window, and the run lasts that much longer.
+	var slip time.Duration
 	for i := range c.schedule {
+		c.mu.Lock()
+		c.schedule[i].At += slip
 		f := c.schedule[i]
+		c.mu.Unlock()
 		time.Sleep(time.Until(c.start.Add(f.At)))
 		c.mu.Lock()
 		c.begun = i + 1
@@ -533,6 +542,10 @@ func (c *chaosRun) runFaults() {
 		heal := c.inject(f)
 		time.Sleep(time.Until(c.start.Add(f.end())))
 		heal()
+		if late := time.Since(c.start) - f.end(); late > time.Second {
+			slip += late
+			c.eventf("the heal of %s took %s past its window: later faults move back by as much", f.Kind, late.Round(time.Second))
+		}
 		// Read before taking c.mu: the ledger's lock is taken before c.mu
 		// elsewhere (a duplicate asks cause()).
 		fr := faultResult{f: f, index: i, requests: c.hec.Requests() - requests, accepted: c.splunk.accepts() - accepted}
@@ -541,7 +554,7 @@ func (c *chaosRun) runFaults() {
 		c.mu.Unlock()
 		c.eventf("healed: %s", f.Kind)
 	}
-	time.Sleep(time.Until(c.start.Add(c.opts.duration)))
+	time.Sleep(time.Until(c.start.Add(c.opts.duration + slip)))
 }
 
 // waitDrained waits until every produced record reached Splunk, was

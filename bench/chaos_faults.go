@@ -464,7 +464,12 @@ func (c *chaosRun) renameSink() {
 		}
 	}
 	admin := c.nodes[0].admin
-	list, err := exec.Command(c.bin, "backlog", "list", "--json", "--admin", admin).Output()
+	cli := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(c.bin, append(args, "--admin", admin)...)
+		cmd.Env = c.env // the admin token, from the environment as an operator's shell has it
+		return cmd
+	}
+	list, err := cli("backlog", "list", "--json").Output()
 	var orphans []struct{ Subject string }
 	if err == nil {
 		err = json.Unmarshal(list, &orphans)
@@ -476,7 +481,7 @@ func (c *chaosRun) renameSink() {
 	case !named:
 		c.violation("sink-rename: the backlog of %s (Splunk was down) is not named by sluice backlog list: %s", old, strings.TrimSpace(string(list)))
 	}
-	out, err := exec.Command(c.bin, "backlog", "move", "--from", old, "--to", renamed, "--admin", admin).CombinedOutput()
+	out, err := cli("backlog", "move", "--from", old, "--to", renamed).CombinedOutput()
 	if err != nil {
 		c.violation("sink-rename: sluice backlog move --from %s --to %s: %v: %s", old, renamed, err, lastLine(string(out)))
 		return

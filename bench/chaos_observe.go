@@ -218,6 +218,7 @@ func (s *sampler) scrape(n *chaosNode) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+benchAdminToken)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return math.NaN()

@@ -18,6 +18,9 @@ const (
 	benchAKID  = "bench-key-id"
 	benchAKKey = "bench-key-secret"
 	benchToken = "bench-hec-token"
+	// benchAdminToken guards the chaos nodes' admin API; the secret scan
+	// looks for it with the others.
+	benchAdminToken = "bench-admin-token-7f3a"
 )
 
 // workspace makes a temporary directory holding a freshly built sluice
