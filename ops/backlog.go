@@ -299,8 +299,8 @@ func (m *Manager) PlanMove(ctx context.Context, req MoveRequest) (*MovePlan, *je
 // MoveBacklog moves the undelivered batches of an unconfigured sink to a
 // configured one: each is published to out.<to> with the message ID
 // move/<to>/<its old ID> (so a second run within the duplicate window
-// stores nothing twice), and once every copy is acknowledged the old
-// consumer is deleted and out.<from> purged up to what was moved. Nothing
+// stores nothing twice); each group's originals are purged once its copies
+// are acknowledged, and at the end the old consumer is deleted. Nothing
 // left to move: the old consumer and subject are cleaned up at once, and
 // no job starts.
 func (m *Manager) MoveBacklog(ctx context.Context, req MoveRequest) (*MovePlan, *Job, error) {
@@ -312,10 +312,29 @@ func (m *Manager) MoveBacklog(ctx context.Context, req MoveRequest) (*MovePlan, 
 		return p, nil, m.retire(ctx, p)
 	}
 	j := m.start(KindMove, req, p.Count, func(ctx context.Context, j *Job) error {
+		// The backlog may be all OUT holds (its sink was down before the
+		// rename): no room for a copy would ever come. So OUT is lent
+		// room for one group of copies, and each stored group's originals
+		// are removed at once, making room for the next.
+		release, err := m.deps.Queue.Borrow(ctx, queue.StreamOut)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := release(rctx); err != nil {
+				m.deps.Logger.Error("backlog move: OUT keeps the room it was lent until the next start", "err", err)
+			}
+		}()
 		out := newPublisher(m, j)
+		var copied uint64 // the highest sequence of out.<from> whose copy is stored
+		out.stored = func(ctx context.Context) error {
+			return m.deps.Queue.PurgeSubject(ctx, queue.StreamOut, p.Subject, copied+1)
+		}
 		sent := 0
 		opts := queue.ScanOptions{Stream: queue.StreamOut, Subject: p.Subject, FromSeq: p.FromSeq, UpToSeq: p.UpToSeq}
-		err := scanResuming(ctx, m.deps.Queue, opts, j.setNote, func(s queue.Stored) (bool, error) {
+		err = scanResuming(ctx, m.deps.Queue, opts, j.setNote, func(s queue.Stored) (bool, error) {
 			h := nats.Header{}
 			for k, v := range s.Header {
 				h[k] = append([]string(nil), v...)
@@ -327,13 +346,14 @@ func (m *Manager) MoveBacklog(ctx context.Context, req MoveRequest) (*MovePlan, 
 			h.Set(batch.HeaderMsgID, "move/"+p.To+"/"+orig)
 			h.Set(batch.HeaderSink, p.To)
 			sent++
+			copied = s.Seq // a group is stored whole before stored runs
 			return true, out.add(ctx, &nats.Msg{Subject: queue.OutSubject(p.To), Header: h, Data: s.Data}, recordCount(s.Header), len(s.Data), nil)
 		})
 		if err == nil {
 			err = out.flush(ctx)
 		}
 		if err != nil {
-			return err // nothing purged: running it again moves the rest, the copies already made are stored once
+			return err // what was copied is purged: running it again moves the rest once
 		}
 		if sent < p.Messages {
 			return &shortError{fmt.Sprintf("moved %d of %d planned batches from %s: the rest were no longer stored; %s and %s left as they are",

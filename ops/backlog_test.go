@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/queue"
@@ -161,4 +165,50 @@ func TestRenamedSinkBacklogIsNamedAndMoved(t *testing.T) {
 	if st["orphans"] != nil || b.orphanGauge("out.splunk2") != -1 {
 		t.Fatalf("orphans after move and drop: %v", st["orphans"])
 	}
+}
+
+// The chaos run's sink-rename: Splunk was down, so the old sink's backlog
+// is all OUT holds, up to its limit. The move must still finish: it needs
+// room in OUT for its copies, and nothing else makes room (the backlog is
+// undelivered, so the trimmer keeps it). Before, it waited "the buffer is
+// full" forever.
+func TestMoveFinishesWhenTheBacklogFillsOUT(t *testing.T) {
+	dir := t.TempDir()
+	const maxBytes = 24 << 20 // OUT: 60 %, 14.4 MiB
+	b := startBareSized(t, dir, maxBytes, "splunk")
+	ctx := context.Background()
+	n := 0
+	for ; ; n++ { // fill OUT with undelivered batches of ~100 KB
+		h := nats.Header{}
+		h.Set(batch.HeaderMsgID, fmt.Sprintf("old-%d/splunk", n))
+		h.Set(batch.HeaderCount, "1")
+		rec := fmt.Appendf(nil, `{"id":"old-%d","timestamp":1,"data":{"pad":%q}}`, n, strings.Repeat("x", 100<<10))
+		err := b.q.Publish(ctx, []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode([][]byte{rec})}})
+		if errors.Is(err, queue.ErrBufferFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.deliver("splunk", 0) // the sink's consumer exists, as it did before the rename
+	b.stop()
+	b = startBareSized(t, dir, maxBytes, "splunk-r1")
+	code, res, _ := b.api("POST", "/api/v1/backlog/move", map[string]any{"from": "splunk", "to": "splunk-r1"})
+	job, _ := res["job"].(map[string]any)
+	if code != 202 || job == nil {
+		t.Fatalf("move: %d %v, want a job", code, res)
+	}
+	if st := b.waitJob(job["id"].(string)); st.State != "done" {
+		t.Fatalf("the move of %d batches that fill OUT ended %+v, want done", n, st)
+	}
+	if got := b.subjectMsgs("out.splunk-r1"); got != uint64(n) {
+		t.Fatalf("out.splunk-r1 holds %d batches, want the %d moved", got, n)
+	}
+	if got := b.subjectMsgs("out.splunk"); got != 0 {
+		t.Fatalf("out.splunk still holds %d batches", got)
+	}
+	b.stop()
+	// And the node starts again with what the move left in OUT.
+	startBareSized(t, dir, maxBytes, "splunk-r1")
 }

@@ -50,7 +50,13 @@ func (s *syncBuffer) String() string {
 
 func startBare(t *testing.T, dir string, sinks ...string) *bare {
 	t.Helper()
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: dir, ServerName: "test", MaxBytes: 256 << 20})
+	return startBareSized(t, dir, 256<<20, sinks...)
+}
+
+// startBareSized is startBare with queue.max_bytes maxBytes.
+func startBareSized(t *testing.T, dir string, maxBytes int64, sinks ...string) *bare {
+	t.Helper()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: dir, ServerName: "test", MaxBytes: maxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

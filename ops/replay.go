@@ -281,6 +281,9 @@ type publisher struct {
 	after   []func(context.Context) error
 	records int
 	bytes   int
+	// stored, when set, runs once a group is stored and its after-hooks
+	// ran (a move removes the group's originals, making room for the next).
+	stored func(context.Context) error
 }
 
 func newPublisher(m *Manager, j *Job) *publisher { return &publisher{m: m, j: j} }
@@ -323,6 +326,11 @@ func (p *publisher) flush(ctx context.Context) error {
 	p.j.setNote("")
 	for _, f := range p.after {
 		if err := f(ctx); err != nil {
+			return err
+		}
+	}
+	if p.stored != nil {
+		if err := p.stored(ctx); err != nil {
 			return err
 		}
 	}

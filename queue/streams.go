@@ -74,7 +74,13 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if int64(stored[i]) > q.streamConfig(s.name, s.subject, s.share).MaxBytes {
+		// OUT over its share by up to the reserve is what a backlog move's
+		// Borrow left: the limit is restored, and the sinks drain it.
+		limit := q.streamConfig(s.name, s.subject, s.share).MaxBytes
+		if s.name == StreamOut {
+			limit += q.borrowReserve()
+		}
+		if int64(stored[i]) > limit {
 			tooSmall = true
 		}
 	}
@@ -132,4 +138,40 @@ func retryableStreamError(err error) bool {
 		return false
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrNoHeartbeat) || isTimeout(err)
+}
+
+// borrowReserve is the room a stream may be lent beyond its share of
+// queue.max_bytes (within the server's storeSlack): two of the largest
+// messages, enough for one group of copies a job stores before it removes
+// their originals.
+func (q *Queue) borrowReserve() int64 { return 2 * int64(q.opts.MaxPayload) }
+
+// Borrow raises stream's limit by the reserve for a job that must store
+// before it can remove — a sink's backlog moved while it fills OUT, the
+// one case where waiting for room never ends. release restores the limit;
+// with DiscardNew a limit below what is stored removes nothing, the stream
+// just takes no more until its sinks drain it, and startup accepts OUT
+// over its share by up to the reserve. Only OUT is lent room.
+func (q *Queue) Borrow(ctx context.Context, stream string) (release func(context.Context) error, err error) {
+	var cfg jetstream.StreamConfig
+	found := false
+	for _, s := range streamShares {
+		if s.name == stream {
+			cfg, found = q.streamConfig(s.name, s.subject, s.share), true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("queue: borrow: no stream %s", stream)
+	}
+	lent := cfg
+	lent.MaxBytes += q.borrowReserve()
+	if _, err := q.js.UpdateStream(ctx, lent); err != nil {
+		return nil, fmt.Errorf("queue: lend %s %d bytes: %w", stream, q.borrowReserve(), err)
+	}
+	return func(ctx context.Context) error {
+		if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("queue: restore the limit of %s: %w", stream, err)
+		}
+		return nil
+	}, nil
 }
