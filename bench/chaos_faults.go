@@ -458,18 +458,21 @@ func (c *chaosRun) renameSink() {
 	if err := c.hec.Up(); err != nil {
 		c.eventf("HEC stand-in could not listen again: %v", err)
 	}
-	for _, n := range c.nodes {
-		if err := n.waitReady(2 * time.Minute); err != nil {
-			c.eventf("sink-rename: %s: %v", n.name, err)
-		}
-	}
+	// Not /readyz: with the backlog filling OUT the nodes are not ready
+	// until it moves. An operator retries until the node answers.
 	admin := c.nodes[0].admin
 	cli := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(c.bin, append(args, "--admin", admin)...)
 		cmd.Env = c.env // the admin token, from the environment as an operator's shell has it
 		return cmd
 	}
-	list, err := cli("backlog", "list", "--json").Output()
+	var list []byte
+	var err error
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		if list, err = cli("backlog", "list", "--json").Output(); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	var orphans []struct{ Subject string }
 	if err == nil {
 		err = json.Unmarshal(list, &orphans)
@@ -481,7 +484,13 @@ func (c *chaosRun) renameSink() {
 	case !named:
 		c.violation("sink-rename: the backlog of %s (Splunk was down) is not named by sluice backlog list: %s", old, strings.TrimSpace(string(list)))
 	}
-	out, err := cli("backlog", "move", "--from", old, "--to", renamed).CombinedOutput()
+	var out []byte
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(2 * time.Second) {
+		if out, err = cli("backlog", "move", "--from", old, "--to", renamed).CombinedOutput(); err == nil || time.Now().After(deadline) {
+			break
+		}
+		c.eventf("sink-rename: backlog move: %v: %s (trying again)", err, lastLine(string(out)))
+	}
 	if err != nil {
 		c.violation("sink-rename: sluice backlog move --from %s --to %s: %v: %s", old, renamed, err, lastLine(string(out)))
 		return
