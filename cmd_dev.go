@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -104,7 +106,13 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	if err := writeDefaultPolicies(policies); err != nil {
 		return err
 	}
-	secrets := map[string]string{"SLUICE_DEV_SLS_KEY": randomHex(16), "SLUICE_DEV_HEC_TOKEN": randomHex(16)}
+	secrets := map[string]string{"SLUICE_DEV_SLS_KEY": randomHex(16), "SLUICE_DEV_HEC_TOKEN": randomHex(16), "SLUICE_DEV_ADMIN_TOKEN": randomHex(16)}
+	// The admin API takes writes only with a token; the CLI reads it from
+	// this file (--admin-token-file), never from its command line.
+	tokenFile := filepath.Join(o.dataDir, "admin-token")
+	if err := writeSecretFile(tokenFile, secrets["SLUICE_DEV_ADMIN_TOKEN"]); err != nil {
+		return err
+	}
 
 	var sls *slstest.Server
 	if o.sls() {
@@ -187,10 +195,11 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	case err := <-runErr:
 		return err
 	}
+	flags := devAdminFlags(n.AdminAddr(), tokenFile)
 	fmt.Fprintf(stdout, `sluice dev
   data dir     %s (kept between runs; remove it to start over)
   config       %s
-  admin        http://%s  (/healthz /readyz /metrics /api/v1/actors)
+  admin        http://%s  (/healthz /readyz; /metrics and /api/v1 want the bearer token in %s)
   nats         %s  (e.g. nats --server %s stream ls)
 %s  Splunk HEC   %s
   HEC events   %s
@@ -200,8 +209,9 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
     sluice status --watch%s
     sluice replay --sink splunk --from -10m --dry-run%s
     sluice dlq list%s
-`, o.dataDir, cfgPath, n.AdminAddr(), n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs, bq), hecURL, hecFileOr(hec, hecFile), policies, policies,
-		adminFlag(n.AdminAddr()), adminFlag(n.AdminAddr()), adminFlag(n.AdminAddr()))
+    sluice dlq redrive --dry-run%s
+`, o.dataDir, cfgPath, n.AdminAddr(), tokenFile, n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs, bq), hecURL, hecFileOr(hec, hecFile), policies, policies,
+		flags, flags, flags, flags)
 	if o.splunkDownFor > 0 && hec != nil {
 		fmt.Fprintf(stdout, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
 	}
@@ -295,6 +305,7 @@ node:
   name: dev
   data_dir: %q
   admin_listen: %q
+  admin_token: ${SLUICE_DEV_ADMIN_TOKEN}
   nats_listen: 127.0.0.1:-1
   log_level: %s
   shutdown_timeout: 10s
@@ -433,13 +444,41 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// adminFlag is the --admin flag the operations commands need to reach addr,
-// or nothing when addr is their default.
-func adminFlag(addr string) string {
+// devAdminFlags are the flags the operations commands need to reach addr
+// (none when it is their default) with the token in tokenFile.
+func devAdminFlags(addr, tokenFile string) string {
+	s := " --admin-token-file " + shellQuote(tokenFile)
 	if addr == "127.0.0.1:8686" {
-		return ""
+		return s
 	}
-	return " --admin " + addr
+	return " --admin " + addr + s
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9/._+:,@%-]+$`)
+
+// writeSecretFile replaces path with a file only its owner can read. It
+// removes the old one first: WriteFile would keep a looser mode.
+func writeSecretFile(path, secret string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // dumpBigQuery writes each stand-in table's rows as JSON lines, since the

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -245,8 +246,10 @@ func sluiceCmd(t *testing.T, args ...string) string {
 }
 
 // TestDevPrintsOperationsCommandsThatWork follows dev's printed help: the
-// status, replay and dlq commands reach it and say what it does.
+// status, replay and dlq commands, as printed, reach it and say what it
+// does; without the token file they cannot change it.
 func TestDevPrintsOperationsCommandsThatWork(t *testing.T) {
+	t.Setenv("SLUICE_ADMIN_TOKEN", "") // only what dev printed
 	const records = 2000
 	admin := startDev(t, devOptions{admin: "127.0.0.1:0", logLevel: "error", records: records, shards: 2})
 	want := len(routedSeqs(records))
@@ -257,24 +260,89 @@ func TestDevPrintsOperationsCommandsThatWork(t *testing.T) {
 	if st.Sinks[0].State != "up" {
 		t.Errorf("sink state %q, want up", st.Sinks[0].State)
 	}
-	text := sluiceCmd(t, "status", "--admin", admin)
-	for _, s := range []string{"SOURCES", "shard 1", "BUFFER", "sink-splunk", "SINKS", "POLICIES", "DLQ"} {
-		if !strings.Contains(text, s) {
-			t.Errorf("status text lacks %q:\n%s", s, text)
+	says := map[string][]string{
+		"status":      {"SOURCES", "shard 1", "BUFFER", "sink-splunk", "SINKS", "POLICIES", "DLQ"},
+		"replay":      {fmt.Sprintf("would replay %d records", want)},
+		"dlq list":    {"STAGE"},
+		"dlq redrive": {"would re-drive 0 records"},
+	}
+	for _, args := range admin.help {
+		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--watch" })
+		var name []string
+		for _, a := range args {
+			if strings.HasPrefix(a, "-") {
+				break
+			}
+			name = append(name, a)
+		}
+		cmd := strings.Join(name, " ")
+		wants, ok := says[cmd]
+		if !ok {
+			t.Errorf("dev printed sluice %s, which this test does not know", strings.Join(args, " "))
+			continue
+		}
+		delete(says, cmd)
+		out := sluiceCmd(t, args...)
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("sluice %s lacks %q:\n%s", strings.Join(args, " "), w, out)
+			}
 		}
 	}
-	dry := sluiceCmd(t, "replay", "--sink", "splunk", "--from", "-10m", "--dry-run", "--admin", admin)
-	if !strings.Contains(dry, fmt.Sprintf("would replay %d records", want)) {
-		t.Errorf("replay --dry-run said %q, want %d records", dry, want)
+	for cmd := range says {
+		t.Errorf("dev did not print sluice %s:\n%s", cmd, admin.out)
 	}
-	if list := sluiceCmd(t, "dlq", "list", "--admin", admin); !strings.Contains(list, "STAGE") {
-		t.Errorf("dlq list: %q", list)
+	// The token is what lets the CLI in: without it, no write.
+	if _, err := runCLI("replay", "--sink", "splunk", "--from", "-10m", "--dry-run", "--admin", admin.addr); err == nil || !strings.Contains(err.Error(), "admin token required") {
+		t.Errorf("replay without dev's token file: %v, want it refused", err)
+	}
+	if fi, err := os.Stat(admin.tokenFile); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("dev's admin token file has mode %v, want 0600", fi.Mode().Perm())
 	}
 }
 
-// startDev runs dev in the background until the test ends and returns the
-// admin address its printed help names.
-func startDev(t *testing.T, o devOptions) string {
+// devAdmin is how dev's printed help reaches its admin API.
+type devAdmin struct {
+	addr      string     // host:port
+	tokenFile string     // what --admin-token-file names
+	flags     []string   // --admin ADDR --admin-token-file FILE
+	help      [][]string // the sluice commands printed, without "sluice"
+	out       string     // all dev printed
+}
+
+// cmd runs sluice args with dev's admin flags.
+func (a devAdmin) cmd(t *testing.T, args ...string) string {
+	t.Helper()
+	return sluiceCmd(t, append(args, a.flags...)...)
+}
+
+// get reads path from the admin API with dev's token, as Prometheus would.
+func (a devAdmin) get(t *testing.T, path string) *http.Response {
+	t.Helper()
+	token, err := os.ReadFile(a.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+a.addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	return resp
+}
+
+// startDev runs dev in the background until the test ends and returns how
+// its printed help reaches it.
+func startDev(t *testing.T, o devOptions) devAdmin {
 	t.Helper()
 	o.dataDir = t.TempDir()
 	var out syncBuffer
@@ -287,23 +355,40 @@ func startDev(t *testing.T, o devOptions) string {
 			t.Error(err)
 		}
 	})
-	re := regexp.MustCompile(`sluice status --watch --admin (\S+)`)
+	status := regexp.MustCompile(`(?m)^    sluice status --watch (.+)$`)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m[1]
+		if status.MatchString(out.String()) {
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("dev did not print the status command:\n%s", out.String())
 		}
 	}
+	a := devAdmin{out: out.String()}
+	a.flags = strings.Fields(status.FindStringSubmatch(a.out)[1])
+	for i := 0; i+1 < len(a.flags); i++ {
+		switch a.flags[i] {
+		case "--admin":
+			a.addr = a.flags[i+1]
+		case "--admin-token-file":
+			a.tokenFile = a.flags[i+1]
+		}
+	}
+	if a.addr == "" || a.tokenFile == "" {
+		t.Fatalf("dev's status command lacks --admin or --admin-token-file:\n%s", a.out)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^    sluice (.+)$`).FindAllStringSubmatch(a.out, -1) {
+		a.help = append(a.help, strings.Fields(m[1]))
+	}
+	return a
 }
 
 // waitDevDelivered polls sluice status until the sink has events.
-func waitDevDelivered(t *testing.T, admin string, events int) ops.Status {
+func waitDevDelivered(t *testing.T, admin devAdmin, events int) ops.Status {
 	t.Helper()
 	var st ops.Status
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if err := json.Unmarshal([]byte(sluiceCmd(t, "status", "--json", "--admin", admin)), &st); err != nil {
+		if err := json.Unmarshal([]byte(admin.cmd(t, "status", "--json")), &st); err != nil {
 			t.Fatal(err)
 		}
 		total := 0
@@ -384,10 +469,7 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 
 	admin := startDev(t, devOptions{admin: "127.0.0.1:0", logLevel: "error", records: 1000, shards: 2, source: "both", gcsObjects: 2})
 	waitDevDelivered(t, admin, len(routedSeqs(1000))+2*gcsPerObject)
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := admin.get(t, "/metrics")
 	defer resp.Body.Close()
 	exposed := map[string]bool{}
 	sc := bufio.NewScanner(resp.Body)

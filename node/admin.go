@@ -27,7 +27,7 @@ func (n *Node) startAdmin() error {
 	n.mux.HandleFunc("GET /api/v1/actors", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Runtime.Statuses())
 	})
-	n.admin = &http.Server{Handler: n.authorize(n.mux), ReadHeaderTimeout: 10 * time.Second}
+	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := n.admin.Serve(l); err != nil && err != http.ErrServerClosed {
 			n.Log.Error("admin server", "err", err)

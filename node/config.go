@@ -46,6 +46,17 @@ type NodeConfig struct {
 	// Default DefaultMemoryLimit; 0 sets none; GOMEMLIMIT in the
 	// environment wins.
 	MemoryLimit *conf.ByteSize `yaml:"memory_limit"`
+	// AdminHosts are the names, besides IP addresses, localhost and the
+	// host of admin_listen, that requests may carry in Host: those a proxy
+	// or DNS gives the admin API. Any other name is refused, which is what
+	// stops a DNS rebinding from reading the API from a web page.
+	AdminHosts []string `yaml:"admin_hosts"`
+	// AdminLoopbackWrites lets a loopback admin API without admin_token
+	// take writes (replay, DLQ re-drive and purge, backlog move and drop,
+	// job cancel). Dangerous: every process and user of the machine can
+	// then change the buffer with nothing to prove who they are; browsers
+	// stay refused. Default false: without a token the API is read-only.
+	AdminLoopbackWrites bool `yaml:"admin_loopback_writes"`
 }
 
 // DefaultMemoryLimit keeps a node under 300 MB of RSS with a large backlog
@@ -208,6 +219,9 @@ func (c *Config) setDefaults() {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// hostNamePattern is a DNS name, with or without its final dot.
+var hostNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$`)
+
 func (c *Config) validate(types Types) error {
 	if !namePattern.MatchString(c.Node.Name) {
 		return conf.Errorf("node.name", "%q: use letters, digits, - and _ only", c.Node.Name)
@@ -217,6 +231,11 @@ func (c *Config) validate(types Types) error {
 	}
 	if !isLoopback(c.Node.AdminListen) && c.Node.AdminToken.IsEmpty() {
 		return conf.Errorf("node.admin_token", "required when node.admin_listen (%s) is not a loopback address", c.Node.AdminListen)
+	}
+	for i, h := range c.Node.AdminHosts {
+		if !hostNamePattern.MatchString(h) {
+			return conf.Errorf(fmt.Sprintf("node.admin_hosts[%d]", i), "%q: want a host name without scheme, port or path (IP addresses and localhost need no entry)", h)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Node.NATSListen); err != nil {
 		return conf.Errorf("node.nats_listen", "%q is not host:port", c.Node.NATSListen)

@@ -33,6 +33,9 @@ type pipeline struct {
 	next     int
 }
 
+// adminToken is the pipeline's: without one the admin API is read-only.
+const adminToken = "ops-test-admin-token"
+
 func startPipeline(t *testing.T, retain string) *pipeline {
 	t.Helper()
 	hec, err := hectest.NewServer(hectest.Options{Token: "test-token"})
@@ -46,12 +49,12 @@ func startPipeline(t *testing.T, retain string) *pipeline {
 		t.Fatal(err)
 	}
 	yaml := fmt.Sprintf(`
-node: {name: test, data_dir: %q, admin_listen: "127.0.0.1:0"}
+node: {name: test, data_dir: %q, admin_listen: "127.0.0.1:0", admin_token: %s}
 queue: {max_bytes: 256MiB, retain_delivered: %s, duplicate_window: %s}
 policies: {dir: %q, watch: false}
 sinks:
   - {name: splunk, type: splunk_hec, url: %q, token: test-token, linger: 20ms, max_backoff: 200ms, paused_retry: 300ms}
-`, filepath.Join(dir, "data"), retain, dupWindow(t, retain), policies, hec.URL)
+`, filepath.Join(dir, "data"), adminToken, retain, dupWindow(t, retain), policies, hec.URL)
 	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +78,7 @@ sinks:
 	case err := <-done:
 		t.Fatal(err)
 	}
-	return &pipeline{t: t, n: n, hec: hec, c: ops.NewClient(n.AdminAddr(), ""), policies: policies}
+	return &pipeline{t: t, n: n, hec: hec, c: ops.NewClient(n.AdminAddr(), adminToken), policies: policies}
 }
 
 // dupWindow is the duplicate window a test with this replay window may
