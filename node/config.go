@@ -35,9 +35,14 @@ type NodeConfig struct {
 	AdminListen string      `yaml:"admin_listen"` // default: 127.0.0.1:8686
 	AdminToken  conf.Secret `yaml:"admin_token"`  // required when admin_listen is not loopback
 	NATSListen  string      `yaml:"nats_listen"`  // client port for the nats CLI; default 127.0.0.1, random port
-	NATSToken   conf.Secret `yaml:"nats_token"`   // client token; required when nats_listen is not loopback
-	LogLevel    string      `yaml:"log_level"`    // debug, info, warn, error; default info
-	LogFormat   string      `yaml:"log_format"`   // text or json; default text
+	// NATSOperatorPassword is the password of the NATS user "operator" (the
+	// nats CLI, a dashboard: reads, and cannot change what sluice relies
+	// on); required when nats_listen is not loopback.
+	NATSOperatorPassword conf.Secret `yaml:"nats_operator_password"`
+	// NATSToken is a deprecated alias of NATSOperatorPassword.
+	NATSToken conf.Secret `yaml:"nats_token"`
+	LogLevel  string      `yaml:"log_level"`  // debug, info, warn, error; default info
+	LogFormat string      `yaml:"log_format"` // text or json; default text
 	// ShutdownTimeout bounds how long each stage may take to drain on stop.
 	ShutdownTimeout conf.Duration `yaml:"shutdown_timeout"`
 	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT) that
@@ -46,6 +51,15 @@ type NodeConfig struct {
 	// Default DefaultMemoryLimit; 0 sets none; GOMEMLIMIT in the
 	// environment wins.
 	MemoryLimit *conf.ByteSize `yaml:"memory_limit"`
+}
+
+// OperatorPassword is the NATS operator user's password:
+// nats_operator_password, or its deprecated alias nats_token.
+func (n NodeConfig) OperatorPassword() conf.Secret {
+	if n.NATSOperatorPassword.IsEmpty() {
+		return n.NATSToken
+	}
+	return n.NATSOperatorPassword
 }
 
 // DefaultMemoryLimit keeps a node under 300 MB of RSS with a large backlog
@@ -221,8 +235,18 @@ func (c *Config) validate(types Types) error {
 	if _, _, err := net.SplitHostPort(c.Node.NATSListen); err != nil {
 		return conf.Errorf("node.nats_listen", "%q is not host:port", c.Node.NATSListen)
 	}
-	if !isLoopback(c.Node.NATSListen) && c.Node.NATSToken.IsEmpty() {
-		return conf.Errorf("node.nats_token", "required when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
+	if !c.Node.NATSToken.IsEmpty() && !c.Node.NATSOperatorPassword.IsEmpty() {
+		return conf.Errorf("node.nats_token", "a deprecated alias of node.nats_operator_password: set only node.nats_operator_password")
+	}
+	if !isLoopback(c.Node.NATSListen) && c.Node.OperatorPassword().IsEmpty() {
+		return conf.Errorf("node.nats_operator_password", "required when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
+	}
+	if len(c.Node.OperatorPassword()) > 72 {
+		field := "node.nats_operator_password"
+		if c.Node.NATSOperatorPassword.IsEmpty() {
+			field = "node.nats_token"
+		}
+		return conf.Errorf(field, "longer than 72 bytes, bcrypt's limit (the node keeps only its bcrypt hash)")
 	}
 	switch c.Node.LogLevel {
 	case "debug", "info", "warn", "error":
