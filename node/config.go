@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nats-io/nkeys"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors/transform"
@@ -39,6 +40,9 @@ type NodeConfig struct {
 	// nats CLI, a dashboard: reads, and cannot change what sluice relies
 	// on); required when nats_listen is not loopback.
 	NATSOperatorPassword conf.Secret `yaml:"nats_operator_password"`
+	// NATSOperatorNkey is a public user nkey (U…) that also logs in as the
+	// operator, with its seed (nats --nkey FILE); not a secret.
+	NATSOperatorNkey string `yaml:"nats_operator_nkey"`
 	// NATSToken is a deprecated alias of NATSOperatorPassword.
 	NATSToken conf.Secret `yaml:"nats_token"`
 	LogLevel  string      `yaml:"log_level"`  // debug, info, warn, error; default info
@@ -238,8 +242,11 @@ func (c *Config) validate(types Types) error {
 	if !c.Node.NATSToken.IsEmpty() && !c.Node.NATSOperatorPassword.IsEmpty() {
 		return conf.Errorf("node.nats_token", "a deprecated alias of node.nats_operator_password: set only node.nats_operator_password")
 	}
-	if !isLoopback(c.Node.NATSListen) && c.Node.OperatorPassword().IsEmpty() {
-		return conf.Errorf("node.nats_operator_password", "required when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
+	if k := c.Node.NATSOperatorNkey; k != "" && !nkeys.IsValidPublicUserKey(k) {
+		return conf.Errorf("node.nats_operator_nkey", "%q is not a public user nkey (U…, as nk -gen user -pubout prints)", k)
+	}
+	if !isLoopback(c.Node.NATSListen) && c.Node.OperatorPassword().IsEmpty() && c.Node.NATSOperatorNkey == "" {
+		return conf.Errorf("node.nats_operator_password", "required (or node.nats_operator_nkey) when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
 	}
 	if len(c.Node.OperatorPassword()) > 72 {
 		field := "node.nats_operator_password"

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nkeys"
 	"github.com/sluicehq/sluice/conf"
 	"gopkg.in/yaml.v3"
 )
@@ -23,7 +24,7 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"unknown-type.yaml":        `sinks[0].type (line 2): unknown type "splunk_heck"`,
 		"not-yaml.yaml":            `not valid YAML`,
 		"bad-cluster.yaml":         `cluster.peers[1]: "node-2" is not host:port`,
-		"nats-no-token.yaml":       `node.nats_operator_password: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
+		"nats-no-token.yaml":       `node.nats_operator_password: required (or node.nats_operator_nkey) when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 		"cluster-tls-partial.yaml": `cluster.tls.key_file: required with the other cluster.tls files`,
 		"retain-under-dup.yaml":    `queue.retain_delivered: 5m0s is shorter than queue.duplicate_window (10m0s)`,
 	}
@@ -160,5 +161,22 @@ func TestSluiceConsumersAreProtected(t *testing.T) {
 	got := strings.Join(sluiceConsumers(cfg), " ")
 	if got != "transform sink-splunk sink-bq" {
 		t.Fatalf("protected consumers: %s", got)
+	}
+}
+
+// An operator nkey is an alternative to the password, checked as one.
+func TestNATSOperatorNkey(t *testing.T) {
+	noEnv := func(string) (string, bool) { return "", false }
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse([]byte("node: {nats_operator_nkey: SUAKEY}\n"), KnownTypes(), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "node.nats_operator_nkey: \"SUAKEY\" is not a public user nkey") {
+		t.Fatalf("bad nkey: %v", err)
 	}
 }

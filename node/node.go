@@ -120,7 +120,8 @@ func (n *Node) Run(ctx context.Context) error {
 		Metrics:         n.Registry,
 	}
 	// Who may do what on the NATS port (queue/auth.go).
-	qopts.OperatorPassword, qopts.Protected = cfg.Node.OperatorPassword().Reveal(), sluiceConsumers(cfg)
+	qopts.OperatorPassword, qopts.OperatorNkey = cfg.Node.OperatorPassword().Reveal(), cfg.Node.NATSOperatorNkey
+	qopts.Protected = sluiceConsumers(cfg)
 	if !cfg.Node.NATSToken.IsEmpty() {
 		log.Warn("node.nats_token is deprecated: it is now the password of the NATS user " + queue.OperatorUser + "; rename it node.nats_operator_password")
 	}

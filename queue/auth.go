@@ -50,7 +50,13 @@ func newClientAuth(opts Options) (clientAuth, error) {
 	a.node = nats.Nkey(nodePub, nodeKey.Sign)
 	a.nkeys = []*server.NkeyUser{{Nkey: nodePub, AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}}}}
 	perms := operatorPermissions(opts.Protected)
-	if opts.OperatorPassword == "" {
+	if opts.OperatorNkey != "" {
+		if !nkeys.IsValidPublicUserKey(opts.OperatorNkey) {
+			return a, fmt.Errorf("queue: operator nkey %q is not a public user nkey (U…)", opts.OperatorNkey)
+		}
+		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: opts.OperatorNkey, Permissions: perms})
+	}
+	if opts.OperatorPassword == "" && opts.OperatorNkey == "" {
 		// No password (allowed on loopback only, see node.Config): a client
 		// that sends no credentials is the operator, with the operator's
 		// rights and no more. nats-server lets a no-auth nkey in without a
@@ -65,6 +71,9 @@ func newClientAuth(opts Options) (clientAuth, error) {
 		}
 		a.nkeys = append(a.nkeys, &server.NkeyUser{Nkey: pub, Permissions: perms})
 		a.noAuthUser = pub
+		return a, nil
+	}
+	if opts.OperatorPassword == "" {
 		return a, nil
 	}
 	hash, err := passwordHash(opts.OperatorPassword, opts.passwordCost)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -393,4 +394,32 @@ func TestNoPasswordClientIsTheOperator(t *testing.T) {
 	if n := streamMsgs(t, q, StreamRaw); n != 1 {
 		t.Fatalf("RAW holds %d messages, want 1", n)
 	}
+}
+
+// An operator nkey logs in as the operator, with the operator's rights;
+// without it (or the password) nothing does.
+func TestOperatorNkeyLogsInAsTheOperator(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	q := startQueue(t, t.TempDir(), func(o *Options) { o.OperatorNkey = pub })
+	defer q.Close()
+	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := nats.Connect(q.ClientURL(), nats.Timeout(10*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a client without the nkey connected")
+	}
+	op := connectOperator(t, q, nats.Nkey(pub, kp.Sign))
+	s, err := op.js.Stream(shortCtx(t), StreamRaw)
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	if err := s.Purge(shortCtx(t)); err == nil {
+		t.Fatal("the operator's nkey purged RAW")
+	}
+	op.refused(t, "$JS.API.STREAM.PURGE.RAW")
 }

@@ -43,8 +43,11 @@ type Options struct {
 	Listen string
 	// OperatorPassword is the password of OperatorUser, as whom every
 	// client of the listener logs in (auth.go); empty lets clients in as
-	// that user without one.
+	// that user without one (unless OperatorNkey is set).
 	OperatorPassword string
+	// OperatorNkey, when set, is a public user nkey (U…) that also logs
+	// in as the operator, signing with its seed: the node holds no secret.
+	OperatorNkey string
 	// Protected names sluice's own durable consumers (on any stream): the
 	// operator can neither change, delete, pull from nor ack on them.
 	Protected       []string
