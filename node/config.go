@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nats-io/nkeys"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors/transform"
@@ -35,9 +36,17 @@ type NodeConfig struct {
 	AdminListen string      `yaml:"admin_listen"` // default: 127.0.0.1:8686
 	AdminToken  conf.Secret `yaml:"admin_token"`  // required when admin_listen is not loopback
 	NATSListen  string      `yaml:"nats_listen"`  // client port for the nats CLI; default 127.0.0.1, random port
-	NATSToken   conf.Secret `yaml:"nats_token"`   // client token; required when nats_listen is not loopback
-	LogLevel    string      `yaml:"log_level"`    // debug, info, warn, error; default info
-	LogFormat   string      `yaml:"log_format"`   // text or json; default text
+	// NATSOperatorPassword is the password of the NATS user "operator" (the
+	// nats CLI, a dashboard: reads, and cannot change what sluice relies
+	// on); required when nats_listen is not loopback.
+	NATSOperatorPassword conf.Secret `yaml:"nats_operator_password"`
+	// NATSOperatorNkey is a public user nkey (U…) that also logs in as the
+	// operator, with its seed (nats --nkey FILE); not a secret.
+	NATSOperatorNkey string `yaml:"nats_operator_nkey"`
+	// NATSToken is a deprecated alias of NATSOperatorPassword.
+	NATSToken conf.Secret `yaml:"nats_token"`
+	LogLevel  string      `yaml:"log_level"`  // debug, info, warn, error; default info
+	LogFormat string      `yaml:"log_format"` // text or json; default text
 	// ShutdownTimeout bounds how long each stage may take to drain on stop.
 	ShutdownTimeout conf.Duration `yaml:"shutdown_timeout"`
 	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT) that
@@ -57,6 +66,15 @@ type NodeConfig struct {
 	// then change the buffer with nothing to prove who they are; browsers
 	// stay refused. Default false: without a token the API is read-only.
 	AdminLoopbackWrites bool `yaml:"admin_loopback_writes"`
+}
+
+// OperatorPassword is the NATS operator user's password:
+// nats_operator_password, or its deprecated alias nats_token.
+func (n NodeConfig) OperatorPassword() conf.Secret {
+	if n.NATSOperatorPassword.IsEmpty() {
+		return n.NATSToken
+	}
+	return n.NATSOperatorPassword
 }
 
 // DefaultMemoryLimit keeps a node under 300 MB of RSS with a large backlog
@@ -240,8 +258,21 @@ func (c *Config) validate(types Types) error {
 	if _, _, err := net.SplitHostPort(c.Node.NATSListen); err != nil {
 		return conf.Errorf("node.nats_listen", "%q is not host:port", c.Node.NATSListen)
 	}
-	if !isLoopback(c.Node.NATSListen) && c.Node.NATSToken.IsEmpty() {
-		return conf.Errorf("node.nats_token", "required when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
+	if !c.Node.NATSToken.IsEmpty() && !c.Node.NATSOperatorPassword.IsEmpty() {
+		return conf.Errorf("node.nats_token", "a deprecated alias of node.nats_operator_password: set only node.nats_operator_password")
+	}
+	if k := c.Node.NATSOperatorNkey; k != "" && !nkeys.IsValidPublicUserKey(k) {
+		return conf.Errorf("node.nats_operator_nkey", "%q is not a public user nkey (U…, as nk -gen user -pubout prints)", k)
+	}
+	if !isLoopback(c.Node.NATSListen) && c.Node.OperatorPassword().IsEmpty() && c.Node.NATSOperatorNkey == "" {
+		return conf.Errorf("node.nats_operator_password", "required (or node.nats_operator_nkey) when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
+	}
+	if len(c.Node.OperatorPassword()) > 72 {
+		field := "node.nats_operator_password"
+		if c.Node.NATSOperatorPassword.IsEmpty() {
+			field = "node.nats_token"
+		}
+		return conf.Errorf(field, "longer than 72 bytes, bcrypt's limit (the node keeps only its bcrypt hash)")
 	}
 	switch c.Node.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nkeys"
 	"github.com/sluicehq/sluice/conf"
 	"gopkg.in/yaml.v3"
 )
@@ -23,7 +24,7 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"unknown-type.yaml":        `sinks[0].type (line 2): unknown type "splunk_heck"`,
 		"not-yaml.yaml":            `not valid YAML`,
 		"bad-cluster.yaml":         `cluster.peers[1]: "node-2" is not host:port`,
-		"nats-no-token.yaml":       `node.nats_token: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
+		"nats-no-token.yaml":       `node.nats_operator_password: required (or node.nats_operator_nkey) when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 		"cluster-tls-partial.yaml": `cluster.tls.key_file: required with the other cluster.tls files`,
 		"retain-under-dup.yaml":    `queue.retain_delivered: 5m0s is shorter than queue.duplicate_window (10m0s)`,
 	}
@@ -123,4 +124,59 @@ var extraBrokenConfigs = []struct{ file, want string }{
 	{"sls-bad-start.yaml", `sources[0].start (line 12): parsing time "yesterday"`},
 	{"duplicate-sink.yaml", `sinks[1].name (line 6): duplicate name "splunk" (also sinks[0])`},
 	{"gcs-bad-parser.yaml", `sources[0].parser (line 8): "xml": want one of [json json_array cloudtrail csv text]`},
+}
+
+// node.nats_token still works, as the deprecated name of the NATS operator
+// password; both at once is an error naming the old one.
+func TestNATSTokenIsTheOperatorPassword(t *testing.T) {
+	noEnv := func(string) (string, bool) { return "", false }
+	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_token: t0k}\n"), KnownTypes(), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Node.OperatorPassword().Reveal(); got != "t0k" {
+		t.Fatalf("operator password %q, want the token", got)
+	}
+	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_password: pw}\n"), KnownTypes(), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Node.OperatorPassword().Reveal(); got != "pw" {
+		t.Fatalf("operator password %q", got)
+	}
+	_, err = Parse([]byte("node: {nats_token: "+strings.Repeat("x", 73)+"}\n"), KnownTypes(), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "node.nats_token: longer than 72 bytes") {
+		t.Fatalf("long token: %v", err)
+	}
+	_, err = Parse([]byte("node: {nats_operator_password: pw, nats_token: t0k}\n"), KnownTypes(), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "node.nats_token: a deprecated alias of node.nats_operator_password") {
+		t.Fatalf("both set: %v", err)
+	}
+}
+
+// The consumers an operator may not touch are the transform's and every
+// configured sink's.
+func TestSluiceConsumersAreProtected(t *testing.T) {
+	cfg := &Config{Sinks: []Component{{Name: "splunk"}, {Name: "bq"}}}
+	got := strings.Join(sluiceConsumers(cfg), " ")
+	if got != "transform sink-splunk sink-bq" {
+		t.Fatalf("protected consumers: %s", got)
+	}
+}
+
+// An operator nkey is an alternative to the password, checked as one.
+func TestNATSOperatorNkey(t *testing.T) {
+	noEnv := func(string) (string, bool) { return "", false }
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse([]byte("node: {nats_operator_nkey: SUAKEY}\n"), KnownTypes(), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "node.nats_operator_nkey: \"SUAKEY\" is not a public user nkey") {
+		t.Fatalf("bad nkey: %v", err)
+	}
 }

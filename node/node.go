@@ -112,13 +112,18 @@ func (n *Node) Run(ctx context.Context) error {
 		DataDir:         cfg.Node.DataDir,
 		ServerName:      cfg.Node.Name,
 		Listen:          cfg.Node.NATSListen,
-		ClientToken:     cfg.Node.NATSToken.Reveal(),
 		Sync:            queue.Sync(cfg.Queue.Sync),
 		MaxBytes:        int64(cfg.Queue.MaxBytes),
 		DuplicateWindow: cfg.Queue.DuplicateWindow.D(),
 		RetainDelivered: cfg.Queue.RetainDelivered.D(),
 		Logger:          log,
 		Metrics:         n.Registry,
+	}
+	// Who may do what on the NATS port (queue/auth.go).
+	qopts.OperatorPassword, qopts.OperatorNkey = cfg.Node.OperatorPassword().Reveal(), cfg.Node.NATSOperatorNkey
+	qopts.Protected = sluiceConsumers(cfg)
+	if !cfg.Node.NATSToken.IsEmpty() {
+		log.Warn("node.nats_token is deprecated: it is now the password of the NATS user " + queue.OperatorUser + "; rename it node.nats_operator_password")
 	}
 	if c := cfg.Cluster; c != nil {
 		qopts.Replicas = c.Replicas
@@ -206,4 +211,15 @@ func (n *Node) Ready() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sluiceConsumers names the durable consumers sluice makes (the transform's
+// on RAW, each configured sink's on OUT), which an operator on the NATS
+// port may not touch.
+func sluiceConsumers(cfg *Config) []string {
+	names := []string{"transform"}
+	for _, s := range cfg.Sinks {
+		names = append(names, "sink-"+s.Name)
+	}
+	return names
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Sync is how often JetStream flushes stream files to disk.
@@ -40,9 +41,16 @@ type Options struct {
 	// Listen is the client listener (host:port) for the nats CLI; default
 	// 127.0.0.1 with a random port.
 	Listen string
-	// ClientToken, when set, is required of every client (the node's own
-	// in-process connection presents it too).
-	ClientToken     string
+	// OperatorPassword is the password of OperatorUser, as whom every
+	// client of the listener logs in (auth.go); empty lets clients in as
+	// that user without one (unless OperatorNkey is set).
+	OperatorPassword string
+	// OperatorNkey, when set, is a public user nkey (U…) that also logs
+	// in as the operator, signing with its seed: the node holds no secret.
+	OperatorNkey string
+	// Protected names sluice's own durable consumers (on any stream): the
+	// operator can neither change, delete, pull from nor ack on them.
+	Protected       []string
 	Sync            Sync
 	MaxBytes        int64         // all streams together; default 1 GiB
 	Replicas        int           // default 1
@@ -62,6 +70,10 @@ type Options struct {
 	// apiTimeout. Without an answer the subject waits for the next round.
 	// Tests shorten it to make the answer not come.
 	trimLookupWait time.Duration
+	// passwordCost is the bcrypt cost of the operator password's hash;
+	// default bcrypt.DefaultCost. Tests lower it: the race detector makes
+	// each login take seconds.
+	passwordCost int
 }
 
 // ClusterOptions join the embedded server to other nodes (see cluster/).
@@ -107,6 +119,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.PublishInFlight <= 0 {
 		o.PublishInFlight = 256
+	}
+	if o.passwordCost <= 0 {
+		o.passwordCost = bcrypt.DefaultCost
 	}
 	if o.trimLookupWait <= 0 {
 		o.trimLookupWait = apiTimeout
@@ -154,6 +169,10 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
 		return nil, fmt.Errorf("queue: data dir: %w", err)
 	}
+	auth, err := newClientAuth(opts)
+	if err != nil {
+		return nil, err
+	}
 	sopts := &server.Options{
 		ServerName:         opts.ServerName,
 		Host:               host,
@@ -166,7 +185,9 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		SyncAlways:         opts.Sync == SyncAlways,
 		NoSigs:             true,
 		NoLog:              true,
-		Authorization:      opts.ClientToken,
+		Users:              auth.users,
+		Nkeys:              auth.nkeys,
+		NoAuthUser:         auth.noAuthUser,
 	}
 	if c := opts.Cluster; c != nil {
 		if err := applyCluster(sopts, c); err != nil {
@@ -183,7 +204,7 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		srv.Shutdown()
 		return nil, errors.New("queue: embedded NATS server not ready after 30s")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1), nats.Token(opts.ClientToken),
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1), auth.node,
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {

@@ -539,25 +539,6 @@ func streamConsumers(t *testing.T, q *Queue, name string) int {
 	return info.State.Consumers
 }
 
-// With a client token, the NATS listener refuses clients without it; the
-// node's own in-process connection presents it.
-func TestClientTokenGuardsTheListener(t *testing.T) {
-	q := startQueue(t, t.TempDir(), func(o *Options) { o.ClientToken = "nats-s3cret" })
-	defer q.Close()
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
-		t.Fatalf("the node's own connection: %v", err)
-	}
-	if nc, err := nats.Connect(q.ClientURL()); err == nil {
-		nc.Close()
-		t.Fatal("a client without the token connected")
-	}
-	nc, err := nats.Connect(q.ClientURL(), nats.Token("nats-s3cret"))
-	if err != nil {
-		t.Fatalf("a client with the token: %v", err)
-	}
-	nc.Close()
-}
-
 // The stream gauges say what each stream holds now: a scrape after a
 // publish sees it.
 func TestStreamMetricsFollowTheStreams(t *testing.T) {
