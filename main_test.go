@@ -31,6 +31,14 @@ func TestValidateExitsNonZeroNamingTheField(t *testing.T) {
 	}
 }
 
+// Routes off loopback without TLS are refused, naming the field to set.
+func TestValidateRefusesRoutesOffLoopbackWithoutTLS(t *testing.T) {
+	_, err := runCLI("validate", "--config", "testdata/config/cluster-no-tls.yaml")
+	if err == nil || !strings.Contains(err.Error(), "cluster.tls: required when cluster.listen (0.0.0.0:6222) is not a loopback address") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestMemoryLimitFromConfigUnlessGOMEMLIMIT(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })

@@ -122,7 +122,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if c := cfg.Cluster; c != nil {
 		qopts.Replicas = c.Replicas
-		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers}
+		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers, Insecure: c.Insecure}
 		if c.TLS.CertFile != "" {
 			qopts.Cluster.TLS = &queue.ClusterTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CAFile: c.TLS.CAFile}
 		}
