@@ -39,6 +39,32 @@ func TestValidateRefusesRoutesOffLoopbackWithoutTLS(t *testing.T) {
 	}
 }
 
+// An insecure choice validate accepts is one warning line each, and the
+// config is still ok (exit 0); no secret's value is printed.
+func TestValidateWarnsAboutEachInsecureChoice(t *testing.T) {
+	t.Setenv("SPLUNK_HEC_TOKEN", "env-hec-token")
+	path := "testdata/config/good-insecure.yaml"
+	out, err := runCLI("validate", "--config", path)
+	if err != nil {
+		t.Fatalf("err = %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{"node.admin_token (line 6)", "node.nats_token (line 8)", "cluster.insecure (line 15)",
+		"sources[0].endpoint (line 19)", "sources[0].access_key_secret (line 24)", "sinks[0].token (line 29)",
+		"sinks[0].tls.insecure_skip_verify (line 30)", "sinks[1].url (line 33)", "sinks[2].endpoint (line 38)", "sinks[2].write_endpoint (line 39)"}
+	if len(lines) != len(want)+1 || lines[len(want)] != path+": ok" {
+		t.Fatalf("want %d warning lines then ok, got:\n%s", len(want), out)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], path+": warning: "+w+": ") {
+			t.Errorf("line %d: %s\n want a warning for %s", i+1, lines[i], w)
+		}
+	}
+	if strings.Contains(out, "literal-") || strings.Contains(out, "env-hec-token") {
+		t.Errorf("a secret in the output:\n%s", out)
+	}
+}
+
 func TestMemoryLimitFromConfigUnlessGOMEMLIMIT(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })

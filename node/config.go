@@ -26,6 +26,8 @@ type Config struct {
 	Sources         []Component      `yaml:"sources"`
 	Sinks           []Component      `yaml:"sinks"`
 	Cluster         *ClusterConfig   `yaml:"cluster"`
+
+	raw map[string]rawScalar // the file's values before ${NAME} expansion, for Warnings
 }
 
 // NodeConfig is the node: its name, where it keeps data, where it listens.
@@ -151,10 +153,11 @@ func Parse(data []byte, types Types, env func(string) (string, bool)) (*Config, 
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
+	raw := rawScalars(&doc, "", map[string]rawScalar{})
 	if err := expandEnv(&doc, "", env); err != nil {
 		return nil, err
 	}
-	cfg := &Config{}
+	cfg := &Config{raw: raw}
 	if len(doc.Content) > 0 {
 		if err := conf.DecodeStrict(&doc, "", cfg); err != nil {
 			return nil, err

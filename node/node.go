@@ -108,6 +108,9 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		defer lock.Release()
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("insecure config", "field", w.Path, "line", w.Line, "warning", w.Msg)
+	}
 	qopts := queue.Options{
 		DataDir:         cfg.Node.DataDir,
 		ServerName:      cfg.Node.Name,
