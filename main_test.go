@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/ops"
 )
 
 func runCLI(args ...string) (string, error) {
@@ -86,5 +87,15 @@ func TestMemoryLimitFromConfigUnlessGOMEMLIMIT(t *testing.T) {
 	}
 	if *cfg.Node.MemoryLimit != node.DefaultMemoryLimit {
 		t.Fatalf("default memory_limit %v", *cfg.Node.MemoryLimit)
+	}
+}
+
+// A protection the config turned off heads the status screen.
+func TestStatusShowsInsecureSettingsFirst(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, &ops.Status{Node: "node-1", Insecure: []ops.InsecureSetting{{What: "cluster_routes", Setting: "cluster.insecure", On: true}}})
+	lines := strings.Split(b.String(), "\n")
+	if want := "INSECURE cluster_routes: cluster.insecure is true"; len(lines) < 2 || !strings.HasPrefix(lines[1], want) {
+		t.Fatalf("status:\n%s\nwant its second line to start %q", b.String(), want)
 	}
 }

@@ -151,7 +151,8 @@ func (n *Node) Run(ctx context.Context) error {
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOps()
 	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: q, Logger: log, Registry: n.Registry,
-		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks)})
+		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks),
+		Insecure: cfg.InsecureSettings()})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}

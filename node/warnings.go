@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/ops"
 )
 
 // An insecureSetting turns a protection off by name. One that is on makes
@@ -27,6 +28,15 @@ func (c *Config) insecureSettings() []insecureSetting {
 		{"cluster_routes", "cluster.insecure", c.Cluster != nil && c.Cluster.Insecure,
 			"routes run without TLS: any host that reaches cluster.listen can join as a route and read, publish into or purge every stream"},
 	}
+}
+
+// InsecureSettings are the settings for ops' status and gauge.
+func (c *Config) InsecureSettings() []ops.InsecureSetting {
+	var out []ops.InsecureSetting
+	for _, s := range c.insecureSettings() {
+		out = append(out, ops.InsecureSetting{What: s.what, Setting: s.setting, On: s.on})
+	}
+	return out
 }
 
 // Warnings are the insecure choices the config makes and is allowed to

@@ -45,6 +45,9 @@ func TestWarningsNameEveryInsecureChoice(t *testing.T) {
 	if len(ws) != len(want) {
 		t.Fatalf("%d warnings, want %d:\n%s", len(ws), len(want), fmt.Sprint(ws))
 	}
+	if got := fmt.Sprint(cfg.InsecureSettings()); got != "[{cluster_routes cluster.insecure true}]" {
+		t.Errorf("InsecureSettings() = %s", got)
+	}
 }
 
 // The secure way to write each of those makes no warning.
@@ -75,6 +78,9 @@ sinks:
 	}
 	if ws := cfg.Warnings(); len(ws) != 0 {
 		t.Errorf("loopback routes, loopback http, env secrets: warnings %v", ws)
+	}
+	if got := fmt.Sprint(cfg.InsecureSettings()); got != "[{cluster_routes cluster.insecure false}]" {
+		t.Errorf("InsecureSettings() = %s", got)
 	}
 }
 
