@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,6 +116,17 @@ func TestClusterPartitionedNodeStoresNothingUntilHealed(t *testing.T) {
 		},
 	}
 	c := startTestClusterOn(t, "TestClusterPartitionedNodeStoresNothingUntilHealed", records, net)
+	// An intruder on the cluster network (the test process, given an
+	// address there) reaches node-1's route port, but without a
+	// certificate from the cluster CA, or without TLS, it gets no route.
+	lab.must("addr", "add", "10.201.0.1/24", "dev", lab.prefix+"bc")
+	for what, cfg := range map[string]*tls.Config{"no certificate": c.routeTLS(), "no TLS": nil} {
+		if line, err := routeHello(net.routes[0], cfg); err == nil || strings.Contains(line, "INFO") {
+			t.Errorf("%s: node-1's route port answered %q (%v)", what, line, err)
+		} else {
+			t.Logf("%s: refused: %v", what, err)
+		}
+	}
 	c.waitDelivered(len(want)/4, 90*time.Second, "a quarter of the records")
 	lab.must("link", "set", lab.clusterLink(2), "down")
 	cutAt := len(c.delivered())
@@ -165,6 +181,40 @@ func TestClusterPartitionedNodeStoresNothingUntilHealed(t *testing.T) {
 	}
 	t.Logf("cut node-3 off after %d of %d records; the majority delivered %d during the partition (node-3 held shards %v, checkpoints unmoved); all arrived after healing, %d duplicates",
 		cutAt, len(want), during-cutAt, keys(before), dups)
+}
+
+// routeTLS trusts the cluster CA and presents no certificate.
+func (c *testCluster) routeTLS() *tls.Config {
+	c.t.Helper()
+	ca, err := os.ReadFile(filepath.Join(c.certs, "ca.pem"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &tls.Config{RootCAs: pool, ServerName: "node-1"}
+}
+
+// routeHello connects to a route port (with TLS when cfg is set, as the
+// server wants it first) and returns the server's first line.
+func routeHello(addr string, cfg *tls.Config) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := c
+	if cfg != nil {
+		tc := tls.Client(c, cfg)
+		if err := tc.Handshake(); err != nil {
+			return "", err
+		}
+		conn = tc
+	} else if _, err := fmt.Fprint(c, "CONNECT {}\r\nPING\r\n"); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(conn).ReadString('\n')
 }
 
 func keys(m map[int]int64) []int {

@@ -67,6 +67,7 @@ type testCluster struct {
 	groups  []*sls.LogGroup // what the SLS writer puts, in order
 	env     []string        // the secrets and endpoints the example configs read
 	net     clusterNet
+	certs   string // the cluster CA and the nodes' route certificates
 }
 
 // put writes log groups [from, to) of the sample to the SLS stand-in, as
@@ -136,6 +137,7 @@ func startTestClusterOn(t *testing.T, test string, records int, net clusterNet) 
 	routes := net.routes
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
+	c.certs = certs
 	var hosts []string
 	for _, r := range routes {
 		h, _, _ := strings.Cut(r, ":")
@@ -431,6 +433,10 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	}
 	if m := c.metrics(0); !strings.Contains(m, `sluice_cluster_peer_up{peer="node-2"} 0`) || !strings.Contains(m, "sluice_cluster_has_meta_leader 1") {
 		t.Errorf("node-1's metrics do not show node-2 down under a meta leader")
+	}
+	// The example's routes use mutual TLS: nothing insecure to show.
+	if m := c.metrics(0); !strings.Contains(m, `sluice_insecure{setting="cluster.insecure",what="cluster_routes"} 0`) || len(st.Insecure) != 0 {
+		t.Errorf("node-1 shows insecure settings %v, or its metrics lack sluice_insecure 0 for cluster routes", st.Insecure)
 	}
 	c.start(1)
 

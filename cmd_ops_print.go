@@ -13,6 +13,9 @@ import (
 // printStatus writes the one-screen status as aligned plain text.
 func printStatus(w io.Writer, st *ops.Status) {
 	fmt.Fprintf(w, "node %s   %s\n", st.Node, st.Time.Format(time.RFC3339))
+	for _, s := range st.Insecure {
+		fmt.Fprintf(w, "INSECURE %s: %s is true (sluice validate says what it exposes)\n", s.What, s.Setting)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	section := func(title, header string) {
 		tw.Flush()

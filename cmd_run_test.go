@@ -182,3 +182,35 @@ func TestDevRefusesADataDirInUse(t *testing.T) {
 		t.Fatal("dev wrote into the data dir before it was refused")
 	}
 }
+
+// The node repeats validate's warnings in its log at startup, at WARN,
+// without the secret's value.
+func TestRunLogsConfigWarningsAtStartup(t *testing.T) {
+	runCLIChild()
+	dir := t.TempDir()
+	policies, err := filepath.Abs("testdata/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sluice.yaml")
+	cfg := fmt.Sprintf("node:\n  name: n1\n  data_dir: %s\n  admin_listen: 127.0.0.1:0\n  admin_token: literal-admin-token-value\n  shutdown_timeout: 5s\nqueue:\n  max_bytes: 64MiB\npolicies:\n  dir: %s\n",
+		filepath.Join(dir, "data"), policies)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startCLI(t, "TestRunLogsConfigWarningsAtStartup", "run", "--config", path)
+	p.waitRunning(t, "sluice run", 20*time.Second)
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit within 20s of SIGTERM:\n%s", p.output())
+	}
+	out := p.output()
+	if !strings.Contains(out, `level=WARN msg="insecure config" field=node.admin_token line=5 warning="a secret written in the file`) {
+		t.Errorf("no startup warning for the admin token written in the file:\n%s", out)
+	}
+	if strings.Contains(out, "literal-admin-token-value") {
+		t.Errorf("the admin token's value is in the log:\n%s", out)
+	}
+}

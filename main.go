@@ -79,10 +79,16 @@ func newValidateCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "validate",
-		Short: "Check a config file and exit non-zero with the field at fault",
+		Short: "Check a config file and exit non-zero with the field at fault; warn about each insecure choice",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := node.Load(path, node.KnownTypes()); err != nil {
+			cfg, err := node.Load(path, node.KnownTypes())
+			if err != nil {
 				return err
+			}
+			// Warnings go with the verdict: an insecure choice is allowed,
+			// never silent.
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: warning: %s\n", path, w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil

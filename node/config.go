@@ -27,6 +27,8 @@ type Config struct {
 	Sources         []Component      `yaml:"sources"`
 	Sinks           []Component      `yaml:"sinks"`
 	Cluster         *ClusterConfig   `yaml:"cluster"`
+
+	raw map[string]rawScalar // the file's values before ${NAME} expansion, for Warnings
 }
 
 // NodeConfig is the node: its name, where it keeps data, where it listens.
@@ -105,11 +107,19 @@ type ClusterConfig struct {
 	Listen   string   `yaml:"listen"`
 	Peers    []string `yaml:"peers"`
 	Replicas int      `yaml:"replicas"`
-	TLS      struct {
+	// TLS is mutual TLS for routes, required when Listen is not a
+	// loopback address (sluice cluster certs makes the files).
+	TLS struct {
 		CertFile string `yaml:"cert_file"`
 		KeyFile  string `yaml:"key_file"`
 		CAFile   string `yaml:"ca_file"`
 	} `yaml:"tls"`
+	// Insecure runs routes without TLS on a non-loopback Listen: any host
+	// that reaches the route port can join as a route and read, publish
+	// into or purge every stream. Only for a network private by other
+	// means; validate warns, the node logs it at startup, and status and
+	// sluice_insecure{what="cluster_routes"} show it.
+	Insecure bool `yaml:"insecure"`
 }
 
 // Component is one source or sink: its name and type, and the rest of its
@@ -172,10 +182,11 @@ func Parse(data []byte, types Types, env func(string) (string, bool)) (*Config, 
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
+	raw := rawScalars(&doc, "", map[string]rawScalar{})
 	if err := expandEnv(&doc, "", env); err != nil {
 		return nil, err
 	}
-	cfg := &Config{}
+	cfg := &Config{raw: raw}
 	if len(doc.Content) > 0 {
 		if err := conf.DecodeStrict(&doc, "", cfg); err != nil {
 			return nil, err
@@ -382,8 +393,21 @@ func (c *ClusterConfig) validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return conf.Errorf("cluster.replicas", "%d: want 1 to 5", c.Replicas)
 	}
+	return c.validateTLS()
+}
+
+// validateTLS wants mutual TLS on routes off loopback, unless
+// cluster.insecure says by name to run without.
+func (c *ClusterConfig) validateTLS() error {
 	t := c.TLS
-	if set := t.CertFile != "" || t.KeyFile != "" || t.CAFile != ""; set {
+	set := t.CertFile != "" || t.KeyFile != "" || t.CAFile != ""
+	switch {
+	case set && c.Insecure:
+		return conf.Errorf("cluster.insecure", "true with cluster.tls set: routes use the TLS; remove one of them")
+	case !set && !c.Insecure && !conf.LoopbackAddr(c.Listen):
+		return conf.Errorf("cluster.tls", "required when cluster.listen (%s) is not a loopback address: routes carry every record and can purge every stream (sluice cluster certs makes the files; cluster.insecure: true runs without)", c.Listen)
+	}
+	if set {
 		files := []struct{ field, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"ca_file", t.CAFile}}
 		for _, f := range files {
 			if f.path == "" {

@@ -27,6 +27,8 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"nats-no-token.yaml":       `node.nats_operator_password: required (or node.nats_operator_nkey) when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 		"cluster-tls-partial.yaml": `cluster.tls.key_file: required with the other cluster.tls files`,
 		"retain-under-dup.yaml":    `queue.retain_delivered: 5m0s is shorter than queue.duplicate_window (10m0s)`,
+		"cluster-no-tls.yaml":      `cluster.tls: required when cluster.listen (0.0.0.0:6222) is not a loopback address`,
+		"insecure-with-tls.yaml":   `cluster.insecure: true with cluster.tls set`,
 	}
 	for _, extra := range extraBrokenConfigs {
 		want[extra.file] = extra.want

@@ -108,6 +108,9 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		defer lock.Release()
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("insecure config", "field", w.Path, "line", w.Line, "warning", w.Msg)
+	}
 	qopts := queue.Options{
 		DataDir:         cfg.Node.DataDir,
 		ServerName:      cfg.Node.Name,
@@ -127,7 +130,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if c := cfg.Cluster; c != nil {
 		qopts.Replicas = c.Replicas
-		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers}
+		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers, Insecure: c.Insecure}
 		if c.TLS.CertFile != "" {
 			qopts.Cluster.TLS = &queue.ClusterTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CAFile: c.TLS.CAFile}
 		}
@@ -153,7 +156,8 @@ func (n *Node) Run(ctx context.Context) error {
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOps()
 	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: q, Logger: log, Registry: n.Registry,
-		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks)})
+		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks),
+		Insecure: cfg.InsecureSettings()})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}

@@ -42,6 +42,9 @@ type Deps struct {
 	Policies *rego.Engine // nil without policies
 	Sources  []Component
 	Sinks    []Component
+	// Insecure are the config's settings that turn a protection off by
+	// name, on or off: status shows those on, sluice_insecure every one.
+	Insecure []InsecureSetting
 }
 
 // Manager runs the jobs of one node.
@@ -66,6 +69,9 @@ func New(ctx context.Context, deps Deps) (*Manager, error) {
 	m := &Manager{deps: deps, ctx: ctx, jobs: map[string]*Job{}}
 	var err error
 	if m.m, err = newMetrics(deps.Registry, m); err != nil {
+		return nil, err
+	}
+	if err := registerInsecure(deps.Registry, deps.Insecure); err != nil {
 		return nil, err
 	}
 	m.rate = newRateSampler(deps.Registry)

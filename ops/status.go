@@ -29,6 +29,8 @@ type Status struct {
 	Orphans []Orphan `json:"orphans,omitempty"`
 	// Errors are parts of the status that could not be read.
 	Errors []string `json:"errors,omitempty"`
+	// Insecure are the protections the config turned off by name.
+	Insecure []InsecureSetting `json:"insecure,omitempty"`
 }
 
 // SourceStatus is one source and its parts (SLS shards, a GCS subscription).
@@ -107,7 +109,7 @@ const dlqGroupLimit = 50_000
 // Status gathers the node's status. A part that cannot be read is named in
 // Errors; the rest is still shown.
 func (m *Manager) Status(ctx context.Context) Status {
-	st := Status{Node: m.deps.Node, Time: time.Now().UTC(), Jobs: m.Jobs()}
+	st := Status{Node: m.deps.Node, Time: time.Now().UTC(), Jobs: m.Jobs(), Insecure: insecureOn(m.deps.Insecure)}
 	snap := sample(m.deps.Registry)
 	fail := func(what string, err error) { st.Errors = append(st.Errors, fmt.Sprintf("%s: %v", what, err)) }
 

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluicehq/sluice/conf"
 )
 
 // ClusterTLS is mutual TLS for routes: each node presents CertFile/KeyFile and
@@ -24,6 +26,11 @@ func applyCluster(o *server.Options, c *ClusterOptions) error {
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
 		return fmt.Errorf("queue: cluster listen %q: bad port", c.Listen)
+	}
+	// Whoever reaches a route port joins as a peer and can read or purge
+	// every stream: off loopback, only mutual TLS lets a peer in.
+	if c.TLS == nil && !c.Insecure && !conf.LoopbackHost(host) {
+		return fmt.Errorf("queue: cluster listen %s is not a loopback address: routes need TLS (or Insecure)", c.Listen)
 	}
 	o.Cluster.Name = c.Name
 	if c.TLS != nil {

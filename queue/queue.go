@@ -81,7 +81,10 @@ type ClusterOptions struct {
 	Name   string
 	Listen string   // route listener host:port
 	Peers  []string // host:port of every node's route listener
-	TLS    *ClusterTLS
+	// TLS is required when Listen is not a loopback address, unless
+	// Insecure says to run routes without it.
+	TLS      *ClusterTLS
+	Insecure bool
 }
 
 func (o *Options) setDefaults() error {

@@ -85,6 +85,14 @@ func (c *Config) SetDefaults(env func(string) string) {
 	}
 }
 
+// Warnings names the insecure choices the config makes (sluice validate
+// prints them, the node logs them at startup).
+func (c *Config) Warnings() []conf.Warning {
+	var ws conf.Warnings
+	ws.If(conf.CleartextURL(c.Endpoint), "endpoint", "http off loopback: every record crosses the network in cleartext (use https)")
+	return ws
+}
+
 // Validate names the first field that is wrong.
 func (c *Config) Validate() error {
 	u, err := url.Parse(c.Endpoint)

@@ -1,6 +1,7 @@
 package bigquery
 
 import (
+	"net/url"
 	"strings"
 	"time"
 
@@ -85,6 +86,17 @@ func (c *Config) SetDefaults() {
 	if c.MaxSchemaWait == 0 {
 		c.MaxSchemaWait = conf.Duration(10 * time.Minute)
 	}
+}
+
+// Warnings names the insecure choices the config makes (sluice validate
+// prints them, the node logs them at startup): an emulator's endpoints
+// take no credentials, and its write endpoint is plaintext gRPC.
+func (c *Config) Warnings() []conf.Warning {
+	var ws conf.Warnings
+	rest, _ := url.Parse(c.Endpoint)
+	ws.If(c.Endpoint != "" && (rest == nil || !conf.LoopbackHost(rest.Hostname())), "endpoint", "an emulator off loopback: requests go without credentials to whatever answers there")
+	ws.If(c.WriteEndpoint != "" && !conf.LoopbackAddr(c.WriteEndpoint), "write_endpoint", "off loopback: every row crosses the network in cleartext, without credentials")
+	return ws
 }
 
 // Validate names the first field that is wrong.

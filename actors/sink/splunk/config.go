@@ -85,6 +85,15 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// Warnings names the insecure choices the config makes (sluice validate
+// prints them, the node logs them at startup).
+func (c *Config) Warnings() []conf.Warning {
+	var ws conf.Warnings
+	ws.If(c.TLS.InsecureSkipVerify, "tls.insecure_skip_verify", "true: any certificate passes, so whoever sits between the node and Splunk reads the HEC token and every event")
+	ws.If(conf.CleartextURL(c.URL), "url", "http off loopback: the HEC token and every event cross the network in cleartext (use https)")
+	return ws
+}
+
 // Validate names the first field that is wrong.
 func (c *Config) Validate() error {
 	if c.URL == "" {
