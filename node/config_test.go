@@ -27,6 +27,8 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"nats-no-token.yaml":       `node.nats_operator_password: required (or node.nats_operator_nkey) when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 		"cluster-tls-partial.yaml": `cluster.tls.key_file: required with the other cluster.tls files`,
 		"retain-under-dup.yaml":    `queue.retain_delivered: 5m0s is shorter than queue.duplicate_window (10m0s)`,
+		"admin-no-tls.yaml":        `node.tls: required when node.admin_listen (0.0.0.0:8686) is not a loopback address`,
+		"nats-no-tls.yaml":         `node.tls: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 	}
 	for _, extra := range extraBrokenConfigs {
 		want[extra.file] = extra.want
