@@ -38,7 +38,7 @@ func NewTLSClient(addr, token string, tc *tls.Config) *Client {
 	c := &Client{base: base, token: token, http: &http.Client{Timeout: 60 * time.Second}}
 	if tc != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tc
+		tr.TLSClientConfig = tc.Clone() // the transport adds h2 to it; the caller's stays as it was
 		c.http.Transport = tr
 	}
 	return c
