@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,4 +220,40 @@ func TestClientCertificatesRequiredWithClientCA(t *testing.T) {
 		t.Fatalf("a NATS client with a client certificate: %v", err)
 	}
 	nc.Close()
+}
+
+// The shipped cluster examples validate, with TLS on every listener, and
+// stay valid when the admin API moves off loopback.
+func TestDeployClusterExamplesValidate(t *testing.T) {
+	certs := testCerts(t)
+	policies, err := filepath.Abs("../testdata/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SLS_ENDPOINT": "https://cn-hangzhou.log.aliyuncs.com", "SLS_PROJECT": "p", "SLS_LOGSTORE": "audit",
+		"SLS_AK_ID": "id", "SLS_AK_KEY": "key", "SPLUNK_HEC_URL": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "t"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	files, _ := filepath.Glob("../deploy/cluster/node-*.yaml")
+	if len(files) != 3 {
+		t.Fatalf("deploy/cluster: %v", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := strings.NewReplacer("/etc/sluice/certs", certs, "/etc/sluice/policies", policies).Replace(string(b))
+		cfg, err := Parse([]byte(src), KnownTypes(), lookup)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if cfg.Node.TLS == nil || cfg.Node.Insecure {
+			t.Errorf("%s: the admin API and the NATS client port serve cleartext", f)
+		}
+		off := strings.Replace(src, "admin_listen: 127.0.0.1:8686", "admin_listen: 10.0.0.11:8686\n  admin_token: t", 1)
+		if _, err := Parse([]byte(off), KnownTypes(), lookup); off == src || err != nil {
+			t.Errorf("%s with the admin API off loopback: %v", f, err)
+		}
+	}
 }
