@@ -132,14 +132,14 @@ var extraBrokenConfigs = []struct{ file, want string }{
 // password; both at once is an error naming the old one.
 func TestNATSTokenIsTheOperatorPassword(t *testing.T) {
 	noEnv := func(string) (string, bool) { return "", false }
-	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_token: t0k}\n"), KnownTypes(), noEnv)
+	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_token: t0k}\n"), KnownTypes(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := cfg.Node.OperatorPassword().Reveal(); got != "t0k" {
 		t.Fatalf("operator password %q, want the token", got)
 	}
-	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_password: pw}\n"), KnownTypes(), noEnv)
+	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_password: pw}\n"), KnownTypes(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestNATSOperatorNkey(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
+	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Parse([]byte("node: {nats_operator_nkey: SUAKEY}\n"), KnownTypes(), noEnv)
