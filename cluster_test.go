@@ -67,7 +67,9 @@ type testCluster struct {
 	groups  []*sls.LogGroup // what the SLS writer puts, in order
 	env     []string        // the secrets and endpoints the example configs read
 	net     clusterNet
-	certs   string // the cluster CA and the nodes' route certificates
+	certs   string        // the cluster CA and the nodes' route certificates
+	https   *http.Client  // to the admin APIs: trusts the CA of the nodes' node.tls certificates
+	ops     []*ops.Client // one per node
 }
 
 // put writes log groups [from, to) of the sample to the SLS stand-in, as
@@ -143,8 +145,22 @@ func startTestClusterOn(t *testing.T, test string, records int, net clusterNet) 
 		h, _, _ := strings.Cut(r, ":")
 		hosts = append(hosts, h)
 	}
-	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: certs, Nodes: []string{"node-1", "node-2", "node-3"}, Hosts: hosts}); err != nil {
+	// Each node's certificate also holds its admin address (node.tls).
+	var nodes []string
+	for i, a := range net.admins {
+		h, _, _ := strings.Cut(a, ":")
+		nodes = append(nodes, fmt.Sprintf("node-%d=%s", i+1, h))
+	}
+	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: certs, Nodes: nodes, Hosts: hosts}); err != nil {
 		t.Fatal(err)
+	}
+	ca, err := ops.ClientTLS(filepath.Join(certs, "ca.pem"), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.https = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ca}}
+	for _, a := range net.admins {
+		c.ops = append(c.ops, ops.NewTLSClient(a, net.adminToken, ca))
 	}
 	c.env = []string{"SLS_ENDPOINT=" + s.Endpoint, "SLS_PROJECT=proj", "SLS_LOGSTORE=audit", "SLS_AK_ID=ak", "SLS_AK_KEY=sk",
 		"SPLUNK_HEC_URL=" + hec.URL, "SPLUNK_HEC_TOKEN=hec-token"}
@@ -234,7 +250,7 @@ func (c *testCluster) waitReady(i int, within time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		resp, err := http.Get("http://" + c.admins[i] + "/readyz")
+		resp, err := c.https.Get("https://" + c.admins[i] + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -266,7 +282,7 @@ func (c *testCluster) delivered() map[string]int {
 
 func (c *testCluster) status(i int) *ops.Status {
 	c.t.Helper()
-	st, err := ops.NewClient(c.admins[i], c.net.adminToken).Status(context.Background())
+	st, err := c.ops[i].Status(context.Background())
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -275,14 +291,14 @@ func (c *testCluster) status(i int) *ops.Status {
 
 func (c *testCluster) metrics(i int) string {
 	c.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+c.admins[i]+"/metrics", nil)
+	req, err := http.NewRequest(http.MethodGet, "https://"+c.admins[i]+"/metrics", nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	if c.net.adminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+c.net.adminToken)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.https.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -504,7 +520,7 @@ func TestClusterWithoutQuorumHoldsThenDelivers(t *testing.T) {
 	// lost-quorum interval (10 s), checked every 10 s: readiness may lag the
 	// kill by up to 20 s, longer on a loaded machine.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		resp, err := http.Get("http://" + c.admins[0] + "/readyz")
+		resp, err := c.https.Get("https://" + c.admins[0] + "/readyz")
 		if err != nil {
 			break
 		}

@@ -17,10 +17,14 @@ import (
 	"github.com/sluicehq/sluice/ops"
 )
 
-// adminFlags are how the operations commands reach a node.
+// adminFlags are how the operations commands reach a node. The token is
+// never a flag: argv is visible to every user of the host (ps, /proc).
 type adminFlags struct {
 	addr      string
 	tokenFile string
+	// A node with node.tls: the CA that signed its certificate and, when
+	// it asks for one (node.tls.client_ca_file), a client certificate.
+	caFile, certFile, keyFile string
 }
 
 func (a *adminFlags) register(cmd *cobra.Command) {
@@ -28,8 +32,12 @@ func (a *adminFlags) register(cmd *cobra.Command) {
 	if def == "" {
 		def = "127.0.0.1:8686"
 	}
-	cmd.PersistentFlags().StringVar(&a.addr, "admin", def, "the node's admin address (env SLUICE_ADMIN)")
-	cmd.PersistentFlags().StringVar(&a.tokenFile, "admin-token-file", "", "file holding the admin bearer token (else env SLUICE_ADMIN_TOKEN)")
+	f := cmd.PersistentFlags()
+	f.StringVar(&a.addr, "admin", def, "the node's admin address, host:port or a URL; https:// for a node with node.tls (env SLUICE_ADMIN)")
+	f.StringVar(&a.tokenFile, "admin-token-file", "", "file holding the admin bearer token (else env SLUICE_ADMIN_TOKEN)")
+	f.StringVar(&a.caFile, "admin-ca-file", os.Getenv("SLUICE_ADMIN_CA"), "CA certificate the node's node.tls certificate is signed by; makes a bare host:port https (env SLUICE_ADMIN_CA)")
+	f.StringVar(&a.certFile, "admin-cert-file", os.Getenv("SLUICE_ADMIN_CERT"), "client certificate, for a node with node.tls.client_ca_file (env SLUICE_ADMIN_CERT)")
+	f.StringVar(&a.keyFile, "admin-key-file", os.Getenv("SLUICE_ADMIN_KEY"), "the client certificate's key (env SLUICE_ADMIN_KEY)")
 }
 
 func (a *adminFlags) client() (*ops.Client, error) {
@@ -41,7 +49,14 @@ func (a *adminFlags) client() (*ops.Client, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return ops.NewClient(a.addr, token), nil
+	if a.caFile == "" && a.certFile == "" && a.keyFile == "" {
+		return ops.NewClient(a.addr, token), nil
+	}
+	tc, err := ops.ClientTLS(a.caFile, a.certFile, a.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return ops.NewTLSClient(a.addr, token, tc), nil
 }
 
 func isTerminal(w any) bool {

@@ -1,6 +1,7 @@
 // Package cluster holds what a multi-node sluice needs beyond the embedded
 // JetStream cluster itself (which does membership, RAFT and placement):
-// the certificates its routes use for mutual TLS.
+// the certificates its routes use for mutual TLS, which are also the
+// server certificates of each node's admin API and NATS client port.
 package cluster
 
 import (
@@ -16,13 +17,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // CertOptions say which certificates to make.
 type CertOptions struct {
-	Dir   string   // written here: ca.pem, ca-key.pem, <node>.pem, <node>-key.pem
-	Nodes []string // node names; each is also a DNS name in its certificate
+	Dir string // written here: ca.pem, ca-key.pem, <node>.pem, <node>-key.pem
+	// Nodes are node names, each also a DNS name in its certificate;
+	// "name=host,host" adds DNS names or IPs to that node's certificate
+	// only (the addresses its admin API and NATS client port listen on).
+	Nodes []string
 	// Hosts are extra DNS names or IP addresses every node certificate holds
 	// (the addresses in cluster.peers); 127.0.0.1 and localhost always are.
 	Hosts    []string
@@ -30,7 +35,8 @@ type CertOptions struct {
 }
 
 // GenerateCerts makes one certificate per node, valid for both ends of a
-// route (server and client auth), signed by the cluster CA in Dir — a new
+// route (server and client auth) and as the server certificate of the
+// node's admin API and NATS client port, signed by the cluster CA in Dir — a new
 // one when Dir has none. The CA key stays in Dir: keep it off the nodes; it
 // is needed again only to add a node later.
 func GenerateCerts(o CertOptions) error {
@@ -116,7 +122,11 @@ func firstBlock(b []byte) *pem.Block {
 }
 
 func writeNodeCerts(o CertOptions, ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time) error {
-	for _, name := range o.Nodes {
+	for _, entry := range o.Nodes {
+		name, own := SplitNode(entry)
+		if name == "" || strings.ContainsAny(name, `/\`) {
+			return fmt.Errorf("cluster certs: node %q: want a node.name, then =host,host if any", entry)
+		}
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return err
@@ -128,7 +138,7 @@ func writeNodeCerts(o CertOptions, ca *x509.Certificate, caKey *ecdsa.PrivateKey
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 			DNSNames:    []string{name, "localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		}
-		for _, h := range o.Hosts {
+		for _, h := range append(own, o.Hosts...) {
 			if ip := net.ParseIP(h); ip != nil {
 				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 			} else {
@@ -147,6 +157,18 @@ func writeNodeCerts(o CertOptions, ca *x509.Certificate, caKey *ecdsa.PrivateKey
 		}
 	}
 	return nil
+}
+
+// SplitNode parses a CertOptions.Nodes entry: "node-1=10.0.0.11,n1.example"
+// is node-1 with its own two hosts.
+func SplitNode(entry string) (name string, hosts []string) {
+	name, list, _ := strings.Cut(entry, "=")
+	for _, h := range strings.Split(list, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return strings.TrimSpace(name), hosts
 }
 
 func serial() *big.Int {

@@ -50,3 +50,31 @@ func TestCertsForANewNodeUseTheExistingCA(t *testing.T) {
 		t.Errorf("node-4's key: %v, mode %v; want 0600", err, fi.Mode())
 	}
 }
+
+// "name=host,..." puts the addresses of that node's admin API and NATS
+// client port in its certificate only, valid for a TLS server.
+func TestNodeCertificateHoldsItsOwnListenAddresses(t *testing.T) {
+	dir := t.TempDir()
+	err := GenerateCerts(CertOptions{Dir: dir, Nodes: []string{"node-1=10.0.1.11,sluice-1.example", "node-2"}, Hosts: []string{"10.0.0.11"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(readCert(t, filepath.Join(dir, "ca.pem")))
+	one := readCert(t, filepath.Join(dir, "node-1.pem"))
+	for _, host := range []string{"10.0.1.11", "sluice-1.example", "10.0.0.11", "node-1", "127.0.0.1"} {
+		if _, err := one.Verify(x509.VerifyOptions{Roots: pool, DNSName: host, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("node-1 as a server at %s: %v", host, err)
+		}
+	}
+	two := readCert(t, filepath.Join(dir, "node-2.pem"))
+	if two.VerifyHostname("10.0.1.11") == nil || two.VerifyHostname("sluice-1.example") == nil {
+		t.Errorf("node-2's certificate holds node-1's own addresses: %v %v", two.IPAddresses, two.DNSNames)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node-1=10.0.1.11,sluice-1.example.pem")); err == nil {
+		t.Error("the file name kept the hosts")
+	}
+	if err := GenerateCerts(CertOptions{Dir: dir, Nodes: []string{"../node-9"}}); err == nil {
+		t.Error("a node name with a path was accepted")
+	}
+}

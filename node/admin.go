@@ -27,9 +27,15 @@ func (n *Node) startAdmin() error {
 	n.mux.HandleFunc("GET /api/v1/actors", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Runtime.Statuses())
 	})
-	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: n.tls}
+	serve := n.admin.Serve
+	if n.tls != nil {
+		// The certificate is in TLSConfig; a cleartext request gets Go's
+		// 400 "client sent an HTTP request to an HTTPS server" and nothing else.
+		serve = func(l net.Listener) error { return n.admin.ServeTLS(l, "", "") }
+	}
 	go func() {
-		if err := n.admin.Serve(l); err != nil && err != http.ErrServerClosed {
+		if err := serve(l); err != nil && err != http.ErrServerClosed {
 			n.Log.Error("admin server", "err", err)
 		}
 	}()

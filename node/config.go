@@ -47,8 +47,14 @@ type NodeConfig struct {
 	NATSOperatorNkey string `yaml:"nats_operator_nkey"`
 	// NATSToken is a deprecated alias of NATSOperatorPassword.
 	NATSToken conf.Secret `yaml:"nats_token"`
-	LogLevel  string      `yaml:"log_level"`  // debug, info, warn, error; default info
-	LogFormat string      `yaml:"log_format"` // text or json; default text
+	// TLS is the certificate both client-facing listeners (admin_listen
+	// and nats_listen) present; required when either is not loopback.
+	TLS *ListenerTLS `yaml:"tls"`
+	// Insecure lets admin_listen and nats_listen serve cleartext off
+	// loopback: tokens and records readable by anyone on the network.
+	Insecure  bool   `yaml:"insecure"`
+	LogLevel  string `yaml:"log_level"`  // debug, info, warn, error; default info
+	LogFormat string `yaml:"log_format"` // text or json; default text
 	// ShutdownTimeout bounds how long each stage may take to drain on stop.
 	ShutdownTimeout conf.Duration `yaml:"shutdown_timeout"`
 	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT) that
@@ -284,6 +290,9 @@ func (c *Config) validate(types Types) error {
 			field = "node.nats_token"
 		}
 		return conf.Errorf(field, "longer than 72 bytes, bcrypt's limit (the node keeps only its bcrypt hash)")
+	}
+	if err := c.Node.validateTLS(); err != nil {
+		return err
 	}
 	switch c.Node.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -29,6 +29,8 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"retain-under-dup.yaml":    `queue.retain_delivered: 5m0s is shorter than queue.duplicate_window (10m0s)`,
 		"cluster-no-tls.yaml":      `cluster.tls: required when cluster.listen (0.0.0.0:6222) is not a loopback address`,
 		"insecure-with-tls.yaml":   `cluster.insecure: true with cluster.tls set`,
+		"admin-no-tls.yaml":        `node.tls: required when node.admin_listen (0.0.0.0:8686) is not a loopback address`,
+		"nats-no-tls.yaml":         `node.tls: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
 	}
 	for _, extra := range extraBrokenConfigs {
 		want[extra.file] = extra.want
@@ -132,14 +134,14 @@ var extraBrokenConfigs = []struct{ file, want string }{
 // password; both at once is an error naming the old one.
 func TestNATSTokenIsTheOperatorPassword(t *testing.T) {
 	noEnv := func(string) (string, bool) { return "", false }
-	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_token: t0k}\n"), KnownTypes(), noEnv)
+	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_token: t0k}\n"), KnownTypes(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := cfg.Node.OperatorPassword().Reveal(); got != "t0k" {
 		t.Fatalf("operator password %q, want the token", got)
 	}
-	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_password: pw}\n"), KnownTypes(), noEnv)
+	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_password: pw}\n"), KnownTypes(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestNATSOperatorNkey(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
+	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Parse([]byte("node: {nats_operator_nkey: SUAKEY}\n"), KnownTypes(), noEnv)

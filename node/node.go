@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,7 @@ type Node struct {
 	admin  *http.Server
 	mux    *http.ServeMux
 	adminL net.Listener
+	tls    *tls.Config // of the admin API and the NATS client port; nil: cleartext
 	build  ComponentBuilder
 	ready  chan struct{}
 	lock   *DataDirLock // held by the caller, or nil: Run takes it
@@ -94,6 +96,14 @@ func (n *Node) Started() <-chan struct{} { return n.ready }
 // AdminAddr is where the admin HTTP server listens (after Started).
 func (n *Node) AdminAddr() string { return n.adminL.Addr().String() }
 
+// AdminURL is the admin server's base URL: https:// when node.tls is set.
+func (n *Node) AdminURL() string {
+	if n.tls != nil {
+		return "https://" + n.AdminAddr()
+	}
+	return "http://" + n.AdminAddr()
+}
+
 // Run starts the queue, the admin server and the actors, and blocks until
 // ctx is done; then it stops fetching, drains in-flight batches (each stage
 // within the shutdown timeout), stops the sinks and the queue.
@@ -111,10 +121,16 @@ func (n *Node) Run(ctx context.Context) error {
 	for _, w := range cfg.Warnings() {
 		log.Warn("insecure config", "field", w.Path, "line", w.Line, "warning", w.Msg)
 	}
+	tlsConf, err := cfg.listenerTLS()
+	if err != nil {
+		return err
+	}
+	n.tls = tlsConf
 	qopts := queue.Options{
 		DataDir:         cfg.Node.DataDir,
 		ServerName:      cfg.Node.Name,
 		Listen:          cfg.Node.NATSListen,
+		ClientTLS:       tlsConf,
 		Sync:            queue.Sync(cfg.Queue.Sync),
 		MaxBytes:        int64(cfg.Queue.MaxBytes),
 		DuplicateWindow: cfg.Queue.DuplicateWindow.D(),
@@ -167,7 +183,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer n.stopAdmin()
 	rt.Start(context.WithoutCancel(ctx))
-	log.Info("node running", "node", cfg.Node.Name, "admin", n.AdminAddr())
+	log.Info("node running", "node", cfg.Node.Name, "admin", n.AdminURL())
 	close(n.ready)
 
 	hup := make(chan os.Signal, 1)

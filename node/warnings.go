@@ -27,6 +27,10 @@ func (c *Config) insecureSettings() []insecureSetting {
 	return []insecureSetting{
 		{"cluster_routes", "cluster.insecure", c.Cluster != nil && c.Cluster.Insecure,
 			"routes run without TLS: any host that reaches cluster.listen can join as a route and read, publish into or purge every stream"},
+		{"client_listeners", "node.insecure", c.Node.Insecure,
+			"the admin API and the NATS client port serve cleartext: off loopback, tokens and records cross the network readable"},
+		{"admin_writes", "node.admin_loopback_writes", c.Node.AdminLoopbackWrites,
+			"a loopback admin API without admin_token takes replays, re-drives and purges from any local process or user"},
 	}
 }
 

@@ -3,11 +3,15 @@ package ops
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,12 +26,50 @@ type Client struct {
 
 // NewClient reaches the admin server at addr (host:port or a URL). The
 // token is sent as a bearer token when set.
-func NewClient(addr, token string) *Client {
+func NewClient(addr, token string) *Client { return NewTLSClient(addr, token, nil) }
+
+// NewTLSClient is NewClient with the TLS configuration of an admin server
+// that serves node.tls (see ClientTLS); a bare host:port then means https.
+func NewTLSClient(addr, token string, tc *tls.Config) *Client {
 	base := strings.TrimSuffix(addr, "/")
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		base = map[bool]string{true: "https://", false: "http://"}[tc != nil] + base
 	}
-	return &Client{base: base, token: token, http: &http.Client{Timeout: 60 * time.Second}}
+	c := &Client{base: base, token: token, http: &http.Client{Timeout: 60 * time.Second}}
+	if tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc.Clone() // the transport adds h2 to it; the caller's stays as it was
+		c.http.Transport = tr
+	}
+	return c
+}
+
+// ClientTLS trusts the CA in caFile (empty: the system's roots) and, with
+// certFile and keyFile, presents that client certificate (for a node whose
+// node.tls.client_ca_file asks for one).
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin CA: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("admin CA: %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("admin client certificate: give both the certificate and its key")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // APIError is an answer other than 2xx.
@@ -57,7 +99,7 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin API at %s: %w (is the node running? --admin sets the address)", c.base, err)
+		return fmt.Errorf("admin API at %s: %w (%s)", c.base, err, connectHint(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -72,6 +114,9 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
+		if strings.Contains(msg, "HTTP request to an HTTPS server") {
+			msg += " (the node serves node.tls: use --admin https://HOST:PORT and --admin-ca-file)"
+		}
 		return &APIError{Code: resp.StatusCode, Message: msg}
 	}
 	if out == nil {
@@ -81,6 +126,21 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 		return fmt.Errorf("admin API %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// connectHint says what to change when the admin API cannot be reached.
+func connectHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var name x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return "--admin-ca-file or SLUICE_ADMIN_CA names the CA that signed the node's node.tls certificate"
+	case errors.As(err, &name):
+		return "the node's certificate does not hold this address: sluice cluster certs --node NAME=HOST"
+	case strings.Contains(err.Error(), "HTTP response to HTTPS client"):
+		return "the node serves cleartext: use --admin http://HOST:PORT"
+	}
+	return "is the node running? --admin sets the address"
 }
 
 // Status reads the node's status.

@@ -4,6 +4,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,7 +51,11 @@ type Options struct {
 	OperatorNkey string
 	// Protected names sluice's own durable consumers (on any stream): the
 	// operator can neither change, delete, pull from nor ack on them.
-	Protected       []string
+	Protected []string
+	// ClientTLS, when set, makes the client listener TLS only (a client
+	// certificate is required when its ClientAuth says so). The node's own
+	// in-process connection does not use it.
+	ClientTLS       *tls.Config
 	Sync            Sync
 	MaxBytes        int64         // all streams together; default 1 GiB
 	Replicas        int           // default 1
@@ -191,6 +196,12 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		Users:              auth.users,
 		Nkeys:              auth.nkeys,
 		NoAuthUser:         auth.noAuthUser,
+	}
+	if opts.ClientTLS != nil {
+		sopts.TLSConfig = opts.ClientTLS.Clone() // the server may add to it
+		sopts.TLS = true
+		sopts.TLSVerify = opts.ClientTLS.ClientAuth == tls.RequireAndVerifyClientCert
+		sopts.TLSTimeout = 5 // seconds, as routes: a loaded node is slow to handshake
 	}
 	if c := opts.Cluster; c != nil {
 		if err := applyCluster(sopts, c); err != nil {
