@@ -22,14 +22,15 @@ func TestWarningsNameEveryInsecureChoice(t *testing.T) {
 	want := []string{
 		"node.admin_token (line 6): a secret written in the file",
 		"node.nats_token (line 8): a secret written in the file",
-		"cluster.insecure (line 15): true: routes run without TLS",
-		"sources[0].endpoint (line 19): http off loopback",
-		"sources[0].access_key_secret (line 24): a secret written in the file",
-		"sinks[0].token (line 29): a secret written in the file",
-		"sinks[0].tls.insecure_skip_verify (line 30): true: any certificate passes",
-		"sinks[1].url (line 33): http off loopback",
-		"sinks[2].endpoint (line 38): an emulator off loopback",
-		"sinks[2].write_endpoint (line 39): off loopback",
+		"node.insecure (line 9): true: the admin API and the NATS client port serve cleartext",
+		"cluster.insecure (line 16): true: routes run without TLS",
+		"sources[0].endpoint (line 20): http off loopback",
+		"sources[0].access_key_secret (line 25): a secret written in the file",
+		"sinks[0].token (line 30): a secret written in the file",
+		"sinks[0].tls.insecure_skip_verify (line 31): true: any certificate passes",
+		"sinks[1].url (line 34): http off loopback",
+		"sinks[2].endpoint (line 39): an emulator off loopback",
+		"sinks[2].write_endpoint (line 40): off loopback",
 	}
 	ws := cfg.Warnings()
 	for i, w := range ws {
@@ -45,7 +46,7 @@ func TestWarningsNameEveryInsecureChoice(t *testing.T) {
 	if len(ws) != len(want) {
 		t.Fatalf("%d warnings, want %d:\n%s", len(ws), len(want), fmt.Sprint(ws))
 	}
-	if got := fmt.Sprint(cfg.InsecureSettings()); got != "[{cluster_routes cluster.insecure true}]" {
+	if got := fmt.Sprint(cfg.InsecureSettings()); got != "[{cluster_routes cluster.insecure true} {client_listeners node.insecure true} {admin_writes node.admin_loopback_writes false}]" {
 		t.Errorf("InsecureSettings() = %s", got)
 	}
 }
@@ -65,7 +66,7 @@ func TestSecureConfigHasNoWarnings(t *testing.T) {
 		}
 	}
 	src := `
-node: {name: n1, data_dir: /tmp/d, admin_listen: "0.0.0.0:8686", admin_token: "${ADMIN}"}
+node: {name: n1, data_dir: /tmp/d, admin_listen: "127.0.0.1:8686", admin_token: "${ADMIN}"}
 cluster: {name: c, listen: "127.0.0.1:6222", peers: ["127.0.0.1:6222"]}
 sinks:
   - {name: local, type: splunk_hec, url: "http://127.0.0.1:8088", token: "Splunk ${HEC}"}
@@ -79,7 +80,7 @@ sinks:
 	if ws := cfg.Warnings(); len(ws) != 0 {
 		t.Errorf("loopback routes, loopback http, env secrets: warnings %v", ws)
 	}
-	if got := fmt.Sprint(cfg.InsecureSettings()); got != "[{cluster_routes cluster.insecure false}]" {
+	if got := fmt.Sprint(cfg.InsecureSettings()); got != "[{cluster_routes cluster.insecure false} {client_listeners node.insecure false} {admin_writes node.admin_loopback_writes false}]" {
 		t.Errorf("InsecureSettings() = %s", got)
 	}
 }
