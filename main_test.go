@@ -50,9 +50,9 @@ func TestValidateWarnsAboutEachInsecureChoice(t *testing.T) {
 		t.Fatalf("err = %v\n%s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	want := []string{"node.admin_token (line 6)", "node.nats_token (line 8)", "cluster.insecure (line 15)",
-		"sources[0].endpoint (line 19)", "sources[0].access_key_secret (line 24)", "sinks[0].token (line 29)",
-		"sinks[0].tls.insecure_skip_verify (line 30)", "sinks[1].url (line 33)", "sinks[2].endpoint (line 38)", "sinks[2].write_endpoint (line 39)"}
+	want := []string{"node.admin_token (line 6)", "node.nats_token (line 8)", "node.insecure (line 9)", "cluster.insecure (line 16)",
+		"sources[0].endpoint (line 20)", "sources[0].access_key_secret (line 25)", "sinks[0].token (line 30)",
+		"sinks[0].tls.insecure_skip_verify (line 31)", "sinks[1].url (line 34)", "sinks[2].endpoint (line 39)", "sinks[2].write_endpoint (line 40)"}
 	if len(lines) != len(want)+1 || lines[len(want)] != path+": ok" {
 		t.Fatalf("want %d warning lines then ok, got:\n%s", len(want), out)
 	}

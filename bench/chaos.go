@@ -251,7 +251,7 @@ func (c *chaosRun) setup() error {
 			return err
 		}
 	}
-	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken, "SLUICE_ADMIN_TOKEN="+benchAdminToken)
+	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken, "SLUICE_ADMIN_TOKEN="+benchAdminToken, "SLUICE_NATS_OPERATOR_PASSWORD="+benchNATSPassword)
 	for range c.opts.nodes {
 		c.routes = append(c.routes, freeAddr())
 	}
@@ -337,6 +337,7 @@ func (c *chaosRun) nodeConfig(n *chaosNode, routes []string, i int, maxBytes int
   admin_listen: %s
   admin_token: ${SLUICE_ADMIN_TOKEN}
   nats_listen: %s
+  nats_operator_password: ${SLUICE_NATS_OPERATOR_PASSWORD}
   shutdown_timeout: 5s
   log_level: %s
 queue:

@@ -320,7 +320,7 @@ func (c *chaosRun) operatorConsumer() (stop func()) {
 			break
 		}
 	}
-	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1))
+	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), operatorLogin)
 	if err != nil {
 		c.eventf("operator-consumer: connect to %s: %v", addr, err)
 		return func() {}

@@ -132,7 +132,7 @@ func (c *chaosRun) readDLQ() (map[string]map[int]bool, map[string]int, error) {
 	if addr == "" {
 		return seqs, reasons, fmt.Errorf("no node is running")
 	}
-	nc, err := nats.Connect("nats://" + addr)
+	nc, err := nats.Connect("nats://"+addr, operatorLogin)
 	if err != nil {
 		return seqs, reasons, fmt.Errorf("connect to %s: %w", addr, err)
 	}

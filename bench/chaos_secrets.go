@@ -21,10 +21,15 @@ import (
 // they are; none may appear in a log line, an error, a metric, the status
 // or a DLQ header, under any fault.
 var chaosSecrets = map[string]string{
-	"HEC token":             benchToken,
-	"SLS access key secret": benchAKKey,
-	"admin token":           benchAdminToken,
+	"HEC token":              benchToken,
+	"SLS access key secret":  benchAKKey,
+	"admin token":            benchAdminToken,
+	"NATS operator password": benchNATSPassword,
 }
+
+// operatorLogin is how the run reads the buffer on a node's NATS port:
+// as an operator's nats CLI does, with the operator user's password.
+var operatorLogin = nats.UserInfo("operator", benchNATSPassword)
 
 // scanSecrets looks for every secret in the nodes' logs (in --out), each
 // running node's /metrics and /api/v1/status, and every DLQ message's
@@ -122,7 +127,7 @@ func (c *chaosRun) scanDLQHeaders(look func(where, text string)) error {
 	if addr == "" {
 		return fmt.Errorf("no node is running")
 	}
-	nc, err := nats.Connect("nats://" + addr)
+	nc, err := nats.Connect("nats://"+addr, operatorLogin)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,8 @@ const (
 	// benchAdminToken guards the chaos nodes' admin API; the secret scan
 	// looks for it with the others.
 	benchAdminToken = "bench-admin-token-7f3a"
+	// benchNATSPassword is the chaos nodes' NATS operator password.
+	benchNATSPassword = "bench-nats-operator-9c1e"
 )
 
 // workspace makes a temporary directory holding a freshly built sluice
