@@ -122,6 +122,32 @@ var digits = regexp.MustCompile(`[0-9]+`)
 // nats CLI would: which seqs are there, by the subject they were on, and why.
 func (c *chaosRun) readDLQ() (map[string]map[int]bool, map[string]int, error) {
 	seqs, reasons := map[string]map[int]bool{}, map[string]int{}
+	err := c.eachDLQMessage(5*time.Minute, func(m jetstream.Msg) {
+		reason := m.Headers().Get(batch.HeaderStage) + ": " + digits.ReplaceAllString(m.Headers().Get(batch.HeaderReason), "N")
+		if len(reason) > 110 {
+			reason = reason[:110] + "…"
+		}
+		reasons[reason]++
+		recs, err := batch.Decode(m.Data())
+		if err != nil {
+			return
+		}
+		origin := m.Headers().Get(batch.HeaderOrigin)
+		if seqs[origin] == nil {
+			seqs[origin] = map[int]bool{}
+		}
+		for _, rec := range recs {
+			if seq, ok := fieldInt(rec, `"seq":"`); ok {
+				seqs[origin][seq] = true
+			}
+		}
+	})
+	return seqs, reasons, err
+}
+
+// eachDLQMessage hands fn every message of the DLQ stream, read through a
+// running node's NATS port as the operator user, within timeout.
+func (c *chaosRun) eachDLQMessage(timeout time.Duration, fn func(jetstream.Msg)) error {
 	var addr string
 	for _, n := range c.nodes {
 		if n.pid() != 0 {
@@ -130,72 +156,50 @@ func (c *chaosRun) readDLQ() (map[string]map[int]bool, map[string]int, error) {
 		}
 	}
 	if addr == "" {
-		return seqs, reasons, fmt.Errorf("no node is running")
+		return fmt.Errorf("no node is running")
 	}
 	nc, err := nats.Connect("nats://"+addr, operatorLogin)
 	if err != nil {
-		return seqs, reasons, fmt.Errorf("connect to %s: %w", addr, err)
+		return fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return seqs, reasons, err
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st, err := js.Stream(ctx, queue.StreamDLQ)
 	if err != nil {
-		return seqs, reasons, fmt.Errorf("DLQ stream: %w", err)
+		return fmt.Errorf("DLQ stream: %w", err)
 	}
 	info, err := st.Info(ctx)
-	if err != nil {
-		return seqs, reasons, err
-	}
-	if info.State.Msgs == 0 {
-		return seqs, reasons, nil
+	if err != nil || info.State.Msgs == 0 {
+		return err
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		return seqs, reasons, err
+		return err
 	}
-	var read uint64
-	for read < info.State.Msgs {
+	for read := uint64(0); read < info.State.Msgs; {
 		msgs, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return seqs, reasons, err
+			return err
 		}
 		n := 0
 		for m := range msgs.Messages() {
 			n++
-			md, _ := m.Metadata()
 			read++
-			reason := m.Headers().Get(batch.HeaderStage) + ": " + digits.ReplaceAllString(m.Headers().Get(batch.HeaderReason), "N")
-			if len(reason) > 110 {
-				reason = reason[:110] + "…"
-			}
-			reasons[reason]++
-			recs, err := batch.Decode(m.Data())
-			if err != nil {
-				continue
-			}
-			origin := m.Headers().Get(batch.HeaderOrigin)
-			if seqs[origin] == nil {
-				seqs[origin] = map[int]bool{}
-			}
-			for _, rec := range recs {
-				if seq, ok := fieldInt(rec, `"seq":"`); ok {
-					seqs[origin][seq] = true
-				}
-			}
-			if md != nil && md.Sequence.Stream >= info.State.LastSeq {
+			fn(m)
+			if md, _ := m.Metadata(); md != nil && md.Sequence.Stream >= info.State.LastSeq {
 				read = info.State.Msgs
 			}
 		}
 		if n == 0 && msgs.Error() != nil {
-			return seqs, reasons, msgs.Error()
+			return msgs.Error()
 		}
 	}
-	return seqs, reasons, nil
+	return nil
 }
 
 // write prints the table and the timeline, and writes them with the

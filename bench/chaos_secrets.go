@@ -13,8 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicehq/sluice/queue"
 )
 
 // chaosSecrets are the credentials every chaos node runs with, by what
@@ -117,57 +115,11 @@ func (c *chaosRun) adminGet(n *chaosNode, path string) (string, error) {
 // scanDLQHeaders reads every DLQ message's headers through a node's NATS
 // port.
 func (c *chaosRun) scanDLQHeaders(look func(where, text string)) error {
-	var addr string
-	for _, n := range c.nodes {
-		if n.pid() != 0 {
-			addr = n.nats
-			break
+	return c.eachDLQMessage(2*time.Minute, func(m jetstream.Msg) {
+		var b strings.Builder
+		for k, vs := range m.Headers() {
+			fmt.Fprintf(&b, "%s: %s\n", k, strings.Join(vs, ", "))
 		}
-	}
-	if addr == "" {
-		return fmt.Errorf("no node is running")
-	}
-	nc, err := nats.Connect("nats://"+addr, operatorLogin)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := js.Stream(ctx, queue.StreamDLQ)
-	if err != nil {
-		return err
-	}
-	info, err := st.Info(ctx)
-	if err != nil || info.State.Msgs == 0 {
-		return err
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return err
-	}
-	for read := uint64(0); read < info.State.Msgs; {
-		msgs, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return err
-		}
-		got := 0
-		for m := range msgs.Messages() {
-			got++
-			read++
-			var b strings.Builder
-			for k, vs := range m.Headers() {
-				fmt.Fprintf(&b, "%s: %s\n", k, strings.Join(vs, ", "))
-			}
-			look("the DLQ headers of "+m.Headers().Get("Nats-Msg-Id"), b.String())
-		}
-		if got == 0 {
-			return msgs.Error()
-		}
-	}
-	return nil
+		look("the DLQ headers of "+m.Headers().Get("Nats-Msg-Id"), b.String())
+	})
 }
