@@ -49,6 +49,10 @@ const (
 	// record that is not JSON anyway is refused by Splunk, and dead-lettered).
 	// Its values: EncodedTransform, EncodedDataLast.
 	HeaderEncoded = "Sluice-Encoded"
+	// HeaderRequeued counts how often a stage stored a batch again at the
+	// end of its subject (queue's Delivery.Requeue); its message ID is then
+	// requeue/<count>/<batch ID>.
+	HeaderRequeued = "Sluice-Requeued"
 )
 
 // Values of HeaderEncoded.

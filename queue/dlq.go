@@ -28,7 +28,7 @@ func (q *Queue) DeadLetter(ctx context.Context, recs []DeadRecord) error {
 	for i, r := range recs {
 		h := nats.Header{}
 		for k, v := range r.Header {
-			if k == batch.HeaderMsgID || k == batch.HeaderCount {
+			if k == batch.HeaderMsgID || k == batch.HeaderCount || k == batch.HeaderRequeued {
 				continue
 			}
 			h[k] = append([]string(nil), v...)
@@ -58,13 +58,13 @@ func (q *Queue) DeadLetterBatch(ctx context.Context, stage, name string, d *Deli
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		return q.DeadLetter(ctx, []DeadRecord{{
-			Stage: stage, Name: name, RecordID: d.ID + "/corrupt", Origin: d.Subject, Header: d.Header,
+			Stage: stage, Name: name, RecordID: d.BatchID() + "/corrupt", Origin: d.Subject, Header: d.Header,
 			Reason: reason + "; " + err.Error(), Data: d.Data,
 		}})
 	}
 	dead := make([]DeadRecord, len(recs))
 	for i, r := range recs {
-		dead[i] = DeadRecord{Stage: stage, Name: name, RecordID: batch.RecordID(d.ID, i), Reason: reason, Origin: d.Subject, Header: d.Header, Data: r}
+		dead[i] = DeadRecord{Stage: stage, Name: name, RecordID: batch.RecordID(d.BatchID(), i), Reason: reason, Origin: d.Subject, Header: d.Header, Data: r}
 	}
 	return q.DeadLetter(ctx, dead)
 }

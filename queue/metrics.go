@@ -17,6 +17,7 @@ type metrics struct {
 	ackedMsgs        *prometheus.CounterVec
 	ackedRecords     *prometheus.CounterVec
 	redelivered      *prometheus.CounterVec
+	requeued         *prometheus.CounterVec
 	deadLettered     *prometheus.CounterVec
 }
 
@@ -43,11 +44,14 @@ func newMetrics(reg prometheus.Registerer, q *Queue) (*metrics, error) {
 		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_redelivered_messages_total", Help: "Deliveries that were not the first, by stream and consumer.",
 		}, []string{"stream", "consumer"}),
+		requeued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_queue_requeued_messages_total", Help: "Batches a stage stored again at the end of their subject while their destination was in trouble, by stream and consumer.",
+		}, []string{"stream", "consumer"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_dlq_records_total", Help: "Records sent to the DLQ, by stage and name.",
 		}, []string{"stage", "name"}),
 	}
-	for _, c := range []prometheus.Collector{m.publishedMsgs, m.publishedRecords, m.duplicates, m.publishErrors, m.ackedMsgs, m.ackedRecords, m.redelivered, m.deadLettered, &streamCollector{q: q}} {
+	for _, c := range []prometheus.Collector{m.publishedMsgs, m.publishedRecords, m.duplicates, m.publishErrors, m.ackedMsgs, m.ackedRecords, m.redelivered, m.requeued, m.deadLettered, &streamCollector{q: q}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,62 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sluicehq/sluice/batch"
+)
+
+// requeuePrefix starts the message ID of a requeued copy:
+// requeue/<count>/<batch ID>.
+const requeuePrefix = "requeue/"
+
+// Requeue gives a batch back without counting a delivery against it: it
+// stores a copy at the end of the batch's subject, then acks the original.
+// A Nak would count towards MaxDeliveries, which is right for a batch a
+// stage crashed on and wrong for one that waits on its destination (a
+// table that keeps failing must not turn its rows into dead letters). The
+// copy's message ID is derived from the original's, so a Requeue repeated
+// after a crash between the store and the ack stores it once. On error
+// (ErrBufferFull: the stream has no room for the copy) nothing changed.
+func (d *Delivery) Requeue(ctx context.Context) error {
+	if d.c == nil {
+		return fmt.Errorf("queue: requeue %s: not a consumer's delivery", d.ID)
+	}
+	n, _ := strconv.Atoi(d.Header.Get(batch.HeaderRequeued))
+	h := nats.Header{}
+	for k, v := range d.Header {
+		h[k] = append([]string(nil), v...)
+	}
+	h.Set(batch.HeaderRequeued, strconv.Itoa(n+1))
+	h.Set(batch.HeaderMsgID, requeuePrefix+strconv.Itoa(n+1)+"/"+d.BatchID())
+	if err := d.c.q.Publish(ctx, []*nats.Msg{{Subject: d.Subject, Header: h, Data: d.Data}}); err != nil {
+		return fmt.Errorf("queue: requeue %s: %w", d.BatchID(), err)
+	}
+	d.c.q.metrics.requeued.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Inc()
+	if err := d.Ack(); err != nil {
+		// The copy is stored; the original comes back after AckWait and
+		// its Requeue stores nothing new (same message ID).
+		return fmt.Errorf("queue: requeue %s: ack the original: %w", d.BatchID(), err)
+	}
+	return nil
+}
+
+// BatchID is the ID of the batch a delivery carries, the same for a
+// requeued copy as for the original (record IDs and the DLQ use it).
+func (d *Delivery) BatchID() string {
+	if d.Header.Get(batch.HeaderRequeued) == "" {
+		return d.ID
+	}
+	rest, ok := strings.CutPrefix(d.ID, requeuePrefix)
+	if !ok {
+		return d.ID
+	}
+	if _, id, ok := strings.Cut(rest, "/"); ok {
+		return id
+	}
+	return d.ID
+}

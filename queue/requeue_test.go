@@ -1,0 +1,63 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sluicehq/sluice/batch"
+)
+
+// A stage that gives a batch back because of where it goes, not because
+// of the batch, stores it again at the end of its subject: the copy starts
+// with one delivery, so waiting never turns into a dead letter, the
+// original is acked, and the copy keeps the batch's ID for its records.
+func TestRequeueStartsTheDeliveryCountAgain(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	msg := rawMsg("a", "id-1", "r1", "r2")
+	msg.Header.Set(batch.HeaderSource, "a")
+	if err := q.Publish(ctx, []*nats.Msg{msg}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>",
+		AckWait: time.Minute, MaxDeliveries: 2, Stage: "transform", Name: "transform"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *Delivery
+	for i := 0; i < 2; i++ { // its last delivery
+		if d, err = c.Next(ctx, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			_ = d.Nak(0)
+		}
+	}
+	if d.Delivered != 2 {
+		t.Fatalf("delivered %d, want 2", d.Delivered)
+	}
+	if err := d.Requeue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Next(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatalf("the requeued batch: %v", err)
+	}
+	if again.Delivered != 1 || again.Seq <= d.Seq || again.Header.Get(batch.HeaderSource) != "a" || string(again.Data) != string(d.Data) {
+		t.Fatalf("requeued: delivered %d, seq %d (original %d), source %q", again.Delivered, again.Seq, d.Seq, again.Header.Get(batch.HeaderSource))
+	}
+	if again.BatchID() != "id-1" || again.Header.Get(batch.HeaderRequeued) != "1" {
+		t.Fatalf("requeued: batch %q, requeued %q", again.BatchID(), again.Header.Get(batch.HeaderRequeued))
+	}
+	_ = again.Ack()
+	if _, err := c.Next(ctx, 500*time.Millisecond); !errors.Is(err, ErrNoMessage) {
+		t.Fatalf("after the copy's ack: %v, want nothing (the original acked, one copy)", err)
+	}
+	if n := streamMsgs(t, q, StreamDLQ); n != 0 {
+		t.Fatalf("%d dead letters", n)
+	}
+}
