@@ -50,7 +50,14 @@ type Sink struct {
 	open    map[*tracker]bool // deliveries not yet acked
 	states  map[tableKey]string
 	health  *actors.Health
+	// tableHeld is what each table holds of the buffer (the bytes of its
+	// records in the batches being written), for its share (admit).
+	tableHeld map[tableKey]int64
 }
+
+// maxDeliveries is how often an OUT batch may be delivered before the
+// queue dead-letters it whole (the sink crashed on it each time).
+const maxDeliveries = 10
 
 // New builds a sink; Run runs it.
 func New(cfg *Config, deps Deps) (*Sink, error) {
@@ -71,7 +78,7 @@ func New(cfg *Config, deps Deps) (*Sink, error) {
 		return nil, fmt.Errorf("sink %q: metrics: %w", cfg.Name, err)
 	}
 	return &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), m: m, rules: cfg.rules(),
-		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{},
+		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{}, tableHeld: map[tableKey]int64{},
 		held: semaphore.NewWeighted(int64(cfg.BufferBytes))}, nil
 }
 
@@ -125,7 +132,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 	s.mu.Unlock()
 	cons, err := s.q.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamOut, Durable: "sink-" + s.cfg.Name, Subject: queue.OutSubject(s.cfg.Name),
-		AckWait: s.cfg.AckWait.D(), MaxAckPending: 1024, Stage: "sink", Name: s.cfg.Name, MaxDeliveries: 10,
+		AckWait: s.cfg.AckWait.D(), MaxAckPending: 1024, Stage: "sink", Name: s.cfg.Name, MaxDeliveries: maxDeliveries,
 	})
 	if err != nil {
 		return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
@@ -146,14 +153,51 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 		if err != nil {
 			return fmt.Errorf("sink %q: %w", s.cfg.Name, err)
 		}
-		for _, d := range ds {
-			if err := s.held.Acquire(ctx, s.weight(d)); err != nil {
-				return nil // stopping; the batch goes back unacked
+		for i, d := range ds {
+			rt := s.route(d)
+			var taken bool
+			err := s.keepAliveWhile(ds[i:], func() (err error) {
+				if taken, err = s.admit(ctx, d, rt); err != nil || !taken {
+					return err
+				}
+				return s.held.Acquire(ctx, s.weight(d))
+			})
+			if err != nil {
+				queue.GiveBack(ds[i:]) // stopping; the batches go back unacked
+				return nil
+			}
+			if !taken {
+				continue
 			}
 			s.m.buffered.Add(float64(s.weight(d)))
-			s.handle(wctx, &wg, d)
+			s.handle(wctx, &wg, d, rt)
 		}
 	}
+}
+
+// keepAliveWhile runs wait (admit and the buffer's room) while telling
+// JetStream, every third of ack_wait, that the deliveries fetched and not
+// yet taken are being worked on: they were handed out together, and
+// while one waits the others' ack-wait clocks run — without this they
+// came again while still here, and were written twice.
+func (s *Sink) keepAliveWhile(ds []*queue.Delivery, wait func() error) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(s.cfg.AckWait.D() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				for _, d := range ds {
+					_ = d.InProgress() // refused once d was given back or acked
+				}
+			}
+		}
+	}()
+	return wait()
 }
 
 // weight is what a delivery takes of the buffer: its bytes, at most all.
@@ -163,26 +207,33 @@ func (s *Sink) weight(d *queue.Delivery) int64 {
 
 // tracker counts a delivery's rows until each has ended.
 type tracker struct {
-	d    *queue.Delivery
-	recs [][]byte
-	mu   sync.Mutex
-	left int
-	dead []queue.DeadRecord
+	d       *queue.Delivery
+	recs    [][]byte
+	charged map[tableKey]int64 // of tableHeld, given back by finish
+	mu      sync.Mutex
+	left    int
+	dead    []queue.DeadRecord
 }
 
-func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery) {
+// routed is a delivery's records read far enough to know their tables.
+type routed struct {
+	recs    [][]byte
+	err     error // not a batch
+	outs    []batch.Output
+	keys    []tableKey // zero when the record goes nowhere: why is in bad
+	bad     []string
+	byTable map[tableKey]int64 // bytes of records per table
+}
+
+// route decodes a delivery and reads each record's table (the data is not
+// decoded yet: that is Prepare's work, once the batch is taken).
+func (s *Sink) route(d *queue.Delivery) *routed {
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
-		s.finish(ctx, &tracker{d: d}, func() error {
-			return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a batch: "+err.Error())
-		})
-		return
+		return &routed{err: err}
 	}
-	t := &tracker{d: d, recs: recs, left: len(recs)}
-	s.mu.Lock()
-	s.open[t] = true
-	s.mu.Unlock()
-	perTable := map[tableKey][]pendingRow{}
+	rt := &routed{recs: recs, outs: make([]batch.Output, len(recs)), keys: make([]tableKey, len(recs)), bad: make([]string, len(recs)),
+		byTable: map[tableKey]int64{}}
 	// Rows decode their data anyway: one whose data was not last after
 	// all fails there and is dead-lettered.
 	read := batch.ReadOutput
@@ -190,10 +241,9 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 		read = batch.ReadOutputDataLast
 	}
 	for i, rec := range recs {
-		done := s.doneFunc(ctx, t, i)
 		o, _, err := read(rec)
 		if err != nil {
-			done("not an output record: " + err.Error())
+			rt.bad[i] = "not an output record: " + err.Error()
 			continue
 		}
 		key := tableKey{dataset: o.Dataset, table: o.Table}
@@ -202,21 +252,116 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 		}
 		switch {
 		case key.table == "":
-			done("the output names no table (a policy for BigQuery sets table, and dataset unless the sink has one)")
+			rt.bad[i] = "the output names no table (a policy for BigQuery sets table, and dataset unless the sink has one)"
 			continue
 		case key.dataset == "":
-			done(fmt.Sprintf("table %s: the output names no dataset and the sink has no default dataset", key.table))
+			rt.bad[i] = fmt.Sprintf("table %s: the output names no dataset and the sink has no default dataset", key.table)
 			continue
 		}
-		row, err := s.rules.Prepare(&o)
+		rt.outs[i], rt.keys[i] = o, key
+		rt.byTable[key] += int64(len(rec))
+	}
+	return rt
+}
+
+// admit bounds what each table holds of the buffer, so that one that
+// keeps failing never takes the room the others write through: a table
+// may hold at most half of buffer_bytes, and the tables in trouble
+// together at most half (one batch is always taken, so a table in
+// trouble is still tried). Over its share, a healthy table is waited for
+// (it drains); a batch with rows for a table in trouble goes back to OUT
+// whole (giveBack) — OUT is the buffer, memory is not. err is ctx's when
+// it ended.
+func (s *Sink) admit(ctx context.Context, d *queue.Delivery, rt *routed) (taken bool, err error) {
+	bo := newBackoff(20*time.Millisecond, 500*time.Millisecond)
+	for {
+		over, drain := s.overShare(rt)
+		switch {
+		case over != "":
+			return !s.giveBack(ctx, d, over), nil
+		case !drain:
+			return true, nil
+		}
+		if !actors.Sleep(ctx, bo.next()) {
+			return false, ctx.Err()
+		}
+	}
+}
+
+// overShare names a table in trouble whose rows in rt would take the
+// troubled tables past their share ("" when none), and says whether a
+// healthy table of rt holds its whole share already (drain: wait).
+func (s *Sink) overShare(rt *routed) (over string, drain bool) {
+	share := int64(s.cfg.BufferBytes) / 2
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var inTrouble int64
+	for k := range s.states {
+		inTrouble += s.tableHeld[k]
+	}
+	for k, n := range rt.byTable {
+		if _, bad := s.states[k]; bad {
+			if inTrouble > 0 && inTrouble+n > share {
+				over = fmt.Sprintf("table %s: %s", k, s.states[k])
+			}
+		} else if held := s.tableHeld[k]; held > 0 && held+n > share {
+			drain = true
+		}
+	}
+	return over, drain
+}
+
+// giveBack returns a batch of a table in trouble to OUT, to be delivered
+// again after ack_wait. Before its last delivery (after which the queue
+// would dead-letter it whole, as a batch the sink crashed on) it is
+// requeued instead: stored again at the end of OUT with a fresh delivery
+// count, so a table down for hours loses no row. When OUT has no room for
+// the copy, the batch is kept (false) and waits in memory like any other.
+func (s *Sink) giveBack(ctx context.Context, d *queue.Delivery, trouble string) bool {
+	if d.Delivered < maxDeliveries-1 {
+		_ = d.Nak(s.cfg.AckWait.D())
+		s.m.sinkRetries.WithLabelValues("table_share").Inc()
+		return true
+	}
+	if err := d.Requeue(ctx); err != nil {
+		s.log.Warn("a batch of a table in trouble could not be requeued; it waits in memory", "batch", d.BatchID(), "trouble", trouble, "err", err)
+		return false
+	}
+	s.m.sinkRetries.WithLabelValues("table_share").Inc()
+	return true
+}
+
+func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery, rt *routed) {
+	if rt.err != nil {
+		s.finish(ctx, &tracker{d: d}, func() error {
+			return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a batch: "+rt.err.Error())
+		})
+		return
+	}
+	t := &tracker{d: d, recs: rt.recs, left: len(rt.recs), charged: rt.byTable}
+	s.mu.Lock()
+	s.open[t] = true
+	for k, n := range rt.byTable {
+		s.tableHeld[k] += n
+	}
+	s.mu.Unlock()
+	perTable := map[tableKey][]pendingRow{}
+	for i := range rt.recs {
+		done := s.doneFunc(ctx, t, i)
+		key := rt.keys[i]
+		if rt.bad[i] != "" {
+			done(rt.bad[i])
+			continue
+		}
+		row, err := s.rules.Prepare(&rt.outs[i])
 		if err != nil {
 			s.m.dead.WithLabelValues("bad_row").Inc()
 			done(fmt.Sprintf("table %s: %v", key, err))
 			continue
 		}
-		perTable[key] = append(perTable[key], pendingRow{row: row, partition: o.Partition, done: done})
+		perTable[key] = append(perTable[key], pendingRow{row: row, partition: rt.outs[i].Partition, done: done})
 	}
-	if len(recs) == 0 {
+	if len(rt.recs) == 0 {
 		s.finish(ctx, t, nil)
 	}
 	for key, rows := range perTable {
@@ -244,7 +389,7 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
 		t.mu.Lock()
 		if reason != "" {
 			s.m.dlq.Inc()
-			t.dead = append(t.dead, queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: batch.RecordID(t.d.ID, i),
+			t.dead = append(t.dead, queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: batch.RecordID(t.d.BatchID(), i),
 				Reason: reason, Origin: t.d.Subject, Header: t.d.Header, Data: t.recs[i]})
 		}
 		t.left--
@@ -268,6 +413,13 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
 // comes back and its rows are written again: at least once).
 func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 	defer func() {
+		s.mu.Lock()
+		for k, n := range t.charged {
+			if s.tableHeld[k] -= n; s.tableHeld[k] <= 0 {
+				delete(s.tableHeld, k)
+			}
+		}
+		s.mu.Unlock()
 		s.held.Release(s.weight(t.d))
 		s.m.buffered.Sub(float64(s.weight(t.d)))
 	}()
@@ -375,6 +527,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
 	}
 	m.sinkRetries.WithLabelValues("network")
+	m.sinkRetries.WithLabelValues("table_share")
 	for _, r := range []string{"type_conflict", "row_error", "bad_row", "refused", "schema_wait"} {
 		m.dead.WithLabelValues(r)
 	}

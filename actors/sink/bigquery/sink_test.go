@@ -125,6 +125,32 @@ func (f *fixture) acked() uint64 {
 	return floor
 }
 
+// unhealthy is what the sink's health says is wrong ("" when nothing).
+func (f *fixture) unhealthy() string {
+	f.sink.mu.Lock()
+	h := f.sink.health
+	f.sink.mu.Unlock()
+	if h == nil {
+		return ""
+	}
+	return h.Status().Unhealthy
+}
+
+// settled is true when the sink has nothing left in OUT: every batch it
+// was given (and every copy it requeued) acked.
+func (f *fixture) settled() bool {
+	infos, err := f.q.ConsumerInfos(context.Background(), queue.StreamOut)
+	if err != nil {
+		return false
+	}
+	for _, ci := range infos {
+		if ci.Name == "sink-bq" {
+			return ci.NumPending == 0 && ci.NumAckPending == 0
+		}
+	}
+	return false
+}
+
 func (f *fixture) dead() []queue.Stored {
 	var out []queue.Stored
 	_ = f.q.Scan(context.Background(), queue.ScanOptions{Stream: queue.StreamDLQ}, func(s queue.Stored) (bool, error) {
@@ -547,8 +573,61 @@ func TestOutageOfEveryTableDeadLettersNothing(t *testing.T) {
 	})
 	time.Sleep(14 * time.Second) // past 10 deliveries a batch at ack_wait 1s
 	f.bq.TableDown("logs.down", false)
-	f.waitFor(20*time.Second, "every row once BigQuery is back", func() bool { return f.bq.RowCount("proj", "logs", "down") >= 300 && f.acked() == 30 })
+	f.waitFor(30*time.Second, "every row once BigQuery is back", func() bool { return f.bq.RowCount("proj", "logs", "down") >= 300 && f.settled() })
 	if n := len(f.dead()); n != 0 {
 		t.Fatalf("%d records dead-lettered during an outage; first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
+	}
+}
+
+// One table whose appends keep failing takes at most its share of the
+// buffer: the others keep receiving every row, also rows that arrive
+// while it fails, the sink's health names the table, and however long it
+// fails (here past ten deliveries of each of its batches) none of its rows
+// is dead-lettered; once it is back they all land.
+func TestFailingTableIsIsolated(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.bq.TableDown("logs.down", true)
+	pad := strings.Repeat("x", 1000)
+	for b := 0; b < 30; b++ { // ~10 KB a batch, ~300 KB in all for a 64 KiB buffer
+		var outs []batch.Output
+		for i := 0; i < 10; i++ {
+			outs = append(outs, out(fmt.Sprint("d", b, "-", i), "down", fmt.Sprintf(`{"pad":%q}`, pad)))
+		}
+		f.publish(outs...)
+	}
+	for i := 0; i < 5; i++ {
+		f.publish(out(fmt.Sprint("u", i), "up", `{"m":"fine"}`))
+	}
+	f.start(func(c *Config) {
+		c.BatchBytes = 16 << 10
+		c.BufferBytes = 64 << 10
+		c.AckWait = conf.Duration(time.Second)
+	})
+	f.waitFor(10*time.Second, "every row of the healthy table", func() bool { return len(f.bq.Rows("proj", "logs", "up")) == 5 })
+	if h := f.unhealthy(); !strings.Contains(h, "logs.down") {
+		t.Fatalf("health: %q, want the failing table named", h)
+	}
+	time.Sleep(12 * time.Second) // past 10 deliveries a batch at ack_wait 1s
+	for i := 5; i < 10; i++ {
+		f.publish(out(fmt.Sprint("u", i), "up", `{"m":"fine"}`))
+	}
+	f.waitFor(10*time.Second, "the healthy table's rows sent while the other fails", func() bool { return len(f.bq.Rows("proj", "logs", "up")) == 10 })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d records dead-lettered while a table was down; first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
+	}
+	info, err := f.q.StreamInfo(context.Background(), queue.StreamOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq <= 40 {
+		t.Fatalf("OUT: last sequence %d; want the failing table's batches requeued past their tenth delivery", info.State.LastSeq)
+	}
+	f.bq.TableDown("logs.down", false)
+	f.waitFor(30*time.Second, "every row of the table once it is back", func() bool { return f.bq.RowCount("proj", "logs", "down") >= 300 && f.settled() })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d records dead-lettered", n)
+	}
+	if h := f.unhealthy(); h != "" {
+		t.Fatalf("health after recovery: %q", h)
 	}
 }
