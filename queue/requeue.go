@@ -23,6 +23,31 @@ const requeuePrefix = "requeue/"
 // after a crash between the store and the ack stores it once. On error
 // (ErrBufferFull: the stream has no room for the copy) nothing changed.
 func (d *Delivery) Requeue(ctx context.Context) error {
+	if err := d.store(ctx, d.BatchID(), d.Data, parseCount(d.Header)); err != nil {
+		return err
+	}
+	if err := d.Ack(); err != nil {
+		// The copy is stored; the original comes back after AckWait and
+		// its Requeue stores nothing new (same message ID).
+		return fmt.Errorf("queue: requeue %s: ack the original: %w", d.BatchID(), err)
+	}
+	return nil
+}
+
+// RequeueRecords stores some of a delivery's records again, as a batch of
+// their own at the end of its subject, and leaves the delivery to the
+// caller, who acks it once the rest of it is done: a stage that can go on
+// with most of a batch sets aside the records that must wait. part names
+// the set (e.g. the tables they go to, without "/"); the copy's batch ID
+// is part/<batch ID>, so its record IDs are its own, and a repeat after a
+// crash stores it once.
+func (d *Delivery) RequeueRecords(ctx context.Context, recs [][]byte, part string) error {
+	return d.store(ctx, part+"/"+d.BatchID(), batch.Encode(recs), len(recs))
+}
+
+// store publishes a requeued copy of d with body data under the batch ID
+// id; its message ID is requeue/<count>/<id>.
+func (d *Delivery) store(ctx context.Context, id string, data []byte, records int) error {
 	if d.c == nil {
 		return fmt.Errorf("queue: requeue %s: not a consumer's delivery", d.ID)
 	}
@@ -32,21 +57,18 @@ func (d *Delivery) Requeue(ctx context.Context) error {
 		h[k] = append([]string(nil), v...)
 	}
 	h.Set(batch.HeaderRequeued, strconv.Itoa(n+1))
-	h.Set(batch.HeaderMsgID, requeuePrefix+strconv.Itoa(n+1)+"/"+d.BatchID())
-	if err := d.c.q.Publish(ctx, []*nats.Msg{{Subject: d.Subject, Header: h, Data: d.Data}}); err != nil {
-		return fmt.Errorf("queue: requeue %s: %w", d.BatchID(), err)
+	h.Set(batch.HeaderMsgID, requeuePrefix+strconv.Itoa(n+1)+"/"+id)
+	h.Set(batch.HeaderCount, strconv.Itoa(records))
+	if err := d.c.q.Publish(ctx, []*nats.Msg{{Subject: d.Subject, Header: h, Data: data}}); err != nil {
+		return fmt.Errorf("queue: requeue %s: %w", id, err)
 	}
 	d.c.q.metrics.requeued.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Inc()
-	if err := d.Ack(); err != nil {
-		// The copy is stored; the original comes back after AckWait and
-		// its Requeue stores nothing new (same message ID).
-		return fmt.Errorf("queue: requeue %s: ack the original: %w", d.BatchID(), err)
-	}
 	return nil
 }
 
 // BatchID is the ID of the batch a delivery carries, the same for a
-// requeued copy as for the original (record IDs and the DLQ use it).
+// requeued copy as for the original (record IDs and the DLQ use it); a
+// part set aside by RequeueRecords has its own, part/<batch ID>.
 func (d *Delivery) BatchID() string {
 	if d.Header.Get(batch.HeaderRequeued) == "" {
 		return d.ID

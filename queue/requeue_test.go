@@ -61,3 +61,38 @@ func TestRequeueStartsTheDeliveryCountAgain(t *testing.T) {
 		t.Fatalf("%d dead letters", n)
 	}
 }
+
+// Records set aside from a batch come back as a batch of their own, with
+// their own batch ID (record IDs must not collide with the original's);
+// the original waits for its ack.
+func TestRequeueRecordsSetsAsideABatchOfTheirOwn(t *testing.T) {
+	q := startQueue(t, t.TempDir(), nil)
+	defer q.Close()
+	ctx := context.Background()
+	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "id-1", "r0", "r1", "r2")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Next(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RequeueRecords(ctx, [][]byte{[]byte("r1")}, "tables=t.down"); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Ack()
+	part, err := c.Next(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatalf("the part set aside: %v", err)
+	}
+	recs, err := batch.Decode(part.Data)
+	if err != nil || len(recs) != 1 || string(recs[0]) != "r1" || part.Header.Get(batch.HeaderCount) != "1" {
+		t.Fatalf("part: %q (count %s), %v", recs, part.Header.Get(batch.HeaderCount), err)
+	}
+	if part.BatchID() != "tables=t.down/id-1" || part.Delivered != 1 {
+		t.Fatalf("part: batch %q, delivered %d", part.BatchID(), part.Delivered)
+	}
+}

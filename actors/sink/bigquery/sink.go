@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -160,7 +162,7 @@ func (s *Sink) Run(ctx context.Context, h *actors.Health) error {
 				if taken, err = s.admit(ctx, d, rt); err != nil || !taken {
 					return err
 				}
-				return s.held.Acquire(ctx, s.weight(d))
+				return s.acquire(ctx, s.weight(d))
 			})
 			if err != nil {
 				queue.GiveBack(ds[i:]) // stopping; the batches go back unacked
@@ -209,7 +211,12 @@ func (s *Sink) weight(d *queue.Delivery) int64 {
 type tracker struct {
 	d       *queue.Delivery
 	recs    [][]byte
-	charged map[tableKey]int64 // of tableHeld, given back by finish
+	charged map[tableKey]int64 // of tableHeld, given back as each table's rows end
+	leftBy  map[tableKey]int   // rows not yet ended, by table
+	keys    []tableKey         // each row's table
+	ended   []bool             // each row's end, once (done is called again by a writer after evict)
+	dones   []func(string)
+	mixed   bool // rows for more than one table
 	mu      sync.Mutex
 	left    int
 	dead    []queue.DeadRecord
@@ -222,6 +229,7 @@ type routed struct {
 	outs    []batch.Output
 	keys    []tableKey // zero when the record goes nowhere: why is in bad
 	bad     []string
+	skip    []bool             // set aside for later (setAside): not written now
 	byTable map[tableKey]int64 // bytes of records per table
 }
 
@@ -232,7 +240,7 @@ func (s *Sink) route(d *queue.Delivery) *routed {
 	if err != nil {
 		return &routed{err: err}
 	}
-	rt := &routed{recs: recs, outs: make([]batch.Output, len(recs)), keys: make([]tableKey, len(recs)), bad: make([]string, len(recs)),
+	rt := &routed{recs: recs, outs: make([]batch.Output, len(recs)), keys: make([]tableKey, len(recs)), bad: make([]string, len(recs)), skip: make([]bool, len(recs)),
 		byTable: map[tableKey]int64{}}
 	// Rows decode their data anyway: one whose data was not last after
 	// all fails there and is dead-lettered.
@@ -265,20 +273,27 @@ func (s *Sink) route(d *queue.Delivery) *routed {
 }
 
 // admit bounds what each table holds of the buffer, so that one that
-// keeps failing never takes the room the others write through: a table
-// may hold at most half of buffer_bytes, and the tables in trouble
-// together at most half (one batch is always taken, so a table in
-// trouble is still tried). Over its share, a healthy table is waited for
-// (it drains); a batch with rows for a table in trouble goes back to OUT
-// whole (giveBack) — OUT is the buffer, memory is not. err is ctx's when
-// it ended.
+// keeps failing never takes the room the others write through. The rows
+// of a table in trouble are set aside at once as a batch of their own
+// when the batch has rows for other tables too (setAside): the rest is
+// not held up by them. A table may hold at most half of buffer_bytes, and
+// the tables in trouble together at most half (one batch is always taken,
+// so a table in trouble is still tried). Over its share, a healthy table
+// is waited for (it drains); a batch of tables in trouble goes back to OUT
+// (giveBack) — OUT is the buffer, memory is not. err is ctx's when it
+// ended.
 func (s *Sink) admit(ctx context.Context, d *queue.Delivery, rt *routed) (taken bool, err error) {
 	bo := newBackoff(20*time.Millisecond, 500*time.Millisecond)
 	for {
-		over, drain := s.overShare(rt)
+		trouble, over, drain := s.shares(rt)
 		switch {
-		case over != "":
-			return !s.giveBack(ctx, d, over), nil
+		case len(trouble) > 0 && len(trouble) < len(rt.byTable):
+			if s.setAside(ctx, d, rt, trouble) {
+				continue // the rest, for healthy tables only
+			}
+			return true, nil
+		case over:
+			return !s.giveBack(ctx, d, trouble), nil
 		case !drain:
 			return true, nil
 		}
@@ -288,10 +303,11 @@ func (s *Sink) admit(ctx context.Context, d *queue.Delivery, rt *routed) (taken 
 	}
 }
 
-// overShare names a table in trouble whose rows in rt would take the
-// troubled tables past their share ("" when none), and says whether a
-// healthy table of rt holds its whole share already (drain: wait).
-func (s *Sink) overShare(rt *routed) (over string, drain bool) {
+// shares names the tables of rt in trouble, with their trouble, says
+// whether their rows would take the tables in trouble past their share
+// (over), and whether a healthy table of rt holds its whole share already
+// (drain: wait).
+func (s *Sink) shares(rt *routed) (trouble map[tableKey]string, over, drain bool) {
 	share := int64(s.cfg.BufferBytes) / 2
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -300,15 +316,51 @@ func (s *Sink) overShare(rt *routed) (over string, drain bool) {
 		inTrouble += s.tableHeld[k]
 	}
 	for k, n := range rt.byTable {
-		if _, bad := s.states[k]; bad {
-			if inTrouble > 0 && inTrouble+n > share {
-				over = fmt.Sprintf("table %s: %s", k, s.states[k])
+		if t, bad := s.states[k]; bad {
+			if trouble == nil {
+				trouble = map[tableKey]string{}
 			}
+			trouble[k] = t
+			over = over || inTrouble > 0 && inTrouble+n > share
 		} else if held := s.tableHeld[k]; held > 0 && held+n > share {
 			drain = true
 		}
 	}
-	return over, drain
+	return trouble, over, drain
+}
+
+// setAside stores the rows of the tables in over as a batch of their own
+// at the end of OUT, to be taken (or given back) on their own, and leaves
+// the rest of d for the caller: a batch that mixes tables does not wait
+// for its table in trouble. The original is acked once the rest is done.
+// false: OUT has no room for them, and nothing was set aside.
+func (s *Sink) setAside(ctx context.Context, d *queue.Delivery, rt *routed, over map[tableKey]string) bool {
+	var recs [][]byte
+	var idx []int
+	for i, k := range rt.keys {
+		if _, ok := over[k]; ok && rt.bad[i] == "" {
+			recs, idx = append(recs, rt.recs[i]), append(idx, i)
+		}
+	}
+	names := make([]string, 0, len(over))
+	for k := range over {
+		names = append(names, k.String())
+	}
+	if len(recs) == 0 {
+		return false
+	}
+	if err := d.RequeueRecords(ctx, recs, partName(names, idx[0])); err != nil {
+		s.log.Warn("the rows of a table in trouble could not be set aside; the batch waits in memory", "batch", d.BatchID(), "tables", names, "err", err)
+		return false
+	}
+	s.m.sinkRetries.WithLabelValues("table_share").Inc()
+	for _, i := range idx {
+		rt.skip[i] = true
+	}
+	for k := range over {
+		delete(rt.byTable, k)
+	}
+	return true
 }
 
 // giveBack returns a batch of a table in trouble to OUT, to be delivered
@@ -317,14 +369,14 @@ func (s *Sink) overShare(rt *routed) (over string, drain bool) {
 // requeued instead: stored again at the end of OUT with a fresh delivery
 // count, so a table down for hours loses no row. When OUT has no room for
 // the copy, the batch is kept (false) and waits in memory like any other.
-func (s *Sink) giveBack(ctx context.Context, d *queue.Delivery, trouble string) bool {
+func (s *Sink) giveBack(ctx context.Context, d *queue.Delivery, over map[tableKey]string) bool {
 	if d.Delivered < maxDeliveries-1 {
 		_ = d.Nak(s.cfg.AckWait.D())
 		s.m.sinkRetries.WithLabelValues("table_share").Inc()
 		return true
 	}
 	if err := d.Requeue(ctx); err != nil {
-		s.log.Warn("a batch of a table in trouble could not be requeued; it waits in memory", "batch", d.BatchID(), "trouble", trouble, "err", err)
+		s.log.Warn("a batch of a table in trouble could not be requeued; it waits in memory", "batch", d.BatchID(), "tables", len(over), "err", err)
 		return false
 	}
 	s.m.sinkRetries.WithLabelValues("table_share").Inc()
@@ -338,7 +390,13 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 		})
 		return
 	}
-	t := &tracker{d: d, recs: rt.recs, left: len(rt.recs), charged: rt.byTable}
+	t := &tracker{d: d, recs: rt.recs, left: len(rt.recs), charged: rt.byTable, leftBy: map[tableKey]int{},
+		keys: rt.keys, ended: make([]bool, len(rt.recs)), dones: make([]func(string), len(rt.recs)), mixed: len(rt.byTable) > 1}
+	for i, k := range rt.keys {
+		if _, ok := rt.byTable[k]; ok && rt.bad[i] == "" && !rt.skip[i] {
+			t.leftBy[k]++
+		}
+	}
 	s.mu.Lock()
 	s.open[t] = true
 	for k, n := range rt.byTable {
@@ -347,10 +405,15 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 	s.mu.Unlock()
 	perTable := map[tableKey][]pendingRow{}
 	for i := range rt.recs {
-		done := s.doneFunc(ctx, t, i)
+		done := s.doneFunc(ctx, t, i, rt.keys[i])
+		t.dones[i] = done
 		key := rt.keys[i]
 		if rt.bad[i] != "" {
 			done(rt.bad[i])
+			continue
+		}
+		if rt.skip[i] {
+			done("") // stored again by setAside
 			continue
 		}
 		row, err := s.rules.Prepare(&rt.outs[i])
@@ -359,7 +422,7 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 			done(fmt.Sprintf("table %s: %v", key, err))
 			continue
 		}
-		perTable[key] = append(perTable[key], pendingRow{row: row, partition: rt.outs[i].Partition, done: done})
+		perTable[key] = append(perTable[key], pendingRow{row: row, partition: rt.outs[i].Partition, done: done, ended: t.endedFunc(i)})
 	}
 	if len(rt.recs) == 0 {
 		s.finish(ctx, t, nil)
@@ -382,20 +445,37 @@ func (s *Sink) writer(ctx context.Context, wg *sync.WaitGroup, key tableKey) *ta
 	return w
 }
 
-// doneFunc ends row i of t; the last one acks the batch, after its dead
-// rows are stored in the DLQ.
-func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
+// doneFunc ends row i of t, for table key; the last row of a table gives
+// back what the table held of the buffer (a table's share must not stay
+// taken by batches that wait on another table), and the last row of all
+// acks the batch, after its dead rows are stored in the DLQ.
+func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int, key tableKey) func(string) {
 	return func(reason string) {
 		t.mu.Lock()
+		if t.ended[i] {
+			t.mu.Unlock()
+			return
+		}
+		t.ended[i] = true
 		if reason != "" {
 			s.m.dlq.Inc()
 			t.dead = append(t.dead, queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: batch.RecordID(t.d.BatchID(), i),
 				Reason: reason, Origin: t.d.Subject, Header: t.d.Header, Data: t.recs[i]})
 		}
+		var release int64
+		if n, ok := t.leftBy[key]; ok {
+			if t.leftBy[key] = n - 1; n == 1 {
+				release = t.charged[key]
+				delete(t.charged, key)
+			}
+		}
 		t.left--
 		last := t.left == 0
 		dead := t.dead
 		t.mu.Unlock()
+		if release > 0 {
+			s.releaseTable(key, release)
+		}
 		if !last {
 			return
 		}
@@ -408,18 +488,107 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int) func(string) {
 	}
 }
 
+// endedFunc says whether row i of t has ended.
+func (t *tracker) endedFunc(i int) func() bool {
+	return func() bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.ended[i]
+	}
+}
+
+// acquire takes n bytes of the buffer, waiting for room. While it waits,
+// every second, the rows of tables in trouble that batches of several
+// tables hold are set aside (evict): those batches were taken before the
+// table fell into trouble, and would keep their room (and their other
+// tables' rows unacked) until it is back.
+func (s *Sink) acquire(ctx context.Context, n int64) error {
+	for {
+		wait, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.held.Acquire(wait, n)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.evict(ctx)
+	}
+}
+
+// evict sets aside, as a batch of their own at the end of OUT, the rows
+// of tables in trouble that batches of several tables still hold; their
+// batch is acked once its other rows are done. A row a writer is
+// appending right now may land as well as its copy (at least once); the
+// writer skips the others (pendingRow.ended). Batches of one table are
+// left: the share bounds them (admit).
+func (s *Sink) evict(ctx context.Context) {
+	s.mu.Lock()
+	open := make([]*tracker, 0, len(s.open))
+	for t := range s.open {
+		if t.mixed {
+			open = append(open, t)
+		}
+	}
+	trouble := maps.Clone(s.states)
+	s.mu.Unlock()
+	if len(trouble) == 0 {
+		return
+	}
+	for _, t := range open {
+		var recs [][]byte
+		var idx []int
+		tables := map[string]bool{}
+		t.mu.Lock()
+		for i, k := range t.keys {
+			if _, bad := trouble[k]; bad && !t.ended[i] && t.dones[i] != nil {
+				recs, idx = append(recs, t.recs[i]), append(idx, i)
+				tables[k.String()] = true
+			}
+		}
+		t.mu.Unlock()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := t.d.RequeueRecords(ctx, recs, partName(slices.Collect(maps.Keys(tables)), idx[0])); err != nil {
+			s.log.Warn("the rows of a table in trouble could not be set aside; their batch waits in memory", "batch", t.d.BatchID(), "err", err)
+			continue
+		}
+		s.m.sinkRetries.WithLabelValues("table_share").Inc()
+		for _, i := range idx {
+			t.dones[i]("")
+		}
+	}
+}
+
+// partName names the rows of a batch set aside for tables, from its row
+// first on: the same rows give the same name (a repeat after a crash is
+// stored once), and rows of the same table set aside later (their first
+// row is another) a new one.
+func partName(tables []string, first int) string {
+	sort.Strings(tables)
+	return fmt.Sprintf("tables=%s@%d", strings.Join(tables, ","), first)
+}
+
+// releaseTable gives back n bytes of what table k holds of the buffer.
+func (s *Sink) releaseTable(k tableKey, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tableHeld[k] -= n; s.tableHeld[k] <= 0 {
+		delete(s.tableHeld, k)
+	}
+}
+
 // finish stores what must be stored first, then acks the batch; it
 // retries the store until it succeeds or the sink stops (then the batch
 // comes back and its rows are written again: at least once).
 func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 	defer func() {
-		s.mu.Lock()
-		for k, n := range t.charged {
-			if s.tableHeld[k] -= n; s.tableHeld[k] <= 0 {
-				delete(s.tableHeld, k)
-			}
+		t.mu.Lock()
+		charged := t.charged
+		t.charged = nil
+		t.mu.Unlock()
+		for k, n := range charged {
+			s.releaseTable(k, n)
 		}
-		s.mu.Unlock()
 		s.held.Release(s.weight(t.d))
 		s.m.buffered.Sub(float64(s.weight(t.d)))
 	}()

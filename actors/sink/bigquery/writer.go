@@ -25,8 +25,24 @@ type pendingRow struct {
 	row       *Row
 	partition string
 	done      func(deadReason string)
+	// ended says the row was ended elsewhere (set aside while its table
+	// was in trouble, Sink.evict): it is not written.
+	ended     func() bool
 	heldSince time.Time // when it began to wait for a widened schema
 }
+
+// live drops the rows ended elsewhere.
+func live[R interface{ isEnded() bool }](rows []R) []R {
+	out := rows[:0:0]
+	for _, r := range rows {
+		if !r.isEnded() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (r pendingRow) isEnded() bool { return r.ended != nil && r.ended() }
 
 type tableKey struct{ dataset, table string }
 
@@ -125,7 +141,7 @@ func (w *tableWriter) run(ctx context.Context) {
 // had to be dropped (the table was deleted or lost columns), the rows it
 // did not write are sorted again against the table as it is now.
 func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
-	for len(rows) > 0 && ctx.Err() == nil {
+	for rows = live(rows); len(rows) > 0 && ctx.Err() == nil; rows = live(rows) {
 		var ready []pendingRow
 		for _, r := range rows {
 			if w.main == nil {
@@ -451,7 +467,7 @@ const rowOverhead = 5
 // returns, with the error that stopped it, the rows it has not ended.
 func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encoded) ([]encoded, error) {
 	bo := w.backoff()
-	for len(rows) > 0 {
+	for rows = live(rows); len(rows) > 0; rows = live(rows) {
 		enc := make([][]byte, len(rows))
 		var bytes int
 		for i, r := range rows {
