@@ -27,6 +27,10 @@ type Config struct {
 	TimestampColumn string   `yaml:"timestamp_column"` // default timestamp; partitions on it
 	IntegerFields   []string `yaml:"integer_fields"`   // dotted paths in data typed INTEGER (else numbers are FLOAT)
 	TimestampFields []string `yaml:"timestamp_fields"` // dotted paths in data typed TIMESTAMP
+	// JSONFields are dotted paths in data stored whole as JSON columns, as
+	// written: for values the typed columns change or refuse (nulls in
+	// arrays, integers past 2^53, mixed or nested arrays, changing types).
+	JSONFields []string `yaml:"json_fields"`
 
 	BatchRows  int           `yaml:"batch_rows"`  // rows per AppendRows request; default 500
 	BatchBytes conf.ByteSize `yaml:"batch_bytes"` // data per request; default 4MiB (BigQuery takes at most 10 MB)
@@ -132,6 +136,17 @@ func (c *Config) Validate() error {
 			return conf.Errorf("id_column", "%q is not a valid column name", f)
 		}
 	}
+	typed := map[string]string{}
+	for field, paths := range map[string][]string{"integer_fields": c.IntegerFields, "timestamp_fields": c.TimestampFields} {
+		for _, p := range paths {
+			typed[p] = field
+		}
+	}
+	for _, p := range c.JSONFields {
+		if field, ok := typed[p]; ok {
+			return conf.Errorf("json_fields", "%s is in %s too: a path is stored as JSON or typed, not both", p, field)
+		}
+	}
 	if strings.EqualFold(c.IDColumn, c.TimestampColumn) {
 		return conf.Errorf("timestamp_column", "must differ from id_column (BigQuery column names ignore case)")
 	}
@@ -140,7 +155,10 @@ func (c *Config) Validate() error {
 
 func (c *Config) rules() Rules {
 	r := Rules{IDColumn: c.IDColumn, TimestampColumn: c.TimestampColumn, Integer: map[string]bool{}, Timestamp: map[string]bool{},
-		parsers: &fastjson.ParserPool{}}
+		JSON: map[string]bool{}, parsers: &fastjson.ParserPool{}}
+	for _, f := range c.JSONFields {
+		r.JSON[f] = true
+	}
 	for _, f := range c.IntegerFields {
 		r.Integer[f] = true
 	}

@@ -33,6 +33,7 @@ type Rules struct {
 	TimestampColumn string          // default "timestamp"
 	Integer         map[string]bool // dotted paths in data typed INTEGER
 	Timestamp       map[string]bool // dotted paths in data typed TIMESTAMP (RFC 3339 or epoch seconds)
+	JSON            map[string]bool // dotted paths in data stored whole, as written, in JSON columns
 
 	parsers *fastjson.ParserPool // nil: a parser per row
 }
@@ -82,7 +83,36 @@ func (r Rules) Prepare(o *batch.Output) (*Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
+	if len(r.JSON) > 0 {
+		r.typeJSON("", schema)
+	}
 	return &Row{Values: values, Schema: schema}, nil
+}
+
+// typeJSON makes the columns of JSON paths JSON: bqs inferred STRING from
+// the text normalize left there. The write API takes a JSON value as a
+// string.
+func (r Rules) typeJSON(prefix string, schema bigquery.Schema) {
+	for _, f := range schema {
+		switch {
+		case r.JSON[prefix+f.Name]:
+			f.Type = bigquery.JSONFieldType
+		case f.Type == bigquery.RecordFieldType:
+			r.typeJSON(prefix+f.Name+".", f.Schema)
+		}
+	}
+}
+
+// jsonText is a value written back as compact JSON, numbers as they were
+// written, nulls kept, no HTML escaping.
+func jsonText(path string, v any) (string, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", fmt.Errorf("data.%s: as JSON: %w", path, err)
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
 // decodeData decodes a row's data as encoding/json's Unmarshal with
@@ -198,6 +228,9 @@ func fromFastJSON(v *fastjson.Value) (any, bool) {
 }
 
 func (r Rules) normalize(path string, v any) (any, error) {
+	if v != nil && r.JSON[path] {
+		return jsonText(path, v)
+	}
 	switch x := v.(type) {
 	case nil:
 		return nil, nil

@@ -631,3 +631,40 @@ func TestFailingTableIsIsolated(t *testing.T) {
 		t.Fatalf("health after recovery: %q", h)
 	}
 }
+
+// A path listed in json_fields is stored whole as a JSON column: what the
+// typed columns change or refuse (nulls inside arrays, an integer past
+// 2^53 outside integer_fields, arrays of mixed types or of arrays, a value
+// whose type changes from row to row) lands as it was written.
+func TestJSONFieldsKeepWhatTypedColumnsCannot(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.start(func(c *Config) { c.JSONFields = []string{"raw", "meta.extra"} })
+	f.publish(
+		out("1", "j", `{"raw":{"a":[1,null,"x"],"big":9007199254740993,"nest":[[1],[2]]},"meta":{"host":"h","extra":[null]}}`),
+		out("2", "j", `{"raw":"now a string","meta":{"extra":{"k":true}}}`),
+	)
+	f.waitFor(10*time.Second, "both rows", func() bool { return f.acked() == 1 })
+	if n := len(f.dead()); n != 0 {
+		t.Fatalf("%d rows dead-lettered, first: %s", n, f.dead()[0].Header.Get(batch.HeaderReason))
+	}
+	rows := f.bq.Rows("proj", "logs", "j")
+	if len(rows) != 2 {
+		t.Fatalf("rows: %v", rows)
+	}
+	byID := map[any]map[string]any{rows[0]["id"]: rows[0], rows[1]["id"]: rows[1]}
+	if got := byID["1"]["raw"]; got != `{"a":[1,null,"x"],"big":9007199254740993,"nest":[[1],[2]]}` {
+		t.Fatalf("row 1 raw: %#v", got)
+	}
+	if got := byID["2"]["raw"]; got != `"now a string"` {
+		t.Fatalf("row 2 raw: %#v", got)
+	}
+	if got := byID["1"]["meta"].(map[string]any)["extra"]; got != `[null]` {
+		t.Fatalf("row 1 meta.extra: %#v", got)
+	}
+	schema := f.bq.Schema("proj", "logs", "j")
+	for _, fs := range schema.Fields {
+		if fs.Name == "raw" && fs.Type != "JSON" {
+			t.Fatalf("raw is a %s column, want JSON", fs.Type)
+		}
+	}
+}
