@@ -1,7 +1,7 @@
 // Package batch is the record batch that one JetStream message carries.
 //
 // One message holds many records because a JetStream hop costs far more per
-// message than per byte (see DESIGN.md, "Record batches"). The body is a
+// message than per byte (see docs/DESIGN.md, "Record batches"). The body is a
 // version byte, a uvarint record count, then each record as a uvarint length
 // and its bytes: splitting it copies nothing and re-encodes no JSON.
 package batch
