@@ -2,12 +2,14 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -172,4 +174,48 @@ func TestClusterNodeWithoutQuorumPausesAndResumes(t *testing.T) {
 		t.Fatalf("node-1 not resumed 30s after node-2 restarted: %+v", w.State())
 	}
 	t.Logf("node-1 paused %s after its peers stopped (pause after %s); resumed %s after node-2 was back", took.Round(time.Millisecond), pauseAfter, time.Since(back).Round(time.Millisecond))
+}
+
+// An ack on a node cut off from the quorum is not replicated: a plain Ack
+// says nothing of it, AckSync fails, so a sink can stop sending before it
+// sends what the majority will send again.
+func TestClusterAckSyncFailsWithoutQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	qs := startCluster(t, 3)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if err := qs[0].Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("ack-", i), "r")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := qs[0].Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []*Delivery
+	for len(ds) < 3 {
+		d, err := c.Next(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	if err := ds[0].AckSync(ctx); err != nil {
+		t.Fatalf("AckSync with every node up: %v", err)
+	}
+	qs[1].Close()
+	qs[2].Close()
+	qs[1], qs[2] = nil, nil
+	if err := ds[1].Ack(); err != nil {
+		t.Fatalf("plain Ack without quorum: %v (it was expected to say nothing)", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := ds[2].AckSync(actx); err == nil {
+		t.Fatal("AckSync succeeded on a node without quorum")
+	} else {
+		t.Logf("AckSync without quorum: %v", err)
+	}
 }
