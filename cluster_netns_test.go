@@ -145,7 +145,15 @@ func TestClusterPartitionedNodeHandsItsWorkOver(t *testing.T) {
 		}
 		return cp
 	}
+	// Cut node-3 off while it holds shards (the group spreads them over a
+	// few heartbeats).
 	held := owned()
+	for deadline := time.Now().Add(60 * time.Second); len(held) == 0; held = owned() {
+		if time.Now().After(deadline) {
+			t.Fatalf("node-3 held no shard 60s into the run: owners %v", c.sls.Owners("sluice"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	lab.must("link", "set", lab.clusterLink(2), "down")
 	cut := time.Now()
 	cutAt := len(c.delivered())
