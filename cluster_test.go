@@ -396,7 +396,7 @@ type testLogWriter struct {
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if strings.Contains(line, "level=ERROR") {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, `msg="cluster: `) {
 			w.t.Log(w.prefix + line)
 		}
 	}
