@@ -202,6 +202,9 @@ func (q *Queue) quorumContact(now time.Time) (time.Time, string) {
 			if r.Name == "" || r.Name == q.opts.ServerName || (ci.Leader != q.opts.ServerName && r.Name != ci.Leader) {
 				continue // as a follower, only the leader's heartbeat says anything
 			}
+			if r.Active <= 0 || r.Offline {
+				continue // never heard (Active is 0 then), or known gone
+			}
 			if d, ok := heard[r.Name]; !ok || r.Active < d {
 				heard[r.Name] = r.Active
 			}
