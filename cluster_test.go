@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -99,6 +100,7 @@ func freeTCPAddr(t *testing.T) string {
 type clusterNet struct {
 	routes, admins []string
 	standins       string // host:port for the stand-ins; default 127.0.0.1:0
+	slsHeartbeat   string // the sources' heartbeat_interval; default 1s
 	adminToken     string // required when the admin address is not loopback
 	wrap           func(i int, argv []string) []string
 }
@@ -184,7 +186,7 @@ func startTestClusterOn(t *testing.T, test string, records int, net clusterNet) 
 			{"/etc/sluice/certs", certs},
 			{"max_bytes: 100GiB", "max_bytes: 512MiB"},
 			{"shutdown_timeout: 30s", "shutdown_timeout: 5s\n  log_level: warn"},
-			{"consumer_group: sluice", "consumer_group: sluice\n    heartbeat_interval: 1s\n    fetch_interval: 20ms\n    max_fetch_log_groups: 4\n    checkpoint_interval: 500ms"},
+			{"consumer_group: sluice", "consumer_group: sluice\n    heartbeat_interval: " + cmp.Or(net.slsHeartbeat, "1s") + "\n    fetch_interval: 20ms\n    max_fetch_log_groups: 4\n    checkpoint_interval: 500ms"},
 			{"index: security", "index: security\n    timeout: 2s\n    ack_wait: 5s\n    max_backoff: 500ms"},
 		} {
 			if !strings.Contains(cfg, r[0]) {
@@ -394,7 +396,7 @@ type testLogWriter struct {
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if strings.Contains(line, "level=ERROR") {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, `msg="cluster: `) {
 			w.t.Log(w.prefix + line)
 		}
 	}
@@ -417,12 +419,19 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	c := startTestCluster(t, "TestClusterSurvivesSIGKILLOfANode", records)
 
 	c.waitDelivered(len(want)/4, 90*time.Second, "a quarter of the records")
+	wasMetaLeader := c.status(0).Cluster.MetaLeader == "node-2"
 	c.kill(1)
 	killedAt := len(c.delivered())
 	c.putRest()
 	// The survivors hold every shard once node-2's heartbeat times out.
 	tookOver := false
+	// How long the survivors go without contact with a quorum (an election
+	// when node-2 led the meta group): cluster.pause_after must exceed it.
+	var survivorAge float64
 	for deadline := time.Now().Add(30 * time.Second); !tookOver && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, i := range []int{0, 2} {
+			survivorAge = max(survivorAge, c.metricValue(i, "sluice_cluster_quorum_contact_age_seconds"))
+		}
 		owners := c.sls.Owners("sluice")
 		tookOver = len(owners) == 4
 		for _, o := range owners {
@@ -479,8 +488,13 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 			t.Fatalf("node-2 did not catch up within 30s of delivery ending: %+v %+v", st.Cluster, st.Streams)
 		}
 	}
-	t.Logf("killed node-2 after %d of %d routed records; %d delivered while it was down; all arrived; %d duplicates (at-least-once)",
-		killedAt, len(want), duringOutage-killedAt, dups)
+	for _, i := range []int{0, 2} {
+		if n := c.metricValue(i, "sluice_cluster_pauses_total"); n != 0 {
+			t.Errorf("node-%d, a survivor, paused %v times", i+1, n)
+		}
+	}
+	t.Logf("killed node-2 after %d of %d routed records; %d delivered while it was down; all arrived; %d duplicates (at-least-once); the survivors went at most %.2fs without quorum contact (node-2 was meta leader: %v)",
+		killedAt, len(want), duringOutage-killedAt, dups, survivorAge, wasMetaLeader)
 }
 
 // TestClusterWithoutQuorumHoldsThenDelivers: two of three nodes die. The
