@@ -285,7 +285,7 @@ func (c *chaosRun) setup() error {
 			return err
 		}
 	}
-	c.sls, err = slstest.NewServer(slstest.Options{Project: "chaos", Logstore: "audit", Shards: 4, Addr: c.standinAddr(),
+	c.sls, err = slstest.NewServer(slstest.Options{Project: "chaos", Logstore: "audit", Shards: chaosShards, Addr: c.standinAddr(),
 		AccessKeyID: benchAKID, AccessKeySecret: benchAKKey, TrimConsumed: 10 * time.Second}) // a minute at 10 MB/s held 3 GB
 	if err != nil {
 		return err
