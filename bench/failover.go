@@ -193,10 +193,15 @@ func allResumed(r [][]time.Duration) bool {
 	return true
 }
 
-// slowest is the longest of shards' times, or -1 when one did not resume.
-func slowest(shards []time.Duration) time.Duration {
+// slowest is the longest of the shards' times (those in held when
+// victim, the others when not), or -1 when one did not resume; 0 when
+// there are none.
+func slowest(shards []time.Duration, held []int, victim bool) time.Duration {
 	var m time.Duration
-	for _, d := range shards {
+	for shard, d := range shards {
+		if slices.Contains(held, shard) != victim {
+			continue
+		}
 		if d < 0 {
 			return -1
 		}
@@ -234,27 +239,32 @@ func fmtResume(d, window time.Duration) string {
 
 // printFailover prints a row a run and the median: for each source and
 // its sink, the seconds until every shard flowed again (the slowest
-// shard), then the copies and the missing records.
+// shard), those the node held and the others apart; then the copies and
+// the missing records.
 func printFailover(w io.Writer, rows []failoverRow, window time.Duration) {
 	header := []string{"run", "fault"}
 	for _, src := range failoverSources {
 		header = append(header, src.source+"→"+src.sink)
 	}
 	header = append(header, "copies", "missing")
-	fmt.Fprintf(w, "\nseconds from the fault until a record written after it, from every shard, reached the sink (>%.0fs: not within the window)\n", window.Seconds())
-	line := func(cells []string) { fmt.Fprintf(w, "%-6s %-16s %14s %16s %8s %8s\n", toAny(cells)...) }
+	fmt.Fprintf(w, "\nseconds from the fault until a record written after it reached the sink, from every shard the node held / every other shard (>%.0fs: not within the window)\n", window.Seconds())
+	line := func(cells []string) { fmt.Fprintf(w, "%-6s %-16s %18s %18s %8s %8s\n", toAny(cells)...) }
 	line(header)
-	var slow [][]time.Duration
+	var times [][2][]time.Duration // by source: the node's shards, the others
 	var copies, missing []int
 	for _, r := range rows {
 		cells := []string{fmt.Sprint(r.run), fmt.Sprintf("%s node-%d", r.fault.Kind, r.fault.Node+1)}
 		for i := range failoverSources {
-			d := slowest(r.resumed[i])
-			if len(slow) <= i {
-				slow = append(slow, nil)
+			if len(times) <= i {
+				times = append(times, [2][]time.Duration{})
 			}
-			slow[i] = append(slow[i], d)
-			cells = append(cells, fmtResume(d, window))
+			var held []int
+			if i < len(r.held) {
+				held = r.held[i]
+			}
+			own, other := slowest(r.resumed[i], held, true), slowest(r.resumed[i], held, false)
+			times[i][0], times[i][1] = append(times[i][0], own), append(times[i][1], other)
+			cells = append(cells, fmtResume(own, window)+" / "+fmtResume(other, window))
 		}
 		copies, missing = append(copies, r.copies), append(missing, r.missing)
 		line(append(cells, fmt.Sprint(r.copies), fmt.Sprint(r.missing)))
@@ -263,8 +273,8 @@ func printFailover(w io.Writer, rows []failoverRow, window time.Duration) {
 		return
 	}
 	cells := []string{"median", rows[0].fault.Kind}
-	for _, s := range slow {
-		cells = append(cells, fmtResume(medianResume(s), window))
+	for _, t := range times {
+		cells = append(cells, fmtResume(medianResume(t[0]), window)+" / "+fmtResume(medianResume(t[1]), window))
 	}
 	line(append(cells, fmt.Sprint(medianInt(copies)), fmt.Sprint(medianInt(missing))))
 }

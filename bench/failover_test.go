@@ -50,31 +50,37 @@ func TestResumedOnASyntheticLedger(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("resumed %v, want %v", got, want)
 	}
-	if allResumed([][]time.Duration{got}) || slowest(got) != -1 {
+	if allResumed([][]time.Duration{got}) || slowest(got, []int{2}, true) != -1 {
 		t.Errorf("shard 2 did not resume: allResumed and slowest must say so")
 	}
-	if s := slowest([]time.Duration{time.Second, 3 * time.Second}); s != 3*time.Second {
-		t.Errorf("slowest %s, want 3s", s)
+	if s := slowest(got, []int{2}, false); s != 11*time.Second {
+		t.Errorf("slowest of the shards not held %s, want 11s", s)
 	}
 }
 
-// The table has a row a run and the median, a shard that did not resume
-// shown as past the window and ordered after every time.
+// The table has a row a run and the median, the node's shards apart
+// from the others, a shard that did not resume shown as past the window
+// and ordered after every time.
 func TestPrintFailover(t *testing.T) {
 	row := func(run int, a, b time.Duration, copies int) failoverRow {
 		return failoverRow{run: run, fault: fault{Kind: "partition", Node: 2}, copies: copies,
-			resumed: [][]time.Duration{{a, time.Second}, {b, time.Second}}}
+			held:    [][]int{{0}, {0}},
+			resumed: [][]time.Duration{{a, time.Second}, {b, 2 * time.Second}}}
 	}
 	var buf bytes.Buffer
 	printFailover(&buf, []failoverRow{row(1, 5*time.Second, -1, 10), row(2, -1, -1, 0), row(3, 7*time.Second, 2*time.Second, 3)}, 90*time.Second)
 	out := buf.String()
-	for _, want := range []string{"partition node-3", "audit→splunk", "second→splunk2", ">90s"} {
-		if !strings.Contains(out, want) {
+	var rows []string
+	for _, l := range strings.Split(out, "\n") {
+		rows = append(rows, strings.Join(strings.Fields(l), " "))
+	}
+	for _, want := range []string{"run fault audit→splunk second→splunk2 copies missing", "3 partition node-3 7.0s / 1.0s 2.0s / 2.0s 3 0"} {
+		if !slices.Contains(rows, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 	median := strings.Fields(out[strings.Index(out, "median"):])
-	if got := strings.Join(median[:6], " "); got != "median partition 7.0s >90s 3 0" {
-		t.Errorf("median row %q, want %q", got, "median partition 7.0s >90s 3 0")
+	if got, want := strings.Join(median[:10], " "), "median partition 7.0s / 1.0s >90s / 2.0s 3 0"; got != want {
+		t.Errorf("median row %q, want %q", got, want)
 	}
 }
