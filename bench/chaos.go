@@ -482,13 +482,18 @@ sinks:
 	if len(routes) > 1 {
 		fmt.Fprintf(&b, "cluster:\n  name: chaos\n  listen: %s\n  peers: [%s]\n  replicas: 3\n", routes[i], strings.Join(routes, ", "))
 	}
+	return c.onBridges(b.String())
+}
+
+// onBridges lets a config serve cleartext admin, NATS and routes on the
+// namespaces' private bridges (the harness reads them without the
+// cluster's certificates); on loopback it is unchanged.
+func (c *chaosRun) onBridges(cfg string) string {
 	if c.net == nil {
-		return b.String()
+		return cfg
 	}
-	// On the namespaces' private bridges: cleartext admin, NATS and routes
-	// (the harness reads them without the cluster's certificates).
-	cfg := strings.Replace(b.String(), "  log_level:", "  insecure: true\n  log_level:", 1)
-	if len(routes) > 1 {
+	cfg = strings.Replace(cfg, "  log_level:", "  insecure: true\n  log_level:", 1)
+	if strings.Contains(cfg, "\ncluster:\n") {
 		cfg += "  insecure: true\n"
 	}
 	return cfg

@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
+	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
+	"github.com/sluicehq/sluice/node"
 )
 
 // Partition, like quorum loss, needs three nodes; it needs network
@@ -65,4 +69,34 @@ func TestSchedulePartition(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A node's config in a namespace, its admin, NATS and route ports on the
+// bridges' addresses, passes sluice's own validation, as the loopback one
+// does (off loopback, routes want TLS or cluster.insecure by name).
+func TestNodeConfigValidatesOnBridges(t *testing.T) {
+	secrets := map[string]string{"SLS_AK_KEY": benchAKKey, "SPLUNK_HEC_TOKEN": benchToken,
+		"SLUICE_ADMIN_TOKEN": benchAdminToken, "SLUICE_NATS_OPERATOR_PASSWORD": benchNATSPassword}
+	env := func(k string) (string, bool) { v, ok := secrets[k]; return v, ok }
+	for _, net := range []*chaosNet{nil, {svcNet: "10.211.7", clusterNt: "10.212.7", nodes: 3}} {
+		c := &chaosRun{opts: chaosOpts{nodes: 3, maxBytes: 64 << 20, dupWindow: 10 * time.Second, logLevel: "warn"},
+			dir: t.TempDir(), policyDir: "../testdata/policies", net: net, sinkName: "splunk",
+			sls: &slstest.Server{Endpoint: "http://" + standinHost(net) + ":1"}, hec: &hectest.Server{URL: "http://" + standinHost(net) + ":2"}}
+		for i := range 3 {
+			c.routes = append(c.routes, c.nodeAddr(i, "route"))
+		}
+		n := &chaosNode{name: "node-1", admin: c.nodeAddr(0, "admin"), nats: c.nodeAddr(0, "nats")}
+		cfg := c.nodeConfig(n, c.routes, 0, c.opts.maxBytes)
+		if _, err := node.Parse([]byte(cfg), node.KnownTypes(), env); err != nil {
+			t.Errorf("netns %v: %v\n%s", net != nil, err, cfg)
+		}
+	}
+}
+
+// standinHost is where the stand-ins listen for a net (nil: loopback).
+func standinHost(net *chaosNet) string {
+	if net == nil {
+		return "127.0.0.1"
+	}
+	return net.HostIP()
 }
