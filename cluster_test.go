@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -99,6 +100,7 @@ func freeTCPAddr(t *testing.T) string {
 type clusterNet struct {
 	routes, admins []string
 	standins       string // host:port for the stand-ins; default 127.0.0.1:0
+	slsHeartbeat   string // the sources' heartbeat_interval; default 1s
 	adminToken     string // required when the admin address is not loopback
 	wrap           func(i int, argv []string) []string
 }
@@ -184,7 +186,7 @@ func startTestClusterOn(t *testing.T, test string, records int, net clusterNet) 
 			{"/etc/sluice/certs", certs},
 			{"max_bytes: 100GiB", "max_bytes: 512MiB"},
 			{"shutdown_timeout: 30s", "shutdown_timeout: 5s\n  log_level: warn"},
-			{"consumer_group: sluice", "consumer_group: sluice\n    heartbeat_interval: 1s\n    fetch_interval: 20ms\n    max_fetch_log_groups: 4\n    checkpoint_interval: 500ms"},
+			{"consumer_group: sluice", "consumer_group: sluice\n    heartbeat_interval: " + cmp.Or(net.slsHeartbeat, "1s") + "\n    fetch_interval: 20ms\n    max_fetch_log_groups: 4\n    checkpoint_interval: 500ms"},
 			{"index: security", "index: security\n    timeout: 2s\n    ack_wait: 5s\n    max_backoff: 500ms"},
 		} {
 			if !strings.Contains(cfg, r[0]) {

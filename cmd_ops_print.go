@@ -108,6 +108,9 @@ func printStatus(w io.Writer, st *ops.Status) {
 			peers = append(peers, p.Name+" ("+state+")")
 		}
 		fmt.Fprintf(w, "\nCLUSTER %s, this node %s: meta leader %s; peers %s\n", c.Name, c.Self, leader, strings.Join(peers, ", "))
+		if q := c.Quorum; q != nil && q.Paused {
+			fmt.Fprintf(w, "  PAUSED for %s (sources and sinks take no work; the other nodes have it): %s\n", time.Since(q.Since).Round(time.Second), q.Reason)
+		}
 		for _, s := range st.Streams {
 			var reps []string
 			for _, r := range s.Replicas {

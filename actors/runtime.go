@@ -62,6 +62,7 @@ type Runtime struct {
 	sups    [numStages]*suture.Supervisor
 	cancels [numStages]context.CancelFunc
 	done    [numStages]<-chan error
+	gates   [numStages]Gate // nil: the stage's actors always run
 
 	mu     sync.Mutex
 	health []*Health
@@ -106,6 +107,9 @@ func (r *Runtime) SetBackoff(b Backoff) { r.backoff = b }
 // after, they start at once.
 func (r *Runtime) Add(stage Stage, name string, a Actor) *Health {
 	h := &Health{stage: stage, name: name, state: StateStarting}
+	if g := r.gates[stage]; g != nil {
+		a = gated{g: g, a: a}
+	}
 	r.mu.Lock()
 	r.health = append(r.health, h)
 	r.mu.Unlock()

@@ -9,12 +9,14 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nkeys"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/queue"
 )
 
 // Config is the whole sluice.yaml.
@@ -113,6 +115,12 @@ type ClusterConfig struct {
 	Listen   string   `yaml:"listen"`
 	Peers    []string `yaml:"peers"`
 	Replicas int      `yaml:"replicas"`
+	// PauseAfter: a node that has heard from no quorum of the cluster for
+	// this long stops taking work (its SLS shards, Pub/Sub messages and
+	// sink deliveries go to the other nodes) until the quorum is back;
+	// default 10s, past the 4–9 s RAFT election a healthy majority goes
+	// through when it loses its leader.
+	PauseAfter conf.Duration `yaml:"pause_after"`
 	// TLS is mutual TLS for routes, required when Listen is not a
 	// loopback address (sluice cluster certs makes the files).
 	TLS struct {
@@ -249,6 +257,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Cluster != nil && c.Cluster.Replicas == 0 {
 		c.Cluster.Replicas = 3
+	}
+	if c.Cluster != nil && c.Cluster.PauseAfter == 0 {
+		c.Cluster.PauseAfter = conf.Duration(queue.DefaultQuorumPauseAfter)
 	}
 }
 
@@ -401,6 +412,9 @@ func (c *ClusterConfig) validate() error {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return conf.Errorf("cluster.replicas", "%d: want 1 to 5", c.Replicas)
+	}
+	if c.PauseAfter.D() < time.Second {
+		return conf.Errorf("cluster.pause_after", "%s: at least 1s (a RAFT heartbeat is 1s; 10s rides out a leader election)", c.PauseAfter)
 	}
 	return c.validateTLS()
 }

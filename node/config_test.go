@@ -31,6 +31,7 @@ func TestValidateBrokenConfigs(t *testing.T) {
 		"insecure-with-tls.yaml":   `cluster.insecure: true with cluster.tls set`,
 		"admin-no-tls.yaml":        `node.tls: required when node.admin_listen (0.0.0.0:8686) is not a loopback address`,
 		"nats-no-tls.yaml":         `node.tls: required when node.nats_listen (0.0.0.0:4222) is not a loopback address`,
+		"cluster-pause-short.yaml": `cluster.pause_after: 200ms: at least 1s`,
 	}
 	for _, extra := range extraBrokenConfigs {
 		want[extra.file] = extra.want

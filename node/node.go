@@ -146,6 +146,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if c := cfg.Cluster; c != nil {
 		qopts.Replicas = c.Replicas
+		qopts.QuorumPauseAfter = c.PauseAfter.D()
 		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers, Insecure: c.Insecure}
 		if c.TLS.CertFile != "" {
 			qopts.Cluster.TLS = &queue.ClusterTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CAFile: c.TLS.CAFile}
@@ -166,6 +167,12 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.Runtime = rt
+	if w := q.Quorum(); w != nil {
+		// Cut off from the quorum, the node can store nothing: its sources
+		// and sinks stop, so their work goes to the nodes that can.
+		rt.Gate(w, actors.StageFetch, actors.StageSink)
+		n.AddReadyCheck("cluster", w.Ready)
+	}
 	if err := n.build(ctx, n); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}

@@ -24,6 +24,8 @@ type ClusterState struct {
 	Self       string      `json:"self"`
 	MetaLeader string      `json:"meta_leader"` // empty without a quorum
 	Peers      []PeerState `json:"peers"`
+	// Quorum says whether this node paused for lack of a quorum.
+	Quorum *QuorumState `json:"quorum,omitempty"`
 }
 
 // ClusterState reads routes and replica info; nil when the node is not
@@ -48,6 +50,10 @@ func (q *Queue) ClusterStateFrom(infos []*jetstream.StreamInfo) *ClusterState {
 		return nil
 	}
 	st := &ClusterState{Name: q.opts.Cluster.Name, Self: q.opts.ServerName}
+	if q.quorum != nil {
+		qs := q.quorum.State()
+		st.Quorum = &qs
+	}
 	if jsz, err := q.srv.Jsz(nil); err == nil && jsz.Meta != nil {
 		st.MetaLeader = jsz.Meta.Leader
 	}

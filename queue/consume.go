@@ -65,11 +65,27 @@ func (d *Delivery) Ack() error {
 	if err := d.msg.Ack(); err != nil {
 		return err
 	}
+	d.acked()
+	return nil
+}
+
+func (d *Delivery) acked() {
 	if d.c != nil {
 		m := d.c.q.metrics
 		m.ackedMsgs.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Inc()
 		m.ackedRecords.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Add(float64(parseCount(d.Header)))
 	}
+}
+
+// AckSync acks the delivery and waits until JetStream confirms it: in a
+// cluster, once the consumer's replicas stored the ack. A node cut off
+// from the quorum gets no confirmation (a plain Ack would say nothing),
+// and the delivery will be sent again elsewhere.
+func (d *Delivery) AckSync(ctx context.Context) error {
+	if err := d.msg.DoubleAck(ctx); err != nil {
+		return err
+	}
+	d.acked()
 	return nil
 }
 

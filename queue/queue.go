@@ -67,8 +67,12 @@ type Options struct {
 	PublishInFlight int
 	// Cluster, when set, makes the embedded server join a JetStream cluster.
 	Cluster *ClusterOptions
-	Logger  *slog.Logger
-	Metrics prometheus.Registerer
+	// QuorumPauseAfter: a cluster node that has heard from no quorum of
+	// the cluster for this long pauses its work (quorum.go); default
+	// DefaultQuorumPauseAfter.
+	QuorumPauseAfter time.Duration
+	Logger           *slog.Logger
+	Metrics          prometheus.Registerer
 
 	// trimLookupWait bounds the trimmer's wait for the answer to "which is
 	// the first record stored since the replay window began"; default
@@ -125,6 +129,9 @@ func (o *Options) setDefaults() error {
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 8 << 20
 	}
+	if o.QuorumPauseAfter <= 0 {
+		o.QuorumPauseAfter = DefaultQuorumPauseAfter
+	}
 	if o.PublishInFlight <= 0 {
 		o.PublishInFlight = 256
 	}
@@ -157,6 +164,7 @@ type Queue struct {
 	stopTrim  context.CancelFunc
 	trimDone  chan struct{}
 	trimSoon  chan struct{} // a publish found a stream full: trim now, not at the next tick
+	quorum    *QuorumWatch  // nil on a single node
 }
 
 // Start runs the embedded server, waits until JetStream is ready and creates
@@ -249,6 +257,12 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		q.Close()
 		return nil, err
 	}
+	if opts.Cluster != nil {
+		if q.quorum, err = newQuorumWatch(opts.QuorumPauseAfter, q.quorumContact, opts.Logger, opts.Metrics); err != nil {
+			q.Close()
+			return nil, err
+		}
+	}
 	trimCtx, cancel := context.WithCancel(context.Background())
 	q.stopTrim, q.trimDone, q.trimSoon = cancel, make(chan struct{}), make(chan struct{}, 1)
 	go q.trimLoop(trimCtx)
@@ -301,8 +315,16 @@ func (q *Queue) Ready() error {
 	return nil
 }
 
-// Close stops consumers, the trimmer, the client and the server, in that order.
+// Quorum watches this node's contact with a quorum of the cluster; nil
+// on a single node, which never pauses.
+func (q *Queue) Quorum() *QuorumWatch { return q.quorum }
+
+// Close stops the quorum watch, consumers, the trimmer, the client and the
+// server, in that order.
 func (q *Queue) Close() {
+	if q.quorum != nil {
+		q.quorum.Close()
+	}
 	if q.stopTrim != nil {
 		q.stopTrim()
 		<-q.trimDone

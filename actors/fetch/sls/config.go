@@ -28,9 +28,13 @@ type Config struct {
 	SecurityToken   conf.Secret `yaml:"security_token"`
 	// Start is where a shard without a checkpoint starts: begin, end or an
 	// RFC 3339 time. A group's saved checkpoints always win, as in SLS.
-	Start             string        `yaml:"start"`
-	HeartbeatInterval conf.Duration `yaml:"heartbeat_interval"` // default 20s; timeout is 3×
-	FetchInterval     conf.Duration `yaml:"fetch_interval"`     // default 200ms
+	Start string `yaml:"start"`
+	// HeartbeatInterval: SLS drops a consumer that sent no heartbeat for
+	// 3× this and gives its shards to the others at their next heartbeat,
+	// so a node that died or paused (no quorum) hands its shards over
+	// 2–4 heartbeats after its last one. Default 5s: ~10–20 s.
+	HeartbeatInterval conf.Duration `yaml:"heartbeat_interval"`
+	FetchInterval     conf.Duration `yaml:"fetch_interval"` // default 200ms
 	MaxFetchLogGroups int           `yaml:"max_fetch_log_groups"`
 	// CheckpointInterval is how often acked progress is saved to SLS;
 	// default 5s. Shorter means less re-pulled (and deduplicated) after a crash.
@@ -69,7 +73,7 @@ func (c *Config) SetDefaults(env func(string) string) {
 		c.Start = "begin"
 	}
 	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = conf.Duration(20 * time.Second)
+		c.HeartbeatInterval = conf.Duration(5 * time.Second)
 	}
 	if c.FetchInterval == 0 {
 		c.FetchInterval = conf.Duration(200 * time.Millisecond)

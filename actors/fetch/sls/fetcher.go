@@ -124,7 +124,10 @@ func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
 		t, _ := f.cfg.startPosition()
 		opt.CursorPosition, opt.CursorStartTime = consumerLibrary.SPECIAL_TIMER_CURSOR, t.Unix()
 	}
-	worker := consumerLibrary.InitConsumerWorkerWithProcessor(opt, f)
+	// Each run has its own processor bound to its ctx: a worker left
+	// behind by a run that did not stop in time (a pause, then a resume)
+	// must not publish under the next run's context.
+	worker := consumerLibrary.InitConsumerWorkerWithProcessor(opt, session{f: f, ctx: ctx})
 	if !presetTimeouts(worker, 60*time.Second, 90*time.Second) {
 		f.log.Warn("could not preset the SLS client's timeouts (consumer library layout changed?)")
 	}
@@ -219,7 +222,22 @@ func (f *Fetcher) slsError(call string, err error) error {
 // makes the library retry the same pull: that is how a full RAW pauses
 // the shard without losing or skipping anything.
 func (f *Fetcher) Process(shard int, list *sdk.LogGroupList, tracker consumerLibrary.CheckPointTracker) (string, error) {
-	ctx := *f.ctx.Load()
+	return f.process(*f.ctx.Load(), shard, list, tracker)
+}
+
+// session is one Run's processor for the consumer library.
+type session struct {
+	f   *Fetcher
+	ctx context.Context
+}
+
+func (s session) Process(shard int, list *sdk.LogGroupList, tracker consumerLibrary.CheckPointTracker) (string, error) {
+	return s.f.process(s.ctx, shard, list, tracker)
+}
+
+func (s session) Shutdown(t consumerLibrary.CheckPointTracker) error { return s.f.Shutdown(t) }
+
+func (f *Fetcher) process(ctx context.Context, shard int, list *sdk.LogGroupList, tracker consumerLibrary.CheckPointTracker) (string, error) {
 	if ctx.Err() != nil {
 		return "", errStopping
 	}

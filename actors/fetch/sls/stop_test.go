@@ -100,7 +100,7 @@ func stopWithin(t *testing.T, r *running, want time.Duration) {
 // SIGTERM while SLS does not answer (issue 35, case 6): the library
 // retries its last checkpoint flush and pulls against a silent endpoint;
 // the node must stop within a few seconds all the same, not after the
-// heartbeat timeout (3 × 20 s).
+// heartbeat timeout (3 × 5 s).
 func TestStopIsPromptWhenSLSStopsAnswering(t *testing.T) {
 	s := newStandIn(t, 2)
 	s.Preload(1, 8*slstest.GroupSize, time.Now().Add(-time.Hour))
@@ -108,8 +108,8 @@ func TestStopIsPromptWhenSLSStopsAnswering(t *testing.T) {
 	q := newQueue(t, t.TempDir(), 128<<20)
 	r := start(t, q, testConfig(s, func(c *Config) {
 		c.Endpoint = hole.URL()
-		c.HeartbeatInterval = conf.Duration(20 * time.Second) // the default
-		c.CheckpointInterval = conf.Duration(time.Hour)       // acked, not saved: the stop's flush has work
+		c.HeartbeatInterval = conf.Duration(5 * time.Second) // the default
+		c.CheckpointInterval = conf.Duration(time.Hour)      // acked, not saved: the stop's flush has work
 	}), "n1")
 	waitFor(t, 20*time.Second, "every log group in RAW", func() bool { return rawCount(t, q) == 8 })
 	time.Sleep(300 * time.Millisecond) // the last Process marks its checkpoint after the ack
@@ -139,7 +139,7 @@ func TestStopSavesAckedCheckpointsWhenSLSAnswers(t *testing.T) {
 	s.Preload(1, 8*slstest.GroupSize, time.Now().Add(-time.Hour))
 	q := newQueue(t, t.TempDir(), 128<<20)
 	r := start(t, q, testConfig(s, func(c *Config) {
-		c.HeartbeatInterval = conf.Duration(20 * time.Second)
+		c.HeartbeatInterval = conf.Duration(5 * time.Second)
 		c.CheckpointInterval = conf.Duration(time.Hour)
 	}), "n1")
 	waitFor(t, 20*time.Second, "every log group in RAW", func() bool { return rawCount(t, q) == 8 })

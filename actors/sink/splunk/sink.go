@@ -287,15 +287,49 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 		return
 	}
 	now := time.Now()
+	s.ackAll(ctx, r.deliveries)
 	for _, d := range r.deliveries {
-		if err := d.Ack(); err != nil {
-			s.log.Warn("ack failed; the batch will be delivered again", "batch", d.ID, "err", err)
-		}
 		if t, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64); err == nil {
 			s.m.delivery.Observe(now.Sub(time.Unix(0, t)).Seconds())
 		}
 	}
 }
+
+// ackAll acks a sent request's batches and waits until JetStream confirms
+// each ack (in a cluster: stored by a quorum). The sender takes no new
+// request before that, so a node cut off from the quorum, whose acks are
+// never confirmed, has sent at most one request per sender that the
+// majority will send again: in_flight × batch_events events, the
+// duplicate bound of a failover. It stops waiting when the node stops or
+// pauses, or after ack_wait, when the batch is due again anyway.
+func (s *Sink) ackAll(ctx context.Context, ds []*queue.Delivery) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait.D())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				actx, done := context.WithTimeout(ctx, ackConfirmWait)
+				err := d.AckSync(actx)
+				done()
+				if err == nil {
+					return
+				}
+				if !actors.Sleep(ctx, 200*time.Millisecond) {
+					s.log.Warn("ack not confirmed (no quorum?); the batch may be delivered again", "batch", d.ID, "err", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ackConfirmWait bounds one try of an ack's confirmation; a try is repeated
+// (acks are idempotent) when a new consumer leader missed it.
+const ackConfirmWait = 5 * time.Second
 
 // sendAll delivers events, splitting around refused ones. False when ctx ended.
 func (s *Sink) sendAll(ctx context.Context, h *actors.Health, r *request, events []event) bool {
