@@ -35,8 +35,11 @@ func failoverBench(args []string) error {
 		return fmt.Errorf("--fault partition: %s", why)
 	}
 	o := chaosOpts{nodes: 3, rate: *rate, seed: 1, drain: *drain, logLevel: *logLevel, secondSource: true, netns: *kind == "partition"}
-	o.maxBytes = max(64<<20, int64(o.rate*1e6*60))
-	o.dupWindow = 10 * time.Second
+	// Room for two minutes of both sources, and a duplicate window RAW
+	// holds (as the chaos run sizes it): the buffer must not fill, or its
+	// stalls would be measured as the fault's.
+	o.maxBytes = max(256<<20, int64(2*o.rate*1e6*120))
+	o.dupWindow = max(2*time.Second, time.Duration(0.3*float64(o.maxBytes)/(2*o.rate*1e6)*0.8*float64(time.Second)).Round(time.Second))
 	o.faults = []string{*kind}
 	fmt.Printf("failover: three nodes, %s, %.1f MB/s into 4 SLS shards read by two sources (audit → splunk, second → splunk2), fault after %s, window %s\n",
 		*kind, *rate, *warmup, *window)
