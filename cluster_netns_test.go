@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -154,6 +155,12 @@ func TestClusterPartitionedNodeHandsItsWorkOver(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	metaLeader := c.status(0).Cluster.MetaLeader // node-3: the majority goes through an election
+	for i := range 3 {
+		if n := c.metricValue(i, "sluice_cluster_pauses_total"); n != 0 {
+			t.Errorf("node-%d paused %v times before the cut, with every link up", i+1, n)
+		}
+	}
 	lab.must("link", "set", lab.clusterLink(2), "down")
 	cut := time.Now()
 	cutAt := len(c.delivered())
@@ -203,6 +210,12 @@ func TestClusterPartitionedNodeHandsItsWorkOver(t *testing.T) {
 	if dups > dupBound {
 		t.Errorf("%d duplicates, more than the %d node-3's sink can have in flight", dups, dupBound)
 	}
+	for i := 0; i < 2; i++ {
+		if n := c.metricValue(i, "sluice_cluster_pauses_total"); n != 0 {
+			t.Errorf("node-%d, on the majority side, paused %v times", i+1, n)
+		}
+	}
+	t.Logf("MAJORITY the longest node-1 or node-2 went without contact with a quorum: %.2fs (meta leader at the cut: %s)", ho.majorityContactAge, metaLeader)
 	t.Logf("HEALED node-3 resumed %s after the link came back; %d duplicates in all (bound %d)", resumed.Round(100*time.Millisecond), dups, dupBound)
 }
 
@@ -215,6 +228,9 @@ type handover struct {
 	checkpointSettled map[int]int64 // node-3's checkpoints a few seconds after the cut
 	checkpointAtPause map[int]int64 // and when it paused, for the shards it still held
 	waited            time.Duration
+	// majorityContactAge is the longest node-1 or node-2 went without
+	// hearing from a quorum (what cluster.pause_after must exceed).
+	majorityContactAge float64
 }
 
 // watchHandover polls, until every routed record arrived or within ends,
@@ -240,8 +256,13 @@ func (c *testCluster) watchHandover(cut time.Time, held map[int]int64, want map[
 				h.checkpointSettled[shard] = c.sls.CheckpointPosition("sluice", shard)
 			}
 		}
+		for i := 0; i < 2; i++ {
+			h.majorityContactAge = max(h.majorityContactAge, c.metricValue(i, "sluice_cluster_quorum_contact_age_seconds"))
+		}
+		// node-3's /metrics is slow without quorum (stream gauges wait on
+		// JetStream): the pause is dated when its answer came, an upper bound.
 		if h.paused.IsZero() && c.metricsOK(2, "sluice_cluster_paused 1") {
-			h.paused = now
+			h.paused = time.Now()
 			for shard := range held {
 				if strings.HasPrefix(owners[shard], "node-3") {
 					h.checkpointAtPause[shard] = c.sls.CheckpointPosition("sluice", shard)
@@ -277,20 +298,39 @@ func (c *testCluster) watchHandover(cut time.Time, held map[int]int64, want map[
 // metricsOK reads node i's metrics and says whether they hold line; a node
 // that does not answer does not.
 func (c *testCluster) metricsOK(i int, line string) bool {
+	return strings.Contains(c.metricsText(i), "\n"+line+"\n")
+}
+
+// metricValue is node i's value of an unlabelled metric; -1 when unknown.
+func (c *testCluster) metricValue(i int, name string) float64 {
+	_, rest, ok := strings.Cut(c.metricsText(i), "\n"+name+" ")
+	if !ok {
+		return -1
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	v, err := strconv.ParseFloat(line, 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// metricsText is node i's /metrics, or "" when it does not answer.
+func (c *testCluster) metricsText(i int) string {
 	req, err := http.NewRequest(http.MethodGet, "https://"+c.admins[i]+"/metrics", nil)
 	if err != nil {
-		return false
+		return ""
 	}
 	if c.net.adminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+c.net.adminToken)
 	}
 	resp, err := c.https.Do(req)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return strings.Contains(string(b), "\n"+line+"\n")
+	return string(b)
 }
 
 // dumpOnMissing logs each node's state and goroutines and fails the test.

@@ -396,7 +396,7 @@ type testLogWriter struct {
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if strings.Contains(line, "level=ERROR") {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, `msg="cluster: `) {
 			w.t.Log(w.prefix + line)
 		}
 	}
@@ -419,12 +419,19 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 	c := startTestCluster(t, "TestClusterSurvivesSIGKILLOfANode", records)
 
 	c.waitDelivered(len(want)/4, 90*time.Second, "a quarter of the records")
+	wasMetaLeader := c.status(0).Cluster.MetaLeader == "node-2"
 	c.kill(1)
 	killedAt := len(c.delivered())
 	c.putRest()
 	// The survivors hold every shard once node-2's heartbeat times out.
 	tookOver := false
+	// How long the survivors go without contact with a quorum (an election
+	// when node-2 led the meta group): cluster.pause_after must exceed it.
+	var survivorAge float64
 	for deadline := time.Now().Add(30 * time.Second); !tookOver && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, i := range []int{0, 2} {
+			survivorAge = max(survivorAge, c.metricValue(i, "sluice_cluster_quorum_contact_age_seconds"))
+		}
 		owners := c.sls.Owners("sluice")
 		tookOver = len(owners) == 4
 		for _, o := range owners {
@@ -481,8 +488,13 @@ func TestClusterSurvivesSIGKILLOfANode(t *testing.T) {
 			t.Fatalf("node-2 did not catch up within 30s of delivery ending: %+v %+v", st.Cluster, st.Streams)
 		}
 	}
-	t.Logf("killed node-2 after %d of %d routed records; %d delivered while it was down; all arrived; %d duplicates (at-least-once)",
-		killedAt, len(want), duringOutage-killedAt, dups)
+	for _, i := range []int{0, 2} {
+		if n := c.metricValue(i, "sluice_cluster_pauses_total"); n != 0 {
+			t.Errorf("node-%d, a survivor, paused %v times", i+1, n)
+		}
+	}
+	t.Logf("killed node-2 after %d of %d routed records; %d delivered while it was down; all arrived; %d duplicates (at-least-once); the survivors went at most %.2fs without quorum contact (node-2 was meta leader: %v)",
+		killedAt, len(want), duringOutage-killedAt, dups, survivorAge, wasMetaLeader)
 }
 
 // TestClusterWithoutQuorumHoldsThenDelivers: two of three nodes die. The

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -135,7 +136,11 @@ func (m *Manager) Status(ctx context.Context) Status {
 	if m.deps.Actors != nil {
 		for _, a := range m.deps.Actors() {
 			reason := a.Unhealthy
-			if reason == "" && a.State != "running" {
+			switch {
+			case reason != "":
+			case a.State == actors.StatePaused: // its last error, if any, is older
+				reason = "paused: this node has no JetStream quorum (see CLUSTER)"
+			case a.State != "running":
 				reason = string(a.State) + ": " + a.LastError
 			}
 			health[a.Name] = reason

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,7 +25,7 @@ const DefaultQuorumPauseAfter = 10 * time.Second
 const quorumResumeWithin = 2 * time.Second
 
 // quorumPoll is how often the watcher reads the meta group's state.
-const quorumPoll = 250 * time.Millisecond
+const quorumPoll = 500 * time.Millisecond
 
 // QuorumWatch tells whether this node is in contact with a quorum of the
 // JetStream cluster. A node cut off from its peers cannot store anything,
@@ -176,37 +177,58 @@ func (w *QuorumWatch) Close() {
 	<-w.done
 }
 
-// quorumContact is when this server last heard from enough of the meta
-// group to be part of a quorum: a follower, its leader; the leader, the
-// peers it needs (QuorumNeeded counts itself). No leader: no contact.
+// quorumContact is when this server last heard from enough peers to be
+// part of a quorum of the meta group (QuorumNeeded counts itself). A peer
+// is heard when it leads a RAFT group this server follows (meta, stream
+// or consumer: leaders send a heartbeat every second) or answered one this
+// server leads. Follower views come first: a leader learns of its
+// followers only from their answers, which an idle group sends seldom.
+// No meta leader: no contact.
 func (q *Queue) quorumContact(now time.Time) (time.Time, string) {
-	jsz, err := q.srv.Jsz(nil)
+	jsz, err := q.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
 	if err != nil || jsz.Meta == nil {
 		return time.Time{}, "meta group unknown"
 	}
 	m := jsz.Meta
-	switch m.Leader {
-	case "":
+	if m.Leader == "" {
 		return time.Time{}, "no meta leader"
-	case q.opts.ServerName:
-		var heard []time.Duration
-		for _, r := range m.Replicas {
-			heard = append(heard, r.Active)
-		}
-		sort.Slice(heard, func(i, j int) bool { return heard[i] < heard[j] })
-		need := m.QuorumNeeded - 1
-		if need <= 0 {
-			return now, "meta leader, alone"
-		}
-		if len(heard) < need {
-			return time.Time{}, fmt.Sprintf("meta leader, %d of %d peers known", len(heard), need)
-		}
-		return now.Add(-heard[need-1]), fmt.Sprintf("meta leader; the %d peers it needs last answered %s ago", need, heard[need-1].Round(time.Second))
 	}
-	for _, r := range m.Replicas {
-		if r.Name == m.Leader {
-			return now.Add(-r.Active), fmt.Sprintf("meta leader %s last heard %s ago", m.Leader, r.Active.Round(time.Second))
+	heard := map[string]time.Duration{} // by peer: since last heard
+	note := func(ci *server.ClusterInfo) {
+		if ci == nil {
+			return
+		}
+		for _, r := range ci.Replicas {
+			if r.Name == "" || r.Name == q.opts.ServerName || (ci.Leader != q.opts.ServerName && r.Name != ci.Leader) {
+				continue // as a follower, only the leader's heartbeat says anything
+			}
+			if d, ok := heard[r.Name]; !ok || r.Active < d {
+				heard[r.Name] = r.Active
+			}
 		}
 	}
-	return time.Time{}, "meta leader " + m.Leader + " not among the replicas"
+	note(&server.ClusterInfo{Leader: m.Leader, Replicas: m.Replicas})
+	for _, a := range jsz.AccountDetails {
+		for _, sd := range a.Streams {
+			note(sd.Cluster)
+			for _, c := range sd.Consumer {
+				if c != nil {
+					note(c.Cluster)
+				}
+			}
+		}
+	}
+	need := m.QuorumNeeded - 1
+	if need <= 0 {
+		return now, "alone in the meta group"
+	}
+	var ds []time.Duration
+	for _, d := range heard {
+		ds = append(ds, d)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	if len(ds) < need {
+		return time.Time{}, fmt.Sprintf("meta leader %s; heard from %d of the %d peers a quorum needs", m.Leader, len(ds), need)
+	}
+	return now.Add(-ds[need-1]), fmt.Sprintf("meta leader %s; the %d peers a quorum needs last heard %s ago", m.Leader, need, ds[need-1].Round(time.Second))
 }
