@@ -37,6 +37,7 @@ func chaosBench(args []string) error {
 	dupWindow := fs.Duration("duplicate-window", 0, "queue.duplicate_window of each node (default: what RAW's share of max_bytes holds at the offered rate, less a fifth, at least 2s: the trimmer keeps younger records, so a longer window stalls a small buffer)")
 	drain := fs.Duration("drain-timeout", 10*time.Minute, "how long to wait for the backlog after the last fault")
 	logLevel := fs.String("log-level", "warn", "the nodes' log level (their logs go to the output directory)")
+	netns := fs.Bool("netns", false, "run each node in its own network namespace (as root; the partition fault turns it on)")
 	_ = fs.Parse(args)
 	kinds, err := parseFaults(*faults)
 	if err != nil {
@@ -46,15 +47,16 @@ func chaosBench(args []string) error {
 		return fmt.Errorf("--nodes %d: want 1 or 3", *nodes)
 	}
 	o := chaosOpts{nodes: *nodes, duration: *duration, rate: *rate, seed: *seed, out: *out, maxBytes: *maxBytes, drain: *drain, logLevel: *logLevel}
-	for _, k := range kinds {
-		switch {
-		case k == "second-source":
-			o.secondSource = true
-		case k == "quorum-loss" && *nodes < 3:
-			// One node has no quorum to lose; "kill" covers its death.
-		case !slices.Contains(setupFaults, k):
-			o.faults = append(o.faults, k)
-		}
+	plan, err := planFaults(kinds, *nodes, *faults != "all" && *faults != "", netnsNeeds())
+	if err != nil {
+		return err
+	}
+	for _, note := range plan.notes {
+		fmt.Println("chaos:", note)
+	}
+	o.faults, o.secondSource, o.netns = plan.faults, plan.secondSource, plan.netns || *netns
+	if why := netnsNeeds(); o.netns && why != "" {
+		return fmt.Errorf("--netns: %s", why)
 	}
 	if o.maxBytes == 0 {
 		o.maxBytes = max(48<<20, int64(o.rate*1e6*20))
@@ -93,6 +95,41 @@ type chaosOpts struct {
 	// secondSource adds a second source on the same logstore (its own
 	// consumer group and fixed schema) whose records go to a second sink.
 	secondSource bool
+	// netns runs each node in its own network namespace (chaosNet).
+	netns bool
+}
+
+// faultPlan is what a run injects, from --faults and --nodes.
+type faultPlan struct {
+	faults       []string // the windowed kinds to schedule
+	secondSource bool
+	netns        bool     // partition is in: the nodes run in namespaces
+	notes        []string // kinds left out, and why
+}
+
+// planFaults picks the kinds a run injects. Quorum loss and partition
+// need three nodes, and partition needs network namespaces (netnsWhy says
+// why there are none, or is ""): left out of "all" with a note, an error
+// when named.
+func planFaults(kinds []string, nodes int, named bool, netnsWhy string) (faultPlan, error) {
+	var p faultPlan
+	for _, k := range kinds {
+		switch {
+		case k == "second-source":
+			p.secondSource = true
+		case (k == "quorum-loss" || k == "partition") && nodes < 3:
+			// One node has no quorum to lose nor peers to lose; "kill" covers its death.
+			p.notes = append(p.notes, k+" left out: it needs --nodes 3")
+		case k == "partition" && netnsWhy != "" && named:
+			return p, fmt.Errorf("--faults partition: %s", netnsWhy)
+		case k == "partition" && netnsWhy != "":
+			p.notes = append(p.notes, "partition left out: "+netnsWhy)
+		case !slices.Contains(setupFaults, k):
+			p.faults = append(p.faults, k)
+			p.netns = p.netns || k == "partition"
+		}
+	}
+	return p, nil
 }
 
 type chaosRun struct {
@@ -112,6 +149,7 @@ type chaosRun struct {
 	nodes    []*chaosNode
 	routes   []string // the nodes' route addresses, in a cluster
 	env      []string
+	net      *chaosNet // when the nodes run in network namespaces
 	start    time.Time
 	schedule []fault
 
@@ -122,6 +160,8 @@ type chaosRun struct {
 	crashes      int
 	violations   []string // what a fault found that must not happen
 	stopped      bool     // the run is over: node exits are expected
+	cleanOnce    sync.Once
+	stopWatch    func() // stops watching for Ctrl-C
 }
 
 type chaosEvent struct {
@@ -168,8 +208,8 @@ func (c *chaosRun) cause() int {
 		if now > f.end()+time.Minute {
 			continue
 		}
-		// A node's death (kill, quorum-loss) explains copies best.
-		death := func(k string) bool { return k == "kill" || k == "quorum-loss" }
+		// A node's death (kill, quorum-loss) or cut-off explains copies best.
+		death := func(k string) bool { return k == "kill" || k == "quorum-loss" || k == "partition" }
 		switch b := kind(best); {
 		case death(f.Kind), f.Kind == "hec-slow" && !death(b), !death(b) && b != "hec-slow":
 			best = i
@@ -179,21 +219,14 @@ func (c *chaosRun) cause() int {
 }
 
 func runChaos(o chaosOpts) (*chaosResult, error) {
-	dir, bin, err := workspace("chaos")
+	c, err := newChaosRun(o)
+	if c != nil {
+		defer c.cleanup()
+	}
 	if err != nil {
 		return nil, err
 	}
-	if o.out == "" {
-		o.out = filepath.Join(dir, "out")
-	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return nil, err
-	}
-	c := &chaosRun{opts: o, dir: dir, bin: bin}
-	defer c.cleanup()
-	if err := c.setup(); err != nil {
-		return nil, err
-	}
+	o = c.opts
 	fill := time.Duration(0.9 * float64(o.maxBytes) / (o.rate * 1e6) * 1.3 * float64(time.Second))
 	c.schedule = schedule(o.seed, o.faults, o.nodes, o.duration, fill)
 	fmt.Printf("chaos: %d node(s), %s at %.1f MB/s, seed %d, queue.max_bytes %d MiB, duplicate_window %s, %d faults; output in %s\n",
@@ -224,10 +257,35 @@ func runChaos(o chaosOpts) (*chaosResult, error) {
 	return res, nil
 }
 
+// newChaosRun builds sluice and starts the stand-ins and the nodes. A
+// run it returns, even with an error, is to be cleaned up; Ctrl-C cleans
+// it up too.
+func newChaosRun(o chaosOpts) (*chaosRun, error) {
+	dir, bin, err := workspace("chaos")
+	if err != nil {
+		return nil, err
+	}
+	if o.out == "" {
+		o.out = filepath.Join(dir, "out")
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return nil, err
+	}
+	c := &chaosRun{opts: o, dir: dir, bin: bin}
+	stop := onInterrupt(c.cleanup)
+	c.stopWatch = stop
+	return c, c.setup()
+}
+
 // setup starts the stand-ins and the nodes.
 func (c *chaosRun) setup() error {
 	var err error
-	c.sls, err = slstest.NewServer(slstest.Options{Project: "chaos", Logstore: "audit", Shards: 4,
+	if c.opts.netns {
+		if c.net, err = newChaosNet(c.opts.nodes); err != nil {
+			return err
+		}
+	}
+	c.sls, err = slstest.NewServer(slstest.Options{Project: "chaos", Logstore: "audit", Shards: chaosShards, Addr: c.standinAddr(),
 		AccessKeyID: benchAKID, AccessKeySecret: benchAKKey, TrimConsumed: 10 * time.Second}) // a minute at 10 MB/s held 3 GB
 	if err != nil {
 		return err
@@ -237,7 +295,7 @@ func (c *chaosRun) setup() error {
 	c.splunk = c.ledger.book("splunk", queue.RawSubject("audit"), queue.OutSubject("splunk"))
 	c.splunk.refuses = true
 	// Indexer acknowledgement is on when the run turns it off on the token.
-	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.splunk, Discard: true, Ack: c.acks()})
+	c.hec, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: c.splunk, Discard: true, Ack: c.acks(), Addr: c.standinAddr()})
 	if err != nil {
 		return err
 	}
@@ -252,11 +310,11 @@ func (c *chaosRun) setup() error {
 		}
 	}
 	c.env = append(os.Environ(), "SLS_AK_KEY="+benchAKKey, "SPLUNK_HEC_TOKEN="+benchToken, "SLUICE_ADMIN_TOKEN="+benchAdminToken, "SLUICE_NATS_OPERATOR_PASSWORD="+benchNATSPassword)
-	for range c.opts.nodes {
-		c.routes = append(c.routes, freeAddr())
+	for i := range c.opts.nodes {
+		c.routes = append(c.routes, c.nodeAddr(i, "route"))
 	}
 	for i := range c.opts.nodes {
-		n := &chaosNode{name: fmt.Sprint("node-", i+1), admin: freeAddr(), nats: freeAddr()}
+		n := &chaosNode{name: fmt.Sprint("node-", i+1), admin: c.nodeAddr(i, "admin"), nats: c.nodeAddr(i, "nats")}
 		n.config = filepath.Join(c.dir, n.name+".yaml")
 		c.nodes = append(c.nodes, n)
 		if err := c.writeConfig(i, c.opts.maxBytes); err != nil {
@@ -274,6 +332,30 @@ func (c *chaosRun) setup() error {
 		}
 	}
 	return nil
+}
+
+// standinAddr is where the stand-ins listen: loopback, or this process's
+// address on the nodes' service network.
+func (c *chaosRun) standinAddr() string {
+	if c.net == nil {
+		return ""
+	}
+	return c.net.HostIP() + ":0"
+}
+
+// nodeAddr is node i's route, admin or NATS address: a free loopback
+// port, or the node's own address in its namespace.
+func (c *chaosRun) nodeAddr(i int, what string) string {
+	if c.net == nil {
+		return freeAddr()
+	}
+	switch what {
+	case "route":
+		return c.net.ClusterIP(i) + ":6222"
+	case "admin":
+		return c.net.ServiceIP(i) + ":8686"
+	}
+	return c.net.ServiceIP(i) + ":4222"
 }
 
 // writeConfig writes node i's config file with queue.max_bytes maxBytes.
@@ -300,7 +382,7 @@ func (c *chaosRun) acks() bool { return slices.Contains(c.opts.faults, "hec-ack-
 func (c *chaosRun) setupSecondSource() error {
 	var err error
 	second := c.ledger.book("splunk2", queue.RawSubject("second"), queue.OutSubject("splunk2"))
-	if c.hec2, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: second, Discard: true}); err != nil {
+	if c.hec2, err = hectest.NewServer(hectest.Options{Token: benchToken, Out: second, Discard: true, Addr: c.standinAddr()}); err != nil {
 		return err
 	}
 	path := filepath.Join(c.policyDir, "schema", "sls_audit.rego")
@@ -400,7 +482,21 @@ sinks:
 	if len(routes) > 1 {
 		fmt.Fprintf(&b, "cluster:\n  name: chaos\n  listen: %s\n  peers: [%s]\n  replicas: 3\n", routes[i], strings.Join(routes, ", "))
 	}
-	return b.String()
+	return c.onBridges(b.String())
+}
+
+// onBridges lets a config serve cleartext admin, NATS and routes on the
+// namespaces' private bridges (the harness reads them without the
+// cluster's certificates); on loopback it is unchanged.
+func (c *chaosRun) onBridges(cfg string) string {
+	if c.net == nil {
+		return cfg
+	}
+	cfg = strings.Replace(cfg, "  log_level:", "  insecure: true\n  log_level:", 1)
+	if strings.Contains(cfg, "\ncluster:\n") {
+		cfg += "  insecure: true\n"
+	}
+	return cfg
 }
 
 // chaosNode is one sluice process.
@@ -425,7 +521,7 @@ func (c *chaosRun) startNode(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "run", "-c", n.config)
+	cmd := c.nodeCommand(i, "run", "-c", n.config)
 	cmd.Env, cmd.Stdout, cmd.Stderr = c.env, logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -457,6 +553,15 @@ func (c *chaosRun) startNode(i int) error {
 		}
 	}()
 	return nil
+}
+
+// nodeCommand is sluice with args, in node i's namespace when there are.
+func (c *chaosRun) nodeCommand(i int, args ...string) *exec.Cmd {
+	argv := append([]string{c.bin}, args...)
+	if c.net != nil {
+		argv = c.net.wrap(i, argv)
+	}
+	return exec.Command(argv[0], argv[1:]...)
 }
 
 func (c *chaosRun) startNodeLogged(i int) {
@@ -586,7 +691,14 @@ func (c *chaosRun) waitDrained() bool {
 	}
 }
 
-func (c *chaosRun) cleanup() {
+// cleanup stops the nodes and the stand-ins and removes what the run
+// made; once, whether the run ended, failed or was interrupted.
+func (c *chaosRun) cleanup() { c.cleanOnce.Do(c.cleanupOnce) }
+
+func (c *chaosRun) cleanupOnce() {
+	if c.stopWatch != nil {
+		defer c.stopWatch()
+	}
 	c.mu.Lock()
 	c.stopped = true
 	c.mu.Unlock()
@@ -607,6 +719,9 @@ func (c *chaosRun) cleanup() {
 				_ = p.cmd.Process.Kill()
 			}
 		}
+	}
+	if c.net != nil {
+		c.net.teardown()
 	}
 	if c.hec != nil {
 		c.hec.Close()

@@ -24,6 +24,7 @@ import (
 var faultKinds = []string{
 	"kill",              // SIGKILL a random node, restart it after the window
 	"quorum-loss",       // three nodes: SIGKILL two at once, so the R3 streams lose their quorum; restart both after the window
+	"partition",         // three nodes, as root: a node's cluster link down (it still reaches SLS and Splunk), up after the window
 	"hec-down",          // Splunk refuses connections
 	"hec-busy",          // Splunk answers 503 "server is busy" in bursts
 	"hec-slow",          // Splunk takes seconds per request
@@ -64,6 +65,8 @@ func (f fault) String() string {
 		return fmt.Sprintf("kill node-%d, restart after %s", f.Node+1, f.For.Round(time.Second))
 	case "quorum-loss":
 		return fmt.Sprintf("quorum loss: node-%d alone for %s", f.Node+1, f.For.Round(time.Second))
+	case "partition":
+		return fmt.Sprintf("partition: node-%d cut off from its peers for %s", f.Node+1, f.For.Round(time.Second))
 	case "second-process":
 		return fmt.Sprintf("second sluice run on node-%d's data dir", f.Node+1)
 	case "max-bytes-lower":
@@ -114,7 +117,7 @@ func schedule(seed uint64, kinds []string, nodes int, duration, fillTime time.Du
 		switch kind {
 		case "kill":
 			f.Node, f.For = r.IntN(nodes), between(3*time.Second, 15*time.Second)
-		case "quorum-loss":
+		case "quorum-loss", "partition":
 			// Past NATS's lost-quorum interval (10 s, checked every 10 s),
 			// so leaders step down and the survivor's stages stall.
 			f.Node, f.For = r.IntN(nodes), between(25*time.Second, 40*time.Second)
@@ -188,6 +191,8 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 				}
 			}
 		}
+	case "partition":
+		return c.partition(f.Node)
 	case "hec-down", "buffer-full":
 		c.hec.Down()
 		return func() {
@@ -374,7 +379,7 @@ func (c *chaosRun) operatorConsumer() (stop func()) {
 // the holder of the data dir, and leave the running node alone.
 func (c *chaosRun) secondProcess(i int) {
 	n := c.nodes[i]
-	out, exited, err := c.probe(n.config, 20*time.Second)
+	out, exited, err := c.probe(i, 20*time.Second)
 	switch {
 	case !exited:
 		c.violation("second-process: a second sluice run on %s's data dir was still running after 20 s", n.name)
@@ -396,7 +401,7 @@ func (c *chaosRun) lowerMaxBytes(i int) {
 	if err := c.writeConfig(i, lower); err != nil {
 		c.eventf("max-bytes-lower: %v", err)
 	}
-	out, exited, err := c.probe(n.config, 15*time.Second)
+	out, exited, err := c.probe(i, 15*time.Second)
 	switch {
 	case !exited:
 		c.eventf("max-bytes-lower: %s starts with queue.max_bytes %d MiB", n.name, lower>>20)
@@ -498,13 +503,13 @@ func (c *chaosRun) renameSink() {
 	c.eventf("sink-rename: %s → %s: %s", old, renamed, lastLine(string(out)))
 }
 
-// probe runs `sluice run -c config` for at most d: whether it exited on
+// probe runs `sluice run -c config` on node i's config for at most d: whether it exited on
 // its own by then, and what it printed. One still running is stopped with
 // SIGTERM and waited for.
-func (c *chaosRun) probe(config string, d time.Duration) (out string, exited bool, err error) {
+func (c *chaosRun) probe(i int, d time.Duration) (out string, exited bool, err error) {
 	var buf strings.Builder
 	var mu sync.Mutex
-	cmd := exec.Command(c.bin, "run", "-c", config)
+	cmd := c.nodeCommand(i, "run", "-c", c.nodes[i].config)
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) })
 	cmd.Env, cmd.Stdout, cmd.Stderr = c.env, w, w
 	if err := cmd.Start(); err != nil {

@@ -26,6 +26,7 @@ type ledger struct {
 	start     time.Time
 	state     []uint8  // by seq
 	sentAt    []uint32 // by seq: milliseconds after start when handed to the producer
+	shard     []int8   // by seq: the SLS shard written to, -1 when SLS chose
 	refused   map[int]bool
 	produced  int
 	prodBytes int64
@@ -47,6 +48,9 @@ type book struct {
 	dups     map[int]int // by the fault blamed, an index in the schedule or -1
 	// delivered counts the times Splunk accepted each seq (saturating).
 	delivered []uint16
+	// arrived is when Splunk first accepted each seq, in milliseconds
+	// after the start (0: not yet).
+	arrived []uint32
 }
 
 func newLedger(cause func() int) *ledger {
@@ -58,7 +62,7 @@ func newLedger(cause func() int) *ledger {
 func (l *ledger) book(name string, origins ...string) *book {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := &book{l: l, name: name, origins: origins, dups: map[int]int{}, delivered: make([]uint16, len(l.state))}
+	b := &book{l: l, name: name, origins: origins, dups: map[int]int{}, delivered: make([]uint16, len(l.state)), arrived: make([]uint32, len(l.state))}
 	l.books = append(l.books, b)
 	return b
 }
@@ -70,8 +74,9 @@ func (b *book) owe(origin string) {
 	b.l.mu.Unlock()
 }
 
-// sent reserves seqs [from, to) as handed to the producer.
-func (l *ledger) sent(from, to int) {
+// sent reserves seqs [from, to) as handed to the producer for shard
+// (-1: SLS picks one).
+func (l *ledger) sent(from, to, shard int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.grow(to)
@@ -79,6 +84,7 @@ func (l *ledger) sent(from, to int) {
 	for s := from; s < to; s++ {
 		l.state[s] = seqInFlight
 		l.sentAt[s] = at
+		l.shard[s] = int8(shard)
 	}
 }
 
@@ -103,8 +109,10 @@ func (l *ledger) grow(n int) {
 	for len(l.state) < n {
 		l.state = append(l.state, 0)
 		l.sentAt = append(l.sentAt, 0)
+		l.shard = append(l.shard, -1)
 		for _, b := range l.books {
 			b.delivered = append(b.delivered, 0)
+			b.arrived = append(b.arrived, 0)
 		}
 	}
 }
@@ -135,6 +143,7 @@ func (b *book) Write(p []byte) (int, error) {
 		}
 		if b.delivered[seq] == 0 {
 			b.unique++
+			b.arrived[seq] = uint32(max(1, now.Sub(l.start).Milliseconds()))
 			if b == l.books[0] {
 				d := now.Sub(time.UnixMilli(int64(sent)))
 				l.lat.add(d)

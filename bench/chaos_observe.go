@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -28,6 +29,9 @@ type writer struct {
 	client sls.ClientInterface // for what the producer would refuse (oversized)
 	// oversized asks for a log whose record outgrows a buffer message.
 	oversized chan struct{}
+	// shardKeys[i] is a hash key the stand-in routes to shard i: each
+	// list goes to the next shard, so the ledger knows every seq's shard.
+	shardKeys []string
 	done      chan struct{}
 	stopped   chan struct{}
 	mu        sync.Mutex
@@ -38,6 +42,7 @@ func startWriter(c *chaosRun) (*writer, error) {
 	pc := producer.GetDefaultProducerConfig()
 	pc.Endpoint, pc.AccessKeyID, pc.AccessKeySecret, pc.HTTPClient = c.sls.Endpoint, benchAKID, benchAKKey, c.sls.HTTPClient()
 	pc.LingerMs = 100
+	pc.AdjustShargHash = false      // shardKeys name the stand-in's shards as they are
 	pc.DisableRuntimeMetrics = true // its monitor races with SafeClose in v0.1.131
 	pc.AllowLogLevel, pc.LogFileName = "warn", filepath.Join(c.opts.out, "producer.log")
 	p, err := producer.NewProducer(pc)
@@ -47,7 +52,7 @@ func startWriter(c *chaosRun) (*writer, error) {
 	p.Start()
 	client := sls.CreateNormalInterface(c.sls.Endpoint, benchAKID, benchAKKey, "")
 	client.SetHTTPClient(c.sls.HTTPClient())
-	w := &writer{c: c, p: p, client: client, oversized: make(chan struct{}, 4), done: make(chan struct{}), stopped: make(chan struct{})}
+	w := &writer{c: c, p: p, client: client, oversized: make(chan struct{}, 4), shardKeys: shardKeys(chaosShards), done: make(chan struct{}), stopped: make(chan struct{})}
 	go w.run()
 	return w, nil
 }
@@ -83,15 +88,35 @@ func (w *writer) run() {
 				size += proto.Size(l)
 			}
 			from, to := seq, seq+len(logs)
+			shard := (from / len(logs)) % len(w.shardKeys)
 			seq = to
 			sent += float64(size)
-			w.c.ledger.sent(from, to)
+			w.c.ledger.sent(from, to, shard)
 			cb := &sendResult{w: w, from: from, to: to, bytes: int64(size)}
-			if err := w.p.SendLogListWithCallBack("chaos", "audit", "audit_log", "10.0.0.1", logs, cb); err != nil {
+			if err := w.p.HashSendLogListWithCallBack("chaos", "audit", w.shardKeys[shard], "audit_log", "10.0.0.1", logs, cb); err != nil {
 				cb.Fail(nil)
 			}
 		}
 	}
+}
+
+// chaosShards is how many shards the SLS stand-in's logstore has.
+const chaosShards = 4
+
+// shardKeys finds, for each of n shards, a hash key that the SLS stand-in
+// routes to it (FNV-1a of the key, modulo the shards).
+func shardKeys(n int) []string {
+	keys := make([]string, n)
+	for found, k := 0, 0; found < n; k++ {
+		key := fmt.Sprintf("%032x", k)
+		h := fnv.New32a()
+		h.Write([]byte(key))
+		if i := int(h.Sum32() % uint32(n)); keys[i] == "" {
+			keys[i] = key
+			found++
+		}
+	}
+	return keys
 }
 
 // putOversized writes one log whose record is over 9 MB as JSON (1.5 MB
@@ -101,7 +126,7 @@ func (w *writer) putOversized(seq int) {
 	now := time.Now()
 	l := slstest.EscapedLog(seq, 1_500_000, now)
 	l.Contents = append(l.Contents, &sls.LogContent{Key: proto.String("sent_ms"), Value: proto.String(strconv.FormatInt(now.UnixMilli(), 10))})
-	w.c.ledger.sent(seq, seq+1)
+	w.c.ledger.sent(seq, seq+1, -1)
 	err := w.client.PutLogs("chaos", "audit", &sls.LogGroup{Topic: proto.String("audit_log"), Source: proto.String("10.0.0.1"), Logs: []*sls.Log{l}})
 	w.c.ledger.confirm(seq, seq+1, err == nil, int64(proto.Size(l)))
 	if err != nil {

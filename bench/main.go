@@ -30,6 +30,7 @@ func main() {
 		"replay":   replayBench,
 		"cluster":  clusterBench,
 		"chaos":    chaosBench,
+		"failover": failoverBench,
 		"bigquery": bigqueryBench,
 		"owners":   ownersCmd,
 	}
