@@ -87,6 +87,7 @@ func (f *Fetcher) ConsumerName() string { return f.consumer }
 
 // Run joins the consumer group and publishes what it pulls until ctx ends.
 func (f *Fetcher) Run(ctx context.Context, h *actors.Health) error {
+	defer f.m.lag.reset()
 	f.ctx.Store(&ctx)
 	f.health.Store(h)
 	// Requests to SLS end when ctx does, checkpoint saves a grace later
@@ -245,7 +246,7 @@ func (f *Fetcher) process(ctx context.Context, shard int, list *sdk.LogGroupList
 	if len(list.LogGroups) == 0 {
 		// Empty pulls are committed too: a read-only shard after a split is
 		// released only once its end is saved.
-		f.m.lag.WithLabelValues(labels).Set(0)
+		f.m.lag.caughtUp(labels)
 		return "", tracker.SaveCheckPoint(false)
 	}
 	pl, ok := f.wire.get(list, tracker.GetCurrentCursor(), f.cfg.Query)
@@ -271,6 +272,7 @@ func (f *Fetcher) process(ctx context.Context, shard int, list *sdk.LogGroupList
 	}
 	if err != nil {
 		f.m.publishErrors.WithLabelValues(labels).Inc()
+		f.m.lag.waiting(labels, newest)
 		if h := f.health.Load(); h != nil && errors.Is(err, queue.ErrBufferFull) {
 			h.SetUnhealthy("RAW is full: pulling paused, checkpoints held (" + err.Error() + ")")
 		}
@@ -294,7 +296,7 @@ func (f *Fetcher) process(ctx context.Context, shard int, list *sdk.LogGroupList
 	f.m.records.WithLabelValues(labels).Add(float64(records))
 	f.m.bytes.WithLabelValues(labels).Add(float64(bytes))
 	f.m.checkpointTime.WithLabelValues(labels).Set(float64(newest.Unix()))
-	f.m.lag.WithLabelValues(labels).Set(time.Since(newest).Seconds())
+	f.m.lag.stored(labels, newest)
 	f.forget(shard)
 	return "", tracker.SaveCheckPoint(false)
 }

@@ -67,6 +67,7 @@ type running struct {
 	f    *Fetcher
 	rt   *actors.Runtime
 	log  *syncBuf
+	reg  *prometheus.Registry // the fetcher's metrics
 	once sync.Once
 }
 
@@ -93,14 +94,15 @@ func start(t *testing.T, q *queue.Queue, cfg *Config, node string) *running {
 	t.Helper()
 	buf := &syncBuf{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f, err := New(cfg, Deps{Queue: q, Logger: log, Metrics: prometheus.NewRegistry(), NodeName: node})
+	reg := prometheus.NewRegistry()
+	f, err := New(cfg, Deps{Queue: q, Logger: log, Metrics: reg, NodeName: node})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rt, _ := actors.NewRuntime(log, prometheus.NewRegistry())
 	rt.Add(actors.StageFetch, "sls/"+cfg.Name, f)
 	rt.Start(context.Background())
-	r := &running{f: f, rt: rt, log: buf}
+	r := &running{f: f, rt: rt, log: buf, reg: reg}
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
