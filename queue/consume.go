@@ -142,6 +142,9 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 		return nil, fmt.Errorf("queue: consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
 	}
 	c := &Consumer{q: q, cfg: cfg, cons: cons}
+	// Shown at 0 from the start, so that rate() and the dashboard work
+	// before the first requeue.
+	q.metrics.requeued.WithLabelValues(cfg.Stream, cfg.Durable)
 	q.mu.Lock()
 	q.consumers = append(q.consumers, c)
 	q.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,13 +76,15 @@ func New(cfg *Config, deps Deps) (*Sink, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg)
+	s := &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), rules: cfg.rules(),
+		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{}, tableHeld: map[tableKey]int64{},
+		held: semaphore.NewWeighted(int64(cfg.BufferBytes))}
+	m, err := newMetrics(reg, s.oldestHeldSeconds)
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: metrics: %w", cfg.Name, err)
 	}
-	return &Sink{cfg: cfg, q: deps.Queue, log: log.With("sink", cfg.Name), m: m, rules: cfg.rules(),
-		writers: map[tableKey]*tableWriter{}, open: map[*tracker]bool{}, states: map[tableKey]string{}, tableHeld: map[tableKey]int64{},
-		held: semaphore.NewWeighted(int64(cfg.BufferBytes))}, nil
+	s.m = m
+	return s, nil
 }
 
 // clients connects to BigQuery, or to the emulator the config names.
@@ -216,7 +219,8 @@ type tracker struct {
 	keys    []tableKey         // each row's table
 	ended   []bool             // each row's end, once (done is called again by a writer after evict)
 	dones   []func(string)
-	mixed   bool // rows for more than one table
+	mixed   bool      // rows for more than one table
+	fetched time.Time // when the source fetched its records (zero: not known)
 	mu      sync.Mutex
 	left    int
 	dead    []queue.DeadRecord
@@ -391,7 +395,8 @@ func (s *Sink) handle(ctx context.Context, wg *sync.WaitGroup, d *queue.Delivery
 		return
 	}
 	t := &tracker{d: d, recs: rt.recs, left: len(rt.recs), charged: rt.byTable, leftBy: map[tableKey]int{},
-		keys: rt.keys, ended: make([]bool, len(rt.recs)), dones: make([]func(string), len(rt.recs)), mixed: len(rt.byTable) > 1}
+		keys: rt.keys, ended: make([]bool, len(rt.recs)), dones: make([]func(string), len(rt.recs)), mixed: len(rt.byTable) > 1,
+		fetched: fetchedAt(d)}
 	for i, k := range rt.keys {
 		if _, ok := rt.byTable[k]; ok && rt.bad[i] == "" && !rt.skip[i] {
 			t.leftBy[k]++
@@ -605,9 +610,39 @@ func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 		}
 	}
 	_ = t.d.Ack()
+	if !t.fetched.IsZero() {
+		s.m.delivery.Observe(time.Since(t.fetched).Seconds())
+	}
 	s.mu.Lock()
 	delete(s.open, t)
 	s.mu.Unlock()
+}
+
+// fetchedAt is when the source fetched a batch's records (zero when its
+// header does not say).
+func fetchedAt(d *queue.Delivery) time.Time {
+	ns, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// oldestHeldSeconds is the age of the oldest record the sink holds and
+// has not delivered (since its fetch at the source); 0 when none.
+func (s *Sink) oldestHeldSeconds() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oldest time.Time
+	for t := range s.open {
+		if !t.fetched.IsZero() && (oldest.IsZero() || t.fetched.Before(oldest)) {
+			oldest = t.fetched
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest).Seconds()
 }
 
 // keepAlive tells JetStream that batches whose rows wait (for a table
@@ -677,9 +712,11 @@ type metrics struct {
 	events, eventBytes, dlq prometheus.Counter
 	sinkRetries             *prometheus.CounterVec
 	state                   prometheus.Gauge
+	delivery                prometheus.Histogram
+	oldestHeld              prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, oldest func() float64) (*metrics, error) {
 	m := &metrics{
 		rows:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bigquery_rows_total", Help: "Rows BigQuery accepted, by table."}, []string{"table"}),
 		bytes:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_bigquery_bytes_total", Help: "Encoded bytes of accepted rows, by table."}, []string{"table"}),
@@ -694,6 +731,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sinkRetries:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_retries_total", Help: "Requests retried, by reason."}, []string{"reason"}),
 		dlq:           prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_dlq_events_total", Help: "Events the destination refused for good, sent to the DLQ."}),
 		state:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_sink_state", Help: "0 up, 1 retrying, 2 paused (destination refuses the token, index or channel)."}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_delivery_latency_seconds",
+			Help: "From fetching a batch at the source to the destination accepting it.", Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 30)}),
+		oldestHeld: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_sink_oldest_undelivered_seconds",
+			Help: "Age of the oldest record the sink holds and has not delivered yet (since it was fetched)."}, oldest),
 	}
 	m.sinkRetries.WithLabelValues("network")
 	m.sinkRetries.WithLabelValues("table_share")
@@ -701,7 +742,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.dead.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.rows, m.bytes, m.schemaUpdates, m.retries, m.dead, m.waiting, m.buffered, m.appendSeconds,
-		m.events, m.eventBytes, m.sinkRetries, m.dlq, m.state} {
+		m.events, m.eventBytes, m.sinkRetries, m.dlq, m.state, m.delivery, m.oldestHeld} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ type fixture struct {
 	bq   *bqtest.Server
 	n    int
 	sink *Sink
+	reg  *prometheus.Registry // the sink's metrics, once started
+	// fetched is the fetch time publish gives batches (zero: now).
+	fetched time.Time
 }
 
 func newFixture(t *testing.T, opts bqtest.Options, mod ...func(*queue.Options)) *fixture {
@@ -69,6 +73,11 @@ func (f *fixture) publish(outs ...batch.Output) {
 	h := nats.Header{}
 	h.Set(batch.HeaderMsgID, fmt.Sprint("raw-", f.n, "/bq"))
 	h.Set(batch.HeaderCount, fmt.Sprint(len(recs)))
+	fetched := f.fetched
+	if fetched.IsZero() {
+		fetched = time.Now()
+	}
+	h.Set(batch.HeaderFetchedAt, strconv.FormatInt(fetched.UnixNano(), 10))
 	if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("bq"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 		f.t.Fatal(err)
 	}
@@ -83,6 +92,7 @@ func (f *fixture) start(tune ...func(*Config)) func() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
+	f.reg = reg
 	s, err := New(cfg, Deps{Queue: f.q, Logger: log, Metrics: reg})
 	if err != nil {
 		f.t.Fatal(err)
@@ -667,4 +677,51 @@ func TestJSONFieldsKeepWhatTypedColumnsCannot(t *testing.T) {
 			t.Fatalf("raw is a %s column, want JSON", fs.Type)
 		}
 	}
+}
+
+// Like the Splunk sink, the BigQuery sink exports how long its records
+// waited from their fetch at the source to BigQuery's acceptance, and the
+// age of the oldest one it holds undelivered.
+func TestDeliveryLatencyAndOldestUndelivered(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.bq.TableDown("logs.late", true)
+	f.fetched = time.Now().Add(-3 * time.Second)
+	f.publish(out("1", "late", `{"m":"x"}`))
+	f.start()
+	f.waitFor(10*time.Second, "the held batch's age", func() bool { return metricValue(t, f.reg, "sluice_sink_oldest_undelivered_seconds") >= 3 })
+	f.bq.TableDown("logs.late", false)
+	f.waitFor(20*time.Second, "the row", func() bool { return f.settled() })
+	if n, sum := histogram(t, f.reg, "sluice_sink_delivery_latency_seconds"); n != 1 || sum < 3 {
+		t.Fatalf("delivery latency: %d observations, sum %.1fs; want 1 of at least 3s", n, sum)
+	}
+	f.waitFor(5*time.Second, "nothing held", func() bool { return metricValue(t, f.reg, "sluice_sink_oldest_undelivered_seconds") == 0 })
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, float64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	return 0, -1
 }
