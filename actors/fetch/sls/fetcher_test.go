@@ -290,12 +290,11 @@ func TestTwoFetchersSplitShardsAndTakeOver(t *testing.T) {
 	}
 }
 
-func TestFullRAWStopsPullingAndHoldsCheckpoints(t *testing.T) {
-	s := newStandIn(t, 2)
-	s.Preload(2, 12000, time.Now().Add(-time.Hour)) // ~12 MB; RAW gets 30% of 16 MiB
-	// Delivered records go when short of space only once older than the
-	// duplicate window: a short one lets the drain below free RAW.
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 16 << 20, DuplicateWindow: 100 * time.Millisecond})
+// startUntilRAWIsFull starts a fetcher on s with a 16 MiB buffer (RAW
+// gets 30 %) and returns once RAW is full and the source says so.
+func startUntilRAWIsFull(t *testing.T, s *slstest.Server, dupWindow time.Duration) (*queue.Queue, *running) {
+	t.Helper()
+	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 16 << 20, DuplicateWindow: dupWindow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +304,15 @@ func TestFullRAWStopsPullingAndHoldsCheckpoints(t *testing.T) {
 		err := r.rt.Ready()
 		return err != nil && strings.Contains(err.Error(), "RAW is full")
 	})
+	return q, r
+}
+
+func TestFullRAWStopsPullingAndHoldsCheckpoints(t *testing.T) {
+	s := newStandIn(t, 2)
+	s.Preload(2, 12000, time.Now().Add(-time.Hour)) // ~12 MB; RAW gets 30% of 16 MiB
+	// Delivered records go when short of space only once older than the
+	// duplicate window: a short one lets the drain below free RAW.
+	q, r := startUntilRAWIsFull(t, s, 100*time.Millisecond)
 	time.Sleep(500 * time.Millisecond) // let any checkpoint flush happen
 	_, _, ds := rawRecords(t, q)
 	inRAW := map[string]bool{}

@@ -1,12 +1,8 @@
 package sls
 
 import (
-	"context"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/queue"
 )
 
 // The lag is the age of what waits to be read: it keeps growing while the
@@ -15,16 +11,7 @@ import (
 func TestLagGrowsWhileTheSourceIsStalled(t *testing.T) {
 	s := newStandIn(t, 1)
 	s.Preload(2, 12000, time.Now().Add(-time.Minute)) // ~12 MB for a RAW of ~5 MB; a record a millisecond from a minute ago
-	q, err := queue.Start(context.Background(), queue.Options{DataDir: t.TempDir(), MaxBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(q.Close)
-	r := start(t, q, testConfig(s, nil), "n1")
-	waitFor(t, 30*time.Second, "RAW to fill and the source to say so", func() bool {
-		err := r.rt.Ready()
-		return err != nil && strings.Contains(err.Error(), "RAW is full")
-	})
+	_, r := startUntilRAWIsFull(t, s, 0)
 	first := lagOf(t, r, "0")
 
 	time.Sleep(3 * time.Second)

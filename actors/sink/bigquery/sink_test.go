@@ -563,19 +563,25 @@ func TestKeysInAnotherCaseThanTheTableLandInItsColumns(t *testing.T) {
 	}
 }
 
-// An outage of BigQuery, however long, dead-letters nothing: batches wait
-// in progress and land once it is back.
-func TestOutageOfEveryTableDeadLettersNothing(t *testing.T) {
-	f := newFixture(t, bqtest.Options{})
-	f.bq.TableDown("logs.down", true)
+// publishDownBacklog publishes 300 rows of ~1 KB for the table "down", in
+// 30 batches of ~10 KB: many times a 64 KiB buffer.
+func (f *fixture) publishDownBacklog() {
 	pad := strings.Repeat("x", 1000)
-	for b := 0; b < 30; b++ { // ~10 KB a batch, ~300 KB in all for a 64 KiB buffer
+	for b := 0; b < 30; b++ {
 		var outs []batch.Output
 		for i := 0; i < 10; i++ {
 			outs = append(outs, out(fmt.Sprint("d", b, "-", i), "down", fmt.Sprintf(`{"pad":%q}`, pad)))
 		}
 		f.publish(outs...)
 	}
+}
+
+// An outage of BigQuery, however long, dead-letters nothing: batches wait
+// in progress and land once it is back.
+func TestOutageOfEveryTableDeadLettersNothing(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.bq.TableDown("logs.down", true)
+	f.publishDownBacklog()
 	f.start(func(c *Config) {
 		c.BatchBytes = 16 << 10
 		c.BufferBytes = 64 << 10
@@ -597,14 +603,7 @@ func TestOutageOfEveryTableDeadLettersNothing(t *testing.T) {
 func TestFailingTableIsIsolated(t *testing.T) {
 	f := newFixture(t, bqtest.Options{})
 	f.bq.TableDown("logs.down", true)
-	pad := strings.Repeat("x", 1000)
-	for b := 0; b < 30; b++ { // ~10 KB a batch, ~300 KB in all for a 64 KiB buffer
-		var outs []batch.Output
-		for i := 0; i < 10; i++ {
-			outs = append(outs, out(fmt.Sprint("d", b, "-", i), "down", fmt.Sprintf(`{"pad":%q}`, pad)))
-		}
-		f.publish(outs...)
-	}
+	f.publishDownBacklog()
 	for i := 0; i < 5; i++ {
 		f.publish(out(fmt.Sprint("u", i), "up", `{"m":"fine"}`))
 	}
