@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -696,21 +697,25 @@ func TestDeliveryLatencyAndOldestUndelivered(t *testing.T) {
 	f.waitFor(5*time.Second, "nothing held", func() bool { return metricValue(t, f.reg, "sluice_sink_oldest_undelivered_seconds") == 0 })
 }
 
+// metricValue is the first gauge of name in reg (-1 when absent).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
+	if m := firstMetric(t, reg, name); m != nil {
+		return m.GetGauge().GetValue()
 	}
 	return -1
 }
 
+// histogram is the first histogram of name in reg: its count and sum.
 func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, float64) {
+	t.Helper()
+	if m := firstMetric(t, reg, name); m != nil {
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	return 0, -1
+}
+
+func firstMetric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -718,9 +723,8 @@ func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, flo
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			h := mf.GetMetric()[0].GetHistogram()
-			return h.GetSampleCount(), h.GetSampleSum()
+			return mf.GetMetric()[0]
 		}
 	}
-	return 0, -1
+	return nil
 }
