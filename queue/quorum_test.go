@@ -195,9 +195,15 @@ func TestClusterAckSyncFailsWithoutQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ds []*Delivery
-	for len(ds) < 3 {
+	// A new consumer's leader is elected a moment after it is made; until
+	// then a pull may find no responders (seen once in CI).
+	for deadline := time.Now().Add(30 * time.Second); len(ds) < 3; {
 		d, err := c.Next(ctx, 5*time.Second)
 		if err != nil {
+			if time.Now().Before(deadline) {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
 			t.Fatal(err)
 		}
 		ds = append(ds, d)
