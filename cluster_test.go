@@ -521,7 +521,16 @@ func TestClusterWithoutQuorumHoldsThenDelivers(t *testing.T) {
 		}
 		return cp
 	}
-	time.Sleep(3 * time.Second) // what was replicated before the kill may still be checkpointed
+	// What RAW stored before the kill may still be checkpointed: by the
+	// library's periodic commit, and by node-1's pause, which flushes the
+	// checkpoints of what RAW stored (cluster.pause_after, 10 s, after its
+	// last quorum contact). So the checkpoints must hold from the pause on.
+	for deadline := time.Now().Add(60 * time.Second); c.metricValue(0, "sluice_cluster_paused") != 1; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node-1 did not pause within 60 s of losing its quorum")
+		}
+	}
+	time.Sleep(3 * time.Second) // the pause's checkpoint flush
 	before, deliveredBefore := checkpoints(), len(c.delivered())
 	time.Sleep(8 * time.Second) // node-1 alone: the shards' heartbeats move to it
 	if after := checkpoints(); after != before {
