@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -52,10 +53,7 @@ func (d *Delivery) store(ctx context.Context, id string, data []byte, records in
 		return fmt.Errorf("queue: requeue %s: not a consumer's delivery", d.ID)
 	}
 	n, _ := strconv.Atoi(d.Header.Get(batch.HeaderRequeued))
-	h := nats.Header{}
-	for k, v := range d.Header {
-		h[k] = append([]string(nil), v...)
-	}
+	h := maps.Clone(d.Header) // Set replaces a value's slice: the original's stay as they are
 	h.Set(batch.HeaderRequeued, strconv.Itoa(n+1))
 	h.Set(batch.HeaderMsgID, requeuePrefix+strconv.Itoa(n+1)+"/"+id)
 	h.Set(batch.HeaderCount, strconv.Itoa(records))

@@ -339,31 +339,39 @@ func (s *Sink) shares(rt *routed) (trouble map[tableKey]string, over, drain bool
 // for its table in trouble. The original is acked once the rest is done.
 // false: OUT has no room for them, and nothing was set aside.
 func (s *Sink) setAside(ctx context.Context, d *queue.Delivery, rt *routed, over map[tableKey]string) bool {
-	var recs [][]byte
 	var idx []int
 	for i, k := range rt.keys {
 		if _, ok := over[k]; ok && rt.bad[i] == "" {
-			recs, idx = append(recs, rt.recs[i]), append(idx, i)
+			idx = append(idx, i)
 		}
 	}
-	names := make([]string, 0, len(over))
-	for k := range over {
-		names = append(names, k.String())
-	}
-	if len(recs) == 0 {
+	if len(idx) == 0 || !s.requeueRows(ctx, d, rt.recs, rt.keys, idx) {
 		return false
 	}
-	if err := d.RequeueRecords(ctx, recs, partName(names, idx[0])); err != nil {
-		s.log.Warn("the rows of a table in trouble could not be set aside; the batch waits in memory", "batch", d.BatchID(), "tables", names, "err", err)
-		return false
-	}
-	s.m.sinkRetries.WithLabelValues("table_share").Inc()
 	for _, i := range idx {
 		rt.skip[i] = true
 	}
 	for k := range over {
 		delete(rt.byTable, k)
 	}
+	return true
+}
+
+// requeueRows stores rows idx of d (recs, their tables in keys) at the end
+// of OUT as a batch of their own, named by their tables and first row;
+// false when OUT had no room for them (nothing stored).
+func (s *Sink) requeueRows(ctx context.Context, d *queue.Delivery, recs [][]byte, keys []tableKey, idx []int) bool {
+	rows := make([][]byte, len(idx))
+	tables := map[string]bool{}
+	for n, i := range idx {
+		rows[n] = recs[i]
+		tables[keys[i].String()] = true
+	}
+	if err := d.RequeueRecords(ctx, rows, partName(slices.Collect(maps.Keys(tables)), idx[0])); err != nil {
+		s.log.Warn("the rows of a table in trouble could not be set aside; their batch waits in memory", "batch", d.BatchID(), "err", err)
+		return false
+	}
+	s.m.sinkRetries.WithLabelValues("table_share").Inc()
 	return true
 }
 
@@ -539,25 +547,17 @@ func (s *Sink) evict(ctx context.Context) {
 		return
 	}
 	for _, t := range open {
-		var recs [][]byte
 		var idx []int
-		tables := map[string]bool{}
 		t.mu.Lock()
 		for i, k := range t.keys {
 			if _, bad := trouble[k]; bad && !t.ended[i] && t.dones[i] != nil {
-				recs, idx = append(recs, t.recs[i]), append(idx, i)
-				tables[k.String()] = true
+				idx = append(idx, i)
 			}
 		}
 		t.mu.Unlock()
-		if len(recs) == 0 {
+		if len(idx) == 0 || !s.requeueRows(ctx, t.d, t.recs, t.keys, idx) {
 			continue
 		}
-		if err := t.d.RequeueRecords(ctx, recs, partName(slices.Collect(maps.Keys(tables)), idx[0])); err != nil {
-			s.log.Warn("the rows of a table in trouble could not be set aside; their batch waits in memory", "batch", t.d.BatchID(), "err", err)
-			continue
-		}
-		s.m.sinkRetries.WithLabelValues("table_share").Inc()
 		for _, i := range idx {
 			t.dones[i]("")
 		}
