@@ -73,11 +73,6 @@ type tableWriter struct {
 	// schema takes a while to reach the write API); reset by an append
 	// that succeeds on the table's stream.
 	reopenBo *backoff
-	// unprepared: the table's trouble is that it could not be prepared,
-	// which a successful prepare clears. Other trouble (appends failing)
-	// is cleared only by an append that succeeds: a table that is down
-	// is still prepared fine, and must not look healthy in between.
-	unprepared bool
 }
 
 type stream struct {
@@ -240,13 +235,11 @@ func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema
 		schema, err := w.s.tables.ensure(ctx, w.key.dataset, w.key.table, r.row.Schema, r.partition)
 		var c *Conflict
 		if err == nil || errors.As(err, &c) || permanent(err) || ctx.Err() != nil {
-			if err == nil && w.unprepared {
-				w.unprepared = false
+			if err == nil {
 				w.s.setState(w.key, "")
 			}
 			return schema, err
 		}
-		w.unprepared = true
 		w.s.setState(w.key, err.Error())
 		wait := bo.next()
 		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", wait)
