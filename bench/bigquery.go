@@ -16,10 +16,10 @@ import (
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/sink/bigquery"
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // bigqueryBench drains a backlog of ~1 KB GitHub audit rows from OUT into

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/node/ops"
 )
 
 // replayBench: fill the buffer through the whole pipeline, then replay the

@@ -17,7 +17,7 @@ import (
 	"github.com/sluicehq/sluice/actors/fetch/sls"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"

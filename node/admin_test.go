@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/node"
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/node/ops"
 )
 
 // startAdmin runs a node without sources or sinks, with extra keys under

@@ -13,7 +13,7 @@ import (
 	"github.com/sluicehq/sluice/actors/sink/bigquery"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/node/ops"
 	"github.com/sluicehq/sluice/rego"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nkeys"
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 	"gopkg.in/yaml.v3"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/cluster"
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/node/ops"
 )
 
 // testCerts makes a CA and the certificates of node-1..3, as an operator

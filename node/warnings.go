@@ -7,8 +7,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/conf"
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/internal/conf"
+	"github.com/sluicehq/sluice/node/ops"
 )
 
 // An insecureSetting turns a protection off by name. One that is on makes

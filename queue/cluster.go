@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 )
 
 // ClusterTLS is mutual TLS for routes: each node presents CertFile/KeyFile and

@@ -6,7 +6,7 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
-	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // DeadRecord is one record that can never succeed, with why.

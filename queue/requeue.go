@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // requeuePrefix starts the message ID of a requeued copy:

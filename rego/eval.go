@@ -15,8 +15,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/valyala/fastjson"
 
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // Source is one way to read a source event: an element of data.event.src.

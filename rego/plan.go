@@ -12,7 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/valyala/fastjson"
 
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
 )
 
 // A plan runs a schema policy's log rule straight on the parsed record,

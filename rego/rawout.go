@@ -8,7 +8,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
 )
 
 // rawMember is a member of a record's top-level object, as offsets into

@@ -19,10 +19,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/actors"
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/conf"
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/internal/conf"
+	"github.com/sluicehq/sluice/node/ops"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 	"github.com/sluicehq/sluice/rego"
 )
 

@@ -10,7 +10,7 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
 )
 
 // records receives what a parser reads: good records in order, and the

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/ops"
+	"github.com/sluicehq/sluice/node/ops"
+	"github.com/sluicehq/sluice/queue/batch"
 	"github.com/sluicehq/sluice/rego"
 )
 

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
-	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // Answers that retrying will not change — no objectViewer on one of the

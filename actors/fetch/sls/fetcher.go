@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
-	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // Deps are what a fetcher is given.

@@ -5,8 +5,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // A JetStream message holds at most the queue's MaxPayload bytes, headers

@@ -14,8 +14,8 @@ import (
 	"github.com/gogo/protobuf/proto"
 
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
-	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // A record larger than the buffer's largest message goes to the DLQ; the

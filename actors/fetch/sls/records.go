@@ -8,7 +8,7 @@ import (
 	sdk "github.com/aliyun/aliyun-log-go-sdk"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
 )
 
 // appendRecord appends one log, as decodeLogGroups left it on the wire, as

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 )
 
 // blackHole is a TCP proxy to an SLS stand-in that, once cut, answers

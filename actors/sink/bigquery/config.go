@@ -8,7 +8,7 @@ import (
 	"github.com/valyala/fastjson"
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 )
 
 // Config is one `type: bigquery` sink.

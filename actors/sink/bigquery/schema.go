@@ -18,8 +18,8 @@ import (
 	"github.com/m-mizutani/bqs"
 	"github.com/valyala/fastjson"
 
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // Rules type a row's values. JSON has one number type and no time type,

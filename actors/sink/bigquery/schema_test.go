@@ -14,7 +14,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"github.com/m-mizutani/bqs"
 
-	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 var rules = Rules{IDColumn: "id", TimestampColumn: "timestamp", Integer: map[string]bool{"count": true}, Timestamp: map[string]bool{"at": true, "meta.seen": true}}

@@ -22,9 +22,9 @@ import (
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
 	"github.com/sluicehq/sluice/actors/transform"
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 	"github.com/sluicehq/sluice/rego"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
-	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // renderBody is a HEC request as the sink sends it: 500 events, the i-th

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // Whatever a HEC endpoint (or a proxy in front of it) answers, the sink

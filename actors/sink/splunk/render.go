@@ -8,8 +8,8 @@ import (
 
 	"github.com/valyala/fastjson"
 
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/jsonx"
+	"github.com/sluicehq/sluice/internal/jsonx"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // members are an OUT record's members as the sink writes them into an

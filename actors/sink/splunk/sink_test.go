@@ -16,9 +16,9 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
-	"github.com/sluicehq/sluice/batch"
-	"github.com/sluicehq/sluice/conf"
+	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/queue"
+	"github.com/sluicehq/sluice/queue/batch"
 )
 
 const token = "0f4c1c9e-secret-hec-token"

@@ -114,3 +114,22 @@ func EscapedLog(seq, n int, t time.Time) *sls.Log {
 		{Key: proto.String("blob"), Value: proto.String(strings.Repeat("\x01", n))},
 	}}
 }
+
+// AuditSeqs is the seq of every log of groups whose topic is audit_log:
+// what the default policies (testdata/policies) send to Splunk.
+func AuditSeqs(groups []*sls.LogGroup) map[string]bool {
+	want := map[string]bool{}
+	for _, lg := range groups {
+		if lg.GetTopic() != "audit_log" {
+			continue
+		}
+		for _, l := range lg.Logs {
+			for _, c := range l.Contents {
+				if c.GetKey() == "seq" {
+					want[c.GetValue()] = true
+				}
+			}
+		}
+	}
+	return want
+}
