@@ -41,6 +41,10 @@ func startNode(dir, slsAddr, hecAddr, name, extra string, maxBytes conf.ByteSize
 	if maxBytes == 0 {
 		maxBytes = 8 << 30
 	}
+	policies, err := repoPath("testdata", "policies")
+	if err != nil {
+		return nil, err
+	}
 	yaml := fmt.Sprintf(`node:
   name: %s
   data_dir: %q
@@ -49,7 +53,7 @@ func startNode(dir, slsAddr, hecAddr, name, extra string, maxBytes conf.ByteSize
 queue:
   max_bytes: %s
 policies:
-  dir: testdata/policies
+  dir: %q
   watch: false
 sources:
   - name: audit
@@ -70,7 +74,7 @@ sinks:
     token: %s
     index: main
     max_backoff: 1s
-`, name, dir, maxBytes, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
+`, name, dir, maxBytes, policies, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
 	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, err

@@ -77,7 +77,11 @@ func (r *rig) fetch(endpoint string, records int) (span, error) {
 
 func (r *rig) transform(rawBytes int64, fullEval bool) (span, error) {
 	reg := prometheus.NewRegistry()
-	eng, err := rego.Load("testdata/policies", rego.Options{Metrics: reg, FullEval: fullEval})
+	policies, err := repoPath("testdata", "policies")
+	if err != nil {
+		return span{}, err
+	}
+	eng, err := rego.Load(policies, rego.Options{Metrics: reg, FullEval: fullEval})
 	if err != nil {
 		return span{}, err
 	}

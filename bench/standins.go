@@ -39,10 +39,15 @@ func workspace(scenario string) (dir, bin string, err error) {
 	return dir, bin, nil
 }
 
-// buildSluice builds the sluice binary once into dir.
+// buildSluice builds the sluice binary of this repository once into dir.
 func buildSluice(dir string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
 	bin := filepath.Join(dir, "sluice")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build sluice: %w", err)
