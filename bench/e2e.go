@@ -205,20 +205,14 @@ func e2eBench(args []string) error {
 }
 
 func e2eRun(bin, dir string, records, shards int) (span, error) {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, shards)
+	st, err := startStandins(bin, records, shards)
 	if err != nil {
 		return span{}, err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return span{}, err
-	}
-	defer stop(hecCmd)
+	defer st.stop()
 	var p *pipeline
 	s, err := measure(func() (int64, int64, error) {
-		p, err = startPipeline(dir, slsAddr, hecAddr, 0)
+		p, err = startPipeline(dir, st.sls, st.hec, 0)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -236,18 +230,12 @@ func e2eRun(bin, dir string, records, shards int) (span, error) {
 // latencyRun offers mbps for 40 s and reads fetch-to-Splunk latency off the
 // sink's histogram.
 func latencyRun(bin, dir string, mbps float64, shards int) error {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, 0, shards, "--rate", fmt.Sprint(mbps), "--rate-for", "40s")
+	st, err := startStandins(bin, 0, shards, "--rate", fmt.Sprint(mbps), "--rate-for", "40s")
 	if err != nil {
 		return err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return err
-	}
-	defer stop(hecCmd)
-	p, err := startPipeline(dir, slsAddr, hecAddr, 0)
+	defer st.stop()
+	p, err := startPipeline(dir, st.sls, st.hec, 0)
 	if err != nil {
 		return err
 	}

@@ -26,18 +26,12 @@ func replayBench(args []string) error {
 	}
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, 4)
+	st, err := startStandins(bin, records, 4)
 	if err != nil {
 		return err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return err
-	}
-	defer stop(hecCmd)
-	p, err := startPipeline(filepath.Join(tmp, "node"), slsAddr, hecAddr, 0)
+	defer st.stop()
+	p, err := startPipeline(filepath.Join(tmp, "node"), st.sls, st.hec, 0)
 	if err != nil {
 		return err
 	}

@@ -167,24 +167,18 @@ func stagesBench(args []string) error {
 }
 
 func stagesRun(bin, dir string, records int, gz bool, profileDir string) ([]span, error) {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, 4)
+	st, err := startStandins(bin, records, 4)
 	if err != nil {
 		return nil, err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return nil, err
-	}
-	defer stop(hecCmd)
+	defer st.stop()
 	r, err := newRig(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer r.q.Close()
 	var f, t, s span
-	err = profiled(profileDir, "fetch", func() (err error) { f, err = r.fetch(slsAddr, records); return err })
+	err = profiled(profileDir, "fetch", func() (err error) { f, err = r.fetch(st.sls, records); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +191,7 @@ func stagesRun(bin, dir string, records int, gz bool, profileDir string) ([]span
 			fmt.Fprintln(os.Stderr, "bound:", err)
 		}
 	}
-	err = profiled(profileDir, "sink", func() (err error) { s, err = r.sink(hecAddr, gz); return err })
+	err = profiled(profileDir, "sink", func() (err error) { s, err = r.sink(st.hec, gz); return err })
 	if err != nil {
 		return nil, err
 	}

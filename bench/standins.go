@@ -105,6 +105,32 @@ func stop(cmd *exec.Cmd) {
 	}
 }
 
+// standins are a run's SLS and HEC stand-ins, each in its own process.
+type standins struct {
+	sls, hec       string // their addresses
+	slsCmd, hecCmd *exec.Cmd
+}
+
+// startStandins starts the SLS stand-in with records on shards (slsExtra:
+// more of its flags) and the HEC stand-in; stop stops both.
+func startStandins(bin string, records, shards int, slsExtra ...string) (*standins, error) {
+	s := &standins{sls: freeAddr(), hec: freeAddr()}
+	var err error
+	if s.slsCmd, err = startSLS(bin, s.sls, records, shards, slsExtra...); err != nil {
+		return nil, err
+	}
+	if s.hecCmd, err = startHEC(bin, s.hec); err != nil {
+		stop(s.slsCmd)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *standins) stop() {
+	stop(s.hecCmd)
+	stop(s.slsCmd)
+}
+
 func startSLS(bin, addr string, records, shards int, extra ...string) (*exec.Cmd, error) {
 	args := append([]string{"emulate", "sls", "--listen", addr, "--records", fmt.Sprint(records), "--shards", fmt.Sprint(shards),
 		"--access-key-id", benchAKID, "--access-key-secret", benchAKKey}, extra...)
