@@ -16,13 +16,8 @@ import (
 // nodes share this process, so "per core" counts all three.
 func clusterBench(args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ExitOnError)
-	mb := fs.Int("mb", 100, "MB of 1 KB audit records in the SLS stand-in")
-	runs := fs.Int("runs", 3, "runs of each; medians are printed")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("cluster")
-	if err != nil {
-		return err
-	}
+	mb, runs := sizeFlags(fs, 100, "MB of 1 KB audit records in the SLS stand-in", 3, "runs of each; medians are printed")
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	var single, three []span

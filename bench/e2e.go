@@ -161,22 +161,18 @@ func quantile(reg prometheus.Gatherer, name string, q float64) float64 {
 
 func e2eBench(args []string) error {
 	fs := flag.NewFlagSet("e2e", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of 1 KB audit records in the SLS stand-in (1000 = the issue's 1 GB)")
+	mb, runs := sizeFlags(fs, 200, "MB of 1 KB audit records in the SLS stand-in (1000 = the issue's 1 GB)", 3, "runs; medians are printed")
 	shards := fs.Int("shards", 4, "SLS shards")
-	runs := fs.Int("runs", 3, "runs; medians are printed")
 	rate := fs.Float64("latency-rate", 5, "MB/s offered for the latency run (0: skip it)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the first run to this file")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("e2e")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	fmt.Printf("e2e: SLS stand-in (%d records of ~1 KB, %d shards) → RAW → default policy → OUT → HEC stand-in; stand-ins in their own processes\n", records, *shards)
 	var spans []span
 	for r := 0; r < *runs; r++ {
 		var s span
+		var err error
 		run := func() (err error) {
 			s, err = e2eRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), records, *shards)
 			return err

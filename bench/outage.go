@@ -23,15 +23,12 @@ func outageBench(args []string) error {
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file while the backlog waits")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain to this file")
 	rate := fs.Float64("rate", 0, "MB/s: the SLS stand-in makes the records while they are fetched, instead of holding them all in memory (for backlogs of many GB)")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("outage")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	slsAddr, hecAddr := freeAddr(), freeAddr()
 	var slsCmd *exec.Cmd
+	var err error
 	var generating time.Duration
 	if *rate > 0 {
 		generating = time.Duration(float64(*mb) / *rate * float64(time.Second))

@@ -16,14 +16,9 @@ import (
 // from the job's start until the stand-in accepted every replayed event.
 func replayBench(args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of 1 KB audit records fetched first (1000 = the issue's 1 GB)")
-	runs := fs.Int("runs", 3, "replays of the window")
+	mb, runs := sizeFlags(fs, 200, "MB of 1 KB audit records fetched first (1000 = the issue's 1 GB)", 3, "replays of the window")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the replays to this file")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("replay")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	st, err := startStandins(bin, records, 4)

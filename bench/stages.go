@@ -122,15 +122,10 @@ func (r *rig) sink(hecAddr string, gzip bool) (span, error) {
 // the same data.
 func stagesBench(args []string) error {
 	fs := flag.NewFlagSet("stages", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of 1 KB audit records")
-	runs := fs.Int("runs", 3, "runs; medians are printed")
+	mb, runs := sizeFlags(fs, 200, "MB of 1 KB audit records", 3, "runs; medians are printed")
 	only := fs.String("only", "fetch,transform,sink", "stages to print")
 	profiles := fs.String("cpuprofile", "", "write a CPU profile of each stage of the first run to DIR/<stage>.pprof")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("stages")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	rows := map[string][]span{}

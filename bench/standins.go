@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -37,6 +38,25 @@ func workspace(scenario string) (dir, bin string, err error) {
 		return "", "", err
 	}
 	return dir, bin, nil
+}
+
+// sizeFlags declares -mb and -runs, which most scenarios take.
+func sizeFlags(fs *flag.FlagSet, mb int, mbHelp string, runs int, runsHelp string) (mbs, runsp *int) {
+	return fs.Int("mb", mb, mbHelp), fs.Int("runs", runs, runsHelp)
+}
+
+// setUp parses a scenario's flags and makes its workspace: a temporary
+// directory holding a freshly built sluice binary, which the caller
+// removes. On failure it exits as a bad flag does (flag.ExitOnError), with
+// main's message: nothing runs yet that would need stopping.
+func setUp(fs *flag.FlagSet, args []string) (tmp, bin string) {
+	_ = fs.Parse(args)
+	tmp, bin, err := workspace(fs.Name())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	return tmp, bin
 }
 
 // buildSluice builds the sluice binary of this repository once into dir.
