@@ -57,7 +57,7 @@ type value struct {
 
 func (v value) defined() bool { return v.j != nil || v.a != nil || v.root || v.member != 0 }
 
-// errUnsure makes run hand the record to OPA.
+// errUnsure makes Run hand the record to OPA.
 var errUnsure = errors.New("plan unsure")
 
 // Run evaluates the plan for a record, parsed only when the plan needs
