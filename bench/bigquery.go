@@ -27,14 +27,9 @@ import (
 // MB/s per core of this process, which runs the sink and the buffer.
 func bigqueryBench(args []string) error {
 	fs := flag.NewFlagSet("bigquery", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of rows in OUT")
-	runs := fs.Int("runs", 3, "runs; medians are printed")
+	mb, runs := sizeFlags(fs, 200, "MB of rows in OUT", 3, "runs; medians are printed")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the first run's drain to this file")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("bigquery")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	var spans []span
 	for r := 0; r < *runs; r++ {

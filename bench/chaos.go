@@ -301,8 +301,12 @@ func (c *chaosRun) setup() error {
 	}
 	// A copy of the shipped policies: the policy-break fault writes into it.
 	c.policyDir = filepath.Join(c.dir, "policies")
-	if err := os.CopyFS(c.policyDir, os.DirFS("testdata/policies")); err != nil {
-		return fmt.Errorf("copy testdata/policies (run from the repository root): %w", err)
+	shipped, err := repoPath("testdata", "policies")
+	if err != nil {
+		return err
+	}
+	if err := os.CopyFS(c.policyDir, os.DirFS(shipped)); err != nil {
+		return fmt.Errorf("copy %s: %w", shipped, err)
 	}
 	if c.opts.secondSource {
 		if err := c.setupSecondSource(); err != nil {

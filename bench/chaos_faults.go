@@ -174,6 +174,17 @@ func schedule(seed uint64, kinds []string, nodes int, duration, fillTime time.Du
 
 // inject starts a fault; the returned func heals it.
 func (c *chaosRun) inject(f fault) (heal func()) {
+	for _, kind := range []func(fault) func(){c.injectNode, c.injectHEC, c.injectOther} {
+		if heal := kind(f); heal != nil {
+			return heal
+		}
+	}
+	panic("unknown fault " + f.Kind)
+}
+
+// injectNode starts a fault on the nodes' processes or network; nil for
+// another kind.
+func (c *chaosRun) injectNode(f fault) (heal func()) {
 	switch f.Kind {
 	case "kill":
 		c.killNode(f.Node)
@@ -193,13 +204,27 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 		}
 	case "partition":
 		return c.partition(f.Node)
+	case "second-process":
+		c.secondProcess(f.Node)
+		return func() {}
+	case "max-bytes-lower":
+		c.lowerMaxBytes(f.Node)
+		return func() { c.restoreMaxBytes(f.Node) }
+	}
+	return nil
+}
+
+// injectHEC starts a fault of the Splunk stand-in; nil for another kind.
+func (c *chaosRun) injectHEC(f fault) (heal func()) {
+	up := func() {
+		if err := c.hec.Up(); err != nil {
+			c.eventf("HEC stand-in could not listen again: %v", err)
+		}
+	}
+	switch f.Kind {
 	case "hec-down", "buffer-full":
 		c.hec.Down()
-		return func() {
-			if err := c.hec.Up(); err != nil {
-				c.eventf("HEC stand-in could not listen again: %v", err)
-			}
-		}
+		return up
 	case "hec-busy":
 		stop := c.every(f, time.Second, func(r *rand.Rand) {
 			if r.IntN(2) == 0 {
@@ -221,18 +246,6 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 			return false
 		})
 		return func() { c.hec.Refuse(nil) }
-	case "sls-5xx":
-		stop := c.every(f, 500*time.Millisecond, func(*rand.Rand) { c.sls.FailPulls(4) })
-		return func() { stop(); c.sls.FailPulls(0) }
-	case "sls-slow":
-		c.sls.SlowPulls(time.Duration(f.Param * float64(time.Second)))
-		return func() { c.sls.SlowPulls(0) }
-	case "policy-slow":
-		path := filepath.Join(c.policyDir, "zz_chaos_slow.rego")
-		if err := os.WriteFile(path, []byte(slowPolicy), 0o644); err != nil {
-			c.eventf("policy-slow: %v", err)
-		}
-		return func() { _ = os.Remove(path) }
 	case "hec-html":
 		c.hec.ProxyHTML(true)
 		return func() { c.hec.ProxyHTML(false) }
@@ -244,39 +257,50 @@ func (c *chaosRun) inject(f fault) (heal func()) {
 		// ack_wait (20 s): the batches must keep their lease meanwhile.
 		c.hec.Hang(25 * time.Second)
 		return func() { c.hec.Hang(0) }
-	case "second-process":
-		c.secondProcess(f.Node)
-		return func() {}
-	case "max-bytes-lower":
-		c.lowerMaxBytes(f.Node)
-		return func() { c.restoreMaxBytes(f.Node) }
 	case "sink-rename":
 		c.hec.Down()
 		return c.renameSink
-	case "oversized":
-		c.writer.oversized <- struct{}{}
-		return func() {}
 	case "operator-consumer":
 		// With Splunk down until OUT is past the trimmer's high-water
 		// mark: the trimmer then removes every delivered record, and
 		// must not count the operator's acks as the sink's.
 		c.hec.Down()
 		stop := c.operatorConsumer()
-		return func() {
-			stop()
-			if err := c.hec.Up(); err != nil {
-				c.eventf("HEC stand-in could not listen again: %v", err)
-			}
-		}
-	case "policy-break":
-		path := filepath.Join(c.policyDir, "zz_chaos_broken.rego")
-		// A syntax error: the reload must fail and the old set keep running.
-		if err := os.WriteFile(path, []byte("package schema.sls_audit\n\nlog contains x if {\n"), 0o644); err != nil {
-			c.eventf("policy-break: %v", err)
-		}
-		return func() { _ = os.Remove(path) }
+		return func() { stop(); up() }
 	}
-	panic("unknown fault " + f.Kind)
+	return nil
+}
+
+// injectOther starts a fault of the SLS stand-in, the records or the
+// policies; nil for another kind.
+func (c *chaosRun) injectOther(f fault) (heal func()) {
+	switch f.Kind {
+	case "sls-5xx":
+		stop := c.every(f, 500*time.Millisecond, func(*rand.Rand) { c.sls.FailPulls(4) })
+		return func() { stop(); c.sls.FailPulls(0) }
+	case "sls-slow":
+		c.sls.SlowPulls(time.Duration(f.Param * float64(time.Second)))
+		return func() { c.sls.SlowPulls(0) }
+	case "oversized":
+		c.writer.oversized <- struct{}{}
+		return func() {}
+	case "policy-slow":
+		return c.addPolicy("policy-slow", "zz_chaos_slow.rego", slowPolicy)
+	case "policy-break":
+		// A syntax error: the reload must fail and the old set keep running.
+		return c.addPolicy("policy-break", "zz_chaos_broken.rego", "package schema.sls_audit\n\nlog contains x if {\n")
+	}
+	return nil
+}
+
+// addPolicy writes a policy file beside the shipped ones; the returned
+// func removes it.
+func (c *chaosRun) addPolicy(fault, name, src string) (remove func()) {
+	path := filepath.Join(c.policyDir, name)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		c.eventf("%s: %v", fault, err)
+	}
+	return func() { _ = os.Remove(path) }
 }
 
 // slowPolicy adds to the shipped schema a rule that yields nothing but

@@ -42,6 +42,29 @@ func plotChaos(path string, c *chaosRun, s *sampler) error {
 	s.mu.Lock()
 	samples := append([]chaosSample(nil), s.samples...)
 	s.mu.Unlock()
+	xmax := 1.0
+	if len(samples) > 0 {
+		xmax = samples[len(samples)-1].at.Seconds()
+	}
+	var plots [][]*plot.Plot
+	for i, pn := range chaosPanels(c) {
+		p, err := pn.plot(samples, c.schedule, i == 0)
+		if err != nil {
+			return err
+		}
+		p.X.Min, p.X.Max = 0, xmax
+		plots = append(plots, []*plot.Plot{p})
+	}
+	return writeSVG(path, plots)
+}
+
+// panel is one chart of the picture: its title, unit and lines.
+type panel struct {
+	title, unit string
+	lines       []series
+}
+
+func chaosPanels(c *chaosRun) []panel {
 	perNode := func(get func(chaosSample, int) float64) []series {
 		var out []series
 		for j, n := range c.nodes {
@@ -49,10 +72,7 @@ func plotChaos(path string, c *chaosRun, s *sampler) error {
 		}
 		return out
 	}
-	panels := []struct {
-		title, unit string
-		lines       []series
-	}{
+	return []panel{
 		{"Throughput", "records/s", []series{
 			{"delivered to Splunk", func(sm chaosSample) float64 { return sm.delivRate }},
 			{"written to SLS", func(sm chaosSample) float64 { return sm.prodRate }},
@@ -71,61 +91,62 @@ func plotChaos(path string, c *chaosRun, s *sampler) error {
 		{"Resident memory", "MB", perNode(func(sm chaosSample, j int) float64 { return sm.rss[j] / (1 << 20) })},
 		{"Goroutines", "goroutines", perNode(func(sm chaosSample, j int) float64 { return sm.goroutines[j] })},
 	}
-	xmax := 1.0
-	if len(samples) > 0 {
-		xmax = samples[len(samples)-1].at.Seconds()
+}
+
+// plot draws the panel's lines over the samples, each fault's window
+// shaded behind them; the first panel's legend names the faults.
+func (pn panel) plot(samples []chaosSample, schedule []fault, first bool) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = pn.title
+	p.Y.Label.Text = pn.unit
+	p.X.Label.Text = "seconds since start"
+	p.Legend.Top = true
+	ymax := 1.0
+	var lines []*plotter.Line
+	for k, sr := range pn.lines {
+		var xys plotter.XYs
+		for _, sm := range samples {
+			if y := sr.y(sm); !math.IsNaN(y) && !math.IsInf(y, 0) {
+				xys = append(xys, plotter.XY{X: sm.at.Seconds(), Y: y})
+				ymax = math.Max(ymax, y)
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = seriesColors[k%len(seriesColors)]
+		l.Width = vg.Points(1)
+		lines = append(lines, l)
+		p.Legend.Add(sr.name, l)
 	}
-	var plots [][]*plot.Plot
-	for i, pn := range panels {
-		p := plot.New()
-		p.Title.Text = pn.title
-		p.Y.Label.Text = pn.unit
-		p.X.Label.Text = "seconds since start"
-		p.Legend.Top = true
-		ymax := 1.0
-		var lines []*plotter.Line
-		for k, sr := range pn.lines {
-			var xys plotter.XYs
-			for _, sm := range samples {
-				if y := sr.y(sm); !math.IsNaN(y) && !math.IsInf(y, 0) {
-					xys = append(xys, plotter.XY{X: sm.at.Seconds(), Y: y})
-					ymax = math.Max(ymax, y)
-				}
-			}
-			if len(xys) == 0 {
-				continue
-			}
-			l, err := plotter.NewLine(xys)
-			if err != nil {
-				return err
-			}
-			l.Color = seriesColors[k%len(seriesColors)]
-			l.Width = vg.Points(1)
-			lines = append(lines, l)
-			p.Legend.Add(sr.name, l)
+	legend := map[string]bool{}
+	for _, f := range schedule {
+		x0, x1 := f.At.Seconds(), f.end().Seconds()
+		band, err := plotter.NewPolygon(plotter.XYs{{X: x0, Y: 0}, {X: x1, Y: 0}, {X: x1, Y: ymax * 1.05}, {X: x0, Y: ymax * 1.05}})
+		if err != nil {
+			return nil, err
 		}
-		legend := map[string]bool{}
-		for _, f := range c.schedule {
-			x0, x1 := f.At.Seconds(), f.end().Seconds()
-			band, err := plotter.NewPolygon(plotter.XYs{{X: x0, Y: 0}, {X: x1, Y: 0}, {X: x1, Y: ymax * 1.05}, {X: x0, Y: ymax * 1.05}})
-			if err != nil {
-				return err
-			}
-			band.Color = faultColors[f.Kind]
-			band.LineStyle.Width = 0
-			p.Add(band)
-			if i == 0 && !legend[f.Kind] {
-				legend[f.Kind] = true
-				p.Legend.Add(f.Kind, band)
-			}
+		band.Color = faultColors[f.Kind]
+		band.LineStyle.Width = 0
+		p.Add(band)
+		if first && !legend[f.Kind] {
+			legend[f.Kind] = true
+			p.Legend.Add(f.Kind, band)
 		}
-		for _, l := range lines {
-			p.Add(l)
-		}
-		p.Y.Min = 0
-		p.X.Min, p.X.Max = 0, xmax
-		plots = append(plots, []*plot.Plot{p})
 	}
+	for _, l := range lines {
+		p.Add(l)
+	}
+	p.Y.Min = 0
+	return p, nil
+}
+
+// writeSVG stacks the plots, one a row, into an SVG file.
+func writeSVG(path string, plots [][]*plot.Plot) error {
 	img := vgsvg.New(30*vg.Centimeter, vg.Length(len(plots))*7*vg.Centimeter)
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Centimeter / 2, PadTop: vg.Centimeter / 4, PadBottom: vg.Centimeter / 4, PadLeft: vg.Centimeter / 4, PadRight: vg.Centimeter / 2}

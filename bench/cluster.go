@@ -16,13 +16,8 @@ import (
 // nodes share this process, so "per core" counts all three.
 func clusterBench(args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ExitOnError)
-	mb := fs.Int("mb", 100, "MB of 1 KB audit records in the SLS stand-in")
-	runs := fs.Int("runs", 3, "runs of each; medians are printed")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("cluster")
-	if err != nil {
-		return err
-	}
+	mb, runs := sizeFlags(fs, 100, "MB of 1 KB audit records in the SLS stand-in", 3, "runs of each; medians are printed")
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	var single, three []span
@@ -47,17 +42,11 @@ func clusterBench(args []string) error {
 }
 
 func clusterRun(bin, dir string, records, shards int) (span, error) {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, shards)
+	st, err := startStandins(bin, records, shards)
 	if err != nil {
 		return span{}, err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return span{}, err
-	}
-	defer stop(hecCmd)
+	defer st.stop()
 	routes := []string{freeAddr(), freeAddr(), freeAddr()}
 	nodes := make([]*pipeline, len(routes))
 	defer func() {
@@ -80,7 +69,7 @@ func clusterRun(bin, dir string, records, shards int) (span, error) {
 			go func(i int) {
 				extra := fmt.Sprintf("cluster: {name: bench, listen: %q, peers: [%s], replicas: 3}\n", routes[i], strings.Join(routes, ", "))
 				var err error
-				nodes[i], err = startNode(filepath.Join(dir, fmt.Sprint("node-", i+1)), slsAddr, hecAddr, fmt.Sprint("node-", i+1), extra, 0)
+				nodes[i], err = startNode(filepath.Join(dir, fmt.Sprint("node-", i+1)), st.sls, st.hec, fmt.Sprint("node-", i+1), extra, 0)
 				errs <- err
 			}(i)
 		}

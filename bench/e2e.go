@@ -41,6 +41,10 @@ func startNode(dir, slsAddr, hecAddr, name, extra string, maxBytes conf.ByteSize
 	if maxBytes == 0 {
 		maxBytes = 8 << 30
 	}
+	policies, err := repoPath("testdata", "policies")
+	if err != nil {
+		return nil, err
+	}
 	yaml := fmt.Sprintf(`node:
   name: %s
   data_dir: %q
@@ -49,7 +53,7 @@ func startNode(dir, slsAddr, hecAddr, name, extra string, maxBytes conf.ByteSize
 queue:
   max_bytes: %s
 policies:
-  dir: testdata/policies
+  dir: %q
   watch: false
 sources:
   - name: audit
@@ -70,7 +74,7 @@ sinks:
     token: %s
     index: main
     max_backoff: 1s
-`, name, dir, maxBytes, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
+`, name, dir, maxBytes, policies, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
 	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, err
@@ -157,22 +161,18 @@ func quantile(reg prometheus.Gatherer, name string, q float64) float64 {
 
 func e2eBench(args []string) error {
 	fs := flag.NewFlagSet("e2e", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of 1 KB audit records in the SLS stand-in (1000 = the issue's 1 GB)")
+	mb, runs := sizeFlags(fs, 200, "MB of 1 KB audit records in the SLS stand-in (1000 = the issue's 1 GB)", 3, "runs; medians are printed")
 	shards := fs.Int("shards", 4, "SLS shards")
-	runs := fs.Int("runs", 3, "runs; medians are printed")
 	rate := fs.Float64("latency-rate", 5, "MB/s offered for the latency run (0: skip it)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the first run to this file")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("e2e")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	fmt.Printf("e2e: SLS stand-in (%d records of ~1 KB, %d shards) → RAW → default policy → OUT → HEC stand-in; stand-ins in their own processes\n", records, *shards)
 	var spans []span
 	for r := 0; r < *runs; r++ {
 		var s span
+		var err error
 		run := func() (err error) {
 			s, err = e2eRun(bin, filepath.Join(tmp, fmt.Sprint("run", r)), records, *shards)
 			return err
@@ -201,20 +201,14 @@ func e2eBench(args []string) error {
 }
 
 func e2eRun(bin, dir string, records, shards int) (span, error) {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, shards)
+	st, err := startStandins(bin, records, shards)
 	if err != nil {
 		return span{}, err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return span{}, err
-	}
-	defer stop(hecCmd)
+	defer st.stop()
 	var p *pipeline
 	s, err := measure(func() (int64, int64, error) {
-		p, err = startPipeline(dir, slsAddr, hecAddr, 0)
+		p, err = startPipeline(dir, st.sls, st.hec, 0)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -232,18 +226,12 @@ func e2eRun(bin, dir string, records, shards int) (span, error) {
 // latencyRun offers mbps for 40 s and reads fetch-to-Splunk latency off the
 // sink's histogram.
 func latencyRun(bin, dir string, mbps float64, shards int) error {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, 0, shards, "--rate", fmt.Sprint(mbps), "--rate-for", "40s")
+	st, err := startStandins(bin, 0, shards, "--rate", fmt.Sprint(mbps), "--rate-for", "40s")
 	if err != nil {
 		return err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return err
-	}
-	defer stop(hecCmd)
-	p, err := startPipeline(dir, slsAddr, hecAddr, 0)
+	defer st.stop()
+	p, err := startPipeline(dir, st.sls, st.hec, 0)
 	if err != nil {
 		return err
 	}

@@ -18,15 +18,10 @@ import (
 // process), read into RAW by this process.
 func gcsBench(args []string) error {
 	fs := flag.NewFlagSet("gcs", flag.ExitOnError)
-	mb := fs.Int("mb", 1000, "MB (uncompressed) of ~1 KB GitHub audit records")
+	mb, runs := sizeFlags(fs, 1000, "MB (uncompressed) of ~1 KB GitHub audit records", 1, "runs; medians are printed")
 	perObject := fs.Int("records-per-object", 1000, "records per object")
 	inFlight := fs.Int("in-flight", 4, "max_objects_in_flight")
-	runs := fs.Int("runs", 1, "runs; medians are printed")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("gcs")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	objects := (records + *perObject - 1) / *perObject

@@ -23,15 +23,12 @@ func outageBench(args []string) error {
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file while the backlog waits")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain to this file")
 	rate := fs.Float64("rate", 0, "MB/s: the SLS stand-in makes the records while they are fetched, instead of holding them all in memory (for backlogs of many GB)")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("outage")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	slsAddr, hecAddr := freeAddr(), freeAddr()
 	var slsCmd *exec.Cmd
+	var err error
 	var generating time.Duration
 	if *rate > 0 {
 		generating = time.Duration(float64(*mb) / *rate * float64(time.Second))
@@ -78,14 +75,27 @@ func outageBench(args []string) error {
 			return err
 		}
 	}
-	hecCmd, err := startHEC(bin, hecAddr)
+	drain, err := drainAfterOutage(p, bin, hecAddr, records, *cpuProfile)
 	if err != nil {
 		return err
 	}
-	defer stop(hecCmd)
-	stopProfile, err := startProfile(*cpuProfile)
+	fmt.Printf("outage: %d records fetched and transformed in %.1fs with Splunk down; OUT backlog %.0f MB on disk; RSS while it waits %d MB, %d MB 30 s later\n",
+		records, fetched.Seconds(), backlog/1e6, rss>>20, rssLater>>20)
+	printRow("drain after the outage (event bytes)", []span{drain})
+	return nil
+}
+
+// drainAfterOutage starts the Splunk stand-in and measures the drain of
+// the backlog, under a CPU profile if one is asked for.
+func drainAfterOutage(p *pipeline, bin, hecAddr string, records int, cpuProfile string) (span, error) {
+	hecCmd, err := startHEC(bin, hecAddr)
 	if err != nil {
-		return err
+		return span{}, err
+	}
+	defer stop(hecCmd)
+	stopProfile, err := startProfile(cpuProfile)
+	if err != nil {
+		return span{}, err
 	}
 	drain, err := measure(func() (int64, int64, error) {
 		for !p.drained(records) {
@@ -95,17 +105,14 @@ func outageBench(args []string) error {
 	})
 	stopProfile()
 	if err != nil {
-		return err
+		return span{}, err
 	}
-	if *cpuProfile != "" {
-		if err := printBound(os.Stdout, *cpuProfile, drain, goal{mb: 150}); err != nil {
+	if cpuProfile != "" {
+		if err := printBound(os.Stdout, cpuProfile, drain, goal{mb: 150}); err != nil {
 			fmt.Fprintln(os.Stderr, "bound:", err)
 		}
 	}
-	fmt.Printf("outage: %d records fetched and transformed in %.1fs with Splunk down; OUT backlog %.0f MB on disk; RSS while it waits %d MB, %d MB 30 s later\n",
-		records, fetched.Seconds(), backlog/1e6, rss>>20, rssLater>>20)
-	printRow("drain after the outage (event bytes)", []span{drain})
-	return nil
+	return drain, nil
 }
 
 // waitSettled waits past until, then until fetching has stopped and the

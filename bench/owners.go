@@ -18,10 +18,10 @@ import (
 // what decides how fast sluice can get by changing its own code.
 
 // ownersCmd prints the CPU by owner of CPU profiles written before:
-// go run ./bench owners FILE.pprof...
+// go -C bench run . owners FILE.pprof...
 func ownersCmd(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: go run ./bench owners FILE.pprof...")
+		return fmt.Errorf("usage: go -C bench run . owners FILE.pprof...")
 	}
 	for _, path := range args {
 		if err := printCPUByOwner(os.Stdout, path); err != nil {

@@ -16,28 +16,17 @@ import (
 // from the job's start until the stand-in accepted every replayed event.
 func replayBench(args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of 1 KB audit records fetched first (1000 = the issue's 1 GB)")
-	runs := fs.Int("runs", 3, "replays of the window")
+	mb, runs := sizeFlags(fs, 200, "MB of 1 KB audit records fetched first (1000 = the issue's 1 GB)", 3, "replays of the window")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the replays to this file")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("replay")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, 4)
+	st, err := startStandins(bin, records, 4)
 	if err != nil {
 		return err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return err
-	}
-	defer stop(hecCmd)
-	p, err := startPipeline(filepath.Join(tmp, "node"), slsAddr, hecAddr, 0)
+	defer st.stop()
+	p, err := startPipeline(filepath.Join(tmp, "node"), st.sls, st.hec, 0)
 	if err != nil {
 		return err
 	}

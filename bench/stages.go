@@ -77,7 +77,11 @@ func (r *rig) fetch(endpoint string, records int) (span, error) {
 
 func (r *rig) transform(rawBytes int64, fullEval bool) (span, error) {
 	reg := prometheus.NewRegistry()
-	eng, err := rego.Load("testdata/policies", rego.Options{Metrics: reg, FullEval: fullEval})
+	policies, err := repoPath("testdata", "policies")
+	if err != nil {
+		return span{}, err
+	}
+	eng, err := rego.Load(policies, rego.Options{Metrics: reg, FullEval: fullEval})
 	if err != nil {
 		return span{}, err
 	}
@@ -118,15 +122,10 @@ func (r *rig) sink(hecAddr string, gzip bool) (span, error) {
 // the same data.
 func stagesBench(args []string) error {
 	fs := flag.NewFlagSet("stages", flag.ExitOnError)
-	mb := fs.Int("mb", 200, "MB of 1 KB audit records")
-	runs := fs.Int("runs", 3, "runs; medians are printed")
+	mb, runs := sizeFlags(fs, 200, "MB of 1 KB audit records", 3, "runs; medians are printed")
 	only := fs.String("only", "fetch,transform,sink", "stages to print")
 	profiles := fs.String("cpuprofile", "", "write a CPU profile of each stage of the first run to DIR/<stage>.pprof")
-	_ = fs.Parse(args)
-	tmp, bin, err := workspace("stages")
-	if err != nil {
-		return err
-	}
+	tmp, bin := setUp(fs, args)
 	defer os.RemoveAll(tmp)
 	records := *mb * 1000
 	rows := map[string][]span{}
@@ -163,24 +162,18 @@ func stagesBench(args []string) error {
 }
 
 func stagesRun(bin, dir string, records int, gz bool, profileDir string) ([]span, error) {
-	slsAddr, hecAddr := freeAddr(), freeAddr()
-	slsCmd, err := startSLS(bin, slsAddr, records, 4)
+	st, err := startStandins(bin, records, 4)
 	if err != nil {
 		return nil, err
 	}
-	defer stop(slsCmd)
-	hecCmd, err := startHEC(bin, hecAddr)
-	if err != nil {
-		return nil, err
-	}
-	defer stop(hecCmd)
+	defer st.stop()
 	r, err := newRig(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer r.q.Close()
 	var f, t, s span
-	err = profiled(profileDir, "fetch", func() (err error) { f, err = r.fetch(slsAddr, records); return err })
+	err = profiled(profileDir, "fetch", func() (err error) { f, err = r.fetch(st.sls, records); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +186,7 @@ func stagesRun(bin, dir string, records int, gz bool, profileDir string) ([]span
 			fmt.Fprintln(os.Stderr, "bound:", err)
 		}
 	}
-	err = profiled(profileDir, "sink", func() (err error) { s, err = r.sink(hecAddr, gz); return err })
+	err = profiled(profileDir, "sink", func() (err error) { s, err = r.sink(st.hec, gz); return err })
 	if err != nil {
 		return nil, err
 	}

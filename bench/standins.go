@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -39,10 +40,34 @@ func workspace(scenario string) (dir, bin string, err error) {
 	return dir, bin, nil
 }
 
-// buildSluice builds the sluice binary once into dir.
+// sizeFlags declares -mb and -runs, which most scenarios take.
+func sizeFlags(fs *flag.FlagSet, mb int, mbHelp string, runs int, runsHelp string) (mbs, runsp *int) {
+	return fs.Int("mb", mb, mbHelp), fs.Int("runs", runs, runsHelp)
+}
+
+// setUp parses a scenario's flags and makes its workspace: a temporary
+// directory holding a freshly built sluice binary, which the caller
+// removes. On failure it exits as a bad flag does (flag.ExitOnError), with
+// main's message: nothing runs yet that would need stopping.
+func setUp(fs *flag.FlagSet, args []string) (tmp, bin string) {
+	_ = fs.Parse(args)
+	tmp, bin, err := workspace(fs.Name())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	return tmp, bin
+}
+
+// buildSluice builds the sluice binary of this repository once into dir.
 func buildSluice(dir string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
 	bin := filepath.Join(dir, "sluice")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build sluice: %w", err)
@@ -98,6 +123,32 @@ func stop(cmd *exec.Cmd) {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 	}
+}
+
+// standins are a run's SLS and HEC stand-ins, each in its own process.
+type standins struct {
+	sls, hec       string // their addresses
+	slsCmd, hecCmd *exec.Cmd
+}
+
+// startStandins starts the SLS stand-in with records on shards (slsExtra:
+// more of its flags) and the HEC stand-in; stop stops both.
+func startStandins(bin string, records, shards int, slsExtra ...string) (*standins, error) {
+	s := &standins{sls: freeAddr(), hec: freeAddr()}
+	var err error
+	if s.slsCmd, err = startSLS(bin, s.sls, records, shards, slsExtra...); err != nil {
+		return nil, err
+	}
+	if s.hecCmd, err = startHEC(bin, s.hec); err != nil {
+		stop(s.slsCmd)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *standins) stop() {
+	stop(s.hecCmd)
+	stop(s.slsCmd)
 }
 
 func startSLS(bin, addr string, records, shards int, extra ...string) (*exec.Cmd, error) {

@@ -34,7 +34,7 @@ type Engine struct {
 	log     *slog.Logger
 	set     atomic.Pointer[policySet]
 	parsers fastjson.ParserPool
-	records sync.Pool // *lazyRecord, each with its own parser
+	records sync.Pool // *recordScratch, each with its own parser
 
 	mu     sync.Mutex
 	status Status

@@ -4,19 +4,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
-	"github.com/valyala/fastjson"
 
-	"github.com/sluicehq/sluice/internal/jsonx"
 	"github.com/sluicehq/sluice/queue/batch"
+	"github.com/sluicehq/sluice/rego/internal/astjson"
+	"github.com/sluicehq/sluice/rego/plan"
 )
 
 // Source is one way to read a source event: an element of data.event.src.
@@ -219,7 +217,7 @@ func toOutput(v ast.Value) (Output, error) {
 			if _, isNull := val.Value.(ast.Null); isNull {
 				return
 			}
-			o.Data, err = toJSON(val.Value)
+			o.Data, err = astjson.Append(nil, val.Value)
 			if err != nil {
 				err = fmt.Errorf("field data: %w", err)
 			}
@@ -266,108 +264,79 @@ func (o *Output) complete() error {
 	return nil
 }
 
-// toJSON encodes a Rego value as JSON, by hand: numbers keep their text,
-// object keys their (sorted) order.
-func toJSON(v ast.Value) (json.RawMessage, error) {
-	return appendJSON(nil, v)
-}
-
-func appendJSON(dst []byte, v ast.Value) ([]byte, error) {
-	var err error
-	switch x := v.(type) {
-	case ast.Null:
-		return append(dst, "null"...), nil
-	case ast.Boolean:
-		return strconv.AppendBool(dst, bool(x)), nil
-	case ast.Number:
-		return append(dst, x...), nil
-	case ast.String:
-		return jsonx.AppendString(dst, string(x)), nil
-	case *ast.Array:
-		dst = append(dst, '[')
-		for i := 0; i < x.Len() && err == nil; i++ {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst, err = appendJSON(dst, x.Elem(i).Value)
-		}
-		return append(dst, ']'), err
-	case ast.Set:
-		dst = append(dst, '[')
-		i := 0
-		x.Foreach(func(t *ast.Term) {
-			if err != nil {
-				return
-			}
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			i++
-			dst, err = appendJSON(dst, t.Value)
-		})
-		return append(dst, ']'), err
-	case ast.Object:
-		dst = append(dst, '{')
-		i := 0
-		for _, k := range x.Keys() {
-			key, ok := k.Value.(ast.String)
-			if !ok {
-				return dst, fmt.Errorf("object key %s is not a string", k)
-			}
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			i++
-			dst = jsonx.AppendString(dst, string(key))
-			dst = append(dst, ':')
-			if dst, err = appendJSON(dst, x.Get(k).Value); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, '}'), nil
-	}
-	return dst, fmt.Errorf("%s cannot be encoded as JSON", ast.ValueName(v))
-}
-
 // input parses a record at most once: a plan (nil: none) answers with its
 // outputs, often without parsing it, or the record becomes OPA's input.
-func (e *Engine) input(ctx context.Context, p *plan, record []byte, data *[]byte) (ast.Value, []Output, error) {
-	lazy, _ := e.records.Get().(*lazyRecord)
-	if lazy == nil {
-		lazy = &lazyRecord{parser: new(fastjson.Parser)}
+func (e *Engine) input(ctx context.Context, p *plan.Plan, record []byte, data *[]byte) (ast.Value, []Output, error) {
+	s, _ := e.records.Get().(*recordScratch)
+	if s == nil {
+		s = new(recordScratch)
 	}
-	*lazy = lazyRecord{parser: lazy.parser, text: record}
-	defer e.records.Put(lazy)
+	s.record.Reset(record)
+	defer func() {
+		s.record.Reset(nil)                             // nor the record
+		s.out = plan.Output{Strings: s.out.Strings[:0]} // the pool keeps no caller's buffer
+		e.records.Put(s)
+	}()
 	if p != nil && !e.opts.FullEval {
-		if out, ok := p.run(ctx, lazy, data); ok {
+		if out, ok := e.runPlan(ctx, p, s, data); ok {
 			e.planned.Inc()
 			return nil, out, nil
 		}
 	}
 	e.evaluated.Inc()
-	v, err := lazy.parse()
+	v, err := s.record.Parse()
 	if err != nil {
 		return nil, nil, err
 	}
-	input, err := fromFastJSON(v)
+	input, err := astjson.From(v)
 	return input, nil, err
 }
 
-// lazyRecord is a record parsed when first needed, then kept.
-type lazyRecord struct {
-	parser *fastjson.Parser
-	text   []byte
-	parsed bool
-	v      *fastjson.Value
-	err    error
+// recordScratch is what evaluating one record needs, reused from record to
+// record: the record, parsed once by whichever path needs it, and the
+// plan's output.
+type recordScratch struct {
+	record plan.Record
+	out    plan.Output
 }
 
-func (l *lazyRecord) parse() (*fastjson.Value, error) {
-	if !l.parsed {
-		l.v, l.err = l.parser.ParseBytes(l.text)
-		l.parsed = true
+// runPlan runs a schema's plan and turns its output into an Output, with
+// the checks OPA's outputs get; ok is false when the plan is unsure or the
+// output would be refused: OPA then evaluates the record and words the
+// error.
+func (e *Engine) runPlan(ctx context.Context, p *plan.Plan, s *recordScratch, data *[]byte) (_ []Output, ok bool) {
+	s.out.Data = nil // a buffer of its own for each output
+	if data != nil {
+		s.out.Data = (*data)[:0]
 	}
-	return l.v, l.err
+	produced, ok := p.Run(ctx, &s.record, &s.out)
+	if data != nil && s.out.Data != nil {
+		*data = s.out.Data[:0] // kept, grown, for the next record's data
+	}
+	if !ok || !produced {
+		return nil, ok
+	}
+	var o Output
+	o.Timestamp, o.Data, o.Fields = s.out.Timestamp, s.out.Data, s.out.Fields
+	for _, f := range s.out.Strings {
+		dst := o.stringField(f.Key)
+		if dst == nil {
+			return nil, false // an unknown field
+		}
+		*dst = f.Value
+	}
+	if o.complete() != nil {
+		return nil, false
+	}
+	return []Output{o}, true
+}
+
+// stringField is where an output's string field goes; nil for the others.
+func (o *Output) stringField(name string) *string {
+	if name == "sink" {
+		return &o.Sink
+	}
+	return o.StringField(name)
 }
 
 // parse turns JSON into a Rego value directly, without map[string]any:
@@ -379,59 +348,7 @@ func (e *Engine) parse(data []byte) (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fromFastJSON(v)
-}
-
-// fromFastJSON converts a parsed value. fastjson scans numbers loosely
-// ("7+0", "nan" pass), and OPA panics on arithmetic with such a number, so
-// each number's text is checked against JSON's grammar here.
-func fromFastJSON(v *fastjson.Value) (ast.Value, error) {
-	var err error
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		terms := make([][2]*ast.Term, 0, o.Len())
-		o.Visit(func(k []byte, v *fastjson.Value) {
-			if err != nil {
-				return
-			}
-			var x ast.Value
-			if x, err = fromFastJSON(v); err == nil {
-				terms = append(terms, [2]*ast.Term{ast.StringTerm(string(k)), ast.NewTerm(x)})
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		return ast.NewObject(terms...), nil
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		terms := make([]*ast.Term, len(a))
-		for i, x := range a {
-			y, err := fromFastJSON(x)
-			if err != nil {
-				return nil, err
-			}
-			terms[i] = ast.NewTerm(y)
-		}
-		return ast.NewArray(terms...), nil
-	case fastjson.TypeString:
-		return ast.String(v.GetStringBytes()), nil
-	case fastjson.TypeNumber:
-		n := v.String()
-		if !jsonx.ValidNumber(n) {
-			return nil, fmt.Errorf("invalid number %q", n)
-		}
-		if !jsonx.TameNumber(n) {
-			return nil, fmt.Errorf("number %q: exponent beyond ±1000, which policies cannot compute with in bounded time", n)
-		}
-		return ast.Number(n), nil
-	case fastjson.TypeTrue:
-		return ast.Boolean(true), nil
-	case fastjson.TypeFalse:
-		return ast.Boolean(false), nil
-	}
-	return ast.Null{}, nil
+	return astjson.From(v)
 }
 
 func (s *policySet) fastPath(off bool) map[string]string {

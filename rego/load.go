@@ -1,6 +1,12 @@
 // Package rego loads, checks and evaluates sluice's Rego policies: the
 // `event` package decides how to read a source event, each `schema.<name>`
 // package turns one record into outputs. Swarm's policies run unchanged.
+//
+// OPA evaluates them. A schema policy of the common shape also gets a plan
+// (rego/plan), its fast path, which answers most records without OPA's
+// evaluator; a record the plan is unsure of, and every policy it cannot
+// plan, goes to OPA. This package chooses between the two and checks both
+// paths' outputs the same way.
 package rego
 
 import (
@@ -23,6 +29,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/valyala/fastjson"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/rego/internal/astjson"
+	"github.com/sluicehq/sluice/rego/plan"
 )
 
 // policySet is one compiled, immutable generation of a policy directory.
@@ -33,8 +42,8 @@ type policySet struct {
 	store    storage.Store
 	event    ast.Body // compiled `__result__ = data.event.src`; nil without an event package
 	schemas  map[string]ast.Body
-	plans    map[string]*plan  // schema policies with a fast path
-	noPlans  map[string]string // the others, and why
+	plans    map[string]*plan.Plan // schema policies with a fast path
+	noPlans  map[string]string     // the others, and why
 	files    []string
 	// events caches the event policy's answers (nil: it calls a built-in
 	// whose answer may change, such as time.now_ns or http.send). Every
@@ -163,7 +172,7 @@ func compile(dir string) (*policySet, error) {
 func (s *policySet) prepare() error {
 	ctx := context.Background()
 	s.schemas = map[string]ast.Body{}
-	s.plans = map[string]*plan{}
+	s.plans = map[string]*plan.Plan{}
 	s.noPlans = map[string]string{}
 	if deterministic(s.modules) {
 		s.events = &eventCache{answers: map[string][]Source{}, paths: eventInputPaths(s.modules)}
@@ -189,7 +198,7 @@ func (s *policySet) prepare() error {
 				return err
 			}
 			s.schemas[name] = q
-			if p, err := compilePlan(s.compiler, path); err == nil {
+			if p, err := plan.Compile(s.compiler, path); err == nil {
 				s.plans[name] = p
 			} else {
 				s.noPlans[name] = err.Error()
@@ -271,14 +280,14 @@ func (c *eventCache) key(parsers *fastjson.ParserPool, event []byte) (string, bo
 	p := parsers.Get()
 	defer parsers.Put(p)
 	root, err := p.ParseBytes(event)
-	if err != nil || !plainJSON(root) {
+	if err != nil || !astjson.Plain(root) {
 		return "", false
 	}
 	var key []byte
 	for _, path := range c.paths {
 		j := root
 		for _, step := range path {
-			if j = child(j, step); j == nil {
+			if j = astjson.Child(j, step); j == nil {
 				break
 			}
 		}

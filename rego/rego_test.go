@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -299,5 +300,33 @@ func TestEventInputPaths(t *testing.T) {
 		if strings.Join(got, " ") != c.want {
 			t.Errorf("%s: paths %q, want %q", c.policy, strings.Join(got, " "), c.want)
 		}
+	}
+}
+
+// Records evaluated at once, as the transform's workers do, each keep their
+// own values on both paths: a record and its plan's output are scratch
+// reused from record to record, never shared by two at once.
+func TestConcurrentEvaluationsKeepTheirRecords(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		e, err := Load(defaults, Options{FullEval: full})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 300 {
+					n := fmt.Sprintf("%d%09d", w+1, i)
+					rec := `{"__time__":"1732480000","__topic__":"audit_log","__source__":"` + n + `","n":` + n + `}`
+					outs, err := e.Outputs(context.Background(), "sls_audit", []byte(rec))
+					want := `{"__source__":"` + n + `","__topic__":"audit_log","n":` + n + `}`
+					if err != nil || len(outs) != 1 || string(outs[0].Data) != want || outs[0].Source != "sls:"+n {
+						t.Errorf("full eval %v, record %s: outputs %+v, %v; want data %s", full, rec, outs, err, want)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
 	}
 }

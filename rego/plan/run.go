@@ -1,4 +1,4 @@
-package rego
+package plan
 
 import (
 	"bytes"
@@ -6,309 +6,40 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/valyala/fastjson"
 
 	"github.com/sluicehq/sluice/internal/jsonx"
+	"github.com/sluicehq/sluice/rego/internal/astjson"
 )
 
-// A plan runs a schema policy's log rule straight on the parsed record,
-// without building OPA's input value or running its evaluator, when the
-// rule has the shape most routing policies have: one rule, whose body is a
-// sequence of comparisons, assignments and calls of pure built-ins on fields
-// of the input, and whose head is an object literal. Built-ins are OPA's own
-// functions, called with the same arguments the evaluator would pass; only
-// object.remove and object.get on the record itself are done here on the
-// JSON (they are where OPA spends its time: they copy the whole input).
-//
-// A plan never guesses: anything it is unsure of — an error, a value of an
-// unexpected type, a record with duplicate keys — makes run report !ok, and
-// the record is evaluated by OPA instead, which then gives the answer (or
-// the error) the policy has always given. TestPlanMatchesOPA holds the two
-// paths to byte-identical outputs.
-type plan struct {
-	steps   []step
-	head    []headField
-	slots   int
-	scratch sync.Pool // *planScratch
+// Record is one record's JSON text, parsed at most once: by the plan when
+// it needs more than the record's top-level members, or by the caller when
+// the plan declines and OPA must see the record. The zero Record is ready;
+// Reset readies it for the next record and keeps its parser.
+type Record struct {
+	text   []byte
+	parser fastjson.Parser
+	parsed bool
+	v      *fastjson.Value
+	err    error
 }
 
-type headField struct {
-	key string
-	val operand
+// Reset makes r the record text, not yet parsed.
+func (r *Record) Reset(text []byte) {
+	r.text, r.parsed, r.v, r.err = text, false, nil, nil
 }
 
-type operandKind uint8
-
-const (
-	operandConst  operandKind = iota
-	operandInput              // a path into the record
-	operandSlot               // a local bound by an earlier step
-	operandArray              // an array literal with locals in it
-	operandObject             // an object literal with locals in its values
-)
-
-type operand struct {
-	kind  operandKind
-	c     ast.Value
-	path  []ast.Value // ast.String or ast.Number components after input
-	slot  int
-	elems []operand
-	keys  []*ast.Term // of an object literal, beside elems
-}
-
-type stepKind uint8
-
-const (
-	stepBind  stepKind = iota // slot = operand
-	stepEqual                 // a = b, both known: they must be equal
-	stepCall                  // a built-in: result into out, or must not be false
-	stepTruth                 // a lone term: must be defined and not false
-)
-
-type step struct {
-	kind stepKind
-	name string
-	fn   topdown.BuiltinFunc
-	args []operand
-	out  int // slot for the result; -1 when the call is a condition
-	// removeKeys are object.remove's keys when they are a constant.
-	removeKeys []string
-}
-
-// pureBuiltins may run in a plan: they depend on their arguments alone.
-var pureBuiltins = map[string]bool{
-	"eq": true, "equal": true, "neq": true, "lt": true, "lte": true, "gt": true, "gte": true,
-	"plus": true, "minus": true, "mul": true, "div": true, "rem": true,
-	"abs": true, "round": true, "ceil": true, "floor": true,
-	"to_number": true, "format_int": true, "sprintf": true,
-	"startswith": true, "endswith": true, "contains": true, "lower": true, "upper": true,
-	"trim": true, "trim_space": true, "trim_prefix": true, "trim_suffix": true, "trim_left": true, "trim_right": true,
-	"concat": true, "substring": true, "replace": true, "split": true, "indexof": true,
-	"count": true, "is_string": true, "is_number": true, "is_boolean": true, "is_null": true,
-	"is_object": true, "is_array": true, "type_name": true,
-	"object.get": true, "object.remove": true, "object.keys": true,
-	"time.parse_rfc3339_ns": true,
-}
-
-// errNoPlan says why a rule is left to OPA; it is shown in the status.
-var errNoPlan = errors.New("no fast path")
-
-func noPlan(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errNoPlan}, args...)...)
-}
-
-// compilePlan builds the plan of data.<pkg>.log from the compiled rules.
-func compilePlan(c *ast.Compiler, pkg string) (*plan, error) {
-	rules := c.GetRulesExact(ast.MustParseRef(pkg + ".log"))
-	if len(rules) != 1 {
-		return nil, noPlan("%d log rules (a plan handles one)", len(rules))
+// Parse parses the record on the first call and returns that result on
+// every call after.
+func (r *Record) Parse() (*fastjson.Value, error) {
+	if !r.parsed {
+		r.v, r.err = r.parser.ParseBytes(r.text)
+		r.parsed = true
 	}
-	r := rules[0]
-	if r.Else != nil || r.Default || r.Head.RuleKind() != ast.MultiValue || r.Head.Key == nil || r.Head.Value != nil {
-		return nil, noPlan("log is not a single `log contains {…} if {…}` rule")
-	}
-	b := planBuilder{slots: map[ast.Var]int{}, objects: map[ast.Var]ast.Object{}}
-	for _, e := range r.Body {
-		if err := b.expr(e); err != nil {
-			return nil, err
-		}
-	}
-	var head ast.Object
-	switch k := r.Head.Key.Value.(type) {
-	case ast.Object:
-		head = k
-	case ast.Var:
-		head = b.objects[k]
-	}
-	if head == nil {
-		return nil, noPlan("the output is not an object literal")
-	}
-	var err error
-	head.Foreach(func(k, v *ast.Term) {
-		key, ok := k.Value.(ast.String)
-		if !ok && err == nil {
-			err = noPlan("output key %v is not a string", k)
-			return
-		}
-		op, e := b.operand(v)
-		if e != nil && err == nil {
-			err = e
-		}
-		b.plan.head = append(b.plan.head, headField{key: string(key), val: op})
-	})
-	if err != nil {
-		return nil, err
-	}
-	b.plan.slots = len(b.slots)
-	return &b.plan, nil
-}
-
-type planBuilder struct {
-	plan    plan
-	slots   map[ast.Var]int
-	objects map[ast.Var]ast.Object // locals bound to an object literal with locals in it: only the head may use them
-}
-
-func (b *planBuilder) newSlot(v ast.Var) int {
-	n := len(b.slots)
-	b.slots[v] = n
-	return n
-}
-
-func (b *planBuilder) unbound(t *ast.Term) (ast.Var, bool) {
-	v, ok := t.Value.(ast.Var)
-	if !ok {
-		return "", false
-	}
-	_, bound := b.slots[v]
-	_, obj := b.objects[v]
-	return v, !bound && !obj
-}
-
-func (b *planBuilder) expr(e *ast.Expr) error {
-	if e.Negated || len(e.With) > 0 {
-		return noPlan("`not` or `with` in the body")
-	}
-	switch t := e.Terms.(type) {
-	case *ast.Term:
-		op, err := b.operand(t)
-		if err != nil {
-			return err
-		}
-		b.plan.steps = append(b.plan.steps, step{kind: stepTruth, args: []operand{op}, out: -1})
-		return nil
-	case []*ast.Term:
-		if e.IsEquality() {
-			return b.equality(t[1], t[2])
-		}
-		name := e.Operator().String()
-		bi := ast.BuiltinMap[name]
-		fn := topdown.GetBuiltin(name)
-		if bi == nil || fn == nil || !pureBuiltins[name] {
-			return noPlan("calls %s", name)
-		}
-		arity := bi.Decl.Arity()
-		args, out := t[1:], ast.Var("")
-		switch {
-		case len(args) == arity+1:
-			v, ok := b.unbound(args[arity])
-			if !ok {
-				return noPlan("the result of %s is compared, not assigned", name)
-			}
-			args, out = args[:arity], v
-		case len(args) != arity:
-			return noPlan("%s with %d arguments", name, len(args))
-		}
-		s := step{kind: stepCall, name: name, fn: fn, out: -1}
-		for _, a := range args {
-			op, err := b.operand(a)
-			if err != nil {
-				return err
-			}
-			s.args = append(s.args, op)
-		}
-		if out != "" {
-			s.out = b.newSlot(out)
-		}
-		if name == "object.remove" && s.args[1].kind == operandConst {
-			if keys, ok := constKeys(s.args[1].c); ok {
-				s.removeKeys = keys
-			}
-		}
-		b.plan.steps = append(b.plan.steps, s)
-		return nil
-	}
-	return noPlan("a %T in the body", e.Terms)
-}
-
-func (b *planBuilder) equality(x, y *ast.Term) error {
-	if _, ok := b.unbound(x); !ok {
-		x, y = y, x
-	}
-	if v, ok := b.unbound(x); ok {
-		if obj, isObj := y.Value.(ast.Object); isObj && !y.IsGround() {
-			b.objects[v] = obj
-			return nil
-		}
-		op, err := b.operand(y)
-		if err != nil {
-			return err
-		}
-		b.plan.steps = append(b.plan.steps, step{kind: stepBind, args: []operand{op}, out: b.newSlot(v)})
-		return nil
-	}
-	a, err := b.operand(x)
-	if err != nil {
-		return err
-	}
-	c, err := b.operand(y)
-	if err != nil {
-		return err
-	}
-	b.plan.steps = append(b.plan.steps, step{kind: stepEqual, args: []operand{a, c}, out: -1})
-	return nil
-}
-
-func (b *planBuilder) operand(t *ast.Term) (operand, error) {
-	if t.IsGround() {
-		if _, isRef := t.Value.(ast.Ref); !isRef {
-			return operand{kind: operandConst, c: t.Value}, nil
-		}
-	}
-	switch v := t.Value.(type) {
-	case ast.Var:
-		if n, ok := b.slots[v]; ok {
-			return operand{kind: operandSlot, slot: n}, nil
-		}
-		return operand{}, noPlan("%v is used where a plan cannot follow it", v)
-	case ast.Ref:
-		if !v[0].Equal(ast.InputRootDocument) {
-			return operand{}, noPlan("refers to %v (only input is followed)", v)
-		}
-		op := operand{kind: operandInput}
-		for _, c := range v[1:] {
-			switch c.Value.(type) {
-			case ast.String, ast.Number:
-				op.path = append(op.path, c.Value)
-			default:
-				return operand{}, noPlan("iterates or looks up %v", v)
-			}
-		}
-		return op, nil
-	case *ast.Array:
-		op := operand{kind: operandArray}
-		for i := 0; i < v.Len(); i++ {
-			e, err := b.operand(v.Elem(i))
-			if err != nil {
-				return operand{}, err
-			}
-			op.elems = append(op.elems, e)
-		}
-		return op, nil
-	case ast.Object:
-		op := operand{kind: operandObject}
-		var err error
-		v.Foreach(func(k, x *ast.Term) {
-			if err != nil {
-				return
-			}
-			if !k.IsGround() {
-				err = noPlan("an object key with locals in it")
-				return
-			}
-			var e operand
-			if e, err = b.operand(x); err == nil {
-				op.keys = append(op.keys, k)
-				op.elems = append(op.elems, e)
-			}
-		})
-		return op, err
-	}
-	return operand{}, noPlan("a %s with locals in it", ast.ValueName(t.Value))
+	return r.v, r.err
 }
 
 // value is what an operand holds while a plan runs: a part of the record
@@ -326,14 +57,18 @@ type value struct {
 
 func (v value) defined() bool { return v.j != nil || v.a != nil || v.root || v.member != 0 }
 
-// errUnsure makes run hand the record to OPA.
+// errUnsure makes Run hand the record to OPA.
 var errUnsure = errors.New("plan unsure")
 
-// run evaluates the plan for a record, parsed only when the plan needs
-// more than the record's top-level members. ok is false when OPA must
-// evaluate the record instead.
-func (p *plan) run(ctx context.Context, record *lazyRecord, data *[]byte) (_ []Output, ok bool) {
-	r := planRun{ctx: ctx, record: record.text, lazy: record, data: data}
+// Run evaluates the plan for a record, parsed only when the plan needs
+// more than the record's top-level members. It writes the output into
+// *out, reusing out.Strings' array, and the output's data into out.Data's
+// array (one of its own, sized for the record, when out.Data is nil).
+// produced is false when the rule makes no output for the record; ok is
+// false when the plan is unsure: evaluate the record with OPA instead.
+func (p *Plan) Run(ctx context.Context, record *Record, out *Output) (produced, ok bool) {
+	*out = Output{Strings: out.Strings[:0], Data: out.Data[:0]}
+	r := planRun{ctx: ctx, record: record.text, lazy: record, out: out}
 	if s, ok := p.scratch.Get().(*planScratch); ok {
 		r.scratch = s
 	} else {
@@ -353,29 +88,23 @@ func (p *plan) run(ctx context.Context, record *lazyRecord, data *[]byte) (_ []O
 	}
 	r.scanned = split && canonical
 	if !r.scanned {
-		root, err := record.parse()
-		if err != nil || !plainJSON(root) {
-			return nil, false
+		root, err := record.Parse()
+		if err != nil || !astjson.Plain(root) {
+			return false, false
 		}
 		r.root = root
 	}
 	for i := range p.steps {
 		defined, err := r.step(&p.steps[i])
 		if err != nil {
-			return nil, false
+			return false, false
 		}
 		if !defined {
-			return nil, true // the body does not hold: no output
+			return false, true // the body does not hold: no output
 		}
 	}
-	o, has, err := r.output(p.head)
-	if err != nil {
-		return nil, false
-	}
-	if !has {
-		return nil, true
-	}
-	return []Output{o}, true
+	produced, err := r.output(p.head)
+	return produced, err == nil
 }
 
 type planRun struct {
@@ -387,10 +116,10 @@ type planRun struct {
 	scanned bool
 	members []rawMember
 	root    *fastjson.Value
-	lazy    *lazyRecord
+	lazy    *Record
 	slots   []value
 	scratch *planScratch
-	data    *[]byte // where the output's data is written (nil: a buffer of its own)
+	out     *Output
 }
 
 // planScratch is what encoding an output needs, reused from record to
@@ -641,7 +370,7 @@ func (r *planRun) parsed(v value) (value, error) {
 		return v, nil
 	}
 	if r.root == nil {
-		root, err := r.lazy.parse()
+		root, err := r.lazy.Parse()
 		if err != nil {
 			return value{}, errUnsure
 		}
@@ -672,7 +401,7 @@ func (v value) ast() (ast.Value, error) {
 		return v.a, nil
 	}
 	if len(v.drop) == 0 {
-		return fromFastJSON(v.j)
+		return astjson.From(v.j)
 	}
 	o, _ := v.j.Object() // only objects carry drop
 	terms := make([][2]*ast.Term, 0, o.Len())
@@ -682,7 +411,7 @@ func (v value) ast() (ast.Value, error) {
 			return
 		}
 		var y ast.Value
-		if y, err = fromFastJSON(x); err == nil {
+		if y, err = astjson.From(x); err == nil {
 			terms = append(terms, [2]*ast.Term{ast.StringTerm(string(k)), ast.NewTerm(y)})
 		}
 	})
@@ -713,7 +442,7 @@ func (r *planRun) eval(op operand) (value, error) {
 		}
 		j := r.root
 		for _, c := range op.path {
-			if j = child(j, c); j == nil {
+			if j = astjson.Child(j, c); j == nil {
 				return value{}, nil
 			}
 		}
@@ -739,30 +468,6 @@ func (r *planRun) eval(op operand) (value, error) {
 		pairs[i] = [2]*ast.Term{op.keys[i], t}
 	}
 	return value{a: ast.NewObject(pairs...)}, nil
-}
-
-// child follows one step of a ref as OPA does: a key of an object, an
-// index of an array; anything else is undefined.
-func child(j *fastjson.Value, c ast.Value) *fastjson.Value {
-	switch k := c.(type) {
-	case ast.String:
-		if j.Type() != fastjson.TypeObject {
-			return nil
-		}
-		o, _ := j.Object()
-		return o.Get(string(k))
-	case ast.Number:
-		if j.Type() != fastjson.TypeArray {
-			return nil
-		}
-		i, ok := k.Int()
-		a, _ := j.Array()
-		if !ok || i < 0 || i >= len(a) {
-			return nil
-		}
-		return a[i]
-	}
-	return nil
 }
 
 // call runs a built-in; object.remove and object.get on the record itself
@@ -856,102 +561,87 @@ func constKeys(v ast.Value) ([]string, bool) {
 	return keys, ok
 }
 
-// output builds the output as toOutput would from OPA's object. Any field
-// toOutput would refuse is left to OPA, which reports it.
-func (r *planRun) output(head []headField) (o Output, has bool, err error) {
+// output builds the output from the head; produced is false when a value
+// is undefined (the rule produces nothing). A value of a type the caller
+// would refuse is left to OPA, which words the error.
+func (r *planRun) output(head []headField) (produced bool, err error) {
+	o := r.out
 	for _, f := range head {
 		v, err := r.eval(f.val)
-		if err != nil {
-			return Output{}, false, err
-		}
-		if !v.defined() {
-			return Output{}, false, nil // an undefined value: the rule produces nothing
-		}
-		if dst := o.stringField(f.key); dst != nil {
-			s, ok := r.string(v)
-			if !ok {
-				return Output{}, false, errUnsure
-			}
-			*dst = s
-			continue
+		if err != nil || !v.defined() {
+			return false, err
 		}
 		switch f.key {
 		case "timestamp":
 			n, ok := r.number(v)
 			if !ok {
-				return Output{}, false, errUnsure
+				return false, errUnsure
 			}
 			o.Timestamp, _ = n.Float64()
 		case "data":
-			// Most data is the record less a few keys, mostly copied from
-			// the record as it stands.
-			dst := r.dataBuffer()
-			switch {
-			case v.root:
-				o.Data = appendMembers(dst, r.record, r.members, v.drop, nil, nil)
-			case v.member != 0:
-				t := r.text(v)
-				if string(t) == "null" { // toOutput refuses a null data: OPA's path says so
-					return Output{}, false, errUnsure
-				}
-				o.Data = append(dst, t...)
-			case v.j != nil && v.j == r.root && r.members != nil:
-				o.Data = appendMembers(dst, r.record, r.members, v.drop, r.root, &r.scratch.members)
-			default:
-				if o.Data, err = v.appendJSON(dst, &r.scratch.members); err != nil {
-					return Output{}, false, err
-				}
-			}
-			if r.data != nil {
-				*r.data = o.Data[:0] // kept, grown, for the next record's data
+			if o.Data, err = r.data(v); err != nil {
+				return false, err
 			}
 		case "fields":
 			x, err := r.ast(v)
 			fo, ok := x.(ast.Object)
 			if err != nil || !ok {
-				return Output{}, false, errUnsure
+				return false, errUnsure
 			}
 			m, err := ast.JSON(fo)
 			if err != nil {
-				return Output{}, false, errUnsure
+				return false, errUnsure
 			}
 			o.Fields, _ = m.(map[string]any)
-		default: // an unknown field: OPA's path words the error
-			return Output{}, false, errUnsure
+		default:
+			s, ok := r.string(v)
+			if !ok {
+				return false, errUnsure
+			}
+			o.Strings = append(o.Strings, Field{Key: f.key, Value: s})
 		}
 	}
-	if o.complete() != nil {
-		return Output{}, false, errUnsure
+	return true, nil
+}
+
+// data writes the data value as JSON into the output's buffer. Most data
+// is the record less a few keys, mostly copied from the record as it
+// stands.
+func (r *planRun) data(v value) ([]byte, error) {
+	dst := r.dataBuffer()
+	switch {
+	case v.root:
+		return appendMembers(dst, r.record, r.members, v.drop, nil, nil), nil
+	case v.member != 0:
+		t := r.text(v)
+		if string(t) == "null" { // a null data is refused: OPA's path says so
+			return nil, errUnsure
+		}
+		return append(dst, t...), nil
+	case v.j != nil && v.j == r.root && r.members != nil:
+		return appendMembers(dst, r.record, r.members, v.drop, r.root, &r.scratch.members), nil
 	}
-	return o, true, nil
+	return v.appendJSON(dst, &r.scratch.members)
 }
 
 // dataBuffer is an empty buffer for the output's data, with room for the
 // whole record: the caller's, or one of its own.
 func (r *planRun) dataBuffer() []byte {
-	if r.data == nil {
+	if r.out.Data == nil {
 		return make([]byte, 0, len(r.record)+16)
 	}
-	return slices.Grow((*r.data)[:0], len(r.record)+16)
+	return slices.Grow(r.out.Data[:0], len(r.record)+16)
 }
 
-// stringField is where an output's string field goes; nil for the others.
-func (o *Output) stringField(name string) *string {
-	if name == "sink" {
-		return &o.Sink
-	}
-	return o.StringField(name)
-}
-
-// appendJSON encodes the value as appendJSON encodes OPA's: object keys
-// sorted, numbers as written, strings re-escaped. null is left to OPA
-// (toOutput refuses a null data).
+// appendJSON encodes the value as astjson.Append encodes OPA's: object
+// keys sorted, numbers as written, strings re-escaped. null is left to OPA
+// (a null data is refused).
 func (v value) appendJSON(dst []byte, scratch *[]member) ([]byte, error) {
 	if v.j == nil {
 		if _, isNull := v.a.(ast.Null); isNull {
 			return nil, errUnsure
 		}
-		return appendJSON(dst, v.a)
+		return astjson.Append(dst, v.a)
 	}
 	if v.j.Type() == fastjson.TypeNull {
 		return nil, errUnsure
@@ -965,7 +655,7 @@ type member struct {
 }
 
 // appendSorted encodes a parsed value with object keys in OPA's order
-// (bytewise), leaving out the top-level keys in drop. plainJSON has
+// (bytewise), leaving out the top-level keys in drop. astjson.Plain has
 // checked the numbers and that no object repeats a key. scratch holds the
 // members of the objects being encoded, reused from record to record.
 func appendSorted(dst []byte, j *fastjson.Value, drop []string, scratch *[]member) []byte {
@@ -1015,50 +705,4 @@ func appendSorted(dst []byte, j *fastjson.Value, drop []string, scratch *[]membe
 		return append(dst, "false"...)
 	}
 	return append(dst, "null"...)
-}
-
-// plainJSON reports whether OPA would see the record exactly as parsed:
-// every number valid JSON and tame (else OPA's path refuses the record),
-// and no object with a key twice (OPA keeps the last, fastjson finds the
-// first).
-func plainJSON(j *fastjson.Value) bool {
-	switch j.Type() {
-	case fastjson.TypeObject:
-		o, _ := j.Object()
-		ok := true
-		var few [32][]byte
-		seen := few[:0] // a few keys: comparing beats hashing
-		var many map[string]bool
-		o.Visit(func(k []byte, v *fastjson.Value) {
-			if !ok {
-				return
-			}
-			if many == nil && len(seen) == len(few) {
-				many = make(map[string]bool, o.Len())
-				for _, s := range seen {
-					many[string(s)] = true
-				}
-			}
-			if many != nil {
-				ok = !many[string(k)]
-				many[string(k)] = true
-			} else {
-				ok = !slices.ContainsFunc(seen, func(s []byte) bool { return bytes.Equal(s, k) })
-				seen = append(seen, k)
-			}
-			ok = ok && plainJSON(v)
-		})
-		return ok
-	case fastjson.TypeArray:
-		a, _ := j.Array()
-		for _, x := range a {
-			if !plainJSON(x) {
-				return false
-			}
-		}
-	case fastjson.TypeNumber:
-		n := j.String()
-		return jsonx.ValidNumber(n) && jsonx.TameNumber(n)
-	}
-	return true
 }

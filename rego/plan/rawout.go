@@ -1,4 +1,4 @@
-package rego
+package plan
 
 import (
 	"bytes"
@@ -200,7 +200,7 @@ func findMember(raw []byte, ms []rawMember, key string) int {
 // appendMembers writes the sorted members less the keys in drop exactly as
 // appendSorted writes the parsed record: a canonical value's text as it
 // stands, any other from root, the parsed record (with no repeated key:
-// plainJSON), which only such a value needs.
+// astjson.Plain), which only such a value needs.
 func appendMembers(dst, raw []byte, ms []rawMember, drop []string, root *fastjson.Value, members *[]member) []byte {
 	dst = append(dst, '{')
 	first := true

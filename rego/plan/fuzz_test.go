@@ -1,4 +1,4 @@
-package rego
+package plan_test
 
 import (
 	"context"
@@ -6,17 +6,19 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/sluicehq/sluice/rego"
 )
 
 // Any record through the default policies gives valid outputs (whose data
 // is JSON) or an error naming the record's fault, never a panic; and the
 // fast path gives what OPA gives.
 func FuzzOutputs(f *testing.F) {
-	e, err := Load("../testdata/policies", Options{})
+	e, err := rego.Load(defaults, rego.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
-	full, err := Load("../testdata/policies", Options{FullEval: true})
+	full, err := rego.Load(defaults, rego.Options{FullEval: true})
 	if err != nil {
 		f.Fatal(err)
 	}

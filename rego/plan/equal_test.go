@@ -1,4 +1,4 @@
-package rego
+package plan_test
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -14,7 +16,27 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicehq/sluice/rego"
 )
+
+// defaults are the shipped policies.
+const defaults = "../../testdata/policies"
+
+func writePolicies(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
 
 // planPolicies are shapes beyond the shipped policies that a plan takes:
 // conditions, nested paths, array indexes, built-ins, v0 syntax, fields.
@@ -113,10 +135,10 @@ func TestPlanMatchesOPA(t *testing.T) {
 	}
 }
 
-func loadWith(t *testing.T, dir string, full bool) (*Engine, *prometheus.Registry) {
+func loadWith(t *testing.T, dir string, full bool) (*rego.Engine, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	e, err := Load(dir, Options{FullEval: full, Metrics: reg})
+	e, err := rego.Load(dir, rego.Options{FullEval: full, Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +167,7 @@ func counter(t *testing.T, reg *prometheus.Registry, path string) prometheus.Col
 
 // encoded is the outputs as the transform writes them to OUT: DeepEqual
 // takes -0 and 0 for the same timestamp; the bytes do not.
-func encoded(outs []Output) string {
+func encoded(outs []rego.Output) string {
 	var b []byte
 	for _, o := range outs {
 		b, _ = o.Output.AppendJSON(b)
@@ -153,7 +175,7 @@ func encoded(outs []Output) string {
 	return string(b)
 }
 
-func show(outs []Output) string {
+func show(outs []rego.Output) string {
 	var b strings.Builder
 	for _, o := range outs {
 		fmt.Fprintf(&b, "\n  %+v data=%s", o, o.Data)
@@ -289,70 +311,3 @@ func randomValue(r *rand.Rand, k string, depth int) string {
 }
 
 func pick(r *rand.Rand, options ...string) string { return options[r.IntN(len(options))] }
-
-// sprintfStrings gives what fmt.Sprintf gives, or declines.
-func FuzzSprintfStrings(f *testing.F) {
-	f.Add("sls:%s", "10.0.0.7", "x")
-	f.Add("%s-%s %% done", "a", "b")
-	f.Add("%d%", "a", "")
-	f.Fuzz(func(t *testing.T, format, a, b string) {
-		for _, args := range [][]string{nil, {a}, {a, b}} {
-			got, ok := sprintfStrings(format, args)
-			if !ok {
-				continue
-			}
-			anys := make([]any, len(args))
-			for i, s := range args {
-				anys[i] = s
-			}
-			if want := fmt.Sprintf(format, anys...); got != want {
-				t.Fatalf("sprintfStrings(%q, %q) = %q, fmt.Sprintf gives %q", format, args, got, want)
-			}
-		}
-	})
-}
-
-// keyOrder puts a record's members in the order sortMembers does, whether
-// its keys repeat the last record's (in order or not, with repeated keys,
-// keys alike in their first eight bytes, and more than the 64 members
-// insertion sort handles) or not.
-func TestKeyOrderSortsAsSortMembers(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 5))
-	pool := []string{"a", "b", "user", "user_type", "user_agent", "__tag__:__hostname__", "__tag__:__receive_time__", "__time__", "request_id", "request_params", ""}
-	for i := range 80 {
-		pool = append(pool, "field"+strconv.Itoa(i))
-	}
-	var order keyOrder
-	var keys []string
-	for n := range 3000 {
-		switch r.IntN(5) {
-		case 0, 1: // the last record's keys, in the same order
-		case 2: // the same keys, another order
-			r.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
-		case 3: // one key another
-			if len(keys) > 0 {
-				keys[r.IntN(len(keys))] = pool[r.IntN(len(pool))]
-			}
-		default:
-			keys = keys[:0]
-			for range 1 + r.IntN(90) {
-				keys = append(keys, pool[r.IntN(len(pool))])
-			}
-		}
-		var b strings.Builder
-		b.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "%q:%d", k, i)
-		}
-		b.WriteByte('}')
-		raw := []byte(b.String())
-		want, ok, canonical := scanMembers(raw, nil, nil)
-		got, gotOK, gotCanonical := scanMembers(raw, nil, &order)
-		if !ok || ok != gotOK || canonical != gotCanonical || !slices.Equal(got, want) {
-			t.Fatalf("record %d %s: members %v (ok %v, canonical %v), sortMembers gives %v (%v, %v)", n, raw, got, gotOK, gotCanonical, want, ok, canonical)
-		}
-	}
-}
