@@ -1,9 +1,9 @@
 package cmd
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"strings"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -18,14 +18,14 @@ out.<old name> (held by the consumer sink-<old name>); nothing delivers them
 and they take buffer space. A source removed leaves what the transform has
 not taken yet on raw.<old name>. sluice status names them too.`}
 	admin.register(cmd)
+	cmd.AddCommand(newBacklogListCmd(&admin), newBacklogMoveCmd(&admin), newBacklogDropCmd(&admin))
+	return cmd
+}
 
+func newBacklogListCmd(admin *adminFlags) *cobra.Command {
 	var asJSON bool
 	list := &cobra.Command{Use: "list", Short: "Name every backlog that belongs to no configured sink or source", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
-			if err != nil {
-				return err
-			}
+		RunE: admin.runE(func(cmd *cobra.Command, c *ops.Client, _ []string) error {
 			orphans, err := c.Backlog(cmd.Context())
 			if err != nil {
 				return err
@@ -39,9 +39,12 @@ not taken yet on raw.<old name>. sluice status names them too.`}
 			}
 			printOrphans(cmd.OutOrStdout(), orphans)
 			return nil
-		}}
+		})}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return list
+}
 
+func newBacklogMoveCmd(admin *adminFlags) *cobra.Command {
 	var req ops.MoveRequest
 	var detach bool
 	move := &cobra.Command{Use: "move --from OLD --to SINK", Short: "Send an unconfigured sink's undelivered batches to a configured sink, then remove them from the old one",
@@ -50,86 +53,79 @@ move/<to>/<its old ID>, and once every copy is stored the consumer
 sink-<from> is deleted and out.<from> purged up to what was moved. Running it
 again moves nothing twice. Run it once every node runs the new config.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
-			if err != nil {
-				return err
-			}
-			ctx, stop := signalContext()
-			defer stop()
-			res, err := c.MoveBacklog(ctx, req)
-			if err != nil {
-				return err
-			}
-			p := res.Plan
-			out := cmd.OutOrStdout()
-			verb := map[bool]string{true: "would move", false: "moving"}[req.DryRun]
-			fmt.Fprintf(out, "%s %d records (%s) in %d batches from %s to %s\n", verb, p.Records, humanBytes(p.Bytes), p.Messages, p.Subject, "out."+p.To)
-			if res.Job == nil {
-				if !req.DryRun {
+		RunE: admin.runE(func(cmd *cobra.Command, c *ops.Client, _ []string) error {
+			return startJob(cmd, c, detach, func(ctx context.Context, out io.Writer) (*ops.JobStatus, error) {
+				res, err := c.MoveBacklog(ctx, req)
+				if err != nil {
+					return nil, err
+				}
+				p := res.Plan
+				verb := map[bool]string{true: "would move", false: "moving"}[req.DryRun]
+				fmt.Fprintf(out, "%s %d records (%s) in %d batches from %s to %s\n", verb, p.Records, humanBytes(p.Bytes), p.Messages, p.Subject, "out."+p.To)
+				if res.Job == nil && !req.DryRun {
 					fmt.Fprintf(out, "nothing left to move; %s cleaned up\n", p.Subject)
 				}
-				return nil
-			}
-			return followJob(ctx, out, cmd.ErrOrStderr(), c, *res.Job, detach)
-		}}
+				return res.Job, nil
+			})
+		})}
 	move.Flags().StringVar(&req.From, "from", "", "the sink no longer configured (required)")
 	move.Flags().StringVar(&req.To, "to", "", "the configured sink to deliver it (required)")
 	move.Flags().BoolVar(&req.DryRun, "dry-run", false, "only count what would move")
 	move.Flags().BoolVar(&detach, "detach", false, "start the job and return without following it")
 	_ = move.MarkFlagRequired("from")
 	_ = move.MarkFlagRequired("to")
+	return move
+}
 
+func newBacklogDropCmd(admin *adminFlags) *cobra.Command {
 	var drop ops.DropRequest
 	var yes bool
-	dropCmd := &cobra.Command{Use: "drop --sink OLD | --source OLD", Short: "Delete an unconfigured sink's or source's backlog for good (asks for confirmation)", Args: cobra.NoArgs,
+	cmd := &cobra.Command{Use: "drop --sink OLD | --source OLD", Short: "Delete an unconfigured sink's or source's backlog for good (asks for confirmation)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (drop.Sink == "") == (drop.Source == "") {
 				return fmt.Errorf("name one of --sink or --source")
 			}
-			c, err := admin.client()
-			if err != nil {
-				return err
-			}
-			want := "out." + drop.Sink
-			if drop.Source != "" {
-				want = "raw." + drop.Source
-			}
-			if !yes {
-				orphans, err := c.Backlog(cmd.Context())
+			return admin.runE(func(cmd *cobra.Command, c *ops.Client, _ []string) error {
+				if !yes {
+					if err := confirmDrop(cmd, c, drop); err != nil {
+						return err
+					}
+				}
+				d, err := c.DropBacklog(cmd.Context(), drop)
 				if err != nil {
 					return err
 				}
-				var n uint64
-				for _, o := range orphans {
-					if o.Subject == want {
-						n = o.Messages
-					}
+				fmt.Fprintf(cmd.OutOrStdout(), "dropped %d batches of %s %s", d.Messages, d.Stream, d.Subject)
+				if d.Consumer != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), " and the consumer %s", d.Consumer)
 				}
-				if !isTerminal(cmd.InOrStdin()) {
-					return fmt.Errorf("drop deletes every batch of %s (%d undelivered) for good: confirm with --yes", want, n)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "Delete every batch of %s (%d undelivered) for good? Type 'drop' to confirm: ", want, n)
-				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if strings.TrimSpace(line) != "drop" {
-					return fmt.Errorf("not confirmed; nothing deleted")
-				}
-			}
-			d, err := c.DropBacklog(cmd.Context(), drop)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "dropped %d batches of %s %s", d.Messages, d.Stream, d.Subject)
-			if d.Consumer != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), " and the consumer %s", d.Consumer)
-			}
-			fmt.Fprintln(cmd.OutOrStdout())
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout())
+				return nil
+			})(cmd, args)
 		}}
-	dropCmd.Flags().StringVar(&drop.Sink, "sink", "", "the sink no longer configured")
-	dropCmd.Flags().StringVar(&drop.Source, "source", "", "the source no longer configured")
-	dropCmd.Flags().BoolVar(&yes, "yes", false, "do not ask")
-
-	cmd.AddCommand(list, move, dropCmd)
+	cmd.Flags().StringVar(&drop.Sink, "sink", "", "the sink no longer configured")
+	cmd.Flags().StringVar(&drop.Source, "source", "", "the source no longer configured")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask")
 	return cmd
+}
+
+// confirmDrop asks before a drop, naming how many undelivered batches it
+// deletes.
+func confirmDrop(cmd *cobra.Command, c *ops.Client, drop ops.DropRequest) error {
+	want := "out." + drop.Sink
+	if drop.Source != "" {
+		want = "raw." + drop.Source
+	}
+	orphans, err := c.Backlog(cmd.Context())
+	if err != nil {
+		return err
+	}
+	var n uint64
+	for _, o := range orphans {
+		if o.Subject == want {
+			n = o.Messages
+		}
+	}
+	what := fmt.Sprintf("every batch of %s (%d undelivered)", want, n)
+	return confirmDelete(cmd, "drop", what, "Delete "+what+" for good?")
 }

@@ -10,8 +10,7 @@ import (
 	"github.com/sluicehq/sluice/cluster"
 )
 
-func newClusterCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "Tools for a multi-node sluice"}
+func newClusterCertsCmd() *cobra.Command {
 	var o cluster.CertOptions
 	certs := &cobra.Command{
 		Use:   "certs --out DIR --node node-1[=HOST,...] --node node-2 --node node-3 [--host ADDR ...]",
@@ -39,6 +38,5 @@ func newClusterCmd() *cobra.Command {
 	certs.Flags().StringArrayVar(&o.Hosts, "host", nil, "a DNS name or IP every node certificate also holds (repeat; the addresses in cluster.peers)")
 	certs.Flags().DurationVar(&o.Validity, "valid-for", 2*365*24*time.Hour, "certificate lifetime")
 	_ = certs.MarkFlagRequired("node")
-	cmd.AddCommand(certs)
-	return cmd
+	return certs
 }

@@ -18,10 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
-	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/queue"
 )
@@ -80,11 +78,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 		parent = context.Background()
 	}
 	if o.dataDir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		o.dataDir = filepath.Join(cache, "sluice-dev")
+		o.dataDir = defaultDevDataDir()
 	}
 	// Before the stand-ins: they keep their state and output there too.
 	lock, err := node.LockDataDir(o.dataDir, "dev")
@@ -92,88 +86,21 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 		return err
 	}
 	defer lock.Release()
-	switch o.source {
-	case "":
-		o.source = "sls"
-	case "sls", "gcs", "both":
-	default:
-		return fmt.Errorf("--source %q: want sls, gcs or both", o.source)
-	}
-	policies := filepath.Join(o.dataDir, "policies")
-	if err := writeDefaultPolicies(o.policies, policies); err != nil {
+	if o.source, err = devSource(o.source); err != nil {
 		return err
 	}
-	secrets := map[string]string{"SLUICE_DEV_SLS_KEY": randomHex(16), "SLUICE_DEV_HEC_TOKEN": randomHex(16), "SLUICE_DEV_ADMIN_TOKEN": randomHex(16)}
-	// The admin API takes writes only with a token; the CLI reads it from
-	// this file (--admin-token-file), never from its command line.
-	tokenFile := filepath.Join(o.dataDir, "admin-token")
-	if err := writeSecretFile(tokenFile, secrets["SLUICE_DEV_ADMIN_TOKEN"]); err != nil {
-		return err
-	}
-
-	var sls *slstest.Server
-	if o.sls() {
-		var err error
-		sls, err = slstest.NewServer(slstest.Options{Project: "dev", Logstore: "audit", Shards: o.shards,
-			AccessKeyID: "dev-key-id", AccessKeySecret: secrets["SLUICE_DEV_SLS_KEY"], StateFile: filepath.Join(o.dataDir, "sls-standin-state.json")})
-		if err != nil {
-			return err
-		}
-		defer sls.Close()
-		sls.Preload(1, o.records, devEpoch)
-	}
-	var gcs *gcstest.Server
-	var bq *bqtest.Server
-	if o.gcs() {
-		var err error
-		if gcs, err = startDevGCS(o); err != nil {
-			return err
-		}
-		defer gcs.Close()
-		// Swarm's GitHub audit policy writes BigQuery rows.
-		if bq, err = bqtest.NewServer(bqtest.Options{Project: "sluice-dev"}); err != nil {
-			return err
-		}
-		defer bq.Close()
-		defer dumpBigQuery(stdout, bq, filepath.Join(o.dataDir, "bigquery"))
-	}
-
-	hecFile := filepath.Join(o.dataDir, "hec-received.ndjson")
-	var hec *hectest.Server
-	hecURL := o.hecURL
-	if hecURL == "" {
-		out, err := os.OpenFile(hecFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		hec, err = hectest.NewServer(hectest.Options{Token: secrets["SLUICE_DEV_HEC_TOKEN"], Out: out})
-		if err != nil {
-			return err
-		}
-		defer hec.Close()
-		hecURL = hec.URL
-		if o.splunkDownFor > 0 {
-			hec.Down()
-			time.AfterFunc(o.splunkDownFor, func() { _ = hec.Up() })
-		}
-	} else {
-		secrets["SLUICE_DEV_HEC_TOKEN"] = o.hecToken
-		if o.hecToken == "" {
-			secrets["SLUICE_DEV_HEC_TOKEN"] = os.Getenv("SPLUNK_HEC_TOKEN")
-		}
-	}
-
-	// The node runs from a real config file, written here for the curious;
-	// secrets stay out of it and come in as ${…}.
-	yaml := devConfig(o, policies, sls, hecURL, bq)
-	cfgPath := filepath.Join(o.dataDir, "sluice.yaml")
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
-		return err
-	}
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(k string) (string, bool) { v, ok := secrets[k]; return v, ok })
+	files, err := prepareDevDataDir(o)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cfgPath, err)
+		return err
+	}
+	si, err := startStandIns(stdout, o, files)
+	if err != nil {
+		return err
+	}
+	defer si.close()
+	cfg, err := devNodeConfig(o, files, si)
+	if err != nil {
+		return err
 	}
 	log := newLogger(stderr, o.logLevel, "text")
 	n, err := node.New(cfg, node.Options{Logger: log, DataDirLock: lock})
@@ -192,8 +119,75 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	case err := <-runErr:
 		return err
 	}
-	flags := devAdminFlags(n.AdminAddr(), tokenFile)
-	fmt.Fprintf(stdout, `sluice dev
+	printDevBanner(stdout, o, n, files, si)
+	return superviseDev(ctx, cancel, stdout, stderr, n, o, si.sls, runErr)
+}
+
+func defaultDevDataDir() string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	return filepath.Join(cache, "sluice-dev")
+}
+
+// devSource checks --source; empty means sls.
+func devSource(source string) (string, error) {
+	switch source {
+	case "":
+		return "sls", nil
+	case "sls", "gcs", "both":
+		return source, nil
+	default:
+		return "", fmt.Errorf("--source %q: want sls, gcs or both", source)
+	}
+}
+
+// devFiles are what dev keeps in its data directory, and the secrets the
+// config names as ${…}.
+type devFiles struct {
+	policies, tokenFile, cfgPath, hecFile string
+	secrets                               map[string]string
+}
+
+// prepareDevDataDir copies the default policies in (once), makes fresh
+// secrets, and writes the admin token where the CLI reads it.
+func prepareDevDataDir(o devOptions) (*devFiles, error) {
+	f := &devFiles{
+		policies:  filepath.Join(o.dataDir, "policies"),
+		tokenFile: filepath.Join(o.dataDir, "admin-token"),
+		cfgPath:   filepath.Join(o.dataDir, "sluice.yaml"),
+		hecFile:   filepath.Join(o.dataDir, "hec-received.ndjson"),
+		secrets:   map[string]string{"SLUICE_DEV_SLS_KEY": randomHex(16), "SLUICE_DEV_HEC_TOKEN": randomHex(16), "SLUICE_DEV_ADMIN_TOKEN": randomHex(16)},
+	}
+	if err := writeDefaultPolicies(o.policies, f.policies); err != nil {
+		return nil, err
+	}
+	// The admin API takes writes only with a token; the CLI reads it from
+	// this file (--admin-token-file), never from its command line.
+	if err := writeSecretFile(f.tokenFile, f.secrets["SLUICE_DEV_ADMIN_TOKEN"]); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// devNodeConfig writes the node's config, a real config file, for the
+// curious, and parses it; secrets stay out of it and come in as ${…}.
+func devNodeConfig(o devOptions, f *devFiles, si *devStandIns) (*node.Config, error) {
+	yaml := devConfig(o, f.policies, si.sls, si.hecURL, si.bq)
+	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(k string) (string, bool) { v, ok := f.secrets[k]; return v, ok })
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.cfgPath, err)
+	}
+	return cfg, nil
+}
+
+func printDevBanner(w io.Writer, o devOptions, n *node.Node, f *devFiles, si *devStandIns) {
+	flags := devAdminFlags(n.AdminAddr(), f.tokenFile)
+	fmt.Fprintf(w, `sluice dev
   data dir     %s (kept between runs; remove it to start over)
   config       %s
   admin        http://%s  (/healthz /readyz; /metrics and /api/v1 want the bearer token in %s)
@@ -207,12 +201,17 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
     sluice replay --sink splunk --from -10m --dry-run%s
     sluice dlq list%s
     sluice dlq redrive --dry-run%s
-`, o.dataDir, cfgPath, n.AdminAddr(), tokenFile, n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, sls, gcs, bq), hecURL, hecFileOr(hec, hecFile), policies, policies,
+`, o.dataDir, f.cfgPath, n.AdminAddr(), f.tokenFile, n.Queue.ClientURL(), n.Queue.ClientURL(), standInLines(o, si.sls, si.gcs, si.bq), si.hecURL, hecFileOr(si.hec, f.hecFile), f.policies, f.policies,
 		flags, flags, flags, flags)
-	if o.splunkDownFor > 0 && hec != nil {
-		fmt.Fprintf(stdout, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
+	if o.splunkDownFor > 0 && si.hec != nil {
+		fmt.Fprintf(w, "  Splunk is down for the first %s: fetching and buffering go on, delivery resumes after.\n", o.splunkDownFor)
 	}
+}
 
+// superviseDev shows progress until the node stops, dev is interrupted,
+// or (with --exit-when-delivered) everything is delivered or --timeout
+// passes; then it stops the node and says how it ended.
+func superviseDev(ctx context.Context, cancel context.CancelFunc, stdout, stderr io.Writer, n *node.Node, o devOptions, sls *slstest.Server, runErr <-chan error) error {
 	p := newProgress(n, stderr)
 	var deadline <-chan time.Time
 	if o.timeout > 0 {
@@ -252,13 +251,6 @@ loop:
 		}
 	}
 	return result
-}
-
-func hecFileOr(hec *hectest.Server, file string) string {
-	if hec == nil {
-		return "(external HEC)"
-	}
-	return file
 }
 
 func devConfig(o devOptions, policies string, sls *slstest.Server, hecURL string, bq *bqtest.Server) string {
@@ -394,37 +386,6 @@ func drainState(ctx context.Context, n *node.Node, o devOptions, sls *slstest.Se
 	return strings.Join(parts, "; ")
 }
 
-// startDevGCS runs the GCS and Pub/Sub stand-ins in this process, points
-// the Google clients at them the way any emulator is found, and preloads
-// them. They start afresh each run (nothing of them is kept in the data
-// directory).
-func startDevGCS(o devOptions) (*gcstest.Server, error) {
-	s, err := gcstest.Start(gcstest.Options{Bucket: "github-audit-logs"})
-	if err != nil {
-		return nil, err
-	}
-	os.Setenv("STORAGE_EMULATOR_HOST", s.StorageHost())
-	os.Setenv("PUBSUB_EMULATOR_HOST", s.PubSubHost())
-	if _, err := s.Preload(context.Background(), o.gcsObjects, gcsPerObject); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func standInLines(o devOptions, sls *slstest.Server, gcs *gcstest.Server, bq *bqtest.Server) string {
-	var b strings.Builder
-	if sls != nil {
-		fmt.Fprintf(&b, "  SLS stand-in %s  project dev, logstore audit, %d shards, %d sample logs\n", sls.Endpoint, o.shards, sls.Logs())
-	}
-	if gcs != nil {
-		fmt.Fprintf(&b, "  GCS stand-in %s  bucket github-audit-logs, %d objects of %d GitHub audit records\n", gcs.StorageHost(), o.gcsObjects, gcsPerObject)
-		fmt.Fprintf(&b, "  Pub/Sub      %s  subscription sluice (PUBSUB_EMULATOR_HOST)\n", gcs.PubSubHost())
-		fmt.Fprintf(&b, "  BigQuery     %s (write API %s)  rows to %s/<dataset>.<table>.ndjson when dev stops\n", bq.URL, bq.GRPCAddr, filepath.Join(o.dataDir, "bigquery"))
-	}
-	return b.String()
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -466,25 +427,4 @@ func writeSecretFile(path, secret string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// dumpBigQuery writes each stand-in table's rows as JSON lines, since the
-// stand-in keeps them in memory only.
-func dumpBigQuery(w io.Writer, bq *bqtest.Server, dir string) {
-	tables := bq.Tables("sluice-dev")
-	if len(tables) == 0 {
-		return
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		fmt.Fprintln(w, "BigQuery rows:", err)
-		return
-	}
-	for _, t := range tables {
-		path, n, err := bq.DumpFile("sluice-dev", t, dir)
-		if err != nil {
-			fmt.Fprintf(w, "BigQuery table %s: %v\n", t, err)
-			continue
-		}
-		fmt.Fprintf(w, "BigQuery table %s: %d rows in %s\n", t, n, path)
-	}
 }

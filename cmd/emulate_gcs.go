@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -16,25 +17,7 @@ func newEmulateGCSCmd() *cobra.Command {
 		Use:   "gcs",
 		Short: "Run Google Cloud Storage and Pub/Sub stand-ins that announce each upload as a bucket notification",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := gcstest.Start(o)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			n, err := s.Preload(context.Background(), objects, perObject)
-			if err != nil {
-				return err
-			}
-			o := s.Options()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "GCS stand-in at %s, Pub/Sub stand-in at %s: bucket %s, topic %s, pull subscription %s (project %s)\n",
-				s.StorageHost(), s.PubSubHost(), o.Bucket, o.Topic, o.Subscription, o.Project)
-			fmt.Fprintf(out, "%d objects (%d records) preloaded and announced; uploads with the storage client are announced too\n", objects, n)
-			fmt.Fprintf(out, "export STORAGE_EMULATOR_HOST=%s\nexport PUBSUB_EMULATOR_HOST=%s\n", s.StorageHost(), s.PubSubHost())
-			ctx, stop := signalContext()
-			defer stop()
-			<-ctx.Done()
-			return nil
+			return emulateGCS(cmd.OutOrStdout(), o, objects, perObject)
 		},
 	}
 	f := cmd.Flags()
@@ -47,4 +30,26 @@ func newEmulateGCSCmd() *cobra.Command {
 	f.IntVar(&objects, "objects", 10, "gzip'd JSON-lines objects of sample GitHub audit logs to preload")
 	f.IntVar(&perObject, "records-per-object", 1000, "records per preloaded object (about 1 KB each)")
 	return cmd
+}
+
+// emulateGCS runs the stand-ins, preloaded, until interrupted.
+func emulateGCS(out io.Writer, o gcstest.Options, objects, perObject int) error {
+	s, err := gcstest.Start(o)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	n, err := s.Preload(context.Background(), objects, perObject)
+	if err != nil {
+		return err
+	}
+	o = s.Options()
+	fmt.Fprintf(out, "GCS stand-in at %s, Pub/Sub stand-in at %s: bucket %s, topic %s, pull subscription %s (project %s)\n",
+		s.StorageHost(), s.PubSubHost(), o.Bucket, o.Topic, o.Subscription, o.Project)
+	fmt.Fprintf(out, "%d objects (%d records) preloaded and announced; uploads with the storage client are announced too\n", objects, n)
+	fmt.Fprintf(out, "export STORAGE_EMULATOR_HOST=%s\nexport PUBSUB_EMULATOR_HOST=%s\n", s.StorageHost(), s.PubSubHost())
+	ctx, stop := signalContext()
+	defer stop()
+	<-ctx.Done()
+	return nil
 }

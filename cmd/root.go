@@ -50,8 +50,10 @@ func newRootCmd(devPolicies fs.FS) *cobra.Command {
 	}
 	emulate := &cobra.Command{Use: "emulate", Short: "Run a stand-in for an outside service (for demos, benchmarks, tests)"}
 	emulate.AddCommand(newEmulateHECCmd(), newEmulateSLSCmd(), newEmulateGCSCmd(), newEmulateBigQueryCmd())
+	cluster := &cobra.Command{Use: "cluster", Short: "Tools for a multi-node sluice"}
+	cluster.AddCommand(newClusterCertsCmd())
 	root.AddCommand(newRunCmd(), newValidateCmd(), newDevCmd(devPolicies), newPolicyCmd(), emulate,
-		newStatusCmd(), newReplayCmd(), newDLQCmd(), newBacklogCmd(), newClusterCmd())
+		newStatusCmd(), newReplayCmd(), newDLQCmd(), newBacklogCmd(), cluster)
 	return root
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/nodetest"
 	"github.com/sluicehq/sluice/node/ops"
 )
 
@@ -23,24 +24,7 @@ func startAdmin(t *testing.T, nodeKeys string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(cfg, node.Options{Components: func(context.Context, *node.Node) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatal(err)
-	}
+	n := nodetest.Start(t, cfg, node.Options{Components: func(context.Context, *node.Node) error { return nil }})
 	return n.AdminAddr()
 }
 

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bufio"
@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/cluster"
+	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/nodetest"
 	"github.com/sluicehq/sluice/node/ops"
 )
 
@@ -54,7 +56,7 @@ func TestClientListenersOffLoopbackNeedTLS(t *testing.T) {
 		{fmt.Sprintf("tls: {cert_file: %s, key_file: %s, client_ca_file: %s}", cert, key, key), "node.tls.client_ca_file: " + key + " holds no PEM certificate"},
 	}
 	for _, c := range cases {
-		_, err := Parse([]byte("node: {name: n1, data_dir: /tmp/d, "+c.node+"}\n"), KnownTypes(), noEnv)
+		_, err := node.Parse([]byte("node: {name: n1, data_dir: /tmp/d, "+c.node+"}\n"), node.KnownTypes(), noEnv)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.node, err)
@@ -69,7 +71,7 @@ func TestClientListenersOffLoopbackNeedTLS(t *testing.T) {
 
 // startTLSNode runs node-1 with node.tls on both client listeners; with
 // clientCA they also ask for a client certificate the CA signed.
-func startTLSNode(t *testing.T, certs string, clientCA bool) *Node {
+func startTLSNode(t *testing.T, certs string, clientCA bool) *node.Node {
 	t.Helper()
 	extra := ""
 	if clientCA {
@@ -77,31 +79,11 @@ func startTLSNode(t *testing.T, certs string, clientCA bool) *Node {
 	}
 	src := fmt.Sprintf("node: {name: node-1, data_dir: %s, admin_listen: 127.0.0.1:0, nats_listen: 127.0.0.1:-1, tls: {cert_file: %s, key_file: %s%s}}\nqueue: {max_bytes: 64MiB}\n",
 		t.TempDir(), filepath.Join(certs, "node-1.pem"), filepath.Join(certs, "node-1-key.pem"), extra)
-	cfg, err := Parse([]byte(src), KnownTypes(), noEnv)
+	cfg, err := node.Parse([]byte(src), node.KnownTypes(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(cfg, Options{Components: func(context.Context, *Node) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("node not started within 2m")
-	}
-	return n
+	return nodetest.Start(t, cfg, node.Options{Components: func(context.Context, *node.Node) error { return nil }})
 }
 
 func httpsClient(t *testing.T, ca, cert, key string) *http.Client {
@@ -243,7 +225,7 @@ func TestDeployClusterExamplesValidate(t *testing.T) {
 			t.Fatal(err)
 		}
 		src := strings.NewReplacer("/etc/sluice/certs", certs, "/etc/sluice/policies", policies).Replace(string(b))
-		cfg, err := Parse([]byte(src), KnownTypes(), lookup)
+		cfg, err := node.Parse([]byte(src), node.KnownTypes(), lookup)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
@@ -252,7 +234,7 @@ func TestDeployClusterExamplesValidate(t *testing.T) {
 			t.Errorf("%s: the admin API and the NATS client port serve cleartext", f)
 		}
 		off := strings.Replace(src, "admin_listen: 127.0.0.1:8686", "admin_listen: 10.0.0.11:8686\n  admin_token: t", 1)
-		if _, err := Parse([]byte(off), KnownTypes(), lookup); off == src || err != nil {
+		if _, err := node.Parse([]byte(off), node.KnownTypes(), lookup); off == src || err != nil {
 			t.Errorf("%s with the admin API off loopback: %v", f, err)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,16 +43,35 @@ type Orphan struct {
 // Orphans lists every backlog of an unconfigured sink (OUT) or source
 // (RAW), sinks first, by name.
 func (m *Manager) Orphans(ctx context.Context) ([]Orphan, error) {
-	q := m.deps.Queue
-	var out []Orphan
-	// OUT: subjects out.<x> and consumers sink-<x> of sinks not configured.
-	counts, err := q.SubjectCounts(ctx, queue.StreamOut)
+	out, err := m.orphanSinks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("orphans: %w", err)
 	}
-	cons, err := q.ConsumerInfos(ctx, queue.StreamOut)
+	raw, err := m.orphanSources(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("orphans: %w", err)
+	}
+	out = append(out, raw...)
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Stream != out[b].Stream {
+			return out[a].Stream == queue.StreamOut
+		}
+		return out[a].Subject < out[b].Subject
+	})
+	return out, nil
+}
+
+// orphanSinks finds the OUT backlogs: subjects out.<x> and consumers
+// sink-<x> of sinks not configured.
+func (m *Manager) orphanSinks(ctx context.Context) ([]Orphan, error) {
+	q := m.deps.Queue
+	counts, err := q.SubjectCounts(ctx, queue.StreamOut)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := q.ConsumerInfos(ctx, queue.StreamOut)
+	if err != nil {
+		return nil, err
 	}
 	byName := map[string]*jetstream.ConsumerInfo{}
 	names := map[string]bool{}
@@ -68,6 +86,7 @@ func (m *Manager) Orphans(ctx context.Context) ([]Orphan, error) {
 			names[x] = true
 		}
 	}
+	var out []Orphan
 	for x := range names {
 		if _, ok := m.sink(x); ok {
 			continue
@@ -89,14 +108,20 @@ func (m *Manager) Orphans(ctx context.Context) ([]Orphan, error) {
 		o.Fix = fmt.Sprintf("sluice backlog move --from %s --to %s, or sluice backlog drop --sink %s", x, m.moveTarget(), x)
 		out = append(out, o)
 	}
-	// RAW: subjects raw.<y> of sources not configured, with batches the
-	// transform has not taken yet.
+	return out, nil
+}
+
+// orphanSources finds the RAW backlogs: subjects raw.<y> of sources not
+// configured, with batches the transform has not taken yet.
+func (m *Manager) orphanSources(ctx context.Context) ([]Orphan, error) {
+	var out []Orphan
+	var floor uint64
+	var reader string // the transform's consumer, once a backlog asks for its ack floor
+	q := m.deps.Queue
 	raw, err := q.SubjectCounts(ctx, queue.StreamRaw)
 	if err != nil {
-		return nil, fmt.Errorf("orphans: %w", err)
+		return nil, err
 	}
-	var floor uint64
-	var reader string
 	for subj := range raw {
 		y, ok := strings.CutPrefix(subj, "raw.")
 		if !ok || m.source(y) {
@@ -110,7 +135,7 @@ func (m *Manager) Orphans(ctx context.Context) ([]Orphan, error) {
 		}
 		n, err := q.PendingAfter(ctx, queue.StreamRaw, subj, floor)
 		if err != nil {
-			return nil, fmt.Errorf("orphans: %w", err)
+			return nil, err
 		}
 		if n == 0 {
 			continue
@@ -122,12 +147,6 @@ func (m *Manager) Orphans(ctx context.Context) ([]Orphan, error) {
 		}
 		out = append(out, o)
 	}
-	sort.Slice(out, func(a, b int) bool {
-		if out[a].Stream != out[b].Stream {
-			return out[a].Stream == queue.StreamOut
-		}
-		return out[a].Subject < out[b].Subject
-	})
 	return out, nil
 }
 
@@ -335,15 +354,7 @@ func (m *Manager) MoveBacklog(ctx context.Context, req MoveRequest) (*MovePlan, 
 		sent := 0
 		opts := queue.ScanOptions{Stream: queue.StreamOut, Subject: p.Subject, FromSeq: p.FromSeq, UpToSeq: p.UpToSeq}
 		err = scanResuming(ctx, m.deps.Queue, opts, j.setNote, func(s queue.Stored) (bool, error) {
-			h := nats.Header{}
-			for k, v := range s.Header {
-				h[k] = append([]string(nil), v...)
-			}
-			orig := s.Header.Get(batch.HeaderMsgID)
-			if orig == "" {
-				orig = queue.StreamOut + "-" + strconv.FormatUint(s.Seq, 10)
-			}
-			h.Set(batch.HeaderMsgID, "move/"+p.To+"/"+orig)
+			h := copyHeader(s, queue.StreamOut, "move/"+p.To)
 			h.Set(batch.HeaderSink, p.To)
 			sent++
 			copied = s.Seq // a group is stored whole before stored runs

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/nodetest"
 	"github.com/sluicehq/sluice/node/ops"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
@@ -60,24 +61,7 @@ sinks:
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := node.New(cfg, node.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatal(err)
-	}
+	n := nodetest.Start(t, cfg, node.Options{Logger: log})
 	return &pipeline{t: t, n: n, hec: hec, c: ops.NewClient(n.AdminAddr(), adminToken), policies: policies}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -207,15 +208,7 @@ func (m *Manager) replay(ctx context.Context, j *Job, req ReplayRequest, p *Repl
 			if err := waitRecords(ctx, limit, n); err != nil {
 				return false, err
 			}
-			h := nats.Header{}
-			for k, v := range s.Header {
-				h[k] = append([]string(nil), v...)
-			}
-			orig := s.Header.Get(batch.HeaderMsgID)
-			if orig == "" {
-				orig = p.Stream + "-" + strconv.FormatUint(s.Seq, 10)
-			}
-			h.Set(batch.HeaderMsgID, "replay/"+j.ID+"/"+orig)
+			h := copyHeader(s, p.Stream, "replay/"+j.ID)
 			h.Set(batch.HeaderReplay, j.ID)
 			if req.ThroughTransform {
 				h.Set(batch.HeaderReplaySink, req.Sink)
@@ -337,6 +330,25 @@ func (p *publisher) flush(ctx context.Context) error {
 	p.m.progress(p.j, p.records, p.bytes)
 	p.msgs, p.after, p.records, p.bytes = p.msgs[:0], p.after[:0], 0, 0
 	return nil
+}
+
+// copyHeader is the header of a copy of the stored batch s: s's, with
+// the message ID prefix/<s's message ID> (<stream>-<seq> for a batch
+// stored without one), so the buffer stores each copy once however often
+// a job sends it.
+func copyHeader(s queue.Stored, stream, prefix string) nats.Header {
+	// A shallow copy is enough: Set replaces a value's slice, so s's
+	// stay as they are.
+	h := maps.Clone(s.Header)
+	if h == nil {
+		h = nats.Header{}
+	}
+	orig := s.Header.Get(batch.HeaderMsgID)
+	if orig == "" {
+		orig = stream + "-" + strconv.FormatUint(s.Seq, 10)
+	}
+	h.Set(batch.HeaderMsgID, prefix+"/"+orig)
+	return h
 }
 
 func recordCount(h nats.Header) int {

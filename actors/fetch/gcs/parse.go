@@ -178,10 +178,8 @@ func (p *jsonReader) line(n int, b []byte) error {
 		// Pretty-printers indent what is nested: a line that opens an
 		// object at its first byte is the next record, and the open value
 		// was cut short (a line truncated after "key": or in an array).
-		if !p.long {
-			if err := p.addJunk(p.valLine, p.val, "not valid JSON"); err != nil {
-				return err
-			}
+		if err := p.dropOpen(); err != nil {
+			return err
 		}
 		p.valLine = 0
 	}
@@ -192,7 +190,27 @@ func (p *jsonReader) line(n int, b []byte) error {
 		}
 		return emitObject(t, fmt.Sprintf("line %d", n), p.out)
 	}
-	start := 0 // where on this line the value's bytes begin
+	start, err := p.scanLine(n, b)
+	if err != nil || p.valLine == 0 || p.long {
+		return err
+	}
+	return p.keepOpen(b[start:])
+}
+
+// dropOpen sends the value left open on earlier lines to the DLQ, unless
+// it was refused as too long already.
+func (p *jsonReader) dropOpen() error {
+	if p.long {
+		return nil
+	}
+	return p.addJunk(p.valLine, p.val, "not valid JSON")
+}
+
+// scanLine follows line n byte by byte, passing on each value that closes
+// on it and sending what cannot be read to the DLQ. A value still open at
+// the line's end is left with p.valLine set; start is where on the line
+// its bytes begin.
+func (p *jsonReader) scanLine(n int, b []byte) (start int, err error) {
 	for i := 0; i <= len(b); i++ {
 		c := byte('\n') // the line's end: ends a number, cannot be in a string
 		if i < len(b) {
@@ -206,10 +224,10 @@ func (p *jsonReader) line(n int, b []byte) error {
 				if len(bytes.TrimSpace(b[:i])) == 0 {
 					i = 0 // the whole line, as it was indented
 				}
-				return p.addJunk(n, b[i:], "not a JSON object")
+				return 0, p.addJunk(n, b[i:], "not a JSON object")
 			}
 			if err := p.flushJunk(); err != nil {
-				return err
+				return 0, err
 			}
 			p.valLine, p.long, start = n, false, i
 			p.val = p.val[:0]
@@ -219,16 +237,14 @@ func (p *jsonReader) line(n int, b []byte) error {
 			if p.valLine < n {
 				// The value was broken on an earlier line; this one
 				// starts afresh (once: a value now starts on it).
-				if !p.long {
-					if err := p.addJunk(p.valLine, p.val, "not valid JSON"); err != nil {
-						return err
-					}
+				if err := p.dropOpen(); err != nil {
+					return 0, err
 				}
 				p.valLine, start, i = 0, 0, -1
 				continue
 			}
 			p.valLine = 0
-			return p.addJunk(n, b[start:], "not valid JSON")
+			return 0, p.addJunk(n, b[start:], "not valid JSON")
 		}
 		if p.scan.done() { // only a closing bracket ends a value: i < len(b)
 			line, long := p.valLine, p.long
@@ -241,23 +257,25 @@ func (p *jsonReader) line(n int, b []byte) error {
 				v = append(append(p.val, '\n'), v...)
 			}
 			if err := p.emit(line, v); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	if p.valLine == 0 || p.long {
-		return nil
-	}
-	// The line ended inside a value: keep its part, within max.
-	if len(p.val)+1+len(b)-start > p.max {
+	return start, nil
+}
+
+// keepOpen keeps part, this line's bytes of the value still open, within
+// max.
+func (p *jsonReader) keepOpen(part []byte) error {
+	if len(p.val)+1+len(part) > p.max {
 		p.long = true
-		v := append(append(p.val, '\n'), b[start:]...)
+		v := append(append(p.val, '\n'), part...)
 		return p.out.bad(fmt.Sprintf("line %d", p.valLine), v[:p.max], fmt.Sprintf("longer than max_record_bytes (%d)", p.max))
 	}
 	if len(p.val) > 0 {
 		p.val = append(p.val, '\n')
 	}
-	p.val = append(p.val, b[start:]...)
+	p.val = append(p.val, part...)
 	return nil
 }
 

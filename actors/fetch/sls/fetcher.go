@@ -410,60 +410,13 @@ func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][
 	var ends []int
 	for i, lg := range groups {
 		event := eventJSON(f.cfg.Project, f.cfg.Logstore, shard, lg)
-		tail := recordTail(lg)
-		if n := groupSize(logs[i], tail); cap(arena) < n {
-			arena = make([]byte, 0, n)
-		}
-		arena, ends = arena[:0], slices.Grow(ends[:0], len(logs[i]))[:len(logs[i])]
 		var first, last time.Time
-		for j, l := range logs[i] {
-			var t time.Time
-			arena, t = appendRecord(arena, tail, l)
-			ends[j] = len(arena)
-			if j == 0 || t.Before(first) {
-				first = t
-			}
-			if t.After(last) {
-				last = t
-			}
-		}
+		arena, ends, first, last = writeGroup(arena, ends, recordTail(lg), logs[i])
 		id := base + at.key(i)
-		h := nats.Header{}
-		h.Set(batch.HeaderSource, f.cfg.Name)
-		h.Set(batch.HeaderKind, "sls")
-		h.Set(batch.HeaderEvent, event)
-		if f.cfg.Schema != "" {
-			h.Set(batch.HeaderSchema, f.cfg.Schema)
-		}
-		h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
-		h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
-		h.Set(batch.HeaderFetchedAt, fetched)
+		h := f.groupHeader(event, first, last, fetched)
 		room := recordRoom(f.maxPayload, h, id)
-		var parts []part
-		var cur [][]byte
-		size, cost, start := 0, 0, 0
-		for _, end := range ends {
-			rec := arena[start:end:end]
-			start = end
-			c := recordCost(rec)
-			if c > room {
-				if len(cur) > 0 {
-					parts, cur, size, cost = append(parts, part{recs: cur}), nil, 0, 0
-				}
-				parts = append(parts, part{recs: [][]byte{rec}, dead: true})
-				continue
-			}
-			if len(cur) > 0 && (size+len(rec) > int(f.cfg.MaxBatchBytes) || cost+c > room) {
-				parts, cur, size, cost = append(parts, part{recs: cur}), nil, 0, 0
-			}
-			cur = append(cur, rec)
-			size += len(rec)
-			cost += c
-			bytes += len(rec)
-		}
-		if len(cur) > 0 || len(parts) == 0 {
-			parts = append(parts, part{recs: cur})
-		}
+		parts, n := cutParts(arena, ends, room, int(f.cfg.MaxBatchBytes))
+		bytes += n
 		if last.After(newest) {
 			newest = last
 		}
@@ -484,6 +437,77 @@ func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][
 		}
 	}
 	return msgs, dead, records, bytes, newest
+}
+
+// writeGroup writes a log group's records (its logs on the wire, each with
+// the group's tail) into arena, grown first to hold them all so the
+// records sliced from it stay put, and sets ends to where each ends. first
+// and last are the earliest and latest of the records' times.
+func writeGroup(arena []byte, ends []int, tail []byte, logs [][]byte) (_ []byte, _ []int, first, last time.Time) {
+	if n := groupSize(logs, tail); cap(arena) < n {
+		arena = make([]byte, 0, n)
+	}
+	arena, ends = arena[:0], slices.Grow(ends[:0], len(logs))[:len(logs)]
+	for j, l := range logs {
+		var t time.Time
+		arena, t = appendRecord(arena, tail, l)
+		ends[j] = len(arena)
+		if j == 0 || t.Before(first) {
+			first = t
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	return arena, ends, first, last
+}
+
+// groupHeader is the header every RAW message of a log group shares; each
+// adds its ID and count.
+func (f *Fetcher) groupHeader(event string, first, last time.Time, fetched string) nats.Header {
+	h := nats.Header{}
+	h.Set(batch.HeaderSource, f.cfg.Name)
+	h.Set(batch.HeaderKind, "sls")
+	h.Set(batch.HeaderEvent, event)
+	if f.cfg.Schema != "" {
+		h.Set(batch.HeaderSchema, f.cfg.Schema)
+	}
+	h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
+	h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
+	h.Set(batch.HeaderFetchedAt, fetched)
+	return h
+}
+
+// cutParts cuts a group's records (arena up to each of ends) into parts of
+// at most maxBytes of records and room of message body each, in order; a
+// record larger than room is a dead part of its own. bytes counts the
+// records that are not dead.
+func cutParts(arena []byte, ends []int, room, maxBytes int) (parts []part, bytes int) {
+	var cur [][]byte
+	size, cost, start := 0, 0, 0
+	for _, end := range ends {
+		rec := arena[start:end:end]
+		start = end
+		c := recordCost(rec)
+		if c > room {
+			if len(cur) > 0 {
+				parts, cur, size, cost = append(parts, part{recs: cur}), nil, 0, 0
+			}
+			parts = append(parts, part{recs: [][]byte{rec}, dead: true})
+			continue
+		}
+		if len(cur) > 0 && (size+len(rec) > maxBytes || cost+c > room) {
+			parts, cur, size, cost = append(parts, part{recs: cur}), nil, 0, 0
+		}
+		cur = append(cur, rec)
+		size += len(rec)
+		cost += c
+		bytes += len(rec)
+	}
+	if len(cur) > 0 || len(parts) == 0 {
+		parts = append(parts, part{recs: cur})
+	}
+	return parts, bytes
 }
 
 // part is the records of one RAW message, or a record no message can
