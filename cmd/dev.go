@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
@@ -171,7 +172,7 @@ func runDev(parent context.Context, stdout, stderr io.Writer, o devOptions) erro
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		return err
 	}
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(k string) (string, bool) { v, ok := secrets[k]; return v, ok })
+	cfg, err := node.Parse([]byte(yaml), builtin.Registry(), func(k string) (string, bool) { v, ok := secrets[k]; return v, ok })
 	if err != nil {
 		return fmt.Errorf("%s: %w", cfgPath, err)
 	}

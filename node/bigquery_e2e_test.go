@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
 	"github.com/sluicehq/sluice/node"
@@ -75,7 +76,7 @@ sources:
 sinks:
   - {name: bq, type: bigquery, project: p, endpoint: %q, write_endpoint: %q, batch_bytes: 16KiB, buffer_bytes: 256KiB, ack_wait: 2s, max_backoff: 500ms}
 `, filepath.Join(dir, "data"), policies, bq.URL, bq.GRPCAddr)
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), os.LookupEnv)
+	cfg, err := node.Parse([]byte(yaml), builtin.Registry(), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
