@@ -97,6 +97,10 @@ func TestRegistryFindsTypesAndRefusesTwoOfOneName(t *testing.T) {
 	if got := strings.Join(r.SinkNames(), ","); got != "a,b" {
 		t.Fatalf("sink names %s", got)
 	}
+	var none *Registry
+	if _, ok := none.Sink("a"); ok || len(none.SourceNames()) != 0 {
+		t.Fatal("a nil registry has types")
+	}
 	defer func() {
 		if recover() == nil {
 			t.Fatal("two sink types named a were taken")

@@ -36,19 +36,29 @@ func (r *Registry) Add(s *Spec) {
 	*list = append(*list, s)
 }
 
-// Source is the source type named typ.
-func (r *Registry) Source(typ string) (*Spec, bool) { return find(r.sources, typ) }
+// Source is the source type named typ. A nil registry has no types.
+func (r *Registry) Source(typ string) (*Spec, bool) { return find(r.list(false), typ) }
 
 // Sink is the sink type named typ.
-func (r *Registry) Sink(typ string) (*Spec, bool) { return find(r.sinks, typ) }
+func (r *Registry) Sink(typ string) (*Spec, bool) { return find(r.list(true), typ) }
 
 // Sinks are the sink types, in the order they were added: the order in
 // which an output that names no sink is offered to them.
-func (r *Registry) Sinks() []*Spec { return r.sinks }
+func (r *Registry) Sinks() []*Spec { return r.list(true) }
 
 // SourceNames and SinkNames are the type names, sorted.
-func (r *Registry) SourceNames() []string { return names(r.sources) }
-func (r *Registry) SinkNames() []string   { return names(r.sinks) }
+func (r *Registry) SourceNames() []string { return names(r.list(false)) }
+func (r *Registry) SinkNames() []string   { return names(r.list(true)) }
+
+func (r *Registry) list(sinks bool) []*Spec {
+	switch {
+	case r == nil:
+		return nil
+	case sinks:
+		return r.sinks
+	}
+	return r.sources
+}
 
 func (s *Spec) kind() string {
 	if s.sink {

@@ -23,9 +23,6 @@ type typeSinks struct {
 // the registry's sink types.
 func NewRouter(r *Registry, sinks map[string]string) *Router {
 	rt := &Router{sinks: sinks}
-	if r == nil {
-		return rt
-	}
 	for _, s := range r.Sinks() {
 		ts := typeSinks{spec: s}
 		for name, typ := range sinks {
