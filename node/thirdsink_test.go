@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,23 +63,7 @@ sinks:
 	tp := &tape{seen: map[string]int{}}
 	types := builtin.Registry()
 	types.Add(tp.spec())
-	cfg, err := node.Parse([]byte(yaml), types, os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.New(cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatal(err)
-	}
+	n := runNode(t, yaml, types)
 
 	waitUntil(t, 60*time.Second, "every record at the tape sink, acked", func() string {
 		if seen, acked := tp.counts(); seen < records || acked < records {
@@ -91,7 +74,7 @@ sinks:
 	if dup := tp.duplicates(); dup != "" {
 		t.Fatalf("records seen more than once: %s", dup)
 	}
-	st := n.Ops.Status(ctx)
+	st := n.Ops.Status(context.Background())
 	if len(st.Sinks) != 1 || st.Sinks[0].Type != "tape" || st.Sinks[0].Detail != "reel reel-1" {
 		t.Fatalf("status sinks %+v, want the tape sink described by its type", st.Sinks)
 	}
