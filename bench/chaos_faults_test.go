@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
@@ -87,7 +88,7 @@ func TestNodeConfigValidatesOnBridges(t *testing.T) {
 		}
 		n := &chaosNode{name: "node-1", admin: c.nodeAddr(0, "admin"), nats: c.nodeAddr(0, "nats")}
 		cfg := c.nodeConfig(n, c.routes, 0, c.opts.maxBytes)
-		if _, err := node.Parse([]byte(cfg), node.KnownTypes(), env); err != nil {
+		if _, err := node.Parse([]byte(cfg), builtin.Registry(), env); err != nil {
 			t.Errorf("netns %v: %v\n%s", net != nil, err, cfg)
 		}
 	}

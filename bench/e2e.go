@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/queue"
@@ -75,7 +76,7 @@ sinks:
     index: main
     max_backoff: 1s
 `, name, dir, maxBytes, policies, slsAddr, benchAKID, benchAKKey, hecAddr, benchToken) + extra
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
+	cfg, err := node.Parse([]byte(yaml), builtin.Registry(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/fetch/sls"
 	"github.com/sluicehq/sluice/actors/sink/splunk"
 	"github.com/sluicehq/sluice/actors/transform"
@@ -85,7 +86,7 @@ func (r *rig) transform(rawBytes int64, fullEval bool) (span, error) {
 	if err != nil {
 		return span{}, err
 	}
-	t, err := transform.New(transform.Config{}, transform.Deps{Queue: r.q, Logger: r.log, Metrics: reg, Engine: eng, Sinks: map[string]string{"splunk": transform.KindSplunk}})
+	t, err := transform.New(transform.Config{}, transform.Deps{Queue: r.q, Logger: r.log, Metrics: reg, Engine: eng, Sinks: map[string]string{"splunk": "splunk_hec"}, Types: builtin.Registry()})
 	if err != nil {
 		return span{}, err
 	}

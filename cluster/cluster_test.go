@@ -22,6 +22,7 @@ import (
 
 	sls "github.com/aliyun/aliyun-log-go-sdk"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/cluster"
@@ -38,7 +39,7 @@ func runClusterChild(t *testing.T) bool {
 	if path == "" {
 		return false
 	}
-	cfg, err := node.Load(path, node.KnownTypes())
+	cfg, err := node.Load(path, builtin.Registry())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/fetch/sls/slstest"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
 	"github.com/sluicehq/sluice/node"
@@ -178,7 +179,7 @@ func devNodeConfig(o devOptions, f *devFiles, si *devStandIns) (*node.Config, er
 	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o644); err != nil {
 		return nil, err
 	}
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(k string) (string, bool) { v, ok := f.secrets[k]; return v, ok })
+	cfg, err := node.Parse([]byte(yaml), builtin.Registry(), func(k string) (string, bool) { v, ok := f.secrets[k]; return v, ok })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.cfgPath, err)
 	}

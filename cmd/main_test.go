@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/node/ops"
 )
@@ -82,7 +83,7 @@ func TestMemoryLimitFromConfigUnlessGOMEMLIMIT(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != 200<<20 {
 		t.Fatalf("limit %d: node.memory_limit overrode GOMEMLIMIT", got)
 	}
-	cfg, err := node.Parse([]byte("node: {data_dir: /tmp/x}\npolicies: {dir: testdata/policies}\n"), node.KnownTypes(), func(string) (string, bool) { return "", false })
+	cfg, err := node.Parse([]byte("node: {data_dir: /tmp/x}\npolicies: {dir: testdata/policies}\n"), builtin.Registry(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/node"
 )
@@ -63,7 +64,7 @@ func newRunCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run a node from a config file",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := node.Load(path, node.KnownTypes())
+			cfg, err := node.Load(path, builtin.Registry())
 			if err != nil {
 				return err
 			}
@@ -89,7 +90,7 @@ func newValidateCmd() *cobra.Command {
 		Use:   "validate",
 		Short: "Check a config file and exit non-zero with the field at fault; warn about each insecure choice",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := node.Load(path, node.KnownTypes())
+			cfg, err := node.Load(path, builtin.Registry())
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/node/nodetest"
 	"github.com/sluicehq/sluice/node/ops"
@@ -20,7 +21,7 @@ import (
 func startAdmin(t *testing.T, nodeKeys string) string {
 	t.Helper()
 	yaml := fmt.Sprintf("node: {name: test, data_dir: %q, admin_listen: \"127.0.0.1:0\"%s}\nqueue: {max_bytes: 64MiB}\n", t.TempDir(), nodeKeys)
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
+	cfg, err := node.Parse([]byte(yaml), builtin.Registry(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestAdminClientPassesTheChecks(t *testing.T) {
 func TestAdminHostsMustBeNames(t *testing.T) {
 	for _, h := range []string{"http://sluice.example", "sluice.example:8686", "sluice.example/api", "", "*.example"} {
 		yaml := fmt.Sprintf("node: {name: test, admin_hosts: [ok.example, %q]}\n", h)
-		_, err := node.Parse([]byte(yaml), node.KnownTypes(), func(string) (string, bool) { return "", false })
+		_, err := node.Parse([]byte(yaml), builtin.Registry(), func(string) (string, bool) { return "", false })
 		if want := fmt.Sprintf("node.admin_hosts[1]: %q: want a host name", h); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("admin_hosts entry %q: %v, want …%s…", h, err, want)
 		}

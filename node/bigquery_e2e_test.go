@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/actors/builtin"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/actors/fetch/gcs/gcstest"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
 	"github.com/sluicehq/sluice/node"
@@ -75,23 +77,7 @@ sources:
 sinks:
   - {name: bq, type: bigquery, project: p, endpoint: %q, write_endpoint: %q, batch_bytes: 16KiB, buffer_bytes: 256KiB, ack_wait: 2s, max_backoff: 500ms}
 `, filepath.Join(dir, "data"), policies, bq.URL, bq.GRPCAddr)
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.New(cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- n.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatal(err)
-	}
+	n := runNode(t, yaml, builtin.Registry())
 
 	const rows = 4 * perTable
 	waitUntil(t, 60*time.Second, "every row of the good table while another is down and a third refused", func() string {
@@ -118,6 +104,30 @@ sinks:
 	if got := bq.RowCount("p", "t", "refused"); got != 0 {
 		t.Fatalf("the refused table has %d rows", got)
 	}
+}
+
+// runNode starts a node of the config yaml with the component types of
+// types, until the test ends.
+func runNode(t *testing.T, yaml string, types *component.Registry) *node.Node {
+	t.Helper()
+	cfg, err := node.Parse([]byte(yaml), types, os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-n.Started():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return n
 }
 
 func writePolicy(t *testing.T, dir, name, text string) {

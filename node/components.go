@@ -3,81 +3,50 @@ package node
 import (
 	"context"
 	"fmt"
-	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
-	"github.com/sluicehq/sluice/actors/fetch/gcs"
-	"github.com/sluicehq/sluice/actors/fetch/sls"
-	"github.com/sluicehq/sluice/actors/sink/bigquery"
-	"github.com/sluicehq/sluice/actors/sink/splunk"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/node/ops"
 	"github.com/sluicehq/sluice/rego"
 )
 
-// KnownTypes is every source and sink type this build of sluice has.
-func KnownTypes() Types {
-	return Types{
-		Sources: map[string]ComponentType{
-			"sls": {Decode: sls.DecodeConfig},
-			"gcs": {Decode: gcs.DecodeConfig},
-		},
-		Sinks: map[string]ComponentType{
-			"splunk_hec": {Decode: splunk.DecodeConfig},
-			"bigquery":   {Decode: bigquery.DecodeConfig},
-		},
-	}
-}
-
 // BuildComponents adds the actors of the node's config: the sources, the
-// transform and the sinks.
+// transform and the sinks, each built by the type Load found for it.
 func BuildComponents(ctx context.Context, n *Node) error {
 	if err := buildTransform(n); err != nil {
 		return err
 	}
-	for _, c := range n.Config.Sinks {
-		reg := prometheus.WrapRegistererWith(prometheus.Labels{"sink": c.Name}, n.Registry)
-		switch cfg := c.Decoded.(type) {
-		case *splunk.Config:
-			s, err := splunk.New(cfg, splunk.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg})
-			if err != nil {
-				return err
-			}
-			n.Runtime.Add(actors.StageSink, "sink/"+c.Name, s)
-			n.Queue.DeclareDeadLetterer("sink", c.Name)
-		case *bigquery.Config:
-			s, err := bigquery.New(cfg, bigquery.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg})
-			if err != nil {
-				return err
-			}
-			n.Runtime.Add(actors.StageSink, "sink/"+c.Name, s)
-			n.Queue.DeclareDeadLetterer("sink", c.Name)
-		default:
-			return fmt.Errorf("sink %q: type %q has no actor", c.Name, c.Type)
-		}
+	if err := n.addComponents("sink", n.Config.Sinks); err != nil {
+		return err
 	}
-	for _, c := range n.Config.Sources {
-		reg := prometheus.WrapRegistererWith(prometheus.Labels{"source": c.Name}, n.Registry)
-		switch cfg := c.Decoded.(type) {
-		case *sls.Config:
-			f, err := sls.New(cfg, sls.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg, NodeName: n.Config.Node.Name})
-			if err != nil {
-				return err
-			}
-			n.Runtime.Add(actors.StageFetch, "sls/"+c.Name, f)
-			n.Queue.DeclareDeadLetterer("fetch", c.Name)
-		case *gcs.Config:
-			f, err := gcs.New(cfg, gcs.Deps{Queue: n.Queue, Logger: n.Log, Metrics: reg, Policies: n.Policies})
-			if err != nil {
-				return err
-			}
-			n.Runtime.Add(actors.StageFetch, "gcs/"+c.Name, f)
-			n.Queue.DeclareDeadLetterer("fetch", c.Name)
-		default:
-			return fmt.Errorf("source %q: type %q has no actor", c.Name, c.Type)
+	return n.addComponents("source", n.Config.Sources)
+}
+
+// addComponents builds each source or sink (kind) and adds its actor to
+// its stage; its DLQ subject is declared for the operations API.
+func (n *Node) addComponents(kind string, comps []Component) error {
+	stage, dlqStage := actors.StageSink, "sink"
+	if kind == "source" {
+		stage, dlqStage = actors.StageFetch, "fetch"
+	}
+	for _, c := range comps {
+		if c.Spec == nil {
+			return fmt.Errorf("%s %q: type %q has no actor (the config was not loaded with a registry)", kind, c.Name, c.Type)
 		}
+		a, err := c.Spec.Build(c.Decoded, component.Deps{Queue: n.Queue, Logger: n.Log, NodeName: n.Config.Node.Name, Policies: n.Policies,
+			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{kind: c.Name}, n.Registry)})
+		if err != nil {
+			return err
+		}
+		name := "sink/" + c.Name
+		if kind == "source" {
+			name = c.Type + "/" + c.Name
+		}
+		n.Runtime.Add(stage, name, a)
+		n.Queue.DeclareDeadLetterer(dlqStage, c.Name)
 	}
 	return nil
 }
@@ -100,7 +69,7 @@ func buildTransform(n *Node) error {
 	for _, s := range cfg.Sinks {
 		sinks[s.Name] = s.Type
 	}
-	t, err := transform.New(cfg.TransformConfig, transform.Deps{Queue: n.Queue, Logger: n.Log, Metrics: n.Registry, Engine: eng, Sinks: sinks})
+	t, err := transform.New(cfg.TransformConfig, transform.Deps{Queue: n.Queue, Logger: n.Log, Metrics: n.Registry, Engine: eng, Sinks: sinks, Types: cfg.types})
 	if err != nil {
 		return err
 	}
@@ -119,16 +88,9 @@ func (n *Node) components(cs []Component) []ops.Component {
 	out := make([]ops.Component, len(cs))
 	for i, c := range cs {
 		out[i] = ops.Component{Name: c.Name, Type: c.Type}
-		switch cfg := c.Decoded.(type) {
-		case *sls.Config:
-			out[i].Detail = cfg.Project + "/" + cfg.Logstore
-		case *gcs.Config:
-			out[i].Detail = "projects/" + cfg.Project + "/subscriptions/" + cfg.Subscription
-		case *splunk.Config:
-			if u, err := url.Parse(cfg.URL); err == nil {
-				u.User = nil // never show credentials someone put in the URL
-				out[i].Detail = u.String()
-			}
+		if c.Spec != nil {
+			out[i].Detail = c.Spec.Describe(c.Decoded)
+			out[i].Progress = c.Spec.Progress()
 		}
 	}
 	return out

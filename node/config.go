@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/queue"
@@ -30,7 +31,8 @@ type Config struct {
 	Sinks           []Component      `yaml:"sinks"`
 	Cluster         *ClusterConfig   `yaml:"cluster"`
 
-	raw map[string]rawScalar // the file's values before ${NAME} expansion, for Warnings
+	raw   map[string]rawScalar // the file's values before ${NAME} expansion, for Warnings
+	types *component.Registry  // the types it was loaded with: the transform routes by them
 }
 
 // NodeConfig is the node: its name, where it keeps data, where it listens.
@@ -143,8 +145,9 @@ type Component struct {
 	Type string
 	Line int
 	Node *yaml.Node
-	// Decoded is the type's own Config, set by Load.
+	// Decoded is the type's own Config, and Spec the type, set by Load.
 	Decoded any
+	Spec    *component.Spec
 }
 
 func (c *Component) UnmarshalYAML(n *yaml.Node) error {
@@ -163,22 +166,10 @@ func (c *Component) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ComponentType decodes and checks the config of one type of source or sink.
-type ComponentType struct {
-	// Decode decodes n strictly (conf.DecodeStrict) into the type's Config,
-	// validates it and returns it; errors name the field relative to n.
-	Decode func(n *yaml.Node) (any, error)
-}
-
-// Types lists the source and sink types a node knows, by config `type`.
-type Types struct {
-	Sources map[string]ComponentType
-	Sinks   map[string]ComponentType
-}
-
-// Load reads, expands and validates a config file. Every error names the
-// file, the field and what is wrong.
-func Load(path string, types Types) (*Config, error) {
+// Load reads, expands and validates a config file, with the source and
+// sink types of types. Every error names the file, the field and what is
+// wrong.
+func Load(path string, types *component.Registry) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -191,7 +182,7 @@ func Load(path string, types Types) (*Config, error) {
 }
 
 // Parse is Load on bytes, with env looking up ${NAME}.
-func Parse(data []byte, types Types, env func(string) (string, bool)) (*Config, error) {
+func Parse(data []byte, types *component.Registry, env func(string) (string, bool)) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -200,7 +191,7 @@ func Parse(data []byte, types Types, env func(string) (string, bool)) (*Config, 
 	if err := expandEnv(&doc, "", env); err != nil {
 		return nil, err
 	}
-	cfg := &Config{raw: raw}
+	cfg := &Config{raw: raw, types: types}
 	if len(doc.Content) > 0 {
 		if err := conf.DecodeStrict(&doc, "", cfg); err != nil {
 			return nil, err
@@ -268,67 +259,12 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 // hostNamePattern is a DNS name, with or without its final dot.
 var hostNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$`)
 
-func (c *Config) validate(types Types) error {
-	if !namePattern.MatchString(c.Node.Name) {
-		return conf.Errorf("node.name", "%q: use letters, digits, - and _ only", c.Node.Name)
-	}
-	if _, _, err := net.SplitHostPort(c.Node.AdminListen); err != nil {
-		return conf.Errorf("node.admin_listen", "%q is not host:port", c.Node.AdminListen)
-	}
-	if !isLoopback(c.Node.AdminListen) && c.Node.AdminToken.IsEmpty() {
-		return conf.Errorf("node.admin_token", "required when node.admin_listen (%s) is not a loopback address", c.Node.AdminListen)
-	}
-	for i, h := range c.Node.AdminHosts {
-		if !hostNamePattern.MatchString(h) {
-			return conf.Errorf(fmt.Sprintf("node.admin_hosts[%d]", i), "%q: want a host name without scheme, port or path (IP addresses and localhost need no entry)", h)
-		}
-	}
-	if _, _, err := net.SplitHostPort(c.Node.NATSListen); err != nil {
-		return conf.Errorf("node.nats_listen", "%q is not host:port", c.Node.NATSListen)
-	}
-	if !c.Node.NATSToken.IsEmpty() && !c.Node.NATSOperatorPassword.IsEmpty() {
-		return conf.Errorf("node.nats_token", "a deprecated alias of node.nats_operator_password: set only node.nats_operator_password")
-	}
-	if k := c.Node.NATSOperatorNkey; k != "" && !nkeys.IsValidPublicUserKey(k) {
-		return conf.Errorf("node.nats_operator_nkey", "%q is not a public user nkey (U…, as nk -gen user -pubout prints)", k)
-	}
-	if !isLoopback(c.Node.NATSListen) && c.Node.OperatorPassword().IsEmpty() && c.Node.NATSOperatorNkey == "" {
-		return conf.Errorf("node.nats_operator_password", "required (or node.nats_operator_nkey) when node.nats_listen (%s) is not a loopback address: the buffer holds every record", c.Node.NATSListen)
-	}
-	if len(c.Node.OperatorPassword()) > 72 {
-		field := "node.nats_operator_password"
-		if c.Node.NATSOperatorPassword.IsEmpty() {
-			field = "node.nats_token"
-		}
-		return conf.Errorf(field, "longer than 72 bytes, bcrypt's limit (the node keeps only its bcrypt hash)")
-	}
-	if err := c.Node.validateTLS(); err != nil {
+func (c *Config) validate(types *component.Registry) error {
+	if err := c.Node.validate(); err != nil {
 		return err
 	}
-	switch c.Node.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return conf.Errorf("node.log_level", "%q: want debug, info, warn or error", c.Node.LogLevel)
-	}
-	switch c.Node.LogFormat {
-	case "text", "json":
-	default:
-		return conf.Errorf("node.log_format", "%q: want text or json", c.Node.LogFormat)
-	}
-	switch c.Queue.Sync {
-	case "interval", "always":
-	default:
-		return conf.Errorf("queue.sync", "%q: want interval or always", c.Queue.Sync)
-	}
-	// JetStream rebuilds its duplicate table from the records it stores:
-	// a delivered record trimmed inside the window is forgotten, and a
-	// re-read of it after a restart would be stored and delivered again.
-	if c.Queue.RetainDelivered < c.Queue.DuplicateWindow {
-		return conf.Errorf("queue.retain_delivered", "%s is shorter than queue.duplicate_window (%s): delivered records must stay at least as long as their IDs are remembered",
-			c.Queue.RetainDelivered.D(), c.Queue.DuplicateWindow.D())
-	}
-	if c.Queue.MaxBytes < 16<<20 {
-		return conf.Errorf("queue.max_bytes", "%s is too small (at least 16MiB)", c.Queue.MaxBytes)
+	if err := c.Queue.validate(); err != nil {
+		return err
 	}
 	tc, err := transform.DecodeConfig(&c.Transform)
 	if err != nil {
@@ -338,10 +274,10 @@ func (c *Config) validate(types Types) error {
 	if len(c.Sources) > 0 && c.Policies.Dir == "" {
 		return conf.Errorf("policies.dir", "required: the transform needs policies to route records")
 	}
-	if err := decodeComponents("sources", c.Sources, types.Sources); err != nil {
+	if err := decodeComponents("sources", c.Sources, types.Source, types.SourceNames()); err != nil {
 		return err
 	}
-	if err := decodeComponents("sinks", c.Sinks, types.Sinks); err != nil {
+	if err := decodeComponents("sinks", c.Sinks, types.Sink, types.SinkNames()); err != nil {
 		return err
 	}
 	if c.Cluster != nil {
@@ -352,7 +288,86 @@ func (c *Config) validate(types Types) error {
 	return nil
 }
 
-func decodeComponents(field string, comps []Component, types map[string]ComponentType) error {
+func (n *NodeConfig) validate() error {
+	if !namePattern.MatchString(n.Name) {
+		return conf.Errorf("node.name", "%q: use letters, digits, - and _ only", n.Name)
+	}
+	if _, _, err := net.SplitHostPort(n.AdminListen); err != nil {
+		return conf.Errorf("node.admin_listen", "%q is not host:port", n.AdminListen)
+	}
+	if !isLoopback(n.AdminListen) && n.AdminToken.IsEmpty() {
+		return conf.Errorf("node.admin_token", "required when node.admin_listen (%s) is not a loopback address", n.AdminListen)
+	}
+	for i, h := range n.AdminHosts {
+		if !hostNamePattern.MatchString(h) {
+			return conf.Errorf(fmt.Sprintf("node.admin_hosts[%d]", i), "%q: want a host name without scheme, port or path (IP addresses and localhost need no entry)", h)
+		}
+	}
+	if err := n.validateNATS(); err != nil {
+		return err
+	}
+	if err := n.validateTLS(); err != nil {
+		return err
+	}
+	switch n.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return conf.Errorf("node.log_level", "%q: want debug, info, warn or error", n.LogLevel)
+	}
+	switch n.LogFormat {
+	case "text", "json":
+	default:
+		return conf.Errorf("node.log_format", "%q: want text or json", n.LogFormat)
+	}
+	return nil
+}
+
+// validateNATS checks the NATS client port and who may log in to it.
+func (n *NodeConfig) validateNATS() error {
+	if _, _, err := net.SplitHostPort(n.NATSListen); err != nil {
+		return conf.Errorf("node.nats_listen", "%q is not host:port", n.NATSListen)
+	}
+	if !n.NATSToken.IsEmpty() && !n.NATSOperatorPassword.IsEmpty() {
+		return conf.Errorf("node.nats_token", "a deprecated alias of node.nats_operator_password: set only node.nats_operator_password")
+	}
+	if k := n.NATSOperatorNkey; k != "" && !nkeys.IsValidPublicUserKey(k) {
+		return conf.Errorf("node.nats_operator_nkey", "%q is not a public user nkey (U…, as nk -gen user -pubout prints)", k)
+	}
+	if !isLoopback(n.NATSListen) && n.OperatorPassword().IsEmpty() && n.NATSOperatorNkey == "" {
+		return conf.Errorf("node.nats_operator_password", "required (or node.nats_operator_nkey) when node.nats_listen (%s) is not a loopback address: the buffer holds every record", n.NATSListen)
+	}
+	if len(n.OperatorPassword()) > 72 {
+		field := "node.nats_operator_password"
+		if n.NATSOperatorPassword.IsEmpty() {
+			field = "node.nats_token"
+		}
+		return conf.Errorf(field, "longer than 72 bytes, bcrypt's limit (the node keeps only its bcrypt hash)")
+	}
+	return nil
+}
+
+func (q *QueueConfig) validate() error {
+	switch q.Sync {
+	case "interval", "always":
+	default:
+		return conf.Errorf("queue.sync", "%q: want interval or always", q.Sync)
+	}
+	// JetStream rebuilds its duplicate table from the records it stores:
+	// a delivered record trimmed inside the window is forgotten, and a
+	// re-read of it after a restart would be stored and delivered again.
+	if q.RetainDelivered < q.DuplicateWindow {
+		return conf.Errorf("queue.retain_delivered", "%s is shorter than queue.duplicate_window (%s): delivered records must stay at least as long as their IDs are remembered",
+			q.RetainDelivered.D(), q.DuplicateWindow.D())
+	}
+	if q.MaxBytes < 16<<20 {
+		return conf.Errorf("queue.max_bytes", "%s is too small (at least 16MiB)", q.MaxBytes)
+	}
+	return nil
+}
+
+// decodeComponents decodes each source or sink with the type its `type`
+// names (lookup), and checks the names.
+func decodeComponents(field string, comps []Component, lookup func(string) (*component.Spec, bool), known []string) error {
 	seen := map[string]int{}
 	for i := range comps {
 		c := &comps[i]
@@ -367,13 +382,9 @@ func decodeComponents(field string, comps []Component, types map[string]Componen
 			return &conf.FieldError{Path: path + ".name", Line: c.Line, Msg: fmt.Sprintf("duplicate name %q (also %s[%d])", c.Name, field, j)}
 		}
 		seen[c.Name] = i
-		t, ok := types[c.Type]
+		t, ok := lookup(c.Type)
 		if !ok {
-			known := make([]string, 0, len(types))
-			for k := range types {
-				known = append(known, k)
-			}
-			return &conf.FieldError{Path: path + ".type", Line: c.Line, Msg: fmt.Sprintf("unknown type %q (known: %s)", c.Type, strings.Join(sortStrings(known), ", "))}
+			return &conf.FieldError{Path: path + ".type", Line: c.Line, Msg: fmt.Sprintf("unknown type %q (known: %s)", c.Type, strings.Join(known, ", "))}
 		}
 		dec, err := t.Decode(c.Node)
 		if err != nil {
@@ -383,7 +394,7 @@ func decodeComponents(field string, comps []Component, types map[string]Componen
 			}
 			return conf.Prefix(path, err)
 		}
-		c.Decoded = dec
+		c.Decoded, c.Spec = dec, t
 	}
 	return nil
 }
@@ -501,13 +512,4 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool)) error
 		}
 	}
 	return nil
-}
-
-func sortStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return s
 }

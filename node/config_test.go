@@ -8,8 +8,9 @@ import (
 	"testing"
 
 	"github.com/nats-io/nkeys"
+	"github.com/sluicehq/sluice/actors/builtin"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/internal/conf"
-	"gopkg.in/yaml.v3"
 )
 
 // Each broken config in testdata/config gives one error naming the field.
@@ -50,7 +51,7 @@ func TestValidateBrokenConfigs(t *testing.T) {
 			t.Errorf("%s: no expected error listed", name)
 			continue
 		}
-		_, err := Load(f, KnownTypes())
+		_, err := Load(f, builtin.Registry())
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
@@ -70,14 +71,14 @@ func TestGoodConfigs(t *testing.T) {
 	t.Setenv("SLS_AK_KEY", "key")
 	files, _ := filepath.Glob("../testdata/config/good*.yaml")
 	for _, f := range files {
-		if _, err := Load(f, KnownTypes()); err != nil {
+		if _, err := Load(f, builtin.Registry()); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
 }
 
 func TestDefaultsMakeAMinimalConfigShort(t *testing.T) {
-	cfg, err := Parse([]byte("node: {name: n1, data_dir: /tmp/d}\n"), KnownTypes(), func(string) (string, bool) { return "", false })
+	cfg, err := Parse([]byte("node: {name: n1, data_dir: /tmp/d}\n"), builtin.Registry(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,26 +88,13 @@ func TestDefaultsMakeAMinimalConfigShort(t *testing.T) {
 }
 
 func TestEmptyConfigIsValid(t *testing.T) {
-	if _, err := Parse(nil, KnownTypes(), os.LookupEnv); err != nil {
+	if _, err := Parse(nil, builtin.Registry(), os.LookupEnv); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestComponentErrorsNameTheirField(t *testing.T) {
-	types := Types{Sinks: map[string]ComponentType{"fake": {Decode: func(n *yaml.Node) (any, error) {
-		var c struct {
-			Name  string      `yaml:"name"`
-			Type  string      `yaml:"type"`
-			Token conf.Secret `yaml:"token"`
-		}
-		if err := conf.DecodeStrict(n, "", &c); err != nil {
-			return nil, err
-		}
-		if c.Token.IsEmpty() {
-			return nil, conf.Errorf("token", "required")
-		}
-		return c, nil
-	}}}}
+	types := component.NewRegistry(component.Sink(component.Type[tokenSink]{Name: "fake"}))
 	cases := map[string]string{
 		"sinks:\n  - {name: a, type: fake, token: t}\n  - {name: a, type: fake, token: t}\n": `sinks[1].name (line 3): duplicate name "a"`,
 		"sinks:\n  - name: a\n    type: fake\n":                                              `sinks[0].token (line 2): required`,
@@ -122,6 +110,21 @@ func TestComponentErrorsNameTheirField(t *testing.T) {
 	}
 }
 
+type tokenSink struct {
+	Name  string      `yaml:"name"`
+	Type  string      `yaml:"type"`
+	Token conf.Secret `yaml:"token"`
+}
+
+func (*tokenSink) SetDefaults() {}
+
+func (c *tokenSink) Validate() error {
+	if c.Token.IsEmpty() {
+		return conf.Errorf("token", "required")
+	}
+	return nil
+}
+
 // extraBrokenConfigs are the broken configs whose errors come from a
 // component type's own validation.
 var extraBrokenConfigs = []struct{ file, want string }{
@@ -135,25 +138,25 @@ var extraBrokenConfigs = []struct{ file, want string }{
 // password; both at once is an error naming the old one.
 func TestNATSTokenIsTheOperatorPassword(t *testing.T) {
 	noEnv := func(string) (string, bool) { return "", false }
-	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_token: t0k}\n"), KnownTypes(), noEnv)
+	cfg, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_token: t0k}\n"), builtin.Registry(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := cfg.Node.OperatorPassword().Reveal(); got != "t0k" {
 		t.Fatalf("operator password %q, want the token", got)
 	}
-	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_password: pw}\n"), KnownTypes(), noEnv)
+	cfg, err = Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_password: pw}\n"), builtin.Registry(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := cfg.Node.OperatorPassword().Reveal(); got != "pw" {
 		t.Fatalf("operator password %q", got)
 	}
-	_, err = Parse([]byte("node: {nats_token: "+strings.Repeat("x", 73)+"}\n"), KnownTypes(), noEnv)
+	_, err = Parse([]byte("node: {nats_token: "+strings.Repeat("x", 73)+"}\n"), builtin.Registry(), noEnv)
 	if err == nil || !strings.Contains(err.Error(), "node.nats_token: longer than 72 bytes") {
 		t.Fatalf("long token: %v", err)
 	}
-	_, err = Parse([]byte("node: {nats_operator_password: pw, nats_token: t0k}\n"), KnownTypes(), noEnv)
+	_, err = Parse([]byte("node: {nats_operator_password: pw, nats_token: t0k}\n"), builtin.Registry(), noEnv)
 	if err == nil || !strings.Contains(err.Error(), "node.nats_token: a deprecated alias of node.nats_operator_password") {
 		t.Fatalf("both set: %v", err)
 	}
@@ -177,10 +180,10 @@ func TestNATSOperatorNkey(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_nkey: "+pub+"}\n"), KnownTypes(), noEnv); err != nil {
+	if _, err := Parse([]byte("node: {nats_listen: 0.0.0.0:4222, insecure: true, nats_operator_nkey: "+pub+"}\n"), builtin.Registry(), noEnv); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Parse([]byte("node: {nats_operator_nkey: SUAKEY}\n"), KnownTypes(), noEnv)
+	_, err = Parse([]byte("node: {nats_operator_nkey: SUAKEY}\n"), builtin.Registry(), noEnv)
 	if err == nil || !strings.Contains(err.Error(), "node.nats_operator_nkey: \"SUAKEY\" is not a public user nkey") {
 		t.Fatalf("bad nkey: %v", err)
 	}

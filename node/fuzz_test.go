@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/actors/builtin"
 )
 
 // Any config file gets a config or one clear error line, never a panic.
@@ -19,7 +21,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("sinks: [{type: splunk_hec, name: s, url: 'http://x', token: ${T}}]"))
 	env := func(k string) (string, bool) { return "value-of-" + k, k != "UNSET" }
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := Parse(data, KnownTypes(), env)
+		cfg, err := Parse(data, builtin.Registry(), env)
 		if err != nil {
 			if strings.TrimSpace(err.Error()) == "" {
 				t.Fatal("empty error")

@@ -176,9 +176,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.build(ctx, n); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}
+	return n.serve(ctx)
+}
+
+// serve starts the operations API, the admin server and the actors, waits
+// for ctx to end, and stops them: fetchers first, then the transform, then
+// the sinks.
+func (n *Node) serve(ctx context.Context) error {
+	cfg, log, rt := n.Config, n.Log, n.Runtime
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOps()
-	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: q, Logger: log, Registry: n.Registry,
+	var err error
+	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: n.Queue, Logger: log, Registry: n.Registry,
 		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks),
 		Insecure: cfg.InsecureSettings()})
 	if err != nil {
@@ -193,28 +202,32 @@ func (n *Node) Run(ctx context.Context) error {
 	log.Info("node running", "node", cfg.Node.Name, "admin", n.AdminURL())
 	close(n.ready)
 
+	n.waitForStop(ctx)
+	stopOps() // replays and re-drives end; what they sent stays sent
+	n.Ops.Wait()
+	log.Info("stopping: fetchers first, then transform, then sinks", "timeout_per_stage", cfg.Node.ShutdownTimeout.String())
+	if err := rt.Stop(cfg.Node.ShutdownTimeout.D()); err != nil {
+		log.Error("stop", "err", err)
+	}
+	return nil
+}
+
+// waitForStop returns when ctx ends; meanwhile SIGHUP reloads the policies.
+func (n *Node) waitForStop(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	for waiting := true; waiting; {
+	for {
 		select {
 		case <-ctx.Done():
-			waiting = false
+			return
 		case <-hup:
 			if n.Policies != nil {
-				log.Info("SIGHUP: reloading policies")
+				n.Log.Info("SIGHUP: reloading policies")
 				_ = n.Policies.Reload() // a failure keeps the old set and shows on /readyz
 			}
 		}
 	}
-	stopOps() // replays and re-drives end; what they sent stays sent
-	n.Ops.Wait()
-	log.Info("stopping: fetchers first, then transform, then sinks", "timeout_per_stage", cfg.Node.ShutdownTimeout.String())
-	stopErr := rt.Stop(cfg.Node.ShutdownTimeout.D())
-	if stopErr != nil {
-		log.Error("stop", "err", stopErr)
-	}
-	return nil
 }
 
 // Ready is nil when the queue takes writes, every actor runs and every

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/node/nodetest"
@@ -56,7 +57,7 @@ func TestClientListenersOffLoopbackNeedTLS(t *testing.T) {
 		{fmt.Sprintf("tls: {cert_file: %s, key_file: %s, client_ca_file: %s}", cert, key, key), "node.tls.client_ca_file: " + key + " holds no PEM certificate"},
 	}
 	for _, c := range cases {
-		_, err := node.Parse([]byte("node: {name: n1, data_dir: /tmp/d, "+c.node+"}\n"), node.KnownTypes(), noEnv)
+		_, err := node.Parse([]byte("node: {name: n1, data_dir: /tmp/d, "+c.node+"}\n"), builtin.Registry(), noEnv)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.node, err)
@@ -79,7 +80,7 @@ func startTLSNode(t *testing.T, certs string, clientCA bool) *node.Node {
 	}
 	src := fmt.Sprintf("node: {name: node-1, data_dir: %s, admin_listen: 127.0.0.1:0, nats_listen: 127.0.0.1:-1, tls: {cert_file: %s, key_file: %s%s}}\nqueue: {max_bytes: 64MiB}\n",
 		t.TempDir(), filepath.Join(certs, "node-1.pem"), filepath.Join(certs, "node-1-key.pem"), extra)
-	cfg, err := node.Parse([]byte(src), node.KnownTypes(), noEnv)
+	cfg, err := node.Parse([]byte(src), builtin.Registry(), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestDeployClusterExamplesValidate(t *testing.T) {
 			t.Fatal(err)
 		}
 		src := strings.NewReplacer("/etc/sluice/certs", certs, "/etc/sluice/policies", policies).Replace(string(b))
-		cfg, err := node.Parse([]byte(src), node.KnownTypes(), lookup)
+		cfg, err := node.Parse([]byte(src), builtin.Registry(), lookup)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
@@ -234,7 +235,7 @@ func TestDeployClusterExamplesValidate(t *testing.T) {
 			t.Errorf("%s: the admin API and the NATS client port serve cleartext", f)
 		}
 		off := strings.Replace(src, "admin_listen: 127.0.0.1:8686", "admin_listen: 10.0.0.11:8686\n  admin_token: t", 1)
-		if _, err := node.Parse([]byte(off), node.KnownTypes(), lookup); off == src || err != nil {
+		if _, err := node.Parse([]byte(off), builtin.Registry(), lookup); off == src || err != nil {
 			t.Errorf("%s with the admin API off loopback: %v", f, err)
 		}
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/sluicehq/sluice/actors/builtin"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/internal/conf"
 )
 
@@ -15,7 +15,7 @@ import (
 // and line, in file order; a secret's value never appears in one.
 func TestWarningsNameEveryInsecureChoice(t *testing.T) {
 	t.Setenv("SPLUNK_HEC_TOKEN", "env-hec-token")
-	cfg, err := Load("../testdata/config/good-insecure.yaml", KnownTypes())
+	cfg, err := Load("../testdata/config/good-insecure.yaml", builtin.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestSecureConfigHasNoWarnings(t *testing.T) {
 	t.Setenv("SLS_AK_ID", "id")
 	t.Setenv("SLS_AK_KEY", "key")
 	for _, f := range []string{"../testdata/config/good-full.yaml", "../testdata/config/good-splunk.yaml"} {
-		cfg, err := Load(f, KnownTypes())
+		cfg, err := Load(f, builtin.Registry())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ sinks:
   - {name: bq, type: bigquery, project: p, endpoint: "http://localhost:9050", write_endpoint: "127.0.0.1:9060"}
 `
 	env := func(k string) (string, bool) { return "v-" + k, true }
-	cfg, err := Parse([]byte(src), KnownTypes(), env)
+	cfg, err := Parse([]byte(src), builtin.Registry(), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +97,11 @@ func TestRoutesOffLoopbackNeedTLSOrInsecure(t *testing.T) {
 		"node-1.lan:6222": "cluster.tls: required when cluster.listen (node-1.lan:6222)",
 	} {
 		src := fmt.Sprintf("cluster: {name: c, listen: %q, peers: [%q]}\n", listen, listen)
-		_, err := Parse([]byte(src), KnownTypes(), none)
+		_, err := Parse([]byte(src), builtin.Registry(), none)
 		if got := fmt.Sprint(err); (want == "" && err != nil) || (want != "" && !strings.Contains(got, want)) {
 			t.Errorf("listen %s: err = %v, want %q", listen, err, want)
 		}
-		cfg, err := Parse([]byte(src[:len(src)-2]+", insecure: true}\n"), KnownTypes(), none)
+		cfg, err := Parse([]byte(src[:len(src)-2]+", insecure: true}\n"), builtin.Registry(), none)
 		if err != nil {
 			t.Errorf("listen %s with insecure: true: %v", listen, err)
 			continue
@@ -114,10 +114,7 @@ func TestRoutesOffLoopbackNeedTLSOrInsecure(t *testing.T) {
 
 // A component type's own warnings come out under the component's path.
 func TestComponentWarningsNameTheirField(t *testing.T) {
-	types := Types{Sinks: map[string]ComponentType{"fake": {Decode: func(n *yaml.Node) (any, error) {
-		c := &warnSink{}
-		return c, conf.DecodeStrict(n, "", c)
-	}}}}
+	types := component.NewRegistry(component.Sink(component.Type[warnSink]{Name: "fake"}))
 	cfg, err := Parse([]byte("sinks:\n  - {name: a, type: fake}\n  - name: b\n    type: fake\n    verify: false\n"), types, os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +129,9 @@ type warnSink struct {
 	Type   string `yaml:"type"`
 	Verify *bool  `yaml:"verify"`
 }
+
+func (*warnSink) SetDefaults()    {}
+func (*warnSink) Validate() error { return nil }
 
 func (s *warnSink) Warnings() []conf.Warning {
 	var ws conf.Warnings

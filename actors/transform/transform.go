@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
@@ -87,12 +88,6 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Sink kinds, for outputs that name no sink.
-const (
-	KindSplunk   = "splunk_hec"
-	KindBigQuery = "bigquery"
-)
-
 // Deps are what the transform is given.
 type Deps struct {
 	Queue   *queue.Queue
@@ -101,6 +96,9 @@ type Deps struct {
 	Engine  *rego.Engine
 	// Sinks maps each configured sink's name to its type.
 	Sinks map[string]string
+	// Types are the sink types; an output that names no sink goes to the
+	// one sink of the first type that takes it.
+	Types *component.Registry
 }
 
 // Transform is the transform actor.
@@ -109,8 +107,8 @@ type Transform struct {
 	deps   Deps
 	log    *slog.Logger
 	m      *metrics
-	byKind map[string][]string // sink type → sink names
-	bodies batch.Bodies        // OUT batch bodies, recycled once acked
+	router *component.Router // the sink of each output
+	bodies batch.Bodies      // OUT batch bodies, recycled once acked
 }
 
 // New builds the transform.
@@ -129,11 +127,7 @@ func New(cfg Config, deps Deps) (*Transform, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transform: metrics: %w", err)
 	}
-	t := &Transform{cfg: cfg, deps: deps, log: deps.Logger.With("stage", "transform"), m: m, byKind: map[string][]string{}}
-	for name, kind := range deps.Sinks {
-		t.byKind[kind] = append(t.byKind[kind], name)
-	}
-	return t, nil
+	return &Transform{cfg: cfg, deps: deps, log: deps.Logger.With("stage", "transform"), m: m, router: component.NewRouter(deps.Types, deps.Sinks)}, nil
 }
 
 // Run runs Workers goroutines; each fetches a RAW batch only when it is
@@ -381,7 +375,7 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 			return false, err
 		}
 		for i, o := range res {
-			sink, err := t.sinkFor(o)
+			sink, err := t.router.SinkFor(o.Sink, &res[i].Output) // res[i]: &o would move o to the heap
 			if err != nil {
 				return false, fmt.Errorf("%w: policy schema.%s, output %d: %v", errInvalidOutput, schema, i, err)
 			}
@@ -400,29 +394,6 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 		t.m.outputs.WithLabelValues(o.sink).Inc()
 	}
 	return len(outs) > 0, nil
-}
-
-// sinkFor picks an output's sink: the one it names, else the only sink of
-// the kind its fields imply (a table means BigQuery, otherwise Splunk).
-func (t *Transform) sinkFor(o rego.Output) (string, error) {
-	if o.Sink != "" {
-		if _, ok := t.deps.Sinks[o.Sink]; !ok {
-			return "", fmt.Errorf("field sink: no sink named %q is configured", o.Sink)
-		}
-		return o.Sink, nil
-	}
-	kind := KindSplunk
-	if o.Table != "" {
-		kind = KindBigQuery
-	}
-	switch names := t.byKind[kind]; len(names) {
-	case 1:
-		return names[0], nil
-	case 0:
-		return "", fmt.Errorf("field sink: not set, and no %s sink is configured", kind)
-	default:
-		return "", fmt.Errorf("field sink: not set, and there are several %s sinks (%v): name one", kind, names)
-	}
 }
 
 // schemas says which schema policies read this batch: the source's fixed

@@ -67,7 +67,7 @@ func (f *fixture) run() func() {
 func (f *fixture) runWith(cfg Config, opts rego.Options) (*rego.Engine, func()) {
 	eng := loadPolicy(f.t, policy, opts)
 	f.reg = prometheus.NewRegistry()
-	tr, err := New(cfg, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
+	tr, err := New(cfg, Deps{Queue: f.q, Engine: eng, Metrics: f.reg, Sinks: map[string]string{"a": "test", "b": "test"}})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestFullOUTPausesWithoutDeadLettering(t *testing.T) {
 	dir := t.TempDir()
 	_ = os.WriteFile(filepath.Join(dir, "t.rego"), []byte(policy), 0o644)
 	eng, _ := rego.Load(dir, rego.Options{})
-	tr, _ := New(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 2}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk}})
+	tr, _ := New(Config{AckWait: conf.Duration(time.Second), MaxDeliveries: 2}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": "test", "b": "test"}})
 	rt, _ := actors.NewRuntime(nil2(), prometheus.NewRegistry())
 	rt.Add(actors.StageTransform, "transform", tr)
 	rt.Start(context.Background())
@@ -369,7 +369,7 @@ func TestRetryAfterFullOUTPublishesOnlyWhatFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := New(Config{}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": KindSplunk, "b": KindSplunk, "c": KindSplunk}})
+	tr, err := New(Config{}, Deps{Queue: q, Engine: eng, Metrics: prometheus.NewRegistry(), Sinks: map[string]string{"a": "test", "b": "test", "c": "test"}})
 	if err != nil {
 		t.Fatal(err)
 	}

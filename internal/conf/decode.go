@@ -191,28 +191,3 @@ func cleanYAMLError(err error) string {
 	}
 	return msg
 }
-
-// Checked is a component's config: it fills in its defaults and checks
-// itself, naming the field at fault.
-type Checked interface {
-	SetDefaults()
-	Validate() error
-}
-
-// Decode decodes a component's YAML strictly into a T, fills in its
-// defaults and validates it: what every source and sink does with its
-// section.
-func Decode[T any, P interface {
-	*T
-	Checked
-}](n *yaml.Node) (any, error) {
-	c := P(new(T))
-	if err := DecodeStrict(n, "", c); err != nil {
-		return nil, err
-	}
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/node/nodetest"
 )
@@ -46,7 +47,7 @@ func (r *recorder) Fatal(args ...any) {
 // test's cleanup returns.
 func TestStartFailsATestWhoseNodeDoesNotStart(t *testing.T) {
 	cfg, err := node.Parse([]byte(fmt.Sprintf("node: {name: test, data_dir: %q, admin_listen: \"127.0.0.1:0\"}\nqueue: {max_bytes: 64MiB}\n", t.TempDir())),
-		node.KnownTypes(), func(string) (string, bool) { return "", false })
+		builtin.Registry(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -30,6 +31,8 @@ type Component struct {
 	Type string `json:"type"`
 	// Detail says where it reads or writes (a logstore, a subscription, a URL).
 	Detail string `json:"detail,omitempty"`
+	// Progress names a source's metrics that status shows.
+	Progress component.Progress `json:"-"`
 }
 
 // Deps are what ops reads and acts on.

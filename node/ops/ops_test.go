@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/actors/builtin"
 	"github.com/sluicehq/sluice/actors/sink/splunk/hectest"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/node/nodetest"
@@ -56,7 +57,7 @@ policies: {dir: %q, watch: false}
 sinks:
   - {name: splunk, type: splunk_hec, url: %q, token: test-token, linger: 20ms, max_backoff: 200ms, paused_retry: 300ms}
 `, filepath.Join(dir, "data"), adminToken, retain, dupWindow(t, retain), policies, hec.URL)
-	cfg, err := node.Parse([]byte(yaml), node.KnownTypes(), os.LookupEnv)
+	cfg, err := node.Parse([]byte(yaml), builtin.Registry(), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -185,44 +186,51 @@ func (m *Manager) Status(ctx context.Context) Status {
 	return st
 }
 
+// sourceStatus reads a source's progress from the metrics its type names:
+// one part per value of its part label (an SLS shard), else one part.
 func (m *Manager) sourceStatus(c Component, snap snapshot) SourceStatus {
 	s := SourceStatus{Component: c}
+	p := c.Progress
+	if p.Records == "" {
+		return s
+	}
 	match := map[string]string{"source": c.Name}
-	switch c.Type {
-	case "sls":
-		var shards []string
-		for key := range snap["sluice_sls_records_total"] {
-			if l := labels(key); matches(l, match) {
-				shards = append(shards, l["shard"])
-			}
+	if p.PartLabel == "" {
+		s.Parts = append(s.Parts, m.partStatus(c.Detail, p, match, snap))
+		return s
+	}
+	var parts []string
+	for key := range snap[p.Records] {
+		if l := labels(key); matches(l, match) {
+			parts = append(parts, l[p.PartLabel])
 		}
-		sort.Slice(shards, func(a, b int) bool { return lessNumeric(shards[a], shards[b]) })
-		for _, sh := range shards {
-			pm := map[string]string{"source": c.Name, "shard": sh}
-			p := PartStatus{ID: "shard " + sh,
-				LagSeconds:       snap.sum("sluice_sls_lag_seconds", pm),
-				Records:          snap.sum("sluice_sls_records_total", pm),
-				RecordsPerSecond: m.rate.perSecond("sluice_sls_records_total", pm),
-				BytesPerSecond:   m.rate.perSecond("sluice_sls_bytes_total", pm),
-				Errors:           snap.sum("sluice_sls_publish_errors_total", pm),
-			}
-			if ts := snap.sum("sluice_sls_checkpoint_timestamp_seconds", pm); ts > 0 {
-				t := time.Unix(0, int64(ts*1e9)).UTC()
-				p.CheckpointTime = &t
-			}
-			s.Parts = append(s.Parts, p)
-		}
-	case "gcs":
-		s.Parts = append(s.Parts, PartStatus{ID: c.Detail,
-			Records:           snap.sum("sluice_gcs_records_total", match),
-			RecordsPerSecond:  m.rate.perSecond("sluice_gcs_records_total", match),
-			BytesPerSecond:    m.rate.perSecond("sluice_gcs_record_bytes_total", match),
-			Errors:            snap.sum("sluice_gcs_parse_errors_total", match),
-			OldestUnackedSecs: snap.sum("sluice_gcs_oldest_unacked_seconds", match),
-			LagSeconds:        snap.sum("sluice_gcs_oldest_unacked_seconds", match),
-		})
+	}
+	sort.Slice(parts, func(a, b int) bool { return lessNumeric(parts[a], parts[b]) })
+	for _, part := range parts {
+		pm := map[string]string{"source": c.Name, p.PartLabel: part}
+		s.Parts = append(s.Parts, m.partStatus(p.PartLabel+" "+part, p, pm, snap))
 	}
 	return s
+}
+
+// partStatus is one part of a source, from the metrics matching match.
+func (m *Manager) partStatus(id string, p component.Progress, match map[string]string, snap snapshot) PartStatus {
+	ps := PartStatus{ID: id,
+		Records:          snap.sum(p.Records, match),
+		RecordsPerSecond: m.rate.perSecond(p.Records, match),
+		BytesPerSecond:   m.rate.perSecond(p.Bytes, match),
+		Errors:           snap.sum(p.Errors, match),
+		LagSeconds:       snap.sum(p.Lag, match),
+		// An empty name sums to 0: a type without the metric shows none.
+		OldestUnackedSecs: snap.sum(p.Oldest, match),
+	}
+	if p.Checkpoint != "" {
+		if ts := snap.sum(p.Checkpoint, match); ts > 0 {
+			t := time.Unix(0, int64(ts*1e9)).UTC()
+			ps.CheckpointTime = &t
+		}
+	}
+	return ps
 }
 
 func lessNumeric(a, b string) bool {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/sluicehq/sluice/internal/conf"
 )
 
@@ -56,9 +54,6 @@ type Config struct {
 
 // Parsers are the record formats an object can be read as.
 var Parsers = []string{"json", "json_array", "cloudtrail", "csv", "text"}
-
-// DecodeConfig decodes and validates a gcs source's YAML.
-func DecodeConfig(n *yaml.Node) (any, error) { return conf.Decode[Config](n) }
 
 // SetDefaults fills in what the config left out.
 func (c *Config) SetDefaults() {

@@ -9,8 +9,6 @@ import (
 	"os"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/sluicehq/sluice/internal/conf"
 )
 
@@ -47,22 +45,11 @@ type Config struct {
 	MaxBatchBytes conf.ByteSize `yaml:"max_batch_bytes"`
 }
 
-// DecodeConfig decodes and validates an sls source's YAML.
-func DecodeConfig(n *yaml.Node) (any, error) {
-	var c Config
-	if err := conf.DecodeStrict(n, "", &c); err != nil {
-		return nil, err
-	}
-	c.SetDefaults(os.Getenv)
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
 // SetDefaults fills in what the config left out; credentials default to
 // the SLS_AK_ID and SLS_AK_KEY environment variables.
-func (c *Config) SetDefaults(env func(string) string) {
+func (c *Config) SetDefaults() { c.setDefaults(os.Getenv) }
+
+func (c *Config) setDefaults(env func(string) string) {
 	if c.AccessKeyID == "" {
 		c.AccessKeyID = env("SLS_AK_ID")
 	}

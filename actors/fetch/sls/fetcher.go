@@ -54,7 +54,7 @@ type Fetcher struct {
 
 // New builds a fetcher; Run runs it.
 func New(cfg *Config, deps Deps) (*Fetcher, error) {
-	cfg.SetDefaults(os.Getenv)
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
 	}

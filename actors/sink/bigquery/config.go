@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/valyala/fastjson"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/internal/conf"
 )
@@ -50,9 +49,6 @@ type Config struct {
 	Endpoint      string `yaml:"endpoint"`
 	WriteEndpoint string `yaml:"write_endpoint"`
 }
-
-// DecodeConfig decodes and validates a sink's YAML.
-func DecodeConfig(n *yaml.Node) (any, error) { return conf.Decode[Config](n) }
 
 // SetDefaults fills in what the config left out.
 func (c *Config) SetDefaults() {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/actors/sink/bigquery/bqtest"
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/internal/conf"
@@ -296,7 +297,7 @@ func TestRedeliveredRAWGivesRowsWithTheSameID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := transform.New(transform.Config{}, transform.Deps{Queue: f.q, Engine: eng, Sinks: map[string]string{"bq": transform.KindBigQuery}})
+	tr, err := transform.New(transform.Config{}, transform.Deps{Queue: f.q, Engine: eng, Sinks: map[string]string{"bq": "bigquery"}, Types: component.NewRegistry(Component())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/sluicehq/sluice/internal/conf"
 )
 
@@ -46,9 +44,6 @@ type Config struct {
 		InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 	} `yaml:"tls"`
 }
-
-// DecodeConfig decodes and validates a sink's YAML.
-func DecodeConfig(n *yaml.Node) (any, error) { return conf.Decode[Config](n) }
 
 // SetDefaults fills in what the config left out.
 func (c *Config) SetDefaults() {

@@ -375,7 +375,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		if err := unmarshalYAML(src, &n); err != nil {
 			t.Fatal(err)
 		}
-		_, err := DecodeConfig(&n)
+		_, err := Component().Decode(&n)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want %q", src, err, want)
 		}
