@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -154,17 +155,11 @@ func (f *Fetcher) unhealthy(h *actors.Health, err error) error {
 	return err
 }
 
-// backoff waits before a nack, longer after each failure in a row, so a
-// full RAW or a failing GCS is not hammered by immediate redeliveries.
-func (f *Fetcher) backoff(ctx context.Context) {
-	n := f.fails.Add(1)
-	d := 200 * time.Millisecond << min(n-1, 7)
-	t := time.NewTimer(min(d, 30*time.Second))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+// waitBeforeNack waits before a nack, longer after each failure in a row (of
+// every notification's), so a full RAW or a failing GCS is not hammered by
+// immediate redeliveries.
+func (f *Fetcher) waitBeforeNack(ctx context.Context) {
+	backoff.Sleep(ctx, backoff.Nth(int(f.fails.Add(1)), 200*time.Millisecond, 30*time.Second))
 }
 
 var errDeleted = errors.New("object no longer exists")

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
 )
@@ -378,8 +379,7 @@ func (f *Fetcher) retryWait(shard int) time.Duration {
 	n := f.fails[shard]
 	f.fails[shard] = n + 1
 	f.storedMu.Unlock()
-	d := min(200*time.Millisecond<<min(n, 5), 5*time.Second)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Nth(n+1, 200*time.Millisecond, 5*time.Second)
 }
 
 // errStopping tells the library the node is stopping; the pull is not
