@@ -475,99 +475,125 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encode
 		}
 		w.s.m.appendSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
-			if st == w.main {
-				w.reopenBo.Reset()
-			}
-			w.s.setState(w.key, "")
-			w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
-			w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
-			w.s.m.Events.Add(float64(len(rows)))
-			w.s.m.Bytes.Add(float64(bytes))
-			for _, r := range rows {
-				r.done("")
-			}
-			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
-				w.probeAt = time.Now() // a new schema has arrived: try the held rows now
-				w.probeBo.Reset()
-			}
+			w.appended(ctx, st, rows, res, bytes)
 			return nil, nil
 		}
 		if ctx.Err() != nil {
 			return rows, ctx.Err()
 		}
-		if res != nil {
-			if full, _ := res.FullResponse(ctx); full != nil && len(full.GetRowErrors()) > 0 {
-				bad := map[int64]string{}
-				for _, re := range full.GetRowErrors() {
-					bad[re.GetIndex()] = re.GetMessage()
-				}
-				var again []encoded
-				for i, r := range rows {
-					if msg, ok := bad[int64(i)]; ok {
-						w.s.m.dead.WithLabelValues("row_error").Inc()
-						r.done(fmt.Sprintf("table %s: BigQuery refused the row: %s", w.key, msg))
-					} else {
-						again = append(again, r)
-					}
-				}
-				rows = again
-				continue
-			}
+		if again, refused := w.rowErrors(ctx, rows, res); refused {
+			rows = again
+			continue
 		}
-		if tooLarge(err) {
-			if len(rows) > 1 {
-				return rows, errTooLarge
-			}
-			w.s.m.dead.WithLabelValues("bad_row").Inc()
-			rows[0].done(fmt.Sprintf("table %s: the row is too large for an AppendRows request: %v", w.key, err))
-			return nil, nil
-		}
-		code := storageCode(err)
-		gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
-		switch {
-		case st == w.main && (gone || code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS):
-			// Deleted, or re-created with fewer columns: drop the stream;
-			// sorting the rows again creates or widens the table.
-			w.log.Warn("the table is gone or lost columns; preparing it again", "err", err)
-			w.main.close()
-			w.main = nil
-			return rows, errReopen
-		case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
-			return rows, errPropagating
-		case gone:
-			// The probe's table is gone: create it on the widened schema
-			// and probe again on a new stream.
-			w.log.Warn("the table is gone; creating it again", "err", err)
-			if _, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}}); err != nil {
-				return rows, err
-			}
-			w.probe.close()
-			w.probe = nil
-			return rows, errPropagating
-		case !isStatus(err):
-			// Not BigQuery's answer but the client's (context canceled,
-			// EOF): its connection is gone for good, and every append on
-			// this stream would fail at once. Open a new one.
-			w.log.Warn("the write stream failed; opening a new one", "err", err)
-			st.close()
-			if st == w.main {
-				w.main = nil
-				return rows, errReopen
-			}
-			w.probe = nil
-			return rows, err
-		default:
-			w.s.setState(w.key, err.Error())
-			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
-			w.s.m.Retries.WithLabelValues("network").Inc()
-			wait := bo.Next()
-			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", wait)
-			if !actors.Sleep(ctx, wait) {
-				return rows, ctx.Err()
-			}
+		if left, stop, err := w.failed(ctx, st, rows, err, bo); stop {
+			return left, err
 		}
 	}
 	return nil, nil
+}
+
+// appended ends rows BigQuery accepted, and probes the held rows at once
+// when the answer says the table's schema was updated.
+func (w *tableWriter) appended(ctx context.Context, st *stream, rows []encoded, res *managedwriter.AppendResult, bytes int) {
+	if st == w.main {
+		w.reopenBo.Reset()
+	}
+	w.s.setState(w.key, "")
+	w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
+	w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
+	w.s.m.Events.Add(float64(len(rows)))
+	w.s.m.Bytes.Add(float64(bytes))
+	for _, r := range rows {
+		r.done("")
+	}
+	if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
+		w.probeAt = time.Now() // a new schema has arrived: try the held rows now
+		w.probeBo.Reset()
+	}
+}
+
+// rowErrors dead-letters the rows an append's answer names as refused
+// and returns the others, to be sent again; refused is false when the
+// answer names no row.
+func (w *tableWriter) rowErrors(ctx context.Context, rows []encoded, res *managedwriter.AppendResult) (again []encoded, refused bool) {
+	if res == nil {
+		return nil, false
+	}
+	full, _ := res.FullResponse(ctx)
+	if full == nil || len(full.GetRowErrors()) == 0 {
+		return nil, false
+	}
+	bad := map[int64]string{}
+	for _, re := range full.GetRowErrors() {
+		bad[re.GetIndex()] = re.GetMessage()
+	}
+	for i, r := range rows {
+		if msg, ok := bad[int64(i)]; ok {
+			w.s.m.dead.WithLabelValues("row_error").Inc()
+			r.done(fmt.Sprintf("table %s: BigQuery refused the row: %s", w.key, msg))
+		} else {
+			again = append(again, r)
+		}
+	}
+	return again, true
+}
+
+// failed handles an append that failed for every row: stop says to
+// return left and the error to appendAll; otherwise it waited (bo) and
+// the rows go again.
+func (w *tableWriter) failed(ctx context.Context, st *stream, rows []encoded, err error, bo *backoff.Backoff) (left []encoded, stop bool, _ error) {
+	if tooLarge(err) {
+		if len(rows) > 1 {
+			return rows, true, errTooLarge
+		}
+		w.s.m.dead.WithLabelValues("bad_row").Inc()
+		rows[0].done(fmt.Sprintf("table %s: the row is too large for an AppendRows request: %v", w.key, err))
+		return nil, true, nil
+	}
+	code := storageCode(err)
+	gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
+	switch {
+	case st == w.main && (gone || code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS):
+		// Deleted, or re-created with fewer columns: drop the stream;
+		// sorting the rows again creates or widens the table.
+		w.log.Warn("the table is gone or lost columns; preparing it again", "err", err)
+		w.main.close()
+		w.main = nil
+		return rows, true, errReopen
+	case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
+		return rows, true, errPropagating
+	case gone:
+		// The probe's table is gone: create it on the widened schema
+		// and probe again on a new stream.
+		w.log.Warn("the table is gone; creating it again", "err", err)
+		if _, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}}); err != nil {
+			return rows, true, err
+		}
+		w.probe.close()
+		w.probe = nil
+		return rows, true, errPropagating
+	case !isStatus(err):
+		// Not BigQuery's answer but the client's (context canceled,
+		// EOF): its connection is gone for good, and every append on
+		// this stream would fail at once. Open a new one.
+		w.log.Warn("the write stream failed; opening a new one", "err", err)
+		st.close()
+		if st == w.main {
+			w.main = nil
+			return rows, true, errReopen
+		}
+		w.probe = nil
+		return rows, true, err
+	}
+	w.s.setState(w.key, err.Error())
+	w.s.m.retries.WithLabelValues(w.key.String()).Inc()
+	w.s.m.Retries.WithLabelValues("network").Inc()
+	wait := bo.Next()
+	w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", wait)
+	if !actors.Sleep(ctx, wait) {
+		return rows, true, ctx.Err()
+	}
+	return nil, false, nil
 }
 
 // storageCode reads BigQuery's StorageError detail of an append error.
