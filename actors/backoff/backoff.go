@@ -9,6 +9,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"github.com/sluicehq/sluice/actors"
 )
 
 // Backoff counts failed attempts in a row. Not safe for concurrent use:
@@ -39,7 +41,7 @@ func (b *Backoff) Failing() bool { return b.n > 0 }
 func (b *Backoff) Fails() int { return b.n }
 
 // Wait sleeps Next; false when ctx ended first.
-func (b *Backoff) Wait(ctx context.Context) bool { return Sleep(ctx, b.Next()) }
+func (b *Backoff) Wait(ctx context.Context) bool { return actors.Sleep(ctx, b.Next()) }
 
 // Nth is the wait after the n-th failure in a row (n ≥ 1): lo·2^(n-1)
 // capped at hi, drawn between half and all of it.
@@ -50,16 +52,4 @@ func Nth(n int, lo, hi time.Duration) time.Duration {
 	}
 	d = min(d, hi)
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-// Sleep waits d; false when ctx ended first.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

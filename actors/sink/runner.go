@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/queue"
 )
 
@@ -107,14 +108,7 @@ type Runner struct {
 
 // New builds a runner and registers the metrics every sink exports.
 func New(opts Options, deps Deps) (*Runner, error) {
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Metrics
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log, reg := actors.Defaults(deps.Logger, deps.Metrics)
 	r := &Runner{opts: opts, q: deps.Queue, log: log.With("sink", opts.Name), reg: reg, held: map[*Delivery]struct{}{}}
 	if opts.InFlight > 0 {
 		r.slots = semaphore.NewWeighted(int64(opts.InFlight))

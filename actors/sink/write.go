@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
@@ -34,7 +35,7 @@ func (r *Runner) write(ctx context.Context, w Writer, b *Batch) {
 		if wait == 0 {
 			wait = bo.Next()
 		}
-		if !backoff.Sleep(ctx, wait) {
+		if !actors.Sleep(ctx, wait) {
 			break
 		}
 	}
@@ -91,7 +92,7 @@ func (r *Runner) store(ctx context.Context, dlq func() error, n int) bool {
 		}
 		wait := bo.Next()
 		r.log.Error("dead-lettering failed; retrying", "records", n, "err", err, "next_in", wait)
-		if !backoff.Sleep(ctx, wait) {
+		if !actors.Sleep(ctx, wait) {
 			return false
 		}
 	}
@@ -132,7 +133,7 @@ func (r *Runner) ackAll(ctx context.Context, ds []*Delivery) {
 				if err == nil {
 					return
 				}
-				if !backoff.Sleep(ctx, 200*time.Millisecond) {
+				if !actors.Sleep(ctx, 200*time.Millisecond) {
 					r.log.Warn("ack not confirmed (no quorum?); the batch may be delivered again", "batch", d.ID, "err", err)
 					return
 				}

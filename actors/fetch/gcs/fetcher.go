@@ -57,12 +57,7 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 			return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
 		}
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.Metrics == nil {
-		deps.Metrics = prometheus.NewRegistry()
-	}
+	deps.Logger, deps.Metrics = actors.Defaults(deps.Logger, deps.Metrics)
 	m, err := newMetrics(deps.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: metrics: %w", cfg.Name, err)
@@ -159,7 +154,7 @@ func (f *Fetcher) unhealthy(h *actors.Health, err error) error {
 // every notification's), so a full RAW or a failing GCS is not hammered by
 // immediate redeliveries.
 func (f *Fetcher) waitBeforeNack(ctx context.Context) {
-	backoff.Sleep(ctx, backoff.Nth(int(f.fails.Add(1)), 200*time.Millisecond, 30*time.Second))
+	actors.Sleep(ctx, backoff.Nth(int(f.fails.Add(1)), 200*time.Millisecond, 30*time.Second))
 }
 
 var errDeleted = errors.New("object no longer exists")

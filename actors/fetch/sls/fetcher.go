@@ -59,14 +59,7 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Metrics
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log, reg := actors.Defaults(deps.Logger, deps.Metrics)
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: metrics: %w", cfg.Name, err)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/actors/sink"
 )
@@ -177,7 +178,7 @@ func (s *Sink) waitIndexed(ctx context.Context, res result) indexing {
 		case ar.hec && ar.reply.Code == 14: // "ACK is disabled": turned off since
 			return acksOff
 		}
-		if !backoff.Sleep(ctx, backoff.Nth(polls, 100*time.Millisecond, ackPollMax)) {
+		if !actors.Sleep(ctx, backoff.Nth(polls, 100*time.Millisecond, ackPollMax)) {
 			return stopped
 		}
 	}
