@@ -109,6 +109,9 @@ type Runner struct {
 // New builds a runner and registers the metrics every sink exports.
 func New(opts Options, deps Deps) (*Runner, error) {
 	log, reg := actors.Defaults(deps.Logger, deps.Metrics)
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second // the consumer's default
+	}
 	r := &Runner{opts: opts, q: deps.Queue, log: log.With("sink", opts.Name), reg: reg, held: map[*Delivery]struct{}{}}
 	if opts.InFlight > 0 {
 		r.slots = semaphore.NewWeighted(int64(opts.InFlight))
