@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -56,12 +57,7 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 			return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
 		}
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.Metrics == nil {
-		deps.Metrics = prometheus.NewRegistry()
-	}
+	deps.Logger, deps.Metrics = actors.Defaults(deps.Logger, deps.Metrics)
 	m, err := newMetrics(deps.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: metrics: %w", cfg.Name, err)
@@ -154,17 +150,11 @@ func (f *Fetcher) unhealthy(h *actors.Health, err error) error {
 	return err
 }
 
-// backoff waits before a nack, longer after each failure in a row, so a
-// full RAW or a failing GCS is not hammered by immediate redeliveries.
-func (f *Fetcher) backoff(ctx context.Context) {
-	n := f.fails.Add(1)
-	d := 200 * time.Millisecond << min(n-1, 7)
-	t := time.NewTimer(min(d, 30*time.Second))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+// waitBeforeNack waits before a nack, longer after each failure in a row (of
+// every notification's), so a full RAW or a failing GCS is not hammered by
+// immediate redeliveries.
+func (f *Fetcher) waitBeforeNack(ctx context.Context) {
+	actors.Sleep(ctx, backoff.Nth(int(f.fails.Add(1)), 200*time.Millisecond, 30*time.Second))
 }
 
 var errDeleted = errors.New("object no longer exists")

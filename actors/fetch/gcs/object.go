@@ -82,7 +82,7 @@ func (r *reader) failed(ctx context.Context, h *actors.Health, err error) {
 		if errors.Is(err, queue.ErrBufferFull) {
 			h.SetUnhealthy("RAW is full: notifications are nacked until it drains (" + err.Error() + ")")
 		}
-		r.f.backoff(ctx)
+		r.f.waitBeforeNack(ctx)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
 )
@@ -58,14 +59,7 @@ func New(cfg *Config, deps Deps) (*Fetcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Metrics
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log, reg := actors.Defaults(deps.Logger, deps.Metrics)
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: metrics: %w", cfg.Name, err)
@@ -378,8 +372,7 @@ func (f *Fetcher) retryWait(shard int) time.Duration {
 	n := f.fails[shard]
 	f.fails[shard] = n + 1
 	f.storedMu.Unlock()
-	d := min(200*time.Millisecond<<min(n, 5), 5*time.Second)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Nth(n+1, 200*time.Millisecond, 5*time.Second)
 }
 
 // errStopping tells the library the node is stopping; the pull is not

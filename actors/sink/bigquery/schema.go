@@ -235,26 +235,7 @@ func (r Rules) normalize(path string, v any) (any, error) {
 	case nil:
 		return nil, nil
 	case json.Number:
-		if r.Integer[path] {
-			n, err := x.Int64()
-			if err != nil {
-				return nil, fmt.Errorf("data.%s: %s is not an integer (the field is typed INTEGER)", path, x)
-			}
-			return n, nil
-		}
-		if r.Timestamp[path] {
-			f, err := x.Float64()
-			if err != nil {
-				return nil, fmt.Errorf("data.%s: %v", path, err)
-			}
-			sec, frac := math.Modf(f)
-			return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC(), nil
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return nil, fmt.Errorf("data.%s: %v", path, err)
-		}
-		return f, nil
+		return r.number(path, x)
 	case string:
 		if r.Timestamp[path] {
 			t, err := time.Parse(time.RFC3339Nano, x)
@@ -267,57 +248,90 @@ func (r Rules) normalize(path string, v any) (any, error) {
 	case bool:
 		return x, nil
 	case map[string]any:
-		out := map[string]any{}
-		var folded map[string]string // lower case → key, for keys with capitals
-		for k, e := range x {
-			if !validColumn(k) {
-				return nil, fmt.Errorf("data.%s: %q is not a valid BigQuery column name", join(path, k), k)
-			}
-			if lk := strings.ToLower(k); lk != k {
-				other, seen := folded[lk]
-				if _, lower := x[lk]; lower {
-					other, seen = lk, true
-				}
-				if seen {
-					return nil, fmt.Errorf("data.%s and data.%s: BigQuery column names ignore case, so one row cannot hold both", join(path, other), join(path, k))
-				}
-				if folded == nil {
-					folded = map[string]string{}
-				}
-				folded[lk] = k
-			}
-			n, err := r.normalize(join(path, k), e)
-			if err != nil {
-				return nil, err
-			}
-			if n != nil {
-				out[k] = n
-			}
-		}
-		if len(out) == 0 {
-			return nil, nil
-		}
-		return out, nil
+		return r.object(path, x)
 	case []any:
-		var out []any
-		for _, e := range x {
-			n, err := r.normalize(path, e)
-			if err != nil {
-				return nil, err
-			}
-			if _, nested := n.([]any); nested {
-				return nil, fmt.Errorf("data.%s: BigQuery has no arrays of arrays", path)
-			}
-			if n != nil {
-				out = append(out, n)
-			}
-		}
-		if len(out) == 0 {
-			return nil, nil
-		}
-		return out, nil
+		return r.array(path, x)
 	}
 	return nil, fmt.Errorf("data.%s: unexpected %T", path, v)
+}
+
+// number is a JSON number as the field's type wants it: an INTEGER, a
+// TIMESTAMP (seconds since the epoch) or a FLOAT.
+func (r Rules) number(path string, x json.Number) (any, error) {
+	if r.Integer[path] {
+		n, err := x.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("data.%s: %s is not an integer (the field is typed INTEGER)", path, x)
+		}
+		return n, nil
+	}
+	f, err := x.Float64()
+	if err != nil {
+		return nil, fmt.Errorf("data.%s: %v", path, err)
+	}
+	if r.Timestamp[path] {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC(), nil
+	}
+	return f, nil
+}
+
+// object normalizes a JSON object's values; its keys must be column names
+// that differ in more than case. An object left empty is nil.
+func (r Rules) object(path string, x map[string]any) (any, error) {
+	out := map[string]any{}
+	var folded map[string]string // lower case → key, for keys with capitals
+	for k, e := range x {
+		if !validColumn(k) {
+			return nil, fmt.Errorf("data.%s: %q is not a valid BigQuery column name", join(path, k), k)
+		}
+		if lk := strings.ToLower(k); lk != k {
+			other, seen := folded[lk]
+			if _, lower := x[lk]; lower {
+				other, seen = lk, true
+			}
+			if seen {
+				return nil, fmt.Errorf("data.%s and data.%s: BigQuery column names ignore case, so one row cannot hold both", join(path, other), join(path, k))
+			}
+			if folded == nil {
+				folded = map[string]string{}
+			}
+			folded[lk] = k
+		}
+		n, err := r.normalize(join(path, k), e)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil {
+			out[k] = n
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// array normalizes a JSON array's elements, dropping nulls; BigQuery has
+// no arrays of arrays. An array left empty is nil.
+func (r Rules) array(path string, x []any) (any, error) {
+	var out []any
+	for _, e := range x {
+		n, err := r.normalize(path, e)
+		if err != nil {
+			return nil, err
+		}
+		if _, nested := n.([]any); nested {
+			return nil, fmt.Errorf("data.%s: BigQuery has no arrays of arrays", path)
+		}
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 func join(path, k string) string {

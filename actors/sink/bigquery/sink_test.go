@@ -729,3 +729,20 @@ func firstMetric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metri
 	}
 	return nil
 }
+
+// A sink whose Run ended (the supervisor restarts an actor on the same
+// value) and runs again writes through table writers of its new run:
+// those of the first ended with it.
+func TestRunAgainWritesThroughNewTableWriters(t *testing.T) {
+	f := newFixture(t, bqtest.Options{})
+	f.publish(out("a", "audit", `{"m":"first"}`))
+	stop := f.start()
+	f.waitFor(10*time.Second, "the first row", func() bool { return len(f.bq.Rows("proj", "logs", "audit")) == 1 })
+	stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.sink.Run(ctx, &actors.Health{}) }()
+	defer func() { cancel(); <-done }()
+	f.publish(out("b", "audit", `{"m":"second"}`))
+	f.waitFor(10*time.Second, "the second row, after the restart", func() bool { return len(f.bq.Rows("proj", "logs", "audit")) == 2 })
+}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/backoff"
 )
 
 // tables creates and widens tables over the REST API.
@@ -33,9 +34,9 @@ func (t *tables) ensure(ctx context.Context, dataset, table string, row bigquery
 	// Another writer changed the table under us (409, 412, 404): read it
 	// again after a short wait, so that writers racing on one table do
 	// not retry in lockstep.
-	bo := newBackoff(10*time.Millisecond, time.Second)
+	bo := backoff.New(10*time.Millisecond, time.Second)
 	for attempt := 0; attempt < 20; attempt++ {
-		if attempt > 0 && !actors.Sleep(ctx, bo.next()) {
+		if attempt > 0 && !actors.Sleep(ctx, bo.Next()) {
 			return nil, ctx.Err()
 		}
 		md, err := tb.Metadata(ctx)

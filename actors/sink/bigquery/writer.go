@@ -15,6 +15,7 @@ import (
 	"github.com/googleapis/gax-go/v2/apierror"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/actors/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -66,13 +67,13 @@ type tableWriter struct {
 	target  *rowType // the widened schema held rows need
 	probe   *stream  // opened on target while waiting for it to propagate
 	held    []pendingRow
-	probeAt time.Time // when to probe next
-	probeBo *backoff  // between probes of a widened schema that has not arrived
+	probeAt time.Time        // when to probe next
+	probeBo *backoff.Backoff // between probes of a widened schema that has not arrived
 	// reopenBo spaces the table's stream being dropped and opened again
 	// (the table was deleted or re-created narrower, and the widened
 	// schema takes a while to reach the write API); reset by an append
 	// that succeeds on the table's stream.
-	reopenBo *backoff
+	reopenBo *backoff.Backoff
 }
 
 type stream struct {
@@ -88,7 +89,7 @@ func (s *stream) close() {
 
 func newTableWriter(s *Sink, key tableKey) *tableWriter {
 	return &tableWriter{s: s, key: key, log: s.log.With("table", key.String()), notify: make(chan struct{}, 1),
-		probeBo: newBackoff(250*time.Millisecond, 5*time.Second), reopenBo: newBackoff(200*time.Millisecond, s.cfg.MaxBackoff.D())}
+		probeBo: backoff.New(250*time.Millisecond, 5*time.Second), reopenBo: backoff.New(200*time.Millisecond, s.cfg.MaxBackoff.D())}
 }
 
 // enqueue hands rows to the writer; it never blocks, so a table that is
@@ -167,8 +168,8 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 				continue
 			}
 			if len(w.held) == 0 {
-				w.probeBo.reset()
-				w.probeAt = time.Now().Add(w.probeBo.next())
+				w.probeBo.Reset()
+				w.probeAt = time.Now().Add(w.probeBo.Next())
 			}
 			r.heldSince = time.Now()
 			w.held = append(w.held, r)
@@ -182,7 +183,7 @@ func (w *tableWriter) take(ctx context.Context, rows []pendingRow) {
 			return
 		}
 		rows = left
-		wait := w.reopenBo.next()
+		wait := w.reopenBo.Next()
 		w.log.Warn("the table's stream was dropped; opening it again", "rows", len(rows), "err", err, "next_in", wait)
 		if !actors.Sleep(ctx, wait) {
 			return
@@ -207,7 +208,7 @@ func (w *tableWriter) refuse(r pendingRow, err error) {
 // the stream on the table's schema. It retries until it can, so the only
 // errors are a type clash of r with the table and ctx ending.
 func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
-	bo := w.backoff()
+	bo := w.retryBackoff()
 	for {
 		schema, err := w.ensure(ctx, r)
 		if err != nil {
@@ -217,7 +218,7 @@ func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
 			return nil
 		}
 		w.s.setState(w.key, err.Error())
-		wait := bo.next()
+		wait := bo.Next()
 		w.log.Warn("cannot open the table's write stream; retrying", "err", err, "next_in", wait)
 		if !actors.Sleep(ctx, wait) {
 			return ctx.Err()
@@ -230,7 +231,7 @@ func (w *tableWriter) openMain(ctx context.Context, r pendingRow) error {
 // too many columns, too deep) are r's: they return at once, for r to go to
 // the DLQ, and the table goes on with the next row.
 func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema, error) {
-	bo := w.backoff()
+	bo := w.retryBackoff()
 	for {
 		schema, err := w.s.tables.ensure(ctx, w.key.dataset, w.key.table, r.row.Schema, r.partition)
 		var c *Conflict
@@ -241,7 +242,7 @@ func (w *tableWriter) ensure(ctx context.Context, r pendingRow) (bigquery.Schema
 			return schema, err
 		}
 		w.s.setState(w.key, err.Error())
-		wait := bo.next()
+		wait := bo.Next()
 		w.log.Warn("cannot prepare the table; retrying", "err", err, "next_in", wait)
 		if !actors.Sleep(ctx, wait) {
 			return nil, ctx.Err()
@@ -333,7 +334,7 @@ func (w *tableWriter) tryProbe(ctx context.Context) {
 	w.log.Info("the widened schema reached the write API", "columns", len(w.probe.t.schema), "rows", len(fit), "still_waiting", len(rest))
 	w.main.close()
 	w.main, w.probe, w.held = w.probe, nil, rest
-	w.probeBo.reset()
+	w.probeBo.Reset()
 	w.probeAt = time.Now()
 }
 
@@ -361,11 +362,11 @@ func (w *tableWriter) expireHeld() {
 	w.held = kept
 }
 
-func (w *tableWriter) backOffProbe() { w.probeAt = time.Now().Add(w.probeBo.next()) }
+func (w *tableWriter) backOffProbe() { w.probeAt = time.Now().Add(w.probeBo.Next()) }
 
-// backoff is a fresh retry backoff of the table's: 200 ms up to max_backoff.
-func (w *tableWriter) backoff() *backoff {
-	return newBackoff(200*time.Millisecond, w.s.cfg.MaxBackoff.D())
+// retryBackoff is a fresh retry backoff of the table's: 200 ms up to max_backoff.
+func (w *tableWriter) retryBackoff() *backoff.Backoff {
+	return backoff.New(200*time.Millisecond, w.s.cfg.MaxBackoff.D())
 }
 
 var (
@@ -459,7 +460,7 @@ const rowOverhead = 5
 // appendChunk appends one request's worth of rows (see appendAll) and
 // returns, with the error that stopped it, the rows it has not ended.
 func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encoded) ([]encoded, error) {
-	bo := w.backoff()
+	bo := w.retryBackoff()
 	for rows = live(rows); len(rows) > 0; rows = live(rows) {
 		enc := make([][]byte, len(rows))
 		var bytes int
@@ -474,99 +475,125 @@ func (w *tableWriter) appendChunk(ctx context.Context, st *stream, rows []encode
 		}
 		w.s.m.appendSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
-			if st == w.main {
-				w.reopenBo.reset()
-			}
-			w.s.setState(w.key, "")
-			w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
-			w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
-			w.s.m.events.Add(float64(len(rows)))
-			w.s.m.eventBytes.Add(float64(bytes))
-			for _, r := range rows {
-				r.done("")
-			}
-			if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
-				w.probeAt = time.Now() // a new schema has arrived: try the held rows now
-				w.probeBo.reset()
-			}
+			w.appended(ctx, st, rows, res, bytes)
 			return nil, nil
 		}
 		if ctx.Err() != nil {
 			return rows, ctx.Err()
 		}
-		if res != nil {
-			if full, _ := res.FullResponse(ctx); full != nil && len(full.GetRowErrors()) > 0 {
-				bad := map[int64]string{}
-				for _, re := range full.GetRowErrors() {
-					bad[re.GetIndex()] = re.GetMessage()
-				}
-				var again []encoded
-				for i, r := range rows {
-					if msg, ok := bad[int64(i)]; ok {
-						w.s.m.dead.WithLabelValues("row_error").Inc()
-						r.done(fmt.Sprintf("table %s: BigQuery refused the row: %s", w.key, msg))
-					} else {
-						again = append(again, r)
-					}
-				}
-				rows = again
-				continue
-			}
+		if again, refused := w.rowErrors(ctx, rows, res); refused {
+			rows = again
+			continue
 		}
-		if tooLarge(err) {
-			if len(rows) > 1 {
-				return rows, errTooLarge
-			}
-			w.s.m.dead.WithLabelValues("bad_row").Inc()
-			rows[0].done(fmt.Sprintf("table %s: the row is too large for an AppendRows request: %v", w.key, err))
-			return nil, nil
-		}
-		code := storageCode(err)
-		gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
-		switch {
-		case st == w.main && (gone || code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS):
-			// Deleted, or re-created with fewer columns: drop the stream;
-			// sorting the rows again creates or widens the table.
-			w.log.Warn("the table is gone or lost columns; preparing it again", "err", err)
-			w.main.close()
-			w.main = nil
-			return rows, errReopen
-		case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
-			return rows, errPropagating
-		case gone:
-			// The probe's table is gone: create it on the widened schema
-			// and probe again on a new stream.
-			w.log.Warn("the table is gone; creating it again", "err", err)
-			if _, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}}); err != nil {
-				return rows, err
-			}
-			w.probe.close()
-			w.probe = nil
-			return rows, errPropagating
-		case !isStatus(err):
-			// Not BigQuery's answer but the client's (context canceled,
-			// EOF): its connection is gone for good, and every append on
-			// this stream would fail at once. Open a new one.
-			w.log.Warn("the write stream failed; opening a new one", "err", err)
-			st.close()
-			if st == w.main {
-				w.main = nil
-				return rows, errReopen
-			}
-			w.probe = nil
-			return rows, err
-		default:
-			w.s.setState(w.key, err.Error())
-			w.s.m.retries.WithLabelValues(w.key.String()).Inc()
-			w.s.m.sinkRetries.WithLabelValues("network").Inc()
-			wait := bo.next()
-			w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", wait)
-			if !actors.Sleep(ctx, wait) {
-				return rows, ctx.Err()
-			}
+		if left, stop, err := w.failed(ctx, st, rows, err, bo); stop {
+			return left, err
 		}
 	}
 	return nil, nil
+}
+
+// appended ends rows BigQuery accepted, and probes the held rows at once
+// when the answer says the table's schema was updated.
+func (w *tableWriter) appended(ctx context.Context, st *stream, rows []encoded, res *managedwriter.AppendResult, bytes int) {
+	if st == w.main {
+		w.reopenBo.Reset()
+	}
+	w.s.setState(w.key, "")
+	w.s.m.rows.WithLabelValues(w.key.String()).Add(float64(len(rows)))
+	w.s.m.bytes.WithLabelValues(w.key.String()).Add(float64(bytes))
+	w.s.m.Events.Add(float64(len(rows)))
+	w.s.m.Bytes.Add(float64(bytes))
+	for _, r := range rows {
+		r.done("")
+	}
+	if us, _ := res.UpdatedSchema(ctx); us != nil && len(w.held) > 0 {
+		w.probeAt = time.Now() // a new schema has arrived: try the held rows now
+		w.probeBo.Reset()
+	}
+}
+
+// rowErrors dead-letters the rows an append's answer names as refused
+// and returns the others, to be sent again; refused is false when the
+// answer names no row.
+func (w *tableWriter) rowErrors(ctx context.Context, rows []encoded, res *managedwriter.AppendResult) (again []encoded, refused bool) {
+	if res == nil {
+		return nil, false
+	}
+	full, _ := res.FullResponse(ctx)
+	if full == nil || len(full.GetRowErrors()) == 0 {
+		return nil, false
+	}
+	bad := map[int64]string{}
+	for _, re := range full.GetRowErrors() {
+		bad[re.GetIndex()] = re.GetMessage()
+	}
+	for i, r := range rows {
+		if msg, ok := bad[int64(i)]; ok {
+			w.s.m.dead.WithLabelValues("row_error").Inc()
+			r.done(fmt.Sprintf("table %s: BigQuery refused the row: %s", w.key, msg))
+		} else {
+			again = append(again, r)
+		}
+	}
+	return again, true
+}
+
+// failed handles an append that failed for every row: stop says to
+// return left and the error to appendAll; otherwise it waited (bo) and
+// the rows go again.
+func (w *tableWriter) failed(ctx context.Context, st *stream, rows []encoded, err error, bo *backoff.Backoff) (left []encoded, stop bool, _ error) {
+	if tooLarge(err) {
+		if len(rows) > 1 {
+			return rows, true, errTooLarge
+		}
+		w.s.m.dead.WithLabelValues("bad_row").Inc()
+		rows[0].done(fmt.Sprintf("table %s: the row is too large for an AppendRows request: %v", w.key, err))
+		return nil, true, nil
+	}
+	code := storageCode(err)
+	gone := code == storagepb.StorageError_TABLE_NOT_FOUND || status.Code(err) == codes.NotFound
+	switch {
+	case st == w.main && (gone || code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS):
+		// Deleted, or re-created with fewer columns: drop the stream;
+		// sorting the rows again creates or widens the table.
+		w.log.Warn("the table is gone or lost columns; preparing it again", "err", err)
+		w.main.close()
+		w.main = nil
+		return rows, true, errReopen
+	case code == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
+		return rows, true, errPropagating
+	case gone:
+		// The probe's table is gone: create it on the widened schema
+		// and probe again on a new stream.
+		w.log.Warn("the table is gone; creating it again", "err", err)
+		if _, err := w.ensure(ctx, pendingRow{row: &Row{Schema: st.t.schema}}); err != nil {
+			return rows, true, err
+		}
+		w.probe.close()
+		w.probe = nil
+		return rows, true, errPropagating
+	case !isStatus(err):
+		// Not BigQuery's answer but the client's (context canceled,
+		// EOF): its connection is gone for good, and every append on
+		// this stream would fail at once. Open a new one.
+		w.log.Warn("the write stream failed; opening a new one", "err", err)
+		st.close()
+		if st == w.main {
+			w.main = nil
+			return rows, true, errReopen
+		}
+		w.probe = nil
+		return rows, true, err
+	}
+	w.s.setState(w.key, err.Error())
+	w.s.m.retries.WithLabelValues(w.key.String()).Inc()
+	w.s.m.Retries.WithLabelValues("network").Inc()
+	wait := bo.Next()
+	w.log.Warn("append failed; retrying", "rows", len(rows), "err", err, "next_in", wait)
+	if !actors.Sleep(ctx, wait) {
+		return rows, true, ctx.Err()
+	}
+	return nil, false, nil
 }
 
 // storageCode reads BigQuery's StorageError detail of an append error.
