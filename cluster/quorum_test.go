@@ -1,15 +1,13 @@
-package queue
+package cluster
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -111,117 +109,5 @@ func TestQuorumWatchOpenEndsWithParent(t *testing.T) {
 	defer release()
 	if c.Err() == nil {
 		t.Fatal("Open returned a live context while paused")
-	}
-}
-
-// A real cluster: the node left alone when its two peers stop pauses
-// within the grace, and resumes when one of them is back.
-func TestClusterNodeWithoutQuorumPausesAndResumes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
-	}
-	const pauseAfter = 3 * time.Second
-	var mu sync.Mutex
-	saved := map[string]Options{}
-	qs := startClusterOpts(t, 3, nil, func(o *Options) {
-		o.QuorumPauseAfter = pauseAfter
-		mu.Lock()
-		saved[o.ServerName] = *o
-		mu.Unlock()
-	})
-	w := qs[0].Quorum()
-	if w == nil {
-		t.Fatal("a cluster node has no quorum watch")
-	}
-	ctx, release := w.Open(context.Background())
-	defer release()
-	time.Sleep(2 * time.Second)
-	if ctx.Err() != nil {
-		t.Fatalf("paused with every peer up: %+v", w.State())
-	}
-	qs[1].Close()
-	qs[2].Close()
-	qs[1], qs[2] = nil, nil
-	lost := time.Now()
-	select {
-	case <-ctx.Done():
-	case <-time.After(pauseAfter + 5*time.Second):
-		t.Fatalf("node-1 not paused %s after both peers stopped: %+v", time.Since(lost), w.State())
-	}
-	took := time.Since(lost)
-	if qs[0].ClusterState(context.Background()).Quorum == nil || !qs[0].ClusterState(context.Background()).Quorum.Paused {
-		t.Error("cluster state does not say the node is paused")
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	back := time.Now()
-	q2, err := Start(sctx, saved["node-2"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs[1] = q2
-	opened := make(chan struct{})
-	go func() {
-		c, r := w.Open(sctx)
-		defer r()
-		if c.Err() == nil {
-			close(opened)
-		}
-	}()
-	select {
-	case <-opened:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("node-1 not resumed 30s after node-2 restarted: %+v", w.State())
-	}
-	t.Logf("node-1 paused %s after its peers stopped (pause after %s); resumed %s after node-2 was back", took.Round(time.Millisecond), pauseAfter, time.Since(back).Round(time.Millisecond))
-}
-
-// An ack on a node cut off from the quorum is not replicated: a plain Ack
-// says nothing of it, AckSync fails, so a sink can stop sending before it
-// sends what the majority will send again.
-func TestClusterAckSyncFailsWithoutQuorum(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
-	}
-	qs := startCluster(t, 3)
-	ctx := context.Background()
-	for i := 0; i < 3; i++ {
-		if err := qs[0].Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("ack-", i), "r")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, err := qs[0].Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds []*Delivery
-	// A new consumer's leader is elected a moment after it is made; until
-	// then a pull may find no responders (seen once in CI).
-	for deadline := time.Now().Add(30 * time.Second); len(ds) < 3; {
-		d, err := c.Next(ctx, 5*time.Second)
-		if err != nil {
-			if time.Now().Before(deadline) {
-				time.Sleep(200 * time.Millisecond)
-				continue
-			}
-			t.Fatal(err)
-		}
-		ds = append(ds, d)
-	}
-	if err := ds[0].AckSync(ctx); err != nil {
-		t.Fatalf("AckSync with every node up: %v", err)
-	}
-	qs[1].Close()
-	qs[2].Close()
-	qs[1], qs[2] = nil, nil
-	if err := ds[1].Ack(); err != nil {
-		t.Fatalf("plain Ack without quorum: %v (it was expected to say nothing)", err)
-	}
-	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if err := ds[2].AckSync(actx); err == nil {
-		t.Fatal("AckSync succeeded on a node without quorum")
-	} else {
-		t.Logf("AckSync without quorum: %v", err)
 	}
 }

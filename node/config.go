@@ -15,8 +15,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/actors/transform"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/internal/conf"
-	"github.com/sluicehq/sluice/queue"
 )
 
 // Config is the whole sluice.yaml.
@@ -259,7 +259,7 @@ func (c *Config) setDefaults() {
 		c.Cluster.Replicas = 3
 	}
 	if c.Cluster != nil && c.Cluster.PauseAfter == 0 {
-		c.Cluster.PauseAfter = conf.Duration(queue.DefaultQuorumPauseAfter)
+		c.Cluster.PauseAfter = conf.Duration(cluster.DefaultPauseAfter)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -36,6 +37,7 @@ type Component struct {
 type Deps struct {
 	Node     string
 	Queue    *queue.Queue
+	Cluster  *cluster.Cluster // nil on a single node
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Actors   func() []actors.Status
