@@ -7,7 +7,7 @@ import (
 // Gate says when actors may take work. Open waits until they may (or until
 // ctx ends) and returns a context that ends when they no longer may; the
 // caller calls cancel when done with it. A node out of contact with its
-// cluster's quorum closes its gate (queue.QuorumWatch), so its sources and
+// cluster's quorum closes its gate (cluster.QuorumWatch), so its sources and
 // sinks hand their work to the nodes that can store it.
 type Gate interface {
 	Open(ctx context.Context) (context.Context, context.CancelFunc)

@@ -1,7 +1,3 @@
-// Package cluster holds what a multi-node sluice needs beyond the embedded
-// JetStream cluster itself (which does membership, RAFT and placement):
-// the certificates its routes use for mutual TLS, which are also the
-// server certificates of each node's admin API and NATS client port.
 package cluster
 
 import (

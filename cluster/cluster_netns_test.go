@@ -1,14 +1,12 @@
 package cluster_test
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -380,28 +378,6 @@ func (c *testCluster) routeTLS() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	return &tls.Config{RootCAs: pool, ServerName: "node-1"}
-}
-
-// routeHello connects to a route port (with TLS when cfg is set, as the
-// server wants it first) and returns the server's first line.
-func routeHello(addr string, cfg *tls.Config) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	conn := c
-	if cfg != nil {
-		tc := tls.Client(c, cfg)
-		if err := tc.Handshake(); err != nil {
-			return "", err
-		}
-		conn = tc
-	} else if _, err := fmt.Fprint(c, "CONNECT {}\r\nPING\r\n"); err != nil {
-		return "", err
-	}
-	return bufio.NewReader(conn).ReadString('\n')
 }
 
 func keys(m map[int]int64) []int {

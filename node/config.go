@@ -16,8 +16,8 @@ import (
 
 	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/actors/transform"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/internal/conf"
-	"github.com/sluicehq/sluice/queue"
 )
 
 // Config is the whole sluice.yaml.
@@ -250,7 +250,7 @@ func (c *Config) setDefaults() {
 		c.Cluster.Replicas = 3
 	}
 	if c.Cluster != nil && c.Cluster.PauseAfter == 0 {
-		c.Cluster.PauseAfter = conf.Duration(queue.DefaultQuorumPauseAfter)
+		c.Cluster.PauseAfter = conf.Duration(cluster.DefaultPauseAfter)
 	}
 }
 

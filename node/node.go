@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluicehq/sluice/actors"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/node/ops"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
@@ -144,21 +145,13 @@ func (n *Node) Run(ctx context.Context) error {
 	if !cfg.Node.NATSToken.IsEmpty() {
 		log.Warn("node.nats_token is deprecated: it is now the password of the NATS user " + queue.OperatorUser + "; rename it node.nats_operator_password")
 	}
-	if c := cfg.Cluster; c != nil {
-		qopts.Replicas = c.Replicas
-		qopts.QuorumPauseAfter = c.PauseAfter.D()
-		qopts.Cluster = &queue.ClusterOptions{Name: c.Name, Listen: c.Listen, Peers: c.Peers, Insecure: c.Insecure}
-		if c.TLS.CertFile != "" {
-			qopts.Cluster.TLS = &queue.ClusterTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CAFile: c.TLS.CAFile}
-		}
-	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	q, err := queue.Start(startCtx, qopts)
+	q, cl, stopBuffer, err := startBuffer(startCtx, cfg, qopts)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}
-	defer q.Close()
+	defer stopBuffer()
 	n.Queue = q
 	log.Info("buffer ready", "data_dir", cfg.Node.DataDir, "nats_url", q.ClientURL(), "sync", cfg.Queue.Sync, "max_bytes", cfg.Queue.MaxBytes.String())
 
@@ -167,7 +160,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.Runtime = rt
-	if w := q.Quorum(); w != nil {
+	if w := cl.Quorum(); w != nil {
 		// Cut off from the quorum, the node can store nothing: its sources
 		// and sinks stop, so their work goes to the nodes that can.
 		rt.Gate(w, actors.StageFetch, actors.StageSink)
@@ -176,18 +169,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.build(ctx, n); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}
-	return n.serve(ctx)
+	return n.serve(ctx, cl)
 }
 
 // serve starts the operations API, the admin server and the actors, waits
 // for ctx to end, and stops them: fetchers first, then the transform, then
 // the sinks.
-func (n *Node) serve(ctx context.Context) error {
+func (n *Node) serve(ctx context.Context, cl *cluster.Cluster) error {
 	cfg, log, rt := n.Config, n.Log, n.Runtime
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOps()
 	var err error
-	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: n.Queue, Logger: log, Registry: n.Registry,
+	n.Ops, err = ops.New(opsCtx, ops.Deps{Node: cfg.Node.Name, Queue: n.Queue, Cluster: cl, Logger: log, Registry: n.Registry,
 		Actors: rt.Statuses, Policies: n.Policies, Sources: n.components(cfg.Sources), Sinks: n.components(cfg.Sinks),
 		Insecure: cfg.InsecureSettings()})
 	if err != nil {

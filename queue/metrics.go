@@ -80,13 +80,6 @@ var (
 	streamLimitDesc    = prometheus.NewDesc("sluice_stream_max_bytes", "The stream's byte limit.", []string{"stream"}, nil)
 	consPendingDesc    = prometheus.NewDesc("sluice_consumer_pending_messages", "Messages not yet delivered to the consumer.", []string{"stream", "consumer"}, nil)
 	consAckPendingDesc = prometheus.NewDesc("sluice_consumer_ack_pending_messages", "Messages delivered and not yet acked.", []string{"stream", "consumer"}, nil)
-	peerUpDesc         = prometheus.NewDesc("sluice_cluster_peer_up", "1 while a route to the peer node is up.", []string{"peer"}, nil)
-	peerSeenDesc       = prometheus.NewDesc("sluice_cluster_peer_last_seen_seconds", "Seconds since this node last heard from the peer.", []string{"peer"}, nil)
-	metaLeaderDesc     = prometheus.NewDesc("sluice_cluster_meta_leader", "1 for the node that leads the JetStream meta group (as this node sees it).", []string{"peer"}, nil)
-	quorumDesc         = prometheus.NewDesc("sluice_cluster_has_meta_leader", "1 while this node sees a JetStream meta leader (a quorum).", nil, nil)
-	streamLeaderDesc   = prometheus.NewDesc("sluice_stream_leader", "1 for the node that leads the stream's replicas.", []string{"stream", "peer"}, nil)
-	replicaLagDesc     = prometheus.NewDesc("sluice_stream_replica_lag", "Operations a stream follower is behind its leader.", []string{"stream", "peer"}, nil)
-	replicaCurDesc     = prometheus.NewDesc("sluice_stream_replica_current", "1 while a stream follower is caught up and seen recently.", []string{"stream", "peer"}, nil)
 	consRedelivDesc    = prometheus.NewDesc("sluice_consumer_redelivered_messages", "Messages delivered more than once and not yet acked.", []string{"stream", "consumer"}, nil)
 )
 
@@ -94,8 +87,7 @@ var (
 type streamCollector struct{ q *Queue }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{streamBytesDesc, streamMsgsDesc, streamLimitDesc, consPendingDesc, consAckPendingDesc, consRedelivDesc,
-		peerUpDesc, peerSeenDesc, metaLeaderDesc, quorumDesc, streamLeaderDesc, replicaLagDesc, replicaCurDesc} {
+	for _, d := range []*prometheus.Desc{streamBytesDesc, streamMsgsDesc, streamLimitDesc, consPendingDesc, consAckPendingDesc, consRedelivDesc} {
 		ch <- d
 	}
 }
@@ -106,14 +98,12 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var infos []*jetstream.StreamInfo // for the cluster state, read once
 	for _, name := range []string{StreamRaw, StreamOut, StreamDLQ} {
 		s, err := c.q.js.Stream(ctx, name)
 		if err != nil {
 			continue
 		}
 		info := s.CachedInfo() // js.Stream just asked for it
-		infos = append(infos, info)
 		ch <- prometheus.MustNewConstMetric(streamBytesDesc, prometheus.GaugeValue, float64(info.State.Bytes), name)
 		ch <- prometheus.MustNewConstMetric(streamMsgsDesc, prometheus.GaugeValue, float64(info.State.Msgs), name)
 		ch <- prometheus.MustNewConstMetric(streamLimitDesc, prometheus.GaugeValue, float64(info.Config.MaxBytes), name)
@@ -121,35 +111,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		for ci := range lister.Info() {
 			collectConsumer(ch, name, ci)
 		}
-		if cl := info.Cluster; cl != nil && c.q.opts.Cluster != nil {
-			if cl.Leader != "" {
-				ch <- prometheus.MustNewConstMetric(streamLeaderDesc, prometheus.GaugeValue, 1, name, cl.Leader)
-			}
-			for _, r := range cl.Replicas {
-				ch <- prometheus.MustNewConstMetric(replicaLagDesc, prometheus.GaugeValue, float64(r.Lag), name, r.Name)
-				ch <- prometheus.MustNewConstMetric(replicaCurDesc, prometheus.GaugeValue, boolValue(r.Current && !r.Offline), name, r.Name)
-			}
-		}
 	}
-	if st := c.q.ClusterStateFrom(infos); st != nil {
-		ch <- prometheus.MustNewConstMetric(quorumDesc, prometheus.GaugeValue, boolValue(st.MetaLeader != ""))
-		if st.MetaLeader != "" {
-			ch <- prometheus.MustNewConstMetric(metaLeaderDesc, prometheus.GaugeValue, 1, st.MetaLeader)
-		}
-		for _, p := range st.Peers {
-			ch <- prometheus.MustNewConstMetric(peerUpDesc, prometheus.GaugeValue, boolValue(p.RouteUp), p.Name)
-			if !p.LastSeen.IsZero() {
-				ch <- prometheus.MustNewConstMetric(peerSeenDesc, prometheus.GaugeValue, time.Since(p.LastSeen).Seconds(), p.Name)
-			}
-		}
-	}
-}
-
-func boolValue(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func collectConsumer(ch chan<- prometheus.Metric, stream string, ci *jetstream.ConsumerInfo) {

@@ -125,7 +125,7 @@ func (q *Queue) classifyPublishError(subject string, err error) error {
 		return fmt.Errorf("publish to %s: %w: %v", subject, ErrBufferFull, err)
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || isTimeout(err) {
-		if q.opts.Cluster == nil {
+		if !q.clustered {
 			return unavailableError{fmt.Errorf("publish to %s: %w (single node: its embedded JetStream server did not answer — stopping, or its store failing, see the node's log; the record stays at its source and is retried under the same message ID)", subject, err)}
 		}
 		return unavailableError{fmt.Errorf("publish to %s: %w (in a cluster: a quorum of the stream's replicas is not reachable, see sluice status; nothing was stored, the record stays at its source and is retried)", subject, err)}

@@ -65,14 +65,13 @@ type Options struct {
 	MaxPayload int32
 	// PublishInFlight bounds async publishes awaiting their ack; default 256.
 	PublishInFlight int
-	// Cluster, when set, makes the embedded server join a JetStream cluster.
-	Cluster *ClusterOptions
-	// QuorumPauseAfter: a cluster node that has heard from no quorum of
-	// the cluster for this long pauses its work (quorum.go); default
-	// DefaultQuorumPauseAfter.
-	QuorumPauseAfter time.Duration
-	Logger           *slog.Logger
-	Metrics          prometheus.Registerer
+	// Configure, when set, adds to the embedded server's options before it
+	// starts: cluster.Start sets the route listener, the routes, their TLS
+	// and the cluster name there. A server with a route listener is a node
+	// of a cluster: Ready and publish errors then speak of its quorum.
+	Configure func(*server.Options) error
+	Logger    *slog.Logger
+	Metrics   prometheus.Registerer
 
 	// trimLookupWait bounds the trimmer's wait for the answer to "which is
 	// the first record stored since the replay window began"; default
@@ -83,17 +82,6 @@ type Options struct {
 	// default bcrypt.DefaultCost. Tests lower it: the race detector makes
 	// each login take seconds.
 	passwordCost int
-}
-
-// ClusterOptions join the embedded server to other nodes (see cluster/).
-type ClusterOptions struct {
-	Name   string
-	Listen string   // route listener host:port
-	Peers  []string // host:port of every node's route listener
-	// TLS is required when Listen is not a loopback address, unless
-	// Insecure says to run routes without it.
-	TLS      *ClusterTLS
-	Insecure bool
 }
 
 func (o *Options) setDefaults() error {
@@ -129,9 +117,6 @@ func (o *Options) setDefaults() error {
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 8 << 20
 	}
-	if o.QuorumPauseAfter <= 0 {
-		o.QuorumPauseAfter = DefaultQuorumPauseAfter
-	}
 	if o.PublishInFlight <= 0 {
 		o.PublishInFlight = 256
 	}
@@ -164,7 +149,9 @@ type Queue struct {
 	stopTrim  context.CancelFunc
 	trimDone  chan struct{}
 	trimSoon  chan struct{} // a publish found a stream full: trim now, not at the next tick
-	quorum    *QuorumWatch  // nil on a single node
+	// clustered: the server has a route listener, so its streams are
+	// replicated and take writes only with a quorum of their replicas.
+	clustered bool
 }
 
 // Start runs the embedded server, waits until JetStream is ready and creates
@@ -173,6 +160,46 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	auth, err := newClientAuth(opts)
+	if err != nil {
+		return nil, err
+	}
+	sopts, err := serverOptions(opts, auth)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("queue: new server: %w", err)
+	}
+	srv.SetLoggerV2(newServerLogger(opts.Logger), false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("queue: embedded NATS server not ready after 30s")
+	}
+	q := &Queue{opts: opts, srv: srv, log: opts.Logger, clustered: sopts.Cluster.Port != 0}
+	if err := q.connect(auth.node); err != nil {
+		q.Close()
+		return nil, err
+	}
+	if q.metrics, err = newMetrics(opts.Metrics, q); err != nil {
+		q.Close()
+		return nil, err
+	}
+	if err := q.ensureStreams(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
+	trimCtx, cancel := context.WithCancel(context.Background())
+	q.stopTrim, q.trimDone, q.trimSoon = cancel, make(chan struct{}), make(chan struct{}, 1)
+	go q.trimLoop(trimCtx)
+	return q, nil
+}
+
+// serverOptions are the embedded server's: the client listener, the store,
+// who may log in, client TLS, and whatever opts.Configure adds.
+func serverOptions(opts Options, auth clientAuth) (*server.Options, error) {
 	host, portStr, err := net.SplitHostPort(opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("queue: listen %q: %w", opts.Listen, err)
@@ -184,10 +211,6 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 	storeDir := filepath.Join(opts.DataDir, "jetstream")
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
 		return nil, fmt.Errorf("queue: data dir: %w", err)
-	}
-	auth, err := newClientAuth(opts)
-	if err != nil {
-		return nil, err
 	}
 	sopts := &server.Options{
 		ServerName:         opts.ServerName,
@@ -211,62 +234,36 @@ func Start(ctx context.Context, opts Options) (*Queue, error) {
 		sopts.TLSVerify = opts.ClientTLS.ClientAuth == tls.RequireAndVerifyClientCert
 		sopts.TLSTimeout = 5 // seconds, as routes: a loaded node is slow to handshake
 	}
-	if c := opts.Cluster; c != nil {
-		if err := applyCluster(sopts, c); err != nil {
+	if opts.Configure != nil {
+		if err := opts.Configure(sopts); err != nil {
 			return nil, err
 		}
 	}
-	srv, err := server.NewServer(sopts)
-	if err != nil {
-		return nil, fmt.Errorf("queue: new server: %w", err)
-	}
-	srv.SetLoggerV2(newServerLogger(opts.Logger), false, false, false)
-	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("queue: embedded NATS server not ready after 30s")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("sluice-"+opts.ServerName), nats.MaxReconnects(-1), auth.node,
+	return sopts, nil
+}
+
+// connect opens the node's in-process connection and its JetStream context.
+func (q *Queue) connect(as nats.Option) error {
+	nc, err := nats.Connect("", nats.InProcessServer(q.srv), nats.Name("sluice-"+q.opts.ServerName), nats.MaxReconnects(-1), as,
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
 			}
-			opts.Logger.Warn("nats client", "subject", subject, "err", err)
+			q.log.Warn("nats client", "subject", subject, "err", err)
 		}))
 	if err != nil {
-		srv.Shutdown()
-		return nil, fmt.Errorf("queue: connect in-process: %w", err)
+		return fmt.Errorf("queue: connect in-process: %w", err)
 	}
+	q.nc = nc
 	// A publish whose ack is lost (a partition cut the route to the stream
 	// leader mid-request) must fail, not wait forever: the source then
 	// retries the same message ID, which JetStream stores once.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(opts.PublishInFlight), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
+	q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(q.opts.PublishInFlight), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
 	if err != nil {
-		nc.Close()
-		srv.Shutdown()
-		return nil, fmt.Errorf("queue: jetstream: %w", err)
+		return fmt.Errorf("queue: jetstream: %w", err)
 	}
-	q := &Queue{opts: opts, srv: srv, nc: nc, js: js, log: opts.Logger}
-	q.metrics, err = newMetrics(opts.Metrics, q)
-	if err != nil {
-		q.Close()
-		return nil, err
-	}
-	if err := q.ensureStreams(ctx); err != nil {
-		q.Close()
-		return nil, err
-	}
-	if opts.Cluster != nil {
-		if q.quorum, err = newQuorumWatch(opts.QuorumPauseAfter, q.quorumContact, opts.Logger, opts.Metrics); err != nil {
-			q.Close()
-			return nil, err
-		}
-	}
-	trimCtx, cancel := context.WithCancel(context.Background())
-	q.stopTrim, q.trimDone, q.trimSoon = cancel, make(chan struct{}), make(chan struct{}, 1)
-	go q.trimLoop(trimCtx)
-	return q, nil
+	return nil
 }
 
 // publishAckTimeout bounds the wait for one publish's ack.
@@ -295,7 +292,7 @@ func (q *Queue) Ready() error {
 	if !q.srv.JetStreamEnabled() {
 		return errors.New("queue: JetStream not enabled")
 	}
-	if q.opts.Cluster == nil {
+	if !q.clustered {
 		return nil
 	}
 	if !q.srv.JetStreamIsCurrent() {
@@ -315,16 +312,9 @@ func (q *Queue) Ready() error {
 	return nil
 }
 
-// Quorum watches this node's contact with a quorum of the cluster; nil
-// on a single node, which never pauses.
-func (q *Queue) Quorum() *QuorumWatch { return q.quorum }
-
-// Close stops the quorum watch, consumers, the trimmer, the client and the
-// server, in that order.
+// Close stops the trimmer, consumers, the client and the server, in that
+// order.
 func (q *Queue) Close() {
-	if q.quorum != nil {
-		q.quorum.Close()
-	}
 	if q.stopTrim != nil {
 		q.stopTrim()
 		<-q.trimDone

@@ -59,6 +59,22 @@ func (e *ScanGapError) Error() string {
 
 func (e *ScanGapError) Is(target error) bool { return target == ErrScanGap }
 
+// orderedConfig is the ordered consumer that reads o's range from its start.
+func (o ScanOptions) orderedConfig() jetstream.OrderedConsumerConfig {
+	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: o.HeadersOnly, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if o.Subject != "" {
+		cfg.FilterSubjects = []string{o.Subject}
+	}
+	switch {
+	case o.FromSeq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, o.FromSeq
+	case !o.From.IsZero():
+		from := o.From
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	}
+	return cfg
+}
+
 // Scan calls fn for each stored message of o in order, until fn returns
 // false or an error, or the range ends. It reads through an ephemeral
 // ordered consumer, which holds nothing back from the trimmer.
@@ -78,18 +94,7 @@ func (q *Queue) Scan(ctx context.Context, o ScanOptions, fn func(Stored) (bool, 
 			return nil
 		}
 	}
-	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: o.HeadersOnly, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if o.Subject != "" {
-		cfg.FilterSubjects = []string{o.Subject}
-	}
-	switch {
-	case o.FromSeq > 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, o.FromSeq
-	case !o.From.IsZero():
-		from := o.From
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
-	}
-	oc, err := q.js.OrderedConsumer(ctx, o.Stream, cfg)
+	oc, err := q.js.OrderedConsumer(ctx, o.Stream, o.orderedConfig())
 	if err != nil {
 		return fmt.Errorf("queue: reading %s: %w", o.Stream, err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/component"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -39,6 +40,7 @@ type Component struct {
 type Deps struct {
 	Node     string
 	Queue    *queue.Queue
+	Cluster  *cluster.Cluster // nil on a single node
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Actors   func() []actors.Status

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/component"
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
@@ -86,7 +87,7 @@ type ReplicaStatus struct {
 }
 
 // ClusterStatus is the JetStream cluster this node is part of.
-type ClusterStatus = queue.ClusterState
+type ClusterStatus = cluster.State
 
 // Sink states, as the sink's sluice_sink_state gauge says.
 var sinkStates = map[float64]string{0: "up", 1: "retrying", 2: "paused"}
@@ -177,7 +178,7 @@ func (m *Manager) Status(ctx context.Context) Status {
 	} else {
 		st.DLQ = dlq
 	}
-	st.Cluster = m.deps.Queue.ClusterStateFrom(infos)
+	st.Cluster = m.deps.Cluster.StateFrom(infos)
 	if orphans, err := m.Orphans(ctx); err != nil {
 		fail("orphan backlogs", err)
 	} else {

@@ -1,4 +1,4 @@
-package queue
+package cluster
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultQuorumPauseAfter is how long a node may go without contact with
+// DefaultPauseAfter is how long a node may go without contact with
 // a quorum of the JetStream meta group before it pauses. A follower hears
 // its leader every second (RAFT heartbeat); when a leader dies the others
 // elect a new one after an election timeout of 4–9 s, so a node on the
 // majority side goes up to ~9 s without contact in a normal failover. 10 s
 // is past that: only a node that really lost the quorum pauses.
-const DefaultQuorumPauseAfter = 10 * time.Second
+const DefaultPauseAfter = 10 * time.Second
 
 // quorumResumeWithin: a paused node resumes once it heard from a quorum
 // after it paused, and this recently (two RAFT heartbeats).
@@ -76,7 +76,7 @@ func newQuorumWatch(pauseAfter time.Duration, contact func(time.Time) (time.Time
 	}
 	for _, c := range []prometheus.Collector{w.paused, w.pauses, w.age} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("queue: quorum metrics: %w", err)
+			return nil, fmt.Errorf("cluster: quorum metrics: %w", err)
 		}
 	}
 	w.state.LastContact = time.Now()
@@ -184,8 +184,9 @@ func (w *QuorumWatch) Close() {
 // server leads. Follower views come first: a leader learns of its
 // followers only from their answers, which an idle group sends seldom.
 // No meta leader: no contact.
-func (q *Queue) quorumContact(now time.Time) (time.Time, string) {
-	jsz, err := q.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+func (c *Cluster) quorumContact(now time.Time) (time.Time, string) {
+	self := c.q.Options().ServerName
+	jsz, err := c.q.Server().Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
 	if err != nil || jsz.Meta == nil {
 		return time.Time{}, "meta group unknown"
 	}
@@ -199,7 +200,7 @@ func (q *Queue) quorumContact(now time.Time) (time.Time, string) {
 			return
 		}
 		for _, r := range ci.Replicas {
-			if r.Name == "" || r.Name == q.opts.ServerName || (ci.Leader != q.opts.ServerName && r.Name != ci.Leader) {
+			if r.Name == "" || r.Name == self || (ci.Leader != self && r.Name != ci.Leader) {
 				continue // as a follower, only the leader's heartbeat says anything
 			}
 			if r.Active <= 0 || r.Offline {
@@ -214,9 +215,9 @@ func (q *Queue) quorumContact(now time.Time) (time.Time, string) {
 	for _, a := range jsz.AccountDetails {
 		for _, sd := range a.Streams {
 			note(sd.Cluster)
-			for _, c := range sd.Consumer {
-				if c != nil {
-					note(c.Cluster)
+			for _, cd := range sd.Consumer {
+				if cd != nil {
+					note(cd.Cluster)
 				}
 			}
 		}

@@ -1,4 +1,4 @@
-package queue
+package cluster_test
 
 import (
 	"bufio"
@@ -12,27 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/sluicehq/sluice/cluster"
 )
-
-// Whoever reaches a route port joins as a peer: off loopback the queue
-// opens one only with TLS, or when told by name to run without.
-func TestRoutesOffLoopbackNeedTLSOrInsecure(t *testing.T) {
-	for _, listen := range []string{"0.0.0.0:6222", ":6222", "10.0.0.11:6222"} {
-		err := applyCluster(&server.Options{}, &ClusterOptions{Name: "test", Listen: listen})
-		if err == nil || !strings.Contains(err.Error(), "routes need TLS") {
-			t.Errorf("route listener %s without TLS: err = %v, want one saying routes need TLS", listen, err)
-		}
-		if err := applyCluster(&server.Options{}, &ClusterOptions{Name: "test", Listen: listen, Insecure: true}); err != nil {
-			t.Errorf("route listener %s, Insecure: %v", listen, err)
-		}
-	}
-	if err := applyCluster(&server.Options{}, &ClusterOptions{Name: "test", Listen: "127.0.0.1:6222"}); err != nil {
-		t.Errorf("loopback route listener without TLS: %v", err)
-	}
-}
 
 // A route listener on every address (not loopback) with the cluster's
 // TLS: a connection without a certificate from the cluster CA, or without
@@ -46,11 +27,14 @@ func TestClusterOffLoopbackRefusesARouteWithoutACertificate(t *testing.T) {
 	if err := cluster.GenerateCerts(cluster.CertOptions{Dir: certs, Nodes: []string{"node-1", "node-2", "node-3"}}); err != nil {
 		t.Fatal(err)
 	}
-	qs := startClusterOpts(t, 3, func(i int) *ClusterTLS { return nodeTLS(certs, fmt.Sprintf("node-%d", i+1)) }, func(o *Options) {
-		_, port, _ := net.SplitHostPort(o.Cluster.Listen)
-		o.Cluster.Listen = net.JoinHostPort("0.0.0.0", port)
+	var route string // 127.0.0.1, reaching node-1's 0.0.0.0 listener
+	startClusterOpts(t, 3, func(i int) *cluster.TLS { return nodeTLS(certs, fmt.Sprintf("node-%d", i+1)) }, func(o *nodeOptions) {
+		_, port, _ := net.SplitHostPort(o.cluster.Listen)
+		o.cluster.Listen = net.JoinHostPort("0.0.0.0", port)
+		if o.queue.ServerName == "node-1" { // each node's mod runs in its own goroutine
+			route = o.cluster.Peers[0]
+		}
 	})
-	route := qs[0].opts.Cluster.Peers[0] // 127.0.0.1, reaching node-1's 0.0.0.0 listener
 	ca, err := os.ReadFile(filepath.Join(certs, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
