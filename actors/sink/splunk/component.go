@@ -8,11 +8,14 @@ import (
 	"github.com/sluicehq/sluice/queue/batch"
 )
 
-// Component is the splunk_hec sink type, for a node's registry: an output
-// that names no sink and no table comes to it.
+// Component is the splunk_hec sink type, for a node's registry.
 func Component() *component.Spec {
-	takes := func(o *batch.Output) bool { return o.Table == "" }
-	return component.Sink(component.Type[Config]{Name: "splunk_hec", New: build, Describe: describe, Takes: takes})
+	return component.Sink(component.Type[Config]{
+		Name:     "splunk_hec",
+		New:      build,
+		Describe: describe,
+		Takes:    takes,
+	})
 }
 
 func build(c *Config, d component.Deps) (actors.Actor, error) {
@@ -28,3 +31,6 @@ func describe(c *Config) string {
 	u.User = nil
 	return u.String()
 }
+
+// takes: an output that names no sink and no table comes to Splunk.
+func takes(o *batch.Output) bool { return o.Table == "" }
