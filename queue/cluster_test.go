@@ -93,7 +93,7 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
 		q := qs[i%3] // publish through every node
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 
 	waitFor(t, func() bool {
 		info, err := cs[0].Info(ctx)
-		return err == nil && info.AckFloor.Stream == 20
+		return err == nil && info.AckFloor == 20
 	})
 	// An operator's durable without a filter that acked only 2 holds the rest.
 	op, err := qs[0].js.CreateOrUpdateConsumer(ctx, StreamRaw, jetstream.ConsumerConfig{Durable: "debug", AckPolicy: jetstream.AckAllPolicy})
@@ -231,7 +231,7 @@ func TestClusterRefusesANodeFromAnotherCA(t *testing.T) {
 		t.Fatalf("the meta leader sees peers %v, want the three with the cluster's certificates", peerView)
 	}
 	// The three still work.
-	if err := qs[1].Publish(context.Background(), []*nats.Msg{rawMsg("a", "after-intruder", "r")}); err != nil {
+	if err := qs[1].PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "after-intruder", "r")}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -186,7 +186,7 @@ func TestClusterAckSyncFailsWithoutQuorum(t *testing.T) {
 	qs := startCluster(t, 3)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if err := qs[0].Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("ack-", i), "r")}); err != nil {
+		if err := qs[0].PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("ack-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -249,7 +248,7 @@ func (s *Sink) route(d *queue.Delivery) *routed {
 	// Rows decode their data anyway: one whose data was not last after
 	// all fails there and is dead-lettered.
 	read := batch.ReadOutput
-	if d.Header.Get(batch.HeaderEncoded) == batch.EncodedDataLast {
+	if d.Meta().Encoded == batch.EncodedDataLast {
 		read = batch.ReadOutputDataLast
 	}
 	for i, rec := range recs {
@@ -472,8 +471,8 @@ func (s *Sink) doneFunc(ctx context.Context, t *tracker, i int, key tableKey) fu
 		t.ended[i] = true
 		if reason != "" {
 			s.m.dlq.Inc()
-			t.dead = append(t.dead, queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: batch.RecordID(t.d.BatchID(), i),
-				Reason: reason, Origin: t.d.Subject, Header: t.d.Header, Data: t.recs[i]})
+			t.dead = append(t.dead, queue.DeadRecord{Stage: queue.StageSink, Name: s.cfg.Name, RecordID: batch.RecordID(t.d.BatchID(), i),
+				Reason: reason, Origin: t.d.Subject, Meta: t.d.Meta(), Data: t.recs[i]})
 		}
 		var release int64
 		if n, ok := t.leftBy[key]; ok {
@@ -620,13 +619,7 @@ func (s *Sink) finish(ctx context.Context, t *tracker, store func() error) {
 
 // fetchedAt is when the source fetched a batch's records (zero when its
 // header does not say).
-func fetchedAt(d *queue.Delivery) time.Time {
-	ns, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
+func fetchedAt(d *queue.Delivery) time.Time { return d.Meta().FetchedAt }
 
 // oldestHeldSeconds is the age of the oldest record the sink holds and
 // has not delivered (since its fetch at the source); 0 when none.

@@ -234,17 +234,14 @@ func (s *Sink) recycle(r *request) {
 // can never be delivered: it goes to the DLQ at once.
 func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
 	r.deliveries = append(r.deliveries, d)
-	if t, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64); err == nil {
-		if ft := time.Unix(0, t); r.oldest.IsZero() || ft.Before(r.oldest) {
-			r.oldest = ft
-		}
+	if ft := d.Meta().FetchedAt; !ft.IsZero() && (r.oldest.IsZero() || ft.Before(r.oldest)) {
+		r.oldest = ft
 	}
 	records, err := batch.Decode(d.Data)
 	if err != nil {
 		return s.q.DeadLetterBatch(ctx, "sink", s.cfg.Name, d, "not a record batch: "+err.Error())
 	}
-	replay := d.Header.Get(batch.HeaderReplay)
-	encoded := d.Header.Get(batch.HeaderEncoded)
+	replay, encoded := d.Meta().Replay, d.Meta().Encoded
 	var bad []queue.DeadRecord
 	for i, rec := range records {
 		start, before := len(r.body), cap(r.body)
@@ -269,7 +266,7 @@ func (s *Sink) add(ctx context.Context, r *request, d *queue.Delivery) error {
 }
 
 func (s *Sink) dead(d *queue.Delivery, id string, rec []byte, reason string) queue.DeadRecord {
-	return queue.DeadRecord{Stage: "sink", Name: s.cfg.Name, RecordID: id, Reason: reason, Origin: d.Subject, Header: d.Header, Data: rec}
+	return queue.DeadRecord{Stage: queue.StageSink, Name: s.cfg.Name, RecordID: id, Reason: reason, Origin: d.Subject, Meta: d.Meta(), Data: rec}
 }
 
 // deliver sends a request until every event is accepted or dead-lettered,
@@ -289,8 +286,8 @@ func (s *Sink) deliver(ctx context.Context, h *actors.Health, r *request) {
 	now := time.Now()
 	s.ackAll(ctx, r.deliveries)
 	for _, d := range r.deliveries {
-		if t, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64); err == nil {
-			s.m.delivery.Observe(now.Sub(time.Unix(0, t)).Seconds())
+		if ft := d.Meta().FetchedAt; !ft.IsZero() {
+			s.m.delivery.Observe(now.Sub(ft).Seconds())
 		}
 	}
 }
