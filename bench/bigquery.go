@@ -79,13 +79,13 @@ func bigqueryRun(bin, dir string, mb int, profile string) (span, error) {
 		h.Set(batch.HeaderCount, "64")
 		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject("bigquery"), Header: h, Data: batch.Encode(recs)})
 		if len(msgs) == 256 {
-			if err := r.q.Publish(context.Background(), msgs); err != nil {
+			if err := r.q.PublishMessages(context.Background(), msgs); err != nil {
 				return span{}, err
 			}
 			msgs = msgs[:0]
 		}
 	}
-	if err := r.q.Publish(context.Background(), msgs); err != nil {
+	if err := r.q.PublishMessages(context.Background(), msgs); err != nil {
 		return span{}, err
 	}
 	reg := prometheus.NewRegistry()

@@ -72,7 +72,7 @@ func queueRun(total, perMsg int, record []byte, sync queue.Sync) (pub, pull span
 			h.Set(batch.HeaderCount, strconv.Itoa(perMsg))
 			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject("bench"), Header: h, Data: body})
 			if len(msgs) == window || i == nMsgs-1 {
-				if err := q.Publish(ctx, msgs); err != nil {
+				if err := q.PublishMessages(ctx, msgs); err != nil {
 					return 0, 0, err
 				}
 				msgs = msgs[:0]

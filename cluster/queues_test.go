@@ -137,7 +137,7 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 	checkClusterMetrics(t, reg)
 	for i := 0; i < 20; i++ {
 		q := qs[i%3] // publish through every node
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,7 +175,7 @@ func TestClusterReplicatesAndSharesConsumers(t *testing.T) {
 
 	waitFor(t, func() bool {
 		info, err := cs[0].Info(ctx)
-		return err == nil && info.AckFloor.Stream == 20
+		return err == nil && info.AckFloor == 20
 	})
 	// An operator's durable without a filter that acked only 2 holds the rest.
 	op, err := qs[0].JetStream().CreateOrUpdateConsumer(ctx, queue.StreamRaw, jetstream.ConsumerConfig{Durable: "debug", AckPolicy: jetstream.AckAllPolicy})
@@ -305,7 +305,7 @@ func TestClusterRefusesANodeFromAnotherCA(t *testing.T) {
 		t.Fatalf("the meta leader sees peers %v, want the three with the cluster's certificates", peerView)
 	}
 	// The three still work.
-	if err := cs[1].Queue().Publish(context.Background(), []*nats.Msg{rawMsg("a", "after-intruder", "r")}); err != nil {
+	if err := cs[1].Queue().PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "after-intruder", "r")}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -383,7 +383,7 @@ func TestClusterAckSyncFailsWithoutQuorum(t *testing.T) {
 	qs := queues(cs)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if err := qs[0].Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("ack-", i), "r")}); err != nil {
+		if err := qs[0].PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("ack-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -42,7 +42,7 @@ func TestBacklogCommandsListMoveAndDrop(t *testing.T) {
 			h.Set(batch.HeaderCount, "1")
 			msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject(sink), Header: h, Data: batch.Encode([][]byte{[]byte(`{"id":"x","timestamp":1,"data":{}}`)})})
 		}
-		if err := q.Publish(context.Background(), msgs); err != nil {
+		if err := q.PublishMessages(context.Background(), msgs); err != nil {
 			t.Fatal(err)
 		}
 	}

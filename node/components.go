@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/actors/component"
 	"github.com/sluicehq/sluice/actors/transform"
 	"github.com/sluicehq/sluice/node/ops"
+	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/rego"
 )
 
@@ -28,9 +29,9 @@ func BuildComponents(ctx context.Context, n *Node) error {
 // addComponents builds each source or sink (kind) and adds its actor to
 // its stage; its DLQ subject is declared for the operations API.
 func (n *Node) addComponents(kind string, comps []Component) error {
-	stage, dlqStage := actors.StageSink, "sink"
+	stage, dlqStage := actors.StageSink, queue.StageSink
 	if kind == "source" {
-		stage, dlqStage = actors.StageFetch, "fetch"
+		stage, dlqStage = actors.StageFetch, queue.StageFetch
 	}
 	for _, c := range comps {
 		if c.Spec == nil {
@@ -74,7 +75,7 @@ func buildTransform(n *Node) error {
 		return err
 	}
 	n.Runtime.Add(actors.StageTransform, "transform", t)
-	n.Queue.DeclareDeadLetterer("transform", "transform")
+	n.Queue.DeclareDeadLetterer(queue.StageTransform, "transform")
 	if *cfg.Policies.Watch {
 		n.Runtime.Add(actors.StageTransform, "policy-watch", actors.ActorFunc(func(ctx context.Context, _ *actors.Health) error {
 			return eng.Watch(ctx)

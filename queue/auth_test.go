@@ -88,7 +88,7 @@ func operatorQueue(t *testing.T) (*Queue, *Delivery, *operator) {
 	})
 	t.Cleanup(q.Close)
 	ctx := context.Background()
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "id-1", `{"x":1}`)}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "id-1", `{"x":1}`)}); err != nil {
 		t.Fatalf("the node's own connection publishes: %v", err)
 	}
 	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
@@ -169,7 +169,7 @@ func TestOperatorCannotTouchSluiceConsumers(t *testing.T) {
 	op.refused(t, "$JS.API.CONSUMER.CREATE.RAW")
 
 	// Pull from it: a second record would be handed to the operator.
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-2", `{"x":2}`)}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "id-2", `{"x":2}`)}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := op.js.Consumer(shortCtx(t), StreamRaw, "transform")
@@ -317,7 +317,7 @@ func TestOperatorPasswordGuardsTheListener(t *testing.T) {
 		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	defer q.Close()
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
 		t.Fatalf("the node's own connection: %v", err)
 	}
 	for _, opt := range []nats.Option{nil, nats.UserInfo(OperatorUser, "wrong"), nats.Token(testOperatorPassword)} {
@@ -379,7 +379,7 @@ func (s *syncBuffer) String() string {
 func TestNoPasswordClientIsTheOperator(t *testing.T) {
 	q := startQueue(t, t.TempDir(), nil)
 	defer q.Close()
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
 		t.Fatal(err)
 	}
 	op := connectOperator(t, q)
@@ -406,7 +406,7 @@ func TestOperatorNkeyLogsInAsTheOperator(t *testing.T) {
 	pub, _ := kp.PublicKey()
 	q := startQueue(t, t.TempDir(), func(o *Options) { o.OperatorNkey = pub })
 	defer q.Close()
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "id-1", "r")}); err != nil {
 		t.Fatal(err)
 	}
 	if nc, err := nats.Connect(q.ClientURL(), nats.Timeout(10*time.Second)); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,7 +31,8 @@ type ConsumerConfig struct {
 	MaxDeliveries int
 	// Stage and Name label DLQ subjects and metrics ("transform"/"transform",
 	// "sink"/<sink name>).
-	Stage, Name string
+	Stage Stage
+	Name  string
 }
 
 // Consumer hands out deliveries of one durable consumer.
@@ -49,16 +51,28 @@ type Consumer struct {
 // is safely done.
 type Delivery struct {
 	Subject   string
-	Header    nats.Header
-	Data      []byte
-	ID        string // the batch ID (Nats-Msg-Id)
+	Data      []byte // the batch's body: Records splits it
+	ID        string // the message ID (Nats-Msg-Id); BatchID is the batch's
 	Delivered uint64 // 1 on the first delivery
 	Seq       uint64 // stream sequence
 	Pending   uint64 // messages waiting for the consumer behind this one when it was sent
 	Time      time.Time
 	msg       jetstream.Msg
 	c         *Consumer
+
+	header   nats.Header
+	metaOnce sync.Once
+	meta     batch.Meta
 }
+
+// Meta is the batch's Meta, read from its headers on the first call.
+func (d *Delivery) Meta() batch.Meta {
+	d.metaOnce.Do(func() { _, d.meta = batch.ParseMeta(d.header) })
+	return d.meta
+}
+
+// Records splits the batch's body into its records; they alias Data.
+func (d *Delivery) Records() ([][]byte, error) { return batch.Decode(d.Data) }
 
 // Ack marks the delivery done; JetStream will not send it again.
 func (d *Delivery) Ack() error {
@@ -73,7 +87,7 @@ func (d *Delivery) acked() {
 	if d.c != nil {
 		m := d.c.q.metrics
 		m.ackedMsgs.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Inc()
-		m.ackedRecords.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Add(float64(parseCount(d.Header)))
+		m.ackedRecords.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Add(float64(d.Meta().Count))
 	}
 }
 
@@ -107,7 +121,7 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 		cfg.MaxAckPending = 256
 	}
 	if cfg.Stage == "" {
-		cfg.Stage = cfg.Durable
+		cfg.Stage = Stage(cfg.Durable)
 	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Durable
@@ -265,8 +279,8 @@ func (q *Queue) pullBytes() int { return int(max(8<<20, 2*q.opts.MaxPayload)) }
 // accept wraps a fetched message, or dead-letters it when it was delivered
 // too often (nil then).
 func (c *Consumer) accept(ctx context.Context, msg jetstream.Msg) *Delivery {
-	d := &Delivery{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data(), msg: msg, c: c}
-	d.ID = d.Header.Get(batch.HeaderMsgID)
+	d := &Delivery{Subject: msg.Subject(), header: msg.Headers(), Data: msg.Data(), msg: msg, c: c}
+	d.ID = d.header.Get(batch.HeaderMsgID)
 	if md, err := msg.Metadata(); err == nil {
 		d.Delivered, d.Seq, d.Time, d.Pending = md.NumDelivered, md.Sequence.Stream, md.Timestamp, md.NumPending
 	}
@@ -290,7 +304,25 @@ func (c *Consumer) accept(ctx context.Context, msg jetstream.Msg) *Delivery {
 // after AckWait, or at once if the stage Naks them.
 func (c *Consumer) Close() {}
 
+// ConsumerInfo is JetStream's view of a consumer, what stages and tests read.
+type ConsumerInfo struct {
+	Name           string
+	NumPending     uint64 // messages not yet delivered
+	NumAckPending  int    // delivered and not yet acked
+	NumRedelivered int
+	NumWaiting     int    // pull requests waiting
+	Delivered      uint64 // stream sequence of the last delivery
+	AckFloor       uint64 // stream sequence up to which everything is acked
+}
+
 // Info returns JetStream's view of the consumer (pending, ack floor).
-func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	return c.cons.Info(ctx)
+func (c *Consumer) Info(ctx context.Context) (*ConsumerInfo, error) {
+	ci, err := c.cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &ConsumerInfo{
+		Name: ci.Name, NumPending: ci.NumPending, NumAckPending: ci.NumAckPending, NumRedelivered: ci.NumRedelivered,
+		NumWaiting: ci.NumWaiting, Delivered: ci.Delivered.Stream, AckFloor: ci.AckFloor.Stream,
+	}, nil
 }

@@ -17,7 +17,7 @@ func TestDuplicatesAreCountedApartFromPublished(t *testing.T) {
 	q := startQueue(t, t.TempDir(), func(o *Options) { o.Metrics = reg })
 	defer q.Close()
 	for range 2 {
-		if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "sls/a/p/l/0/7", `{"x":1}`, `{"x":2}`)}); err != nil {
+		if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "sls/a/p/l/0/7", `{"x":1}`, `{"x":2}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}

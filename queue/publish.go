@@ -51,11 +51,23 @@ func (e *PublishError) Is(target error) bool {
 
 func (e *PublishError) Unwrap() []error { return e.Errs }
 
-// Publish stores every message and returns only when each has its JetStream
-// ack (or failed). Each message must carry a Nats-Msg-Id header so that a
-// re-publish after a crash is deduplicated. On failure the error is a
-// *PublishError; a message that did not fail is stored, whatever the others did.
-func (q *Queue) Publish(ctx context.Context, msgs []*nats.Msg) error {
+// Publish stores every batch and returns only when each has its JetStream
+// ack (or failed). Each batch must have an ID so that a re-publish after a
+// crash is deduplicated. On failure the error is a *PublishError, its
+// indexes into bs; a batch that did not fail is stored, whatever the others did.
+func (q *Queue) Publish(ctx context.Context, bs []*batch.Batch) error {
+	msgs := make([]*nats.Msg, len(bs))
+	for i, b := range bs {
+		msgs[i] = &nats.Msg{Subject: b.Subject, Header: b.Header(), Data: b.Body}
+	}
+	return q.PublishMessages(ctx, msgs)
+}
+
+// PublishMessages is Publish for messages as JetStream stores them: for
+// the operations that copy stored messages with their headers verbatim
+// (replay, backlog move, DLQ re-drive). Each message must carry a
+// Nats-Msg-Id header.
+func (q *Queue) PublishMessages(ctx context.Context, msgs []*nats.Msg) error {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	perr := &PublishError{}
 	fail := func(i int, err error) {

@@ -61,7 +61,7 @@ func TestPublishDeduplicatesByMessageID(t *testing.T) {
 	defer q.Close()
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "sls/p/l/0/MTA=/0", `{"x":1}`), rawMsg("a", "sls/p/l/0/MTA=/1", `{"x":2}`)}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "sls/p/l/0/MTA=/0", `{"x":1}`), rawMsg("a", "sls/p/l/0/MTA=/1", `{"x":2}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,7 +76,7 @@ func TestPublishRequiresMessageID(t *testing.T) {
 	m := rawMsg("a", "x", "r")
 	m.Header.Del(batch.HeaderMsgID)
 	var perr *PublishError
-	if err := q.Publish(context.Background(), []*nats.Msg{m}); !errors.As(err, &perr) || perr.Failed[0] != 0 {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{m}); !errors.As(err, &perr) || perr.Failed[0] != 0 {
 		t.Fatalf("err = %v, want a PublishError for message 0", err)
 	}
 }
@@ -85,7 +85,7 @@ func TestUnackedDeliveryComesBackAfterAckWait(t *testing.T) {
 	q := startQueue(t, t.TempDir(), nil)
 	defer q.Close()
 	ctx := context.Background()
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "id-1", "r1")}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "id-1", "r1")}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: 300 * time.Millisecond})
@@ -113,7 +113,7 @@ func TestMaxDeliveriesSendsEachRecordToDLQWithReason(t *testing.T) {
 	q := startQueue(t, t.TempDir(), nil)
 	defer q.Close()
 	ctx := context.Background()
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "poison", "r0", "r1"), rawMsg("a", "fine", "r2")}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "poison", "r0", "r1"), rawMsg("a", "fine", "r2")}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: 200 * time.Millisecond, MaxDeliveries: 2, Stage: "transform", Name: "transform", MaxAckPending: 1})
@@ -153,13 +153,13 @@ func TestMaxDeliveriesSendsEachRecordToDLQWithReason(t *testing.T) {
 			t.Fatalf("DLQ after %d: %v", len(got), err)
 		}
 		recs, _ := batch.Decode(d.Data)
-		if !strings.Contains(d.Header.Get(batch.HeaderReason), "delivered 2 times") {
-			t.Errorf("reason = %q", d.Header.Get(batch.HeaderReason))
+		if !strings.Contains(d.Meta().Reason, "delivered 2 times") {
+			t.Errorf("reason = %q", d.Meta().Reason)
 		}
-		if d.Header.Get(batch.HeaderOrigin) != "raw.a" {
-			t.Errorf("origin = %q", d.Header.Get(batch.HeaderOrigin))
+		if d.Meta().Origin != "raw.a" {
+			t.Errorf("origin = %q", d.Meta().Origin)
 		}
-		got = append(got, d.Header.Get(batch.HeaderRecordID)+"="+string(recs[0]))
+		got = append(got, d.Meta().RecordID+"="+string(recs[0]))
 		_ = d.Ack()
 	}
 	if strings.Join(got, ",") != "poison/0=r0,poison/1=r1" {
@@ -176,7 +176,7 @@ func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 	stored := 0
 	var err error
 	for i := 0; i < 100; i++ {
-		if err = q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), big)}); err != nil {
+		if err = q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), big)}); err != nil {
 			break
 		}
 		stored++
@@ -200,7 +200,7 @@ func TestFullStreamRefusesPublishAndKeepsWhatIsStored(t *testing.T) {
 	if n := streamMsgs(t, q, StreamRaw); n != 0 {
 		t.Fatalf("after trim of a full stream RAW holds %d delivered messages", n)
 	}
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "after", big)}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "after", big)}); err != nil {
 		t.Fatalf("publish after trim: %v", err)
 	}
 }
@@ -223,7 +223,7 @@ func deliverAll(t *testing.T, q *Queue, n int) {
 	}
 	waitFor(t, func() bool {
 		info, _ := c.Info(ctx)
-		return info != nil && info.AckFloor.Stream == uint64(n)
+		return info != nil && info.AckFloor == uint64(n)
 	})
 }
 
@@ -236,14 +236,14 @@ func TestBufferFullTrimsDeliveredAtOnce(t *testing.T) {
 	big := strings.Repeat("x", 64<<10)
 	stored := 0
 	for ; ; stored++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", stored), big)}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", stored), big)}); err != nil {
 			break
 		}
 	}
 	deliverAll(t, q, stored)
 	start := time.Now()
 	for {
-		err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "after", big)})
+		err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "after", big)})
 		if err == nil {
 			break
 		}
@@ -262,7 +262,7 @@ func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
 	defer q.Close()
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,7 +290,7 @@ func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
 	time.Sleep(150 * time.Millisecond) // past the duplicate window too
 	waitFor(t, func() bool {
 		info, _ := c.Info(ctx)
-		return info != nil && info.AckFloor.Stream == 2
+		return info != nil && info.AckFloor == 2
 	})
 	if err := q.Trim(ctx); err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func TestTrimKeepsUndeliveredAndTheReplayWindow(t *testing.T) {
 func TestRecordsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	q := startQueue(t, dir, nil)
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "1", "r1"), rawMsg("a", "2", "r2")}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "1", "r1"), rawMsg("a", "2", "r2")}); err != nil {
 		t.Fatal(err)
 	}
 	q.Close()
@@ -375,7 +375,7 @@ func TestRecordsSurviveSIGKILL(t *testing.T) {
 		}
 	}
 	// Re-publishing an ID stored before the kill stores nothing new.
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "k-0", "again")}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "k-0", "again")}); err != nil {
 		t.Fatal(err)
 	}
 	if n := streamMsgs(t, q, StreamRaw); n != stored {
@@ -393,14 +393,14 @@ func childPublishAndHang(dir string) {
 	for i := range msgs {
 		msgs[i] = rawMsg("a", fmt.Sprint("k-", i), strings.Repeat("r", 1000))
 	}
-	if err := q.Publish(context.Background(), msgs); err != nil {
+	if err := q.PublishMessages(context.Background(), msgs); err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
 	fmt.Println("ACKED", len(msgs))
 	// Keep publishing until killed, so the kill lands mid-write.
 	for i := 0; ; i++ {
-		_ = q.Publish(context.Background(), []*nats.Msg{rawMsg("a", fmt.Sprint("more-", i), "x")})
+		_ = q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", fmt.Sprint("more-", i), "x")})
 		if i%100 == 0 {
 			time.Sleep(time.Millisecond)
 		}
@@ -429,7 +429,7 @@ func TestIdleOnlyWhenEveryConsumerIsDone(t *testing.T) {
 	if idle, err := q.Idle(ctx); err != nil || !idle {
 		t.Fatalf("empty queue: idle=%v err=%v", idle, err)
 	}
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "1", "r")}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "1", "r")}); err != nil {
 		t.Fatal(err)
 	}
 	if idle, _ := q.Idle(ctx); idle {
@@ -465,7 +465,7 @@ func TestCancelledFetchStrandsNothing(t *testing.T) {
 		}()
 		time.Sleep(20 * time.Millisecond) // the pull request is open
 		cancel()                          // before the message exists, so the fetch must give it back
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; !errors.Is(err, context.Canceled) {
@@ -488,7 +488,7 @@ func TestScanBoundsAndHeadersOnly(t *testing.T) {
 	ctx := context.Background()
 	var times []time.Time
 	for i := 1; i <= 5; i++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), strings.Repeat("x", i))}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), strings.Repeat("x", i))}); err != nil {
 			t.Fatal(err)
 		}
 		times = append(times, time.Now())
@@ -561,7 +561,7 @@ func TestStreamMetricsFollowTheStreams(t *testing.T) {
 		return 0
 	}
 	for n := 1; n <= 3; n++ {
-		if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("s", fmt.Sprint("b", n), "a", "b")}); err != nil {
+		if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("s", fmt.Sprint("b", n), "a", "b")}); err != nil {
 			t.Fatal(err)
 		}
 		if got := gauge("sluice_stream_messages", StreamRaw); got != float64(n) {
@@ -586,7 +586,7 @@ func TestFetchReadyTakesWhatIsWaiting(t *testing.T) {
 	for i := range 10 {
 		msgs = append(msgs, rawMsg("s", fmt.Sprint("b", i), "r"))
 	}
-	if err := q.Publish(ctx, msgs); err != nil {
+	if err := q.PublishMessages(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
 	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>"})
@@ -639,7 +639,7 @@ func TestFetchReadyCapsAPullInBytes(t *testing.T) {
 		for j := i; j < i+100; j++ {
 			msgs = append(msgs, rawMsg("s", fmt.Sprint("b", j), recs...))
 		}
-		if err := q.Publish(ctx, msgs); err != nil {
+		if err := q.PublishMessages(ctx, msgs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,11 +3,9 @@ package queue
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/sluicehq/sluice/queue/batch"
 )
 
@@ -24,7 +22,7 @@ const requeuePrefix = "requeue/"
 // after a crash between the store and the ack stores it once. On error
 // (ErrBufferFull: the stream has no room for the copy) nothing changed.
 func (d *Delivery) Requeue(ctx context.Context) error {
-	if err := d.store(ctx, d.BatchID(), d.Data, parseCount(d.Header)); err != nil {
+	if err := d.store(ctx, d.BatchID(), d.Data, d.Meta().Count); err != nil {
 		return err
 	}
 	if err := d.Ack(); err != nil {
@@ -52,12 +50,11 @@ func (d *Delivery) store(ctx context.Context, id string, data []byte, records in
 	if d.c == nil {
 		return fmt.Errorf("queue: requeue %s: not a consumer's delivery", d.ID)
 	}
-	n, _ := strconv.Atoi(d.Header.Get(batch.HeaderRequeued))
-	h := maps.Clone(d.Header) // Set replaces a value's slice: the original's stay as they are
-	h.Set(batch.HeaderRequeued, strconv.Itoa(n+1))
-	h.Set(batch.HeaderMsgID, requeuePrefix+strconv.Itoa(n+1)+"/"+id)
-	h.Set(batch.HeaderCount, strconv.Itoa(records))
-	if err := d.c.q.Publish(ctx, []*nats.Msg{{Subject: d.Subject, Header: h, Data: data}}); err != nil {
+	m := d.Meta()
+	m.Requeued++
+	m.Count = records
+	b := &batch.Batch{Subject: d.Subject, ID: requeuePrefix + strconv.Itoa(m.Requeued) + "/" + id, Meta: m, Body: data}
+	if err := d.c.q.Publish(ctx, []*batch.Batch{b}); err != nil {
 		return fmt.Errorf("queue: requeue %s: %w", id, err)
 	}
 	d.c.q.metrics.requeued.WithLabelValues(d.c.cfg.Stream, d.c.cfg.Durable).Inc()
@@ -68,7 +65,7 @@ func (d *Delivery) store(ctx context.Context, id string, data []byte, records in
 // requeued copy as for the original (record IDs and the DLQ use it); a
 // part set aside by RequeueRecords has its own, part/<batch ID>.
 func (d *Delivery) BatchID() string {
-	if d.Header.Get(batch.HeaderRequeued) == "" {
+	if d.Meta().Requeued == 0 {
 		return d.ID
 	}
 	rest, ok := strings.CutPrefix(d.ID, requeuePrefix)

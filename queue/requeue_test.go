@@ -20,7 +20,7 @@ func TestRequeueStartsTheDeliveryCountAgain(t *testing.T) {
 	ctx := context.Background()
 	msg := rawMsg("a", "id-1", "r1", "r2")
 	msg.Header.Set(batch.HeaderSource, "a")
-	if err := q.Publish(ctx, []*nats.Msg{msg}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{msg}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>",
@@ -47,11 +47,11 @@ func TestRequeueStartsTheDeliveryCountAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the requeued batch: %v", err)
 	}
-	if again.Delivered != 1 || again.Seq <= d.Seq || again.Header.Get(batch.HeaderSource) != "a" || string(again.Data) != string(d.Data) {
-		t.Fatalf("requeued: delivered %d, seq %d (original %d), source %q", again.Delivered, again.Seq, d.Seq, again.Header.Get(batch.HeaderSource))
+	if again.Delivered != 1 || again.Seq <= d.Seq || again.Meta().Source != "a" || string(again.Data) != string(d.Data) {
+		t.Fatalf("requeued: delivered %d, seq %d (original %d), source %q", again.Delivered, again.Seq, d.Seq, again.Meta().Source)
 	}
-	if again.BatchID() != "id-1" || again.Header.Get(batch.HeaderRequeued) != "1" {
-		t.Fatalf("requeued: batch %q, requeued %q", again.BatchID(), again.Header.Get(batch.HeaderRequeued))
+	if again.BatchID() != "id-1" || again.Meta().Requeued != 1 {
+		t.Fatalf("requeued: batch %q, requeued %d", again.BatchID(), again.Meta().Requeued)
 	}
 	_ = again.Ack()
 	if _, err := c.Next(ctx, 500*time.Millisecond); !errors.Is(err, ErrNoMessage) {
@@ -69,7 +69,7 @@ func TestRequeueRecordsSetsAsideABatchOfTheirOwn(t *testing.T) {
 	q := startQueue(t, t.TempDir(), nil)
 	defer q.Close()
 	ctx := context.Background()
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", "id-1", "r0", "r1", "r2")}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", "id-1", "r0", "r1", "r2")}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := q.Consumer(ctx, ConsumerConfig{Stream: StreamRaw, Durable: "transform", Subject: "raw.>", AckWait: time.Minute})
@@ -89,8 +89,8 @@ func TestRequeueRecordsSetsAsideABatchOfTheirOwn(t *testing.T) {
 		t.Fatalf("the part set aside: %v", err)
 	}
 	recs, err := batch.Decode(part.Data)
-	if err != nil || len(recs) != 1 || string(recs[0]) != "r1" || part.Header.Get(batch.HeaderCount) != "1" {
-		t.Fatalf("part: %q (count %s), %v", recs, part.Header.Get(batch.HeaderCount), err)
+	if err != nil || len(recs) != 1 || string(recs[0]) != "r1" || part.Meta().Count != 1 {
+		t.Fatalf("part: %q (count %d), %v", recs, part.Meta().Count, err)
 	}
 	if part.BatchID() != "tables=t.down/id-1" || part.Delivered != 1 {
 		t.Fatalf("part: batch %q, delivered %d", part.BatchID(), part.Delivered)

@@ -15,7 +15,7 @@ func fillRaw(t *testing.T, q *Queue, n int) {
 	t.Helper()
 	big := strings.Repeat("x", 64<<10)
 	for i := 0; i < n; i++ {
-		if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), big)}); err != nil {
+		if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), big)}); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
@@ -50,7 +50,7 @@ func TestLoweringMaxBytesShrinksTheStreams(t *testing.T) {
 		}
 	}
 	// And it takes writes at the new size.
-	if err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "after", "r")}); err != nil {
+	if err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "after", "r")}); err != nil {
 		t.Fatal(err)
 	}
 	q.Close()

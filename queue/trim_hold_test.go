@@ -18,7 +18,7 @@ func fillDelivered(t *testing.T, q *Queue) int {
 	big := strings.Repeat("x", 64<<10)
 	stored := 0
 	for ; ; stored++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", stored), big)}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", stored), big)}); err != nil {
 			break
 		}
 	}
@@ -45,7 +45,7 @@ func TestTrimKeepsRecordsYoungerThanTheDuplicateWindow(t *testing.T) {
 	q = startQueue(t, dir, mod)
 	defer q.Close()
 	before := streamMsgs(t, q, StreamRaw)
-	err := q.Publish(context.Background(), []*nats.Msg{rawMsg("a", "id-0", strings.Repeat("x", 64<<10))})
+	err := q.PublishMessages(context.Background(), []*nats.Msg{rawMsg("a", "id-0", strings.Repeat("x", 64<<10))})
 	if err != nil && !strings.Contains(err.Error(), "full") {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestTrimIgnoresAForwardClockStep(t *testing.T) {
 	defer q.Close()
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,11 +117,11 @@ func TestStoredInRangeTellsSilenceFromTheEnd(t *testing.T) {
 	defer q.Close()
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint(i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Publish(ctx, []*nats.Msg{rawMsg("b", "b0", "r")}); err != nil {
+	if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("b", "b0", "r")}); err != nil {
 		t.Fatal(err)
 	}
 	o := ScanOptions{Stream: StreamRaw, Subject: RawSubject("a")}

@@ -84,7 +84,7 @@ func TestTrimHoldsRecordsForConsumersItDidNotCreate(t *testing.T) {
 			defer q.Close()
 			ctx := context.Background()
 			for i := 0; i < 10; i++ {
-				if err := q.Publish(ctx, []*nats.Msg{outMsg("splunk", fmt.Sprint("s-", i))}); err != nil {
+				if err := q.PublishMessages(ctx, []*nats.Msg{outMsg("splunk", fmt.Sprint("s-", i))}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -111,7 +111,7 @@ func TestTrimHoldsRecordsForConsumersItDidNotCreate(t *testing.T) {
 			}
 			waitFor(t, func() bool {
 				info, err := sink.Info(ctx)
-				return err == nil && info.AckFloor.Stream == 4
+				return err == nil && info.AckFloor == 4
 			})
 			time.Sleep(150 * time.Millisecond) // past the duplicate window
 			if err := q.Trim(ctx); err != nil {
@@ -191,7 +191,7 @@ func TestTrimKeepsTheWindowWhenTheLookupGetsNoAnswer(t *testing.T) {
 	defer q.Close()
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
-		if err := q.Publish(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
+		if err := q.PublishMessages(ctx, []*nats.Msg{rawMsg("a", fmt.Sprint("id-", i), "r")}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"strconv"
 	"sync"
 	"time"
 
@@ -31,9 +30,7 @@ type Delivery struct {
 
 func newDelivery(sink string, d *queue.Delivery, recs [][]byte) *Delivery {
 	nd := &Delivery{Delivery: d, Records: recs, sink: sink, ended: make([]bool, len(recs)), left: len(recs), done: make(chan struct{})}
-	if ns, err := strconv.ParseInt(d.Header.Get(batch.HeaderFetchedAt), 10, 64); err == nil {
-		nd.fetched = time.Unix(0, ns)
-	}
+	nd.fetched = d.Meta().FetchedAt
 	if nd.left == 0 {
 		close(nd.done)
 	}
@@ -58,8 +55,8 @@ func (d *Delivery) End(i int, deadReason string) bool {
 	}
 	d.ended[i] = true
 	if deadReason != "" {
-		d.dead = append(d.dead, queue.DeadRecord{Stage: "sink", Name: d.sink, RecordID: d.RecordID(i),
-			Reason: deadReason, Origin: d.Subject, Header: d.Header, Data: d.Records[i]})
+		d.dead = append(d.dead, queue.DeadRecord{Stage: queue.StageSink, Name: d.sink, RecordID: d.RecordID(i),
+			Reason: deadReason, Origin: d.Subject, Meta: d.Meta(), Data: d.Records[i]})
 	}
 	if d.left--; d.left == 0 {
 		close(d.done)

@@ -139,7 +139,7 @@ func (r *Runner) Queue() *queue.Queue             { return r.q }
 func (r *Runner) Run(ctx context.Context, w Writer) error {
 	cons, err := r.q.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamOut, Durable: "sink-" + r.opts.Name, Subject: queue.OutSubject(r.opts.Name),
-		AckWait: r.opts.AckWait, MaxAckPending: 1024, Stage: "sink", Name: r.opts.Name, MaxDeliveries: maxDeliveries,
+		AckWait: r.opts.AckWait, MaxAckPending: 1024, Stage: queue.StageSink, Name: r.opts.Name, MaxDeliveries: maxDeliveries,
 	})
 	if err != nil {
 		return fmt.Errorf("sink %q: %w", r.opts.Name, err)

@@ -154,7 +154,7 @@ func TestNotARecordBatchIsDeadLettered(t *testing.T) {
 	f := newFixture(t)
 	h := nats.Header{}
 	h.Set(batch.HeaderMsgID, "junk")
-	if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("t"), Header: h, Data: []byte("not a batch")}}); err != nil {
+	if err := f.q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("t"), Header: h, Data: []byte("not a batch")}}); err != nil {
 		t.Fatal(err)
 	}
 	w := newFakeWriter()

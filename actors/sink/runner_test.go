@@ -107,7 +107,7 @@ func (f *fixture) publish(batches ...[]string) {
 		h.Set(batch.HeaderFetchedAt, fmt.Sprint(time.Now().UnixNano()))
 		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject("t"), Header: h, Data: batch.Encode(rs)})
 	}
-	if err := f.q.Publish(context.Background(), msgs); err != nil {
+	if err := f.q.PublishMessages(context.Background(), msgs); err != nil {
 		f.t.Fatal(err)
 	}
 }

@@ -102,7 +102,7 @@ func (r *Runner) store(ctx context.Context, dlq func() error, n int) bool {
 // the DLQ as one and acks it; false when ctx ended first.
 func (r *Runner) deadBatch(ctx context.Context, d *Delivery) bool {
 	reason := "not a record batch: " + d.bad.Error()
-	if !r.store(ctx, func() error { return r.q.DeadLetterBatch(ctx, "sink", r.opts.Name, d.Delivery, reason) }, 1) {
+	if !r.store(ctx, func() error { return r.q.DeadLetterBatch(ctx, queue.StageSink, r.opts.Name, d.Delivery, reason) }, 1) {
 		r.giveBack([]*Delivery{d})
 		return false
 	}

@@ -11,11 +11,9 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
@@ -137,7 +135,7 @@ func (t *Transform) Run(ctx context.Context, h *actors.Health) error {
 	cons, err := t.deps.Queue.Consumer(ctx, queue.ConsumerConfig{
 		Stream: queue.StreamRaw, Durable: "transform", Subject: "raw.>",
 		AckWait: t.cfg.AckWait.D(), MaxAckPending: t.cfg.Workers * 4, MaxDeliveries: t.cfg.MaxDeliveries,
-		Stage: "transform", Name: "transform",
+		Stage: queue.StageTransform, Name: "transform",
 	})
 	if err != nil {
 		return fmt.Errorf("transform: %w", err)
@@ -212,7 +210,7 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 	recs, err := batch.Decode(d.Data)
 	if err != nil {
 		t.m.dlq.WithLabelValues("corrupt").Inc()
-		if err := t.deps.Queue.DeadLetterBatch(ctx, "transform", "transform", d, "not a record batch: "+err.Error()); err != nil {
+		if err := t.deps.Queue.DeadLetterBatch(ctx, queue.StageTransform, "transform", d, "not a record batch: "+err.Error()); err != nil {
 			return err
 		}
 		return d.Ack()
@@ -230,8 +228,8 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		dead := make([]queue.DeadRecord, len(recs))
 		for i, rec := range recs {
 			id := batch.RecordID(d.ID, i)
-			dead[i] = queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
-				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec}
+			dead[i] = queue.DeadRecord{Stage: queue.StageTransform, Name: "transform", RecordID: id,
+				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Meta: d.Meta(), Data: rec}
 		}
 		if err := t.deps.Queue.DeadLetter(ctx, dead); err != nil {
 			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
@@ -259,8 +257,8 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 				label = "eval_timeout"
 			}
 			t.m.dlq.WithLabelValues(label).Inc()
-			dead = append(dead, queue.DeadRecord{Stage: "transform", Name: "transform", RecordID: id,
-				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Header: d.Header, Data: rec})
+			dead = append(dead, queue.DeadRecord{Stage: queue.StageTransform, Name: "transform", RecordID: id,
+				Reason: fmt.Sprintf("record %s: %v", id, err), Origin: d.Subject, Meta: d.Meta(), Data: rec})
 			continue
 		}
 		if !routed {
@@ -278,8 +276,8 @@ func (t *Transform) handle(ctx context.Context, h *actors.Health, d *queue.Deliv
 		if err := t.publish(ctx, h, msgs); err != nil {
 			return fmt.Errorf("transform: batch %s: %w", d.ID, err)
 		}
-		for _, m := range msgs {
-			t.bodies.Release(m.Data)
+		for _, b := range msgs {
+			t.bodies.Release(b.Body)
 		}
 	}
 	return d.Ack()
@@ -319,7 +317,7 @@ func (t *Transform) keepAlive(d *queue.Delivery) (stop func()) {
 // the RAW batch meanwhile, so JetStream neither redelivers nor counts it):
 // the buffer's state pauses the stage, it never drops or dead-letters. A retry sends only the outputs not stored yet: past the
 // duplicate window an output sent again would be stored twice.
-func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.Msg) error {
+func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*batch.Batch) error {
 	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
 		err := t.deps.Queue.Publish(ctx, msgs)
 		if err == nil {
@@ -334,7 +332,7 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*nats.
 		if !errors.As(err, &perr) {
 			return err
 		}
-		failed := make([]*nats.Msg, 0, len(perr.Failed))
+		failed := make([]*batch.Batch, 0, len(perr.Failed))
 		for _, i := range perr.Failed {
 			failed = append(failed, msgs[i])
 		}
@@ -399,10 +397,11 @@ func (t *Transform) transformRecord(ctx context.Context, schemas []string, rec [
 // schemas says which schema policies read this batch: the source's fixed
 // schema, else what data.event.src says for the batch's source event.
 func (t *Transform) schemas(ctx context.Context, d *queue.Delivery) ([]string, error) {
-	if s := d.Header.Get(batch.HeaderSchema); s != "" {
+	meta := d.Meta()
+	if s := meta.Schema; s != "" {
 		return []string{s}, nil
 	}
-	event := d.Header.Get(batch.HeaderEvent)
+	event := meta.Event
 	if event == "" {
 		return nil, errors.New("batch has neither a fixed schema nor a source event")
 	}
@@ -424,32 +423,26 @@ func (t *Transform) schemas(ctx context.Context, d *queue.Delivery) ([]string, e
 
 // outMessages makes at most one OUT batch per sink, with an ID derived from
 // the RAW batch, so a redelivered RAW batch is deduplicated by JetStream.
-func (t *Transform) outMessages(d *queue.Delivery, perSink map[string][][]byte) []*nats.Msg {
+// It keeps the RAW batch's source, times and replay job.
+func (t *Transform) outMessages(d *queue.Delivery, perSink map[string][][]byte) []*batch.Batch {
 	sinks := make([]string, 0, len(perSink))
 	for s := range perSink {
 		sinks = append(sinks, s)
 	}
 	sort.Strings(sinks)
+	raw := d.Meta()
 	// A replay through the transform re-runs the policies for one sink only.
-	only := d.Header.Get(batch.HeaderReplaySink)
-	msgs := make([]*nats.Msg, 0, len(sinks))
+	only := raw.ReplaySink
+	msgs := make([]*batch.Batch, 0, len(sinks))
 	for _, sink := range sinks {
 		if only != "" && sink != only {
 			continue
 		}
 		recs := perSink[sink]
-		h := nats.Header{}
-		h.Set(batch.HeaderMsgID, d.ID+"/"+sink)
-		h.Set(batch.HeaderRawID, d.ID)
-		h.Set(batch.HeaderSink, sink)
-		h.Set(batch.HeaderCount, strconv.Itoa(len(recs)))
-		h.Set(batch.HeaderEncoded, batch.EncodedDataLast)
-		for _, k := range []string{batch.HeaderSource, batch.HeaderFirstTime, batch.HeaderLastTime, batch.HeaderFetchedAt, batch.HeaderReplay} {
-			if v := d.Header.Get(k); v != "" {
-				h.Set(k, v)
-			}
-		}
-		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject(sink), Header: h, Data: t.bodies.Encode(recs)})
+		msgs = append(msgs, &batch.Batch{Subject: queue.OutSubject(sink), ID: d.ID + "/" + sink, Body: t.bodies.Encode(recs), Meta: batch.Meta{
+			RawID: d.ID, Sink: sink, Count: len(recs), Encoded: batch.EncodedDataLast,
+			Source: raw.Source, FirstTime: raw.FirstTime, LastTime: raw.LastTime, FetchedAt: raw.FetchedAt, Replay: raw.Replay,
+		}})
 	}
 	return msgs
 }

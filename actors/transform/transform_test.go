@@ -131,7 +131,7 @@ func (f *fixture) publishRaw(id string, records ...string) {
 	h.Set(batch.HeaderMsgID, id)
 	h.Set(batch.HeaderSchema, "t")
 	h.Set(batch.HeaderCount, fmt.Sprint(len(recs)))
-	if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+	if err := f.q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -193,8 +193,8 @@ func TestTwoSinkOutputsLandOnceEvenWhenRAWComesTwice(t *testing.T) {
 	if len(a) != 1 || len(b) != 1 {
 		t.Fatalf("out.a has %d batches, out.b %d; want 1 each", len(a), len(b))
 	}
-	if a[0].ID != "raw-1/a" || a[0].Header.Get(batch.HeaderRawID) != "raw-1" || a[0].Header.Get(batch.HeaderCount) != "2" || a[0].Header.Get(batch.HeaderEncoded) != batch.EncodedDataLast {
-		t.Fatalf("out.a headers: %v", a[0].Header)
+	if a[0].ID != "raw-1/a" || a[0].Meta().RawID != "raw-1" || a[0].Meta().Count != 2 || a[0].Meta().Encoded != batch.EncodedDataLast {
+		t.Fatalf("out.a meta: %+v", a[0].Meta())
 	}
 	recs, _ := batch.Decode(a[0].Data)
 	var o batch.Output
@@ -223,7 +223,7 @@ func TestLoopingRecordGoesToDLQAndTheRestFlow(t *testing.T) {
 	}
 	reasons := map[string]string{}
 	for _, d := range dlq {
-		reasons[d.Header.Get(batch.HeaderRecordID)] = d.Header.Get(batch.HeaderReason)
+		reasons[d.Meta().RecordID] = d.Meta().Reason
 	}
 	if !strings.Contains(reasons["raw-1/1"], "exceeded the time limit") {
 		t.Errorf("looping record: %q", reasons["raw-1/1"])
@@ -263,7 +263,7 @@ func TestFullOUTPausesWithoutDeadLettering(t *testing.T) {
 	for i := 0; i < 110; i++ {
 		h := nats.Header{}
 		h.Set(batch.HeaderMsgID, fmt.Sprint("filler-", i))
-		if err := q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("b"), Header: h, Data: batch.Encode([][]byte{[]byte(big)})}}); err != nil {
+		if err := q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("b"), Header: h, Data: batch.Encode([][]byte{[]byte(big)})}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -310,7 +310,7 @@ func TestFullOUTPausesWithoutDeadLettering(t *testing.T) {
 		}
 	}
 	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
-		t.Fatalf("%d records dead-lettered while OUT was full: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+		t.Fatalf("%d records dead-lettered while OUT was full: %s", len(dlq), dlq[0].Meta().Reason)
 	}
 }
 
@@ -343,7 +343,7 @@ func TestRetryAfterFullOUTPublishesOnlyWhatFailed(t *testing.T) {
 	for i := 0; ; i++ {
 		h := nats.Header{}
 		h.Set(batch.HeaderMsgID, fmt.Sprint("filler-", i))
-		err := q.Publish(ctx, []*nats.Msg{{Subject: queue.OutSubject("c"), Header: h, Data: filler}})
+		err := q.PublishMessages(ctx, []*nats.Msg{{Subject: queue.OutSubject("c"), Header: h, Data: filler}})
 		if errors.Is(err, queue.ErrBufferFull) {
 			break
 		}
@@ -418,10 +418,10 @@ func TestSlowBatchKeepsItsLease(t *testing.T) {
 		t.Errorf("records read from RAW = %v, want %d (the batch was evaluated more than once)", in, n)
 	}
 	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
-		t.Fatalf("%d records dead-lettered: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+		t.Fatalf("%d records dead-lettered: %s", len(dlq), dlq[0].Meta().Reason)
 	}
 	a := f.read(queue.StreamOut, "out.a")
-	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != fmt.Sprint(n) {
+	if len(a) != 1 || a[0].Meta().Count != n {
 		t.Fatalf("out.a holds %d batches; want 1 of %d records", len(a), n)
 	}
 }
@@ -478,10 +478,10 @@ func TestOneSlowRecordGoesToDLQAloneAndRedrivesOnceFast(t *testing.T) {
 	defer func() { stop() }()
 	f.waitIdle()
 	a := f.read(queue.StreamOut, "out.a")
-	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != "5" {
-		var counts []string
+	if len(a) != 1 || a[0].Meta().Count != 5 {
+		var counts []int
 		for _, m := range a {
-			counts = append(counts, m.Header.Get(batch.HeaderCount))
+			counts = append(counts, m.Meta().Count)
 		}
 		t.Fatalf("out.a holds %d batches of %v records; want 1 of the 5 records that did not time out", len(a), counts)
 	}
@@ -489,11 +489,11 @@ func TestOneSlowRecordGoesToDLQAloneAndRedrivesOnceFast(t *testing.T) {
 	if len(dlq) != 1 {
 		reasons := []string{}
 		for _, d := range dlq {
-			reasons = append(reasons, d.Header.Get(batch.HeaderReason))
+			reasons = append(reasons, d.Meta().Reason)
 		}
 		t.Fatalf("DLQ holds %d records, want only the one that timed out: %q", len(dlq), reasons)
 	}
-	if id, reason := dlq[0].Header.Get(batch.HeaderRecordID), dlq[0].Header.Get(batch.HeaderReason); id != "raw-1/5" ||
+	if id, reason := dlq[0].Meta().RecordID, dlq[0].Meta().Reason; id != "raw-1/5" ||
 		!strings.Contains(reason, "record raw-1/5") || !strings.Contains(reason, "exceeded the time limit of 450ms") {
 		t.Fatalf("DLQ record %s: reason %q; want raw-1/5 and a reason naming it and the timeout", id, reason)
 	}
@@ -525,11 +525,11 @@ func TestOneSlowRecordGoesToDLQAloneAndRedrivesOnceFast(t *testing.T) {
 	}
 	f.waitIdle()
 	a = f.read(queue.StreamOut, "out.a") // what came since the first read
-	if len(a) != 1 || a[0].Header.Get(batch.HeaderCount) != "1" || !strings.HasSuffix(a[0].ID, "/raw-1/5/a") {
+	if len(a) != 1 || a[0].Meta().Count != 1 || !strings.HasSuffix(a[0].ID, "/raw-1/5/a") {
 		t.Fatalf("after the re-drive out.a has %d new batches; want the re-driven record's alone", len(a))
 	}
 	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
-		t.Fatalf("DLQ after the re-drive holds %d records: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+		t.Fatalf("DLQ after the re-drive holds %d records: %s", len(dlq), dlq[0].Meta().Reason)
 	}
 }
 
@@ -546,7 +546,7 @@ func TestEventPolicyTimeoutIsTriedAgainAndNamesEachRecord(t *testing.T) {
 		for i, r := range records {
 			recs[i] = []byte(r)
 		}
-		if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+		if err := f.q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -563,7 +563,7 @@ func TestEventPolicyTimeoutIsTriedAgainAndNamesEachRecord(t *testing.T) {
 		t.Fatalf("DLQ holds %d records, want the 2 of raw-slow", len(dlq))
 	}
 	for _, d := range dlq {
-		id, reason := d.Header.Get(batch.HeaderRecordID), d.Header.Get(batch.HeaderReason)
+		id, reason := d.Meta().RecordID, d.Meta().Reason
 		if !strings.Contains(reason, "record "+id+":") || !strings.Contains(reason, "policy event") || !strings.Contains(reason, "exceeded the time limit") {
 			t.Errorf("DLQ record %s: reason %q; want one naming the record and the event policy's timeout", id, reason)
 		}
@@ -632,7 +632,7 @@ func TestUnansweringOUTDeadLettersNothing(t *testing.T) {
 		}
 	}
 	if dlq := f.read(queue.StreamDLQ, "dlq.>"); len(dlq) != 0 {
-		t.Fatalf("%d records dead-lettered while OUT did not answer: %s", len(dlq), dlq[0].Header.Get(batch.HeaderReason))
+		t.Fatalf("%d records dead-lettered while OUT did not answer: %s", len(dlq), dlq[0].Meta().Reason)
 	}
 	if got := len(f.read(queue.StreamOut, "out.a")); got != n {
 		t.Fatalf("OUT holds %d outputs, want %d", got, n)

@@ -183,7 +183,7 @@ func TestMoveFinishesWhenTheBacklogFillsOUT(t *testing.T) {
 		h.Set(batch.HeaderMsgID, fmt.Sprintf("old-%d/splunk", n))
 		h.Set(batch.HeaderCount, "1")
 		rec := fmt.Appendf(nil, `{"id":"old-%d","timestamp":1,"data":{"pad":%q}}`, n, strings.Repeat("x", 100<<10))
-		err := b.q.Publish(ctx, []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode([][]byte{rec})}})
+		err := b.q.PublishMessages(ctx, []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode([][]byte{rec})}})
 		if errors.Is(err, queue.ErrBufferFull) {
 			break
 		}

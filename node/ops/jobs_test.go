@@ -100,7 +100,7 @@ func (b *bare) publishOut(sink, prefix string, n, size int) {
 		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject(sink), Header: h,
 			Data: batch.Encode([][]byte{fmt.Appendf(nil, `{"id":"%s-%d","timestamp":1,"data":{"pad":%q}}`, prefix, i, pad)})})
 		if len(msgs) == 32 || i == n-1 {
-			if err := b.q.Publish(context.Background(), msgs); err != nil {
+			if err := b.q.PublishMessages(context.Background(), msgs); err != nil {
 				b.t.Fatal(err)
 			}
 			msgs = msgs[:0]

@@ -61,7 +61,7 @@ func TestMutatedRecordsAreDeliveredOrDeadLetteredNeverLost(t *testing.T) {
 		h.Set(batch.HeaderCount, "100")
 		msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject("github"), Header: h, Data: batch.Encode(recs)})
 	}
-	if err := p.n.Queue.Publish(ctx, msgs); err != nil {
+	if err := p.n.Queue.PublishMessages(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
 	var delivered, dead, dropped int

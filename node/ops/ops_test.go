@@ -104,7 +104,7 @@ func (p *pipeline) publish(count int, bad func(seq int) bool) []int {
 		h.Set(batch.HeaderCount, fmt.Sprint(len(recs)))
 		msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject("github"), Header: h, Data: batch.Encode(recs)})
 	}
-	if err := p.n.Queue.Publish(context.Background(), msgs); err != nil {
+	if err := p.n.Queue.PublishMessages(context.Background(), msgs); err != nil {
 		p.t.Fatal(err)
 	}
 	return seqs

@@ -301,7 +301,7 @@ func (p *publisher) flush(ctx context.Context) error {
 		return nil
 	}
 	for {
-		err := p.m.deps.Queue.Publish(ctx, p.msgs)
+		err := p.m.deps.Queue.PublishMessages(ctx, p.msgs)
 		if err == nil {
 			break
 		}

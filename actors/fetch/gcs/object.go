@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -33,12 +34,12 @@ type reader struct {
 }
 
 // delivery is one notification as it came: from Pub/Sub, or re-driven
-// from the DLQ (then prior holds its DLQ headers, with its attempts).
+// from the DLQ (then prior is its DLQ entry's Meta, with its attempts).
 type delivery struct {
 	attrs map[string]string
 	data  []byte
 	id    string
-	prior nats.Header
+	prior batch.Meta
 }
 
 // handle reads what a notification announces; nil means ack it (every
@@ -47,7 +48,7 @@ func (r *reader) handle(ctx context.Context, h *actors.Health, d delivery) error
 	f := r.f
 	n, err := parseNotice(d.attrs, d.data)
 	if err != nil {
-		dead := queue.DeadRecord{Stage: "fetch", Name: f.cfg.Name, RecordID: "gcs/notification/" + d.id,
+		dead := queue.DeadRecord{Stage: queue.StageFetch, Name: f.cfg.Name, RecordID: "gcs/notification/" + d.id,
 			Reason: "not a bucket notification: " + err.Error(), Data: d.data}
 		if err := f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{dead}); err != nil {
 			return fmt.Errorf("notification %s: %w", d.id, err)
@@ -114,7 +115,8 @@ func (r *reader) redrive(ctx context.Context, h *actors.Health, msg *nats.Msg) {
 		}
 	}
 	if err == nil {
-		err = r.handle(ctx, h, delivery{attrs: nt.Attributes, data: nt.Data, id: "redrive", prior: msg.Header})
+		_, prior := batch.ParseMeta(msg.Header)
+		err = r.handle(ctx, h, delivery{attrs: nt.Attributes, data: nt.Data, id: "redrive", prior: prior})
 	}
 	reply := nats.NewMsg(msg.Reply)
 	if err != nil {
@@ -198,21 +200,16 @@ func (r *reader) deadNotice(ctx context.Context, n notice, d delivery, event []b
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", n, err)
 	}
-	h := nats.Header{}
-	for k, v := range d.prior {
-		h[k] = v // a re-driven one keeps its attempts
-	}
-	h.Set(batch.HeaderSource, r.f.cfg.Name)
-	h.Set(batch.HeaderKind, "gcs")
-	h.Set(batch.HeaderEvent, string(event))
+	m := d.prior // a re-driven one keeps its attempts
+	m.Source, m.Kind, m.Event = r.f.cfg.Name, "gcs", string(event)
 	id := r.objectID(n) + "/notification"
-	if a := d.prior.Get(batch.HeaderAttempts); a != "" {
+	if m.Attempts > 0 {
 		// Not the ID of the entry being re-driven, which JetStream
 		// would take for a duplicate within its window.
-		id += "/redrive-" + a
+		id += "/redrive-" + strconv.Itoa(m.Attempts)
 	}
-	dead := queue.DeadRecord{Stage: "fetch", Name: r.f.cfg.Name, RecordID: id,
-		Reason: reason, Origin: RedriveSubject(r.f.cfg.Name), Header: h, Data: body}
+	dead := queue.DeadRecord{Stage: queue.StageFetch, Name: r.f.cfg.Name, RecordID: id,
+		Reason: reason, Origin: RedriveSubject(r.f.cfg.Name), Meta: m, Data: body}
 	return r.f.deps.Queue.DeadLetter(ctx, []queue.DeadRecord{dead})
 }
 
@@ -240,7 +237,7 @@ func (r *reader) readElement(ctx context.Context, n notice, d delivery, obj *sto
 	if err != nil && src.err != nil {
 		return fmt.Errorf("%s: read: %w", n, src.err)
 	}
-	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: strconv.FormatInt(time.Now().UnixNano(), 10),
+	out := &chunker{r: r, ctx: ctx, n: n, event: event, element: element, schema: el.Schema, fetched: time.Now(),
 		maxPayload: int(f.deps.Queue.Options().MaxPayload)}
 	if err != nil {
 		err = out.bad("byte 0", nil, err.Error())
@@ -362,7 +359,7 @@ type chunker struct {
 	event   []byte
 	element int
 	schema  string
-	fetched string
+	fetched time.Time
 
 	recs       [][]byte
 	size       int
@@ -370,7 +367,7 @@ type chunker struct {
 	maxPayload int // of one buffer message
 	index      int
 	total      int
-	pending    []*nats.Msg
+	pending    []*batch.Batch
 	pendLen    int
 	dead       []queue.DeadRecord
 	records    int
@@ -405,13 +402,11 @@ func (c *chunker) record(rec []byte) error {
 // record, the batch encoding and the headers.
 func (c *chunker) messageSize(rec []byte) int {
 	if c.headerLen == 0 {
-		for k, vs := range c.header("") {
-			for _, v := range vs {
-				c.headerLen += len(k) + len(v) + 4 // "k: v\r\n"
-			}
-		}
-		// NATS/1.0 line, the end, the message ID and the count.
-		c.headerLen += 16 + len(batch.HeaderMsgID) + len(c.r.objectID(c.n)) + 64 + len(batch.HeaderCount) + 16
+		// The widest ID and count a batch of this object can have.
+		m := c.meta()
+		m.Count = 9_999_999_999
+		widest := batch.Batch{ID: c.r.objectID(c.n) + "/" + strconv.Itoa(math.MaxInt) + "/" + strconv.Itoa(math.MaxInt), Meta: m}
+		c.headerLen = widest.HeaderSize()
 	}
 	return len(rec) + 2*binary.MaxVarintLen64 + 1 + c.headerLen
 }
@@ -419,34 +414,26 @@ func (c *chunker) messageSize(rec []byte) int {
 func (c *chunker) bad(where string, raw []byte, reason string) error {
 	c.r.f.m.parseErrors.Inc()
 	id := c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strings.ReplaceAll(where, " ", "-")
-	c.dead = append(c.dead, queue.DeadRecord{Stage: "fetch", Name: c.r.f.cfg.Name, RecordID: id,
+	c.dead = append(c.dead, queue.DeadRecord{Stage: queue.StageFetch, Name: c.r.f.cfg.Name, RecordID: id,
 		Reason: fmt.Sprintf("object %s, %s: %s", c.n, where, reason), Origin: queue.RawSubject(c.r.f.cfg.Name),
-		Header: c.header(""), Data: append([]byte(nil), raw...)})
+		Meta: c.meta(), Data: append([]byte(nil), raw...)})
 	if len(c.dead) >= 256 {
 		return c.flushDead()
 	}
 	return nil
 }
 
-func (c *chunker) header(id string) nats.Header {
-	h := nats.Header{}
-	if id != "" {
-		h.Set(batch.HeaderMsgID, id)
-	}
-	h.Set(batch.HeaderSource, c.r.f.cfg.Name)
-	h.Set(batch.HeaderKind, "gcs")
-	h.Set(batch.HeaderEvent, string(c.event))
-	h.Set(batch.HeaderSchema, c.schema)
-	h.Set(batch.HeaderFetchedAt, c.fetched)
-	return h
+// meta is the Meta of the object's batches, but their count.
+func (c *chunker) meta() batch.Meta {
+	return batch.Meta{Source: c.r.f.cfg.Name, Kind: "gcs", Event: string(c.event), Schema: c.schema, FetchedAt: c.fetched}
 }
 
 // cut closes the current batch; batches are published a few MB at a time.
 func (c *chunker) cut() error {
-	id := c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index)
-	h := c.header(id)
-	h.Set(batch.HeaderCount, strconv.Itoa(len(c.recs)))
-	c.pending = append(c.pending, &nats.Msg{Subject: queue.RawSubject(c.r.f.cfg.Name), Header: h, Data: batch.Encode(c.recs)})
+	m := c.meta()
+	m.Count = len(c.recs)
+	c.pending = append(c.pending, &batch.Batch{Subject: queue.RawSubject(c.r.f.cfg.Name),
+		ID: c.r.objectID(c.n) + "/" + strconv.Itoa(c.element) + "/" + strconv.Itoa(c.index), Meta: m, Body: batch.Encode(c.recs)})
 	c.pendLen += c.size
 	c.records += len(c.recs)
 	c.bytes += c.size - 4*len(c.recs)

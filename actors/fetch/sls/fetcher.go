@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 
 	sdk "github.com/aliyun/aliyun-log-go-sdk"
 	consumerLibrary "github.com/aliyun/aliyun-log-go-sdk/consumer"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/actors"
@@ -282,7 +280,7 @@ func (f *Fetcher) process(ctx context.Context, shard int, list *sdk.LogGroupList
 		return "", err
 	}
 	for _, m := range msgs {
-		f.bodies.Release(m.Data)
+		f.bodies.Release(m.Body)
 	}
 	if h := f.health.Load(); h != nil {
 		h.SetHealthy()
@@ -300,7 +298,7 @@ func (f *Fetcher) process(ctx context.Context, shard int, list *sdk.LogGroupList
 // groups): the library pulls the same groups again, under the same IDs,
 // and past duplicate_window — a full buffer can last longer — publishing
 // them again would store them twice.
-func (f *Fetcher) unstored(shard int, msgs []*nats.Msg) []*nats.Msg {
+func (f *Fetcher) unstored(shard int, msgs []*batch.Batch) []*batch.Batch {
 	f.storedMu.Lock()
 	defer f.storedMu.Unlock()
 	ids := f.stored[shard]
@@ -309,8 +307,8 @@ func (f *Fetcher) unstored(shard int, msgs []*nats.Msg) []*nats.Msg {
 	}
 	out := msgs[:0]
 	for _, m := range msgs {
-		if ids[m.Header.Get(batch.HeaderMsgID)] {
-			f.bodies.Release(m.Data)
+		if ids[m.ID] {
+			f.bodies.Release(m.Body)
 			continue
 		}
 		out = append(out, m)
@@ -324,7 +322,7 @@ var errAllStored = errors.New("every message stored")
 
 // remember notes which of msgs RAW stored when their publish failed: all
 // of them but those a *queue.PublishError names (none for errAllStored).
-func (f *Fetcher) remember(shard int, msgs []*nats.Msg, err error) {
+func (f *Fetcher) remember(shard int, msgs []*batch.Batch, err error) {
 	if err == nil {
 		return
 	}
@@ -348,7 +346,7 @@ func (f *Fetcher) remember(shard int, msgs []*nats.Msg, err error) {
 	}
 	for i, m := range msgs {
 		if !failed[i] {
-			f.stored[shard][m.Header.Get(batch.HeaderMsgID)] = true
+			f.stored[shard][m.ID] = true
 		}
 	}
 }
@@ -390,8 +388,8 @@ func (f *Fetcher) Shutdown(consumerLibrary.CheckPointTracker) error { return nil
 // the same IDs however its pulls were cut; its parts are cut by its records'
 // sizes alone. A record that no message can carry is a part of its own that
 // goes to the DLQ (dead) instead of RAW.
-func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*nats.Msg, dead []queue.DeadRecord, records, bytes int, newest time.Time) {
-	fetched := strconv.FormatInt(time.Now().UnixNano(), 10)
+func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][][]byte) (msgs []*batch.Batch, dead []queue.DeadRecord, records, bytes int, newest time.Time) {
+	fetched := time.Now()
 	// The source's name comes first: JetStream deduplicates by ID across
 	// the whole stream, so two sources on one logstore (two consumer
 	// groups) must never share an ID.
@@ -406,8 +404,8 @@ func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][
 		var first, last time.Time
 		arena, ends, first, last = writeGroup(arena, ends, recordTail(lg), logs[i])
 		id := base + at.key(i)
-		h := f.groupHeader(event, first, last, fetched)
-		room := recordRoom(f.maxPayload, h, id)
+		m := f.groupMeta(event, first, last, fetched)
+		room := recordRoom(f.maxPayload, m, id)
 		parts, n := cutParts(arena, ends, room, int(f.cfg.MaxBatchBytes))
 		bytes += n
 		if last.After(newest) {
@@ -419,13 +417,12 @@ func (f *Fetcher) messages(shard int, at place, groups []*sdk.LogGroup, logs [][
 				pid += "." + strconv.Itoa(p)
 			}
 			if part.dead {
-				dead = append(dead, f.deadRecord(h, batch.RecordID(pid, 0), part.recs[0], room, shard, at, i))
+				dead = append(dead, f.deadRecord(m, batch.RecordID(pid, 0), part.recs[0], room, shard, at, i))
 				continue
 			}
-			ph := maps.Clone(h)
-			ph.Set(batch.HeaderMsgID, pid)
-			ph.Set(batch.HeaderCount, strconv.Itoa(len(part.recs)))
-			msgs = append(msgs, &nats.Msg{Subject: queue.RawSubject(f.cfg.Name), Header: ph, Data: f.bodies.Encode(part.recs)})
+			pm := m
+			pm.Count = len(part.recs)
+			msgs = append(msgs, &batch.Batch{Subject: queue.RawSubject(f.cfg.Name), ID: pid, Meta: pm, Body: f.bodies.Encode(part.recs)})
 			records += len(part.recs)
 		}
 	}
@@ -455,20 +452,10 @@ func writeGroup(arena []byte, ends []int, tail []byte, logs [][]byte) (_ []byte,
 	return arena, ends, first, last
 }
 
-// groupHeader is the header every RAW message of a log group shares; each
-// adds its ID and count.
-func (f *Fetcher) groupHeader(event string, first, last time.Time, fetched string) nats.Header {
-	h := nats.Header{}
-	h.Set(batch.HeaderSource, f.cfg.Name)
-	h.Set(batch.HeaderKind, "sls")
-	h.Set(batch.HeaderEvent, event)
-	if f.cfg.Schema != "" {
-		h.Set(batch.HeaderSchema, f.cfg.Schema)
-	}
-	h.Set(batch.HeaderFirstTime, strconv.FormatInt(first.UnixNano(), 10))
-	h.Set(batch.HeaderLastTime, strconv.FormatInt(last.UnixNano(), 10))
-	h.Set(batch.HeaderFetchedAt, fetched)
-	return h
+// groupMeta is the Meta every RAW batch of a log group shares; each adds
+// its count.
+func (f *Fetcher) groupMeta(event string, first, last, fetched time.Time) batch.Meta {
+	return batch.Meta{Source: f.cfg.Name, Kind: "sls", Event: event, Schema: f.cfg.Schema, FirstTime: first, LastTime: last, FetchedAt: fetched}
 }
 
 // cutParts cuts a group's records (arena up to each of ends) into parts of

@@ -218,11 +218,11 @@ func TestProducerRecordsArriveInRAWIntact(t *testing.T) {
 	}
 	d := ds[0]
 	var ev map[string]any
-	if err := json.Unmarshal([]byte(d.Header.Get(batch.HeaderEvent)), &ev); err != nil || ev["project"] != "proj" || ev["logstore"] != "audit" || ev["topic"] != "audit_log" {
-		t.Fatalf("event header %q: %v", d.Header.Get(batch.HeaderEvent), err)
+	if err := json.Unmarshal([]byte(d.Meta().Event), &ev); err != nil || ev["project"] != "proj" || ev["logstore"] != "audit" || ev["topic"] != "audit_log" {
+		t.Fatalf("event header %q: %v", d.Meta().Event, err)
 	}
-	if !strings.HasPrefix(d.ID, "sls/audit/proj/audit/") || d.Header.Get(batch.HeaderKind) != "sls" || d.Header.Get(batch.HeaderSource) != "audit" {
-		t.Fatalf("batch headers: id %s %v", d.ID, d.Header)
+	if !strings.HasPrefix(d.ID, "sls/audit/proj/audit/") || d.Meta().Kind != "sls" || d.Meta().Source != "audit" {
+		t.Fatalf("batch headers: id %s %+v", d.ID, d.Meta())
 	}
 	waitFor(t, 10*time.Second, "checkpoints cover every log group", func() bool {
 		return checkpointedGroups(s, 2) == s.LogGroups(0)+s.LogGroups(1)

@@ -3,8 +3,6 @@ package sls
 import (
 	"fmt"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
 )
@@ -16,19 +14,6 @@ import (
 // repeats its log group's tags. Such a record fails to publish on every
 // retry, which would stall its shard for good, so it is found before
 // publishing, by size, and dead-lettered.
-
-// headerSize is what nats.go writes for h: "NATS/1.0\r\n", "key: value\r\n"
-// a value, "\r\n" (Msg.headerSize; values are not trimmed here, so it is
-// never less).
-func headerSize(h nats.Header) int {
-	n := len("NATS/1.0\r\n") + 2
-	for k, vs := range h {
-		for _, v := range vs {
-			n += len(k) + len(v) + 4
-		}
-	}
-	return n
-}
 
 func uvarintLen(x int) int {
 	n := 1
@@ -42,17 +27,18 @@ func uvarintLen(x int) int {
 func recordCost(rec []byte) int { return uvarintLen(len(rec)) + len(rec) }
 
 // recordRoom is how many bytes of records (recordCost) a RAW message of a
-// log group with headers h and ID id can carry within maxPayload: less
-// the headers, the message ID and count each part adds (a part suffix and
-// count of up to 10 digits each) and the body's version and count. It
-// depends on the log group alone, so parts are cut the same way on every
-// read. maxPayload 0 (no queue) means no bound.
-func recordRoom(maxPayload int, h nats.Header, id string) int {
+// log group with Meta m and ID id can carry within maxPayload: less its
+// headers as batch writes them, with the longest part suffix and count (10
+// digits each) a part adds, and the body's version and count. It depends
+// on the log group alone, so parts are cut the same way on every read.
+// maxPayload 0 (no queue) means no bound.
+func recordRoom(maxPayload int, m batch.Meta, id string) int {
 	if maxPayload <= 0 {
 		return int(^uint(0) >> 1)
 	}
-	perPart := len(batch.HeaderMsgID) + len(id) + 1 + 10 + 4 + len(batch.HeaderCount) + 10 + 4
-	return maxPayload - headerSize(h) - perPart - 1 - 10
+	m.Count = 9_999_999_999
+	widest := batch.Batch{ID: id + ".9999999999", Meta: m}
+	return maxPayload - widest.HeaderSize() - 1 - 10
 }
 
 // deadPrefix bounds what the DLQ keeps of a record too large for RAW: its
@@ -63,23 +49,18 @@ const deadPrefix = 64 << 10
 // deadRecord is rec, which no RAW message can carry, for the DLQ. The DLQ
 // has the same largest message, so it holds the record's start (at most
 // deadPrefix), and the reason says where in SLS the whole record is.
-func (f *Fetcher) deadRecord(h nats.Header, recordID string, rec []byte, room, shard int, at place, group int) queue.DeadRecord {
+func (f *Fetcher) deadRecord(m batch.Meta, recordID string, rec []byte, room, shard int, at place, group int) queue.DeadRecord {
 	where := fmt.Sprintf("SLS shard %d, log group %s", shard, at.key(group))
 	if c := at.cursor(group); c != "" {
 		where += " (cursor " + c + ")"
 	}
 	reason := fmt.Sprintf("record of %d bytes does not fit in one buffer message: the queue's max message size is %d bytes, of which this log group's headers leave %d for records; the DLQ keeps its first %%d bytes; the whole record is at %s",
 		len(rec), f.maxPayload, room, where)
-	origin := queue.RawSubject(f.cfg.Name)
-	// DeadLetter keeps h but the ID and count, and adds its own headers.
-	dlqHeaders := headerSize(h) + len(batch.HeaderMsgID) + len("dlq/fetch/") + len(recordID) + 4 +
-		len(batch.HeaderStage) + len("fetch") + 4 + len(batch.HeaderReason) + len(reason) + 10 + 4 +
-		len(batch.HeaderRecordID) + len(recordID) + 4 + len(batch.HeaderOrigin) + len(origin) + 4 +
-		len(batch.HeaderAttempts) + 10 + 4 + len(batch.HeaderCount) + 1 + 4
-	keep := min(len(rec), deadPrefix, f.maxPayload-dlqHeaders-1-1-10-1024) // 1 KiB to spare
+	dead := queue.DeadRecord{Stage: queue.StageFetch, Name: f.cfg.Name, RecordID: recordID, Origin: queue.RawSubject(f.cfg.Name), Meta: m,
+		Reason: fmt.Sprintf(reason, 9_999_999_999)} // the widest the kept size can be, for the header's size
+	keep := min(len(rec), deadPrefix, f.maxPayload-queue.DeadLetterHeaderSize(dead)-1-1-10-1024) // 1 KiB to spare
 	keep = max(keep, 0)
-	return queue.DeadRecord{
-		Stage: "fetch", Name: f.cfg.Name, RecordID: recordID, Origin: origin, Header: h,
-		Reason: fmt.Sprintf(reason, keep), Data: append([]byte(nil), rec[:keep]...), // rec is in messages' arena
-	}
+	dead.Reason = fmt.Sprintf(reason, keep)
+	dead.Data = append([]byte(nil), rec[:keep]...) // rec is in messages' arena
+	return dead
 }

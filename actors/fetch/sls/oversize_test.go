@@ -3,7 +3,6 @@ package sls
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -42,12 +41,12 @@ func TestOversizedRecordGoesToTheDLQAndTheShardFlows(t *testing.T) {
 		}
 	}
 	dc, d := firstDead(t, q)
-	h := d.Header
-	if h.Get(batch.HeaderStage) != "fetch" || h.Get(batch.HeaderOrigin) != "raw.audit" || h.Get(batch.HeaderSource) != "audit" ||
-		!strings.HasPrefix(h.Get(batch.HeaderRecordID), "sls/audit/proj/audit/0/0") {
-		t.Errorf("DLQ headers: %v", h)
+	h := d.Meta()
+	if h.Stage != "fetch" || h.Origin != "raw.audit" || h.Source != "audit" ||
+		!strings.HasPrefix(h.RecordID, "sls/audit/proj/audit/0/0") {
+		t.Errorf("DLQ meta: %+v", h)
 	}
-	if reason := h.Get(batch.HeaderReason); !strings.Contains(reason, "65536") || !strings.Contains(reason, "bytes") {
+	if reason := h.Reason; !strings.Contains(reason, "65536") || !strings.Contains(reason, "bytes") {
 		t.Errorf("reason %q names no size and limit", reason)
 	}
 	recs, err := batch.Decode(d.Data)
@@ -84,11 +83,8 @@ func TestRecordAtTheMessageSizeLimit(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("%d messages for a record of %d", len(first), n)
 	}
-	recs, _ := batch.Decode(first[0].Data)
-	h := maps.Clone(first[0].Header)
-	h.Del(batch.HeaderMsgID)
-	h.Del(batch.HeaderCount)
-	n += recordRoom(f.maxPayload, h, "sls/audit/proj/audit/0/7") - recordCost(recs[0])
+	recs, _ := batch.Decode(first[0].Body)
+	n += recordRoom(f.maxPayload, first[0].Meta, "sls/audit/proj/audit/0/7") - recordCost(recs[0])
 	fits := group(n)
 	msgs, dead, _, _, _ := f.messages(0, at, fits, wireLogs(fits))
 	if len(msgs) != 1 || len(dead) != 0 {

@@ -32,7 +32,7 @@ func (s *Sink) route(d *sink.Delivery) *routed {
 	// Rows decode their data anyway: one whose data was not last after
 	// all fails there and is dead-lettered.
 	read := batch.ReadOutput
-	if d.Header.Get(batch.HeaderEncoded) == batch.EncodedDataLast {
+	if d.Meta().Encoded == batch.EncodedDataLast {
 		read = batch.ReadOutputDataLast
 	}
 	for i, rec := range recs {

@@ -80,7 +80,7 @@ func (f *fixture) publish(outs ...batch.Output) {
 		fetched = time.Now()
 	}
 	h.Set(batch.HeaderFetchedAt, strconv.FormatInt(fetched.UnixNano(), 10))
-	if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("bq"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+	if err := f.q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("bq"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -312,7 +312,7 @@ func TestRedeliveredRAWGivesRowsWithTheSameID(t *testing.T) {
 		h.Set(batch.HeaderSchema, "t")
 		h.Set(batch.HeaderCount, "2")
 		recs := [][]byte{[]byte(`{"ts":1732480000,"actor":"a"}`), []byte(`{"ts":1732480001,"actor":"b"}`)}
-		if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+		if err := f.q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.RawSubject("src"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 			t.Fatal(err)
 		}
 	}

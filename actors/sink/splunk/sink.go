@@ -12,7 +12,6 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/sink"
-	"github.com/sluicehq/sluice/queue/batch"
 )
 
 // Deps are what a sink is given.
@@ -109,7 +108,8 @@ func (s *Sink) Prepare(b *sink.Batch, d *sink.Delivery) int {
 		r = &request{body: s.newBody()}
 		b.State = r
 	}
-	replay, encoded := d.Header.Get(batch.HeaderReplay), d.Header.Get(batch.HeaderEncoded)
+	meta := d.Meta()
+	replay, encoded := meta.Replay, meta.Encoded
 	before := r.bytes
 	for i, rec := range d.Records {
 		start, capBefore := len(r.body), cap(r.body)

@@ -82,7 +82,7 @@ func (f *fixture) publishFrom(from, n, perBatch int) {
 		h.Set(batch.HeaderFetchedAt, fmt.Sprint(time.Now().UnixNano()))
 		msgs = append(msgs, &nats.Msg{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode(recs)})
 	}
-	if err := f.q.Publish(context.Background(), msgs); err != nil {
+	if err := f.q.PublishMessages(context.Background(), msgs); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -245,12 +245,12 @@ func TestPoisonEventGoesToDLQOthersArrive(t *testing.T) {
 	f.assertEachOnce(400, 137)
 	d, dlq := f.nextDeadLetter()
 	recs, _ := batch.Decode(d.Data)
-	reason := d.Header.Get(batch.HeaderReason)
+	reason := d.Meta().Reason
 	if !bytes.Contains(recs[0], []byte(`"n":137,`)) || !strings.Contains(reason, "code 6: Invalid data format") || d.Subject != "dlq.sink.splunk" {
 		t.Fatalf("DLQ: subject %s reason %q record %s", d.Subject, reason, recs[0])
 	}
-	if d.Header.Get(batch.HeaderOrigin) != "out.splunk" {
-		t.Fatalf("origin %q", d.Header.Get(batch.HeaderOrigin))
+	if d.Meta().Origin != "out.splunk" {
+		t.Fatalf("origin %q", d.Meta().Origin)
 	}
 	if _, err := dlq.Next(context.Background(), 500*time.Millisecond); err == nil {
 		t.Fatal("more than one record in the DLQ")
@@ -282,7 +282,7 @@ func TestRecordThatIsNotJSONGoesToDLQ(t *testing.T) {
 			if c.encoded != "" {
 				h.Set(batch.HeaderEncoded, c.encoded)
 			}
-			if err := f.q.Publish(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode(recs)}}); err != nil {
+			if err := f.q.PublishMessages(context.Background(), []*nats.Msg{{Subject: queue.OutSubject("splunk"), Header: h, Data: batch.Encode(recs)}}); err != nil {
 				t.Fatal(err)
 			}
 			f.start(nil)
@@ -290,8 +290,8 @@ func TestRecordThatIsNotJSONGoesToDLQ(t *testing.T) {
 			f.assertEachOnce(20, 7)
 			d, _ := f.nextDeadLetter()
 			got, _ := batch.Decode(d.Data)
-			if len(got) != 1 || string(got[0]) != string(recs[7]) || !strings.Contains(d.Header.Get(batch.HeaderReason), c.reason) {
-				t.Fatalf("DLQ: %q, reason %q, want %q", got, d.Header.Get(batch.HeaderReason), c.reason)
+			if len(got) != 1 || string(got[0]) != string(recs[7]) || !strings.Contains(d.Meta().Reason, c.reason) {
+				t.Fatalf("DLQ: %q, reason %q, want %q", got, d.Meta().Reason, c.reason)
 			}
 		})
 	}
