@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/queue/batch"
 )
 
@@ -137,7 +138,7 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 	}
 	var cons jetstream.Consumer
 	var err error
-	delay := 100 * time.Millisecond
+	wait := backoff.New(100*time.Millisecond, 2*time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		cons, err = q.js.CreateOrUpdateConsumer(actx, cfg.Stream, jcfg)
@@ -145,12 +146,9 @@ func (q *Queue) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, er
 		if err == nil || !retryableStreamError(err) {
 			break
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Wait(ctx) {
 			return nil, fmt.Errorf("queue: consumer %s on %s: %w (last error: %v)", cfg.Durable, cfg.Stream, ctx.Err(), err)
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 2*time.Second)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)

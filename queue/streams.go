@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // Stream names.
@@ -102,7 +104,7 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 
 // retryStream runs op until it succeeds, fails for good or ctx ends.
 func (q *Queue) retryStream(ctx context.Context, name, what string, op func(context.Context) error) error {
-	delay := 100 * time.Millisecond
+	wait := backoff.New(100*time.Millisecond, 2*time.Second)
 	for {
 		// Per attempt: without a meta leader a request gets no answer at all.
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -115,12 +117,9 @@ func (q *Queue) retryStream(ctx context.Context, name, what string, op func(cont
 			return fmt.Errorf("queue: stream %s: %w", name, err)
 		}
 		q.log.Info("waiting for JetStream to "+what, "stream", name, "err", err)
-		select {
-		case <-ctx.Done():
+		if !wait.Wait(ctx) {
 			return fmt.Errorf("queue: stream %s: %w (last error: %v)", name, ctx.Err(), err)
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 2*time.Second)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/actors"
 	"github.com/sluicehq/sluice/actors/component"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/conf"
 	"github.com/sluicehq/sluice/queue"
 	"github.com/sluicehq/sluice/queue/batch"
@@ -318,7 +319,8 @@ func (t *Transform) keepAlive(d *queue.Delivery) (stop func()) {
 // the buffer's state pauses the stage, it never drops or dead-letters. A retry sends only the outputs not stored yet: past the
 // duplicate window an output sent again would be stored twice.
 func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*batch.Batch) error {
-	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+	wait := backoff.New(100*time.Millisecond, 5*time.Second)
+	for {
 		err := t.deps.Queue.Publish(ctx, msgs)
 		if err == nil {
 			h.SetHealthy()
@@ -342,10 +344,8 @@ func (t *Transform) publish(ctx context.Context, h *actors.Health, msgs []*batch
 		} else {
 			h.SetUnhealthy("OUT does not answer: waiting for it, the batch held (" + err.Error() + ")")
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(wait):
 		}
 	}
 }

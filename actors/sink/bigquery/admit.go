@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/actors/sink"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/queue/batch"
 )
 

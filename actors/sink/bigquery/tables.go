@@ -12,7 +12,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/sluicehq/sluice/actors"
-	"github.com/sluicehq/sluice/actors/backoff"
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // tables creates and widens tables over the REST API.

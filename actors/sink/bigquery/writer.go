@@ -15,7 +15,7 @@ import (
 	"github.com/googleapis/gax-go/v2/apierror"
 
 	"github.com/sluicehq/sluice/actors"
-	"github.com/sluicehq/sluice/actors/backoff"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )

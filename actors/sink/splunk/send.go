@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/actors"
-	"github.com/sluicehq/sluice/actors/backoff"
 	"github.com/sluicehq/sluice/actors/sink"
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // send posts events once, splitting around refused ones, and ends each

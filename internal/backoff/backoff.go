@@ -1,6 +1,7 @@
-// Package backoff is the one wait between retries of everything sluice's
-// sinks and fetchers retry (a destination's answer, a full stream, a
-// table that is not ready, storing dead records): it doubles from a
+// Package backoff is the one wait between retries of everything sluice
+// retries (a destination's answer, a full stream, a table that is not
+// ready, storing dead records, a stream or consumer JetStream is not ready
+// to create): it doubles from a
 // minimum up to a cap, and each wait is drawn between half and all of
 // it, so that workers that failed together do not retry together.
 package backoff
@@ -9,8 +10,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
-
-	"github.com/sluicehq/sluice/actors"
 )
 
 // Backoff counts failed attempts in a row. Not safe for concurrent use:
@@ -41,7 +40,16 @@ func (b *Backoff) Failing() bool { return b.n > 0 }
 func (b *Backoff) Fails() int { return b.n }
 
 // Wait sleeps Next; false when ctx ended first.
-func (b *Backoff) Wait(ctx context.Context) bool { return actors.Sleep(ctx, b.Next()) }
+func (b *Backoff) Wait(ctx context.Context) bool {
+	t := time.NewTimer(b.Next())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // Nth is the wait after the n-th failure in a row (n ≥ 1): lo·2^(n-1)
 // capped at hi, drawn between half and all of it.
