@@ -59,14 +59,13 @@ func (b *Batch) Header() nats.Header {
 
 // write sets m's headers in h.
 func (m *Meta) write(h nats.Header) {
-	for _, f := range [...]struct{ k, v string }{
-		{HeaderSource, m.Source}, {HeaderKind, m.Kind}, {HeaderEvent, m.Event}, {HeaderSchema, m.Schema},
-		{HeaderRawID, m.RawID}, {HeaderSink, m.Sink},
-		{HeaderStage, m.Stage}, {HeaderReason, m.Reason}, {HeaderRecordID, m.RecordID}, {HeaderOrigin, m.Origin},
-		{HeaderReplay, m.Replay}, {HeaderReplaySink, m.ReplaySink}, {HeaderEncoded, m.Encoded},
+	// The string headers: which field each is, field says.
+	for _, k := range [...]string{
+		HeaderSource, HeaderKind, HeaderEvent, HeaderSchema, HeaderRawID, HeaderSink,
+		HeaderStage, HeaderReason, HeaderRecordID, HeaderOrigin, HeaderReplay, HeaderReplaySink, HeaderEncoded,
 	} {
-		if f.v != "" {
-			h[f.k] = []string{f.v}
+		if v := *m.field(k); v != "" {
+			h[k] = []string{v}
 		}
 	}
 	h[HeaderCount] = []string{strconv.Itoa(m.Count)}
